@@ -1,0 +1,325 @@
+package mailsync
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Protocol is the mail protocol of a password connection.
+type Protocol string
+
+// The protocols of the admin form's "Protocolo mail" field.
+const (
+	IMAP Protocol = "imap"
+	POP3 Protocol = "pop3"
+)
+
+// OAuthProvider names the OAuth provider of a connection.
+type OAuthProvider string
+
+// The OAuth providers of the admin form.
+const (
+	MicrosoftGraph OAuthProvider = "microsoft_graph"
+	GmailAPI       OAuthProvider = "gmail_api"
+)
+
+// Connection is one e-mail connection as the admin configures it: exactly the
+// fields of the connection form. It is JSON-serialisable because the host
+// stores it; it has no password field, since the password is typed in at
+// sync time and handed to the provider package as a credential.
+type Connection struct {
+	// Name identifies the connection; state and idempotency keys are scoped by it.
+	Name string `json:"name"`
+	// Enabled is the form's on/off switch. Sync refuses a disabled connection.
+	Enabled bool `json:"enabled"`
+	// User is the account (user name or e-mail address) used to sync.
+	User string `json:"user"`
+	// Server is the mail server's host name or IP address.
+	Server string `json:"server,omitempty"`
+	// Port is the server's port; 0 means the protocol's TLS default (993, 995).
+	Port int `json:"port,omitempty"`
+	// Protocol is IMAP or POP3. It may be empty for an OAuth API connection.
+	Protocol Protocol `json:"protocol,omitempty"`
+	// OAuth, when set, replaces the password.
+	OAuth *OAuth `json:"oauth,omitempty"`
+	// ConnectedWith lists the ticket types this connection serves.
+	ConnectedWith []string `json:"connected_with"`
+}
+
+// OAuth is the OAuth block of a connection.
+type OAuth struct {
+	// Provider is MicrosoftGraph or GmailAPI.
+	Provider OAuthProvider `json:"provider"`
+	// ClientID is the application's public identifier.
+	ClientID string `json:"client_id"`
+	// ClientSecret is the application's confidential key. It never prints.
+	ClientSecret Secret `json:"client_secret"`
+	// TenantID is the Microsoft directory (tenant) ID; Microsoft only.
+	TenantID string `json:"tenant_id,omitempty"`
+	// RefreshToken is the long-lived token that yields access tokens. It never prints.
+	RefreshToken Secret `json:"refresh_token"`
+	// TokenURL is the token endpoint; Microsoft only. Empty means
+	// https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token.
+	TokenURL string `json:"token_url,omitempty"`
+	// Scopes are the permissions asked for.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// EffectiveTokenURL returns TokenURL, or the default derived from the
+// provider (and, for Microsoft, the tenant) when it is empty.
+func (o *OAuth) EffectiveTokenURL() string {
+	if o.TokenURL != "" {
+		return o.TokenURL
+	}
+	switch o.Provider {
+	case MicrosoftGraph:
+		return "https://login.microsoftonline.com/" + url.PathEscape(o.TenantID) + "/oauth2/v2.0/token"
+	case GmailAPI:
+		return "https://oauth2.googleapis.com/token"
+	}
+	return ""
+}
+
+// String describes the connection without any secret.
+func (c Connection) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "connection %q (user %q", c.Name, c.User)
+	if c.Server != "" {
+		fmt.Fprintf(&b, ", %s", net.JoinHostPort(c.Server, fmt.Sprint(c.Port)))
+	}
+	if c.Protocol != "" {
+		fmt.Fprintf(&b, ", %s", c.Protocol)
+	}
+	if c.OAuth != nil {
+		fmt.Fprintf(&b, ", oauth %s", c.OAuth.Provider)
+	}
+	if !c.Enabled {
+		b.WriteString(", disabled")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// Format implements fmt.Formatter: %v, %+v and %#v print String, so no
+// verb can reach the OAuth secrets.
+func (c Connection) Format(f fmt.State, verb rune) { io.WriteString(f, c.String()) }
+
+// LogValue implements slog.LogValuer with the non-secret fields only.
+func (c Connection) LogValue() slog.Value {
+	attrs := []slog.Attr{slog.String("name", c.Name), slog.String("user", c.User)}
+	if c.Server != "" {
+		attrs = append(attrs, slog.String("server", c.Server), slog.Int("port", c.Port))
+	}
+	if c.Protocol != "" {
+		attrs = append(attrs, slog.String("protocol", string(c.Protocol)))
+	}
+	if c.OAuth != nil {
+		attrs = append(attrs, slog.String("oauth", string(c.OAuth.Provider)))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// String describes the OAuth block with its secrets redacted.
+func (o OAuth) String() string {
+	return fmt.Sprintf("oauth{provider=%s client_id=%s client_secret=%s tenant_id=%s refresh_token=%s token_url=%s scopes=%v}",
+		o.Provider, o.ClientID, o.ClientSecret, o.TenantID, o.RefreshToken, o.TokenURL, o.Scopes)
+}
+
+// Format implements fmt.Formatter so every verb prints String.
+func (o OAuth) Format(f fmt.State, verb rune) { io.WriteString(f, o.String()) }
+
+// LogValue implements slog.LogValuer with the secrets redacted.
+func (o OAuth) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("provider", string(o.Provider)), slog.String("client_id", o.ClientID),
+		slog.String("tenant_id", o.TenantID), slog.Any("scopes", o.Scopes))
+}
+
+// Validate reports every problem of the configuration at once as a
+// *ConfigError (which matches ErrInvalidConfig), or nil.
+func (c Connection) Validate() error {
+	var e ConfigError
+	if strings.TrimSpace(c.Name) == "" {
+		e.add("name", "is required")
+	}
+	api := c.OAuth != nil && (c.OAuth.Provider == MicrosoftGraph || c.OAuth.Provider == GmailAPI) && c.Protocol == ""
+	if strings.TrimSpace(c.User) == "" {
+		e.add("user", "is required")
+	} else if strings.ContainsAny(c.User, "\r\n\x00") {
+		e.add("user", "must not contain CR, LF or NUL")
+	}
+	switch c.Protocol {
+	case IMAP, POP3:
+		if strings.TrimSpace(c.Server) == "" {
+			e.add("server", "is required for "+string(c.Protocol))
+		} else if strings.ContainsAny(c.Server, " /\r\n\x00") {
+			e.add("server", "must be a host name or IP address")
+		}
+	case "":
+		if !api {
+			e.add("protocol", `is required ("imap" or "pop3") unless an OAuth API provider is set`)
+		}
+	default:
+		e.add("protocol", fmt.Sprintf("%q is not one of \"imap\", \"pop3\"", c.Protocol))
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		e.add("port", fmt.Sprintf("%d is out of range 1-65535", c.Port))
+	}
+	if len(c.ConnectedWith) == 0 {
+		e.add("connected_with", "names no ticket type")
+	}
+	for i, t := range c.ConnectedWith {
+		if strings.TrimSpace(t) == "" {
+			e.add(fmt.Sprintf("connected_with[%d]", i), "is empty")
+		}
+	}
+	if o := c.OAuth; o != nil {
+		switch o.Provider {
+		case MicrosoftGraph, GmailAPI:
+		default:
+			e.add("oauth.provider", fmt.Sprintf("%q is not one of %q, %q", o.Provider, MicrosoftGraph, GmailAPI))
+		}
+		if o.ClientID == "" {
+			e.add("oauth.client_id", "is required")
+		}
+		if o.ClientSecret == "" {
+			e.add("oauth.client_secret", "is required")
+		}
+		if o.RefreshToken == "" {
+			e.add("oauth.refresh_token", "is required")
+		}
+		if o.Provider == MicrosoftGraph && o.TenantID == "" {
+			e.add("oauth.tenant_id", "is required for Microsoft Graph")
+		}
+		if o.Provider == GmailAPI && o.TenantID != "" {
+			e.add("oauth.tenant_id", "is only used with Microsoft Graph")
+		}
+		if o.TokenURL != "" {
+			u, err := url.Parse(o.TokenURL)
+			switch {
+			case err != nil || u.Host == "":
+				e.add("oauth.token_url", "is not an absolute URL")
+			case u.Scheme != "https":
+				e.add("oauth.token_url", "must use https")
+			}
+		}
+		for i, s := range o.Scopes {
+			if strings.TrimSpace(s) == "" || strings.ContainsAny(s, " \t\r\n") {
+				e.add(fmt.Sprintf("oauth.scopes[%d]", i), "must be one scope without spaces")
+			}
+		}
+	}
+	if len(e.Problems) == 0 {
+		return nil
+	}
+	return &e
+}
+
+// ServesTicketType reports whether ticketType is in ConnectedWith.
+func (c Connection) ServesTicketType(ticketType string) bool {
+	for _, t := range c.ConnectedWith {
+		if t == ticketType {
+			return true
+		}
+	}
+	return false
+}
+
+// Connector is one mail source. Provider packages (imap, pop3, graph, gmail)
+// return one; a custom provider implements it. Sync drives it; a host rarely
+// calls it directly.
+//
+// A Connector is used by one goroutine at a time. The methods are called in
+// the order List, then any number of Fetch and Ack calls, then Close.
+type Connector interface {
+	// Connection returns the configuration the connector was made from.
+	Connection() Connection
+	// List returns the messages that arrived after cursor (all messages
+	// when cursor is empty), with the cursor to keep once all of them are
+	// done. A sync with nothing new must cost a constant number of round
+	// trips, whatever the mailbox size.
+	List(ctx context.Context, cursor Cursor) (*Listing, error)
+	// Fetch streams the raw RFC 5322 bytes of refs, in order, to fn. The
+	// reader is valid only during the call to fn. An error from fn stops
+	// the fetch and is returned. Refs gone from the mailbox are skipped.
+	Fetch(ctx context.Context, refs []MessageRef, fn func(MessageRef, io.Reader) error) error
+	// Ack applies action to refs, whose tickets the sink has stored.
+	// A connector that cannot perform an action returns ErrUnsupported.
+	Ack(ctx context.Context, refs []MessageRef, action PostAction) error
+	// Close logs out and releases the connection.
+	Close() error
+}
+
+// Cursor is a provider's opaque position in a mailbox (IMAP UIDVALIDITY and
+// UID, Graph delta link, Gmail history id). Sync persists it in the State.
+type Cursor string
+
+// MessageRef identifies one message of a listing.
+type MessageRef struct {
+	// Key is stable and unique within the connection: IMAP UIDVALIDITY and
+	// UID, POP3 UIDL, Graph immutable id, Gmail id.
+	Key string
+	// Size is the raw size in bytes when the source knows it, otherwise -1.
+	Size int64
+}
+
+// Listing is the answer to Connector.List.
+type Listing struct {
+	// Messages are the candidates, oldest first.
+	Messages []MessageRef
+	// Cursor is the position to persist once every message is done.
+	Cursor Cursor
+	// Complete says Messages is the whole mailbox, not a delta: Sync may
+	// then forget processed keys that are no longer listed (POP3).
+	Complete bool
+	// Notes explain unusual events, e.g. a changed UIDVALIDITY or an
+	// expired delta token that forced a full re-list. They reach the Report.
+	Notes []string
+}
+
+// ActionKind is what happens to a message once its ticket is stored.
+type ActionKind string
+
+// The post-actions.
+const (
+	// LeaveUntouched leaves the message as it is (the default).
+	LeaveUntouched ActionKind = ""
+	// MarkRead marks the message as read (IMAP \Seen, Graph isRead, Gmail -UNREAD).
+	MarkRead ActionKind = "mark_read"
+	// MoveToFolder moves the message to PostAction.Folder (Gmail: relabels).
+	MoveToFolder ActionKind = "move"
+	// Delete deletes the message (Gmail: trash).
+	Delete ActionKind = "delete"
+)
+
+// PostAction is applied to a message after the sink stored its ticket.
+type PostAction struct {
+	Kind ActionKind `json:"kind,omitempty"`
+	// Folder is the destination of MoveToFolder.
+	Folder string `json:"folder,omitempty"`
+}
+
+// Validate checks the action's fields.
+func (a PostAction) Validate() error {
+	var e ConfigError
+	switch a.Kind {
+	case LeaveUntouched, MarkRead, Delete:
+		if a.Folder != "" {
+			e.add("post_action.folder", "is only used with \"move\"")
+		}
+	case MoveToFolder:
+		if strings.TrimSpace(a.Folder) == "" {
+			e.add("post_action.folder", "is required with \"move\"")
+		}
+	default:
+		e.add("post_action.kind", fmt.Sprintf("%q is not one of \"\", mark_read, move, delete", a.Kind))
+	}
+	if len(e.Problems) == 0 {
+		return nil
+	}
+	return &e
+}

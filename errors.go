@@ -1,0 +1,142 @@
+package mailsync
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. Provider packages wrap them, so callers test with
+// errors.Is(err, mailsync.ErrAuth) whatever the provider.
+var (
+	// ErrInvalidConfig: a Connection, Mapping or option is wrong. See *ConfigError.
+	ErrInvalidConfig = errors.New("mailsync: invalid configuration")
+	// ErrDisabled: Sync was asked to run a connection whose Enabled switch is off.
+	ErrDisabled = errors.New("mailsync: connection is disabled")
+	// ErrNotConnectedWith: the mapping's ticket type is not in the connection's ConnectedWith.
+	ErrNotConnectedWith = errors.New("mailsync: ticket type not connected with this connection")
+	// ErrAuth: the server refused the credentials (wrong password, bad token).
+	ErrAuth = errors.New("mailsync: authentication failed")
+	// ErrConsentRequired: the refresh token was revoked or expired (OAuth invalid_grant);
+	// an admin has to sign in and consent again.
+	ErrConsentRequired = errors.New("mailsync: OAuth consent required")
+	// ErrTokenExpired: an access token expired and could not be renewed in time.
+	ErrTokenExpired = errors.New("mailsync: access token expired")
+	// ErrTLS: the TLS handshake failed (untrusted certificate, wrong host name, protocol).
+	ErrTLS = errors.New("mailsync: TLS failure")
+	// ErrPlaintextRefused: a login over an unencrypted connection was refused
+	// because the caller did not opt in.
+	ErrPlaintextRefused = errors.New("mailsync: refusing to send credentials over an unencrypted connection")
+	// ErrConnection: the server could not be reached or the connection broke. Retryable.
+	ErrConnection = errors.New("mailsync: connection failed")
+	// ErrThrottled: the server asked to slow down. Retryable; see *ThrottledError.
+	ErrThrottled = errors.New("mailsync: throttled by server")
+	// ErrMailboxBusy: the mailbox is locked by another client (POP3 [IN-USE]). Retryable.
+	ErrMailboxBusy = errors.New("mailsync: mailbox in use by another client")
+	// ErrFolderNotFound: the configured folder does not exist.
+	ErrFolderNotFound = errors.New("mailsync: folder not found")
+	// ErrUnsupported: the provider cannot do what was asked (e.g. move on POP3).
+	ErrUnsupported = errors.New("mailsync: not supported by this provider")
+	// ErrCursorExpired: the provider no longer accepts the stored cursor; a
+	// connector answers it by re-listing from scratch, so callers rarely see it.
+	ErrCursorExpired = errors.New("mailsync: cursor expired")
+	// ErrOversized: a message exceeds Limits.MaxMessageBytes.
+	ErrOversized = errors.New("mailsync: message too large")
+	// ErrMalformed: a message could not be parsed or breaks a parsing limit.
+	ErrMalformed = errors.New("mailsync: malformed message")
+	// ErrSink: the host's sink failed. The message is left for the next run.
+	ErrSink = errors.New("mailsync: sink failed")
+)
+
+// Problem is one wrong field of a configuration.
+type Problem struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string { return p.Field + " " + p.Message }
+
+// ConfigError lists every problem of a configuration. It matches ErrInvalidConfig.
+type ConfigError struct {
+	Problems []Problem
+}
+
+func (e *ConfigError) add(field, msg string) {
+	e.Problems = append(e.Problems, Problem{Field: field, Message: msg})
+}
+
+func (e *ConfigError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.String()
+	}
+	return "mailsync: invalid configuration: " + strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalidConfig) true.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// Field reports whether a problem names field.
+func (e *ConfigError) Field(field string) bool {
+	for _, p := range e.Problems {
+		if p.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// NewConfigError builds a ConfigError for provider packages that validate their own options.
+func NewConfigError(problems ...Problem) *ConfigError {
+	return &ConfigError{Problems: problems}
+}
+
+// ThrottledError carries the delay a server asked for. It matches ErrThrottled.
+type ThrottledError struct {
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *ThrottledError) Error() string {
+	s := fmt.Sprintf("mailsync: throttled, retry after %s", e.RetryAfter)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrThrottled) true.
+func (e *ThrottledError) Is(target error) bool { return target == ErrThrottled }
+
+// Unwrap returns the underlying error.
+func (e *ThrottledError) Unwrap() error { return e.Err }
+
+// MessageError is a problem with one message: why it was quarantined or
+// failed. It matches ErrMalformed, ErrOversized or ErrSink through Kind.
+type MessageError struct {
+	Key    string // the message key
+	Kind   error  // ErrMalformed, ErrOversized, ErrSink, …
+	Reason string // human readable, never a secret
+	Err    error  // the cause, if any
+}
+
+func (e *MessageError) Error() string {
+	s := fmt.Sprintf("mailsync: message %s: %s", e.Key, e.Reason)
+	if e.Err != nil && !strings.Contains(e.Reason, e.Err.Error()) {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Is matches Kind.
+func (e *MessageError) Is(target error) bool { return e.Kind != nil && target == e.Kind }
+
+// Unwrap returns the cause.
+func (e *MessageError) Unwrap() error { return e.Err }
+
+// Temporary reports whether err is worth retrying later in the same sync or
+// the next: a broken connection, throttling or a busy mailbox.
+func Temporary(err error) bool {
+	return errors.Is(err, ErrConnection) || errors.Is(err, ErrThrottled) || errors.Is(err, ErrMailboxBusy)
+}

@@ -1,0 +1,82 @@
+package mailsync
+
+import (
+	"fmt"
+	"io"
+	"net/mail"
+	"net/textproto"
+	"time"
+)
+
+// Address is a mailbox: display name and address.
+type Address struct {
+	Name    string `json:"name,omitempty"`
+	Address string `json:"address"`
+}
+
+// String formats the address as a mail client shows it.
+func (a Address) String() string {
+	if a.Address == "" {
+		return a.Name
+	}
+	return (&mail.Address{Name: a.Name, Address: a.Address}).String()
+}
+
+// Message is a parsed e-mail.
+type Message struct {
+	From       Address
+	To         []Address
+	Cc         []Address
+	ReplyTo    []Address
+	Subject    string
+	Date       time.Time
+	MessageID  string   // without angle brackets
+	InReplyTo  []string // without angle brackets
+	References []string // without angle brackets
+	// Text is the text/plain body, or a rendering of HTML when the mail has
+	// no text part (TextFromHTML is then true).
+	Text         string
+	TextFromHTML bool
+	// HTML is the text/html body, sanitised (no scripts, handlers or remote forms).
+	HTML string
+	// Attachments are attachments and inline parts, in the order they appear.
+	Attachments []*Attachment
+	// Header holds every header field, decoded, by canonical name.
+	Header textproto.MIMEHeader
+	// Size is the raw size in bytes.
+	Size int64
+	// Warnings say where parsing degraded gracefully (unknown charset,
+	// undecodable bytes, truncated body, …).
+	Warnings []string
+}
+
+// Attachment is an attachment or inline part of a message.
+type Attachment struct {
+	// Filename is the part's file name (RFC 2231 and encoded words decoded), maybe empty.
+	Filename    string
+	ContentType string
+	// ContentID is the inline part's Content-ID, without angle brackets.
+	ContentID string
+	// Inline is true for a Content-Disposition: inline part.
+	Inline bool
+	// Size is the decoded size in bytes.
+	Size int64
+
+	open func() (io.ReadCloser, error)
+}
+
+// Open returns a reader over the decoded content. It may be called more than
+// once; each reader must be closed. It is valid only while the ticket is handed
+// to the sink.
+func (a *Attachment) Open() (io.ReadCloser, error) {
+	if a.open == nil {
+		return nil, fmt.Errorf("mailsync: attachment %q has no content", a.Filename)
+	}
+	return a.open()
+}
+
+// NewAttachment makes an Attachment whose content is produced by open; for
+// custom sinks and tests.
+func NewAttachment(filename, contentType string, size int64, open func() (io.ReadCloser, error)) *Attachment {
+	return &Attachment{Filename: filename, ContentType: contentType, Size: size, open: open}
+}

@@ -1,0 +1,74 @@
+package mailsync
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Ticket is what a Mapping makes of one e-mail, handed to the host's Sink.
+type Ticket struct {
+	// IdempotencyKey is stable for one message of one connection: a re-run,
+	// a crash and retry, a changed IMAP UIDVALIDITY or a restarted Graph
+	// delta all yield the same key. The sink must create at most one ticket
+	// per key.
+	IdempotencyKey string
+	// Type is the ticket type of the mapping.
+	Type string
+	// Fields are the ticket fields the mapping filled, by ticket field name.
+	Fields map[string]string
+	// Attachments are the mail's attachments and inline parts, present when
+	// the mapping maps "attachments". Their readers are valid only during
+	// Sink.CreateTicket.
+	Attachments []*Attachment
+	// Source says where the ticket came from.
+	Source Source
+	// Message is the whole parsed e-mail, for hosts that want more than the mapping.
+	Message *Message
+}
+
+// Source is the reference from a ticket back to its e-mail.
+type Source struct {
+	Connection string    `json:"connection"`
+	Provider   string    `json:"provider"`
+	MessageKey string    `json:"message_key"`
+	MessageID  string    `json:"message_id,omitempty"`
+	Received   time.Time `json:"received"`
+}
+
+// Receipt is the sink's answer to CreateTicket.
+type Receipt struct {
+	// TicketID is the host's id of the ticket.
+	TicketID string
+	// Duplicate is true when a ticket with the same IdempotencyKey already
+	// existed and nothing new was created.
+	Duplicate bool
+}
+
+// Quarantined is a message that could not become a ticket: it is handed over
+// raw, with the reason, so nothing is lost.
+type Quarantined struct {
+	// IdempotencyKey is stable like Ticket.IdempotencyKey.
+	IdempotencyKey string
+	Source         Source
+	// Err says why (a *MessageError: errors.Is(q.Err, ErrMalformed) or ErrOversized).
+	Err error
+	// Raw reads the message's raw bytes; nil when the message was too large
+	// to download (Truncated is then true and Size says how large it was).
+	Raw io.Reader
+	// Size is the message's size in bytes, -1 if unknown.
+	Size int64
+	// Truncated is true when Raw holds only the beginning of the message or nothing.
+	Truncated bool
+}
+
+// Sink is the host's side: it stores tickets. Both methods must be idempotent
+// on the key they are given, because after a crash Sync may hand over the same
+// message again.
+type Sink interface {
+	// CreateTicket stores t, or reports Duplicate when a ticket with
+	// t.IdempotencyKey exists. Returning nil means the ticket is durable.
+	CreateTicket(ctx context.Context, t *Ticket) (Receipt, error)
+	// Quarantine stores a message that cannot be a ticket, with its raw bytes.
+	Quarantine(ctx context.Context, q *Quarantined) error
+}
