@@ -3,8 +3,9 @@ package mailsync
 import (
 	"fmt"
 	"io"
-	"net/mail"
 	"net/textproto"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -14,12 +15,17 @@ type Address struct {
 	Address string `json:"address"`
 }
 
-// String formats the address as a mail client shows it.
+// String formats the address as a mail client shows it: "Name <address>".
 func (a Address) String() string {
-	if a.Address == "" {
+	switch {
+	case a.Address == "":
 		return a.Name
+	case a.Name == "":
+		return "<" + a.Address + ">"
+	case strings.ContainsAny(a.Name, `"(),.:;<>@[\]`):
+		return strconv.Quote(a.Name) + " <" + a.Address + ">"
 	}
-	return (&mail.Address{Name: a.Name, Address: a.Address}).String()
+	return a.Name + " <" + a.Address + ">"
 }
 
 // Message is a parsed e-mail.
@@ -48,6 +54,8 @@ type Message struct {
 	// Warnings say where parsing degraded gracefully (unknown charset,
 	// undecodable bytes, truncated body, …).
 	Warnings []string
+
+	closers []io.Closer
 }
 
 // Attachment is an attachment or inline part of a message.
