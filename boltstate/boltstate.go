@@ -1,0 +1,167 @@
+// Package boltstate is a durable mailsync.State in one bbolt file.
+//
+// bbolt was chosen over SQLite because it is pure Go (no cgo, a small and
+// fast build), keeps everything in a single file, and commits each
+// transaction with fsync through a copy-on-write B+tree, so a kill -9 or a
+// power cut leaves either the whole Record or none of it. Its file lock also
+// stops two processes from syncing the same state at once.
+package boltstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mailsync/mailsync"
+)
+
+var (
+	bucketConnections = []byte("connections")
+	bucketDone        = []byte("done")
+	keyCursor         = []byte("cursor")
+)
+
+// Store is a mailsync.State backed by a bbolt file. It is safe for
+// concurrent use within one process.
+type Store struct {
+	db *bolt.DB
+}
+
+var _ mailsync.State = (*Store)(nil)
+
+// Open opens (creating if needed) the state file at path. It fails after a
+// second if another process holds the file.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("boltstate: %s is in use by another process", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("boltstate: open %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketConnections)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstate: init %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func connBucket(tx *bolt.Tx, name string, create bool) (*bolt.Bucket, error) {
+	root := tx.Bucket(bucketConnections)
+	if !create {
+		return root.Bucket([]byte(name)), nil
+	}
+	b, err := root.CreateBucketIfNotExists([]byte(name))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.CreateBucketIfNotExists(bucketDone); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Cursor implements mailsync.State.
+func (s *Store) Cursor(ctx context.Context, connection string) (mailsync.Cursor, error) {
+	var c mailsync.Cursor
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, _ := connBucket(tx, connection, false)
+		if b != nil {
+			c = mailsync.Cursor(b.Get(keyCursor))
+		}
+		return nil
+	})
+	return c, err
+}
+
+// Processed implements mailsync.State.
+func (s *Store) Processed(ctx context.Context, connection string, keys []string) ([]bool, error) {
+	out := make([]bool, len(keys))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, _ := connBucket(tx, connection, false)
+		if b == nil {
+			return nil
+		}
+		done := b.Bucket(bucketDone)
+		for i, k := range keys {
+			out[i] = done.Get([]byte(k)) != nil
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Record implements mailsync.State: one fsynced transaction.
+func (s *Store) Record(ctx context.Context, connection string, r mailsync.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := connBucket(tx, connection, true)
+		if err != nil {
+			return err
+		}
+		done := b.Bucket(bucketDone)
+		for k, v := range r.Done {
+			if err := done.Put([]byte(k), []byte("t"+v)); err != nil {
+				return err
+			}
+		}
+		if r.Cursor != nil {
+			return b.Put(keyCursor, []byte(*r.Cursor))
+		}
+		return nil
+	})
+}
+
+// Prune implements mailsync.State.
+func (s *Store) Prune(ctx context.Context, connection string, present []string) error {
+	keep := make(map[string]bool, len(present))
+	for _, k := range present {
+		keep[k] = true
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, _ := connBucket(tx, connection, false)
+		if b == nil {
+			return nil
+		}
+		done := b.Bucket(bucketDone)
+		var gone [][]byte
+		if err := done.ForEach(func(k, _ []byte) error {
+			if !keep[string(k)] {
+				gone = append(gone, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range gone {
+			if err := done.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ProcessedCount returns how many keys are recorded as done for connection.
+func (s *Store) ProcessedCount(connection string) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, _ := connBucket(tx, connection, false)
+		if b != nil {
+			n = b.Bucket(bucketDone).Stats().KeyN
+		}
+		return nil
+	})
+	return n, err
+}

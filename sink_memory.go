@@ -1,0 +1,204 @@
+package mailsync
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+)
+
+// MemorySink is a Sink that keeps tickets in memory, for tests and examples.
+// It reads every attachment and raw quarantined message in full (so streams
+// are exercised) and keeps their size and SHA-256, and their bytes up to
+// KeepBytes. It is safe for concurrent use.
+type MemorySink struct {
+	// KeepBytes is how many bytes of each attachment or raw message are
+	// kept (default 1 MiB). Size and SHA256 always cover everything.
+	KeepBytes int
+	// BeforeCreate, when set, is called before a ticket is stored; an error
+	// refuses the ticket (for failure-injection tests).
+	BeforeCreate func(ctx context.Context, t *Ticket) error
+
+	mu          sync.Mutex
+	tickets     []*StoredTicket
+	byKey       map[string]*StoredTicket
+	quarantined []*StoredQuarantine
+	qByKey      map[string]bool
+}
+
+// StoredTicket is a ticket as MemorySink keeps it.
+type StoredTicket struct {
+	ID             string
+	IdempotencyKey string
+	Type           string
+	Fields         map[string]string
+	Attachments    []StoredBlob
+	Source         Source
+	Warnings       []string
+}
+
+// StoredBlob is an attachment or a raw message as MemorySink keeps it.
+type StoredBlob struct {
+	Filename    string
+	ContentType string
+	ContentID   string
+	Size        int64
+	SHA256      string
+	Data        []byte // the first KeepBytes bytes
+}
+
+// StoredQuarantine is a quarantined message as MemorySink keeps it.
+type StoredQuarantine struct {
+	IdempotencyKey string
+	Source         Source
+	Reason         string
+	Err            error
+	Raw            StoredBlob
+	Truncated      bool
+}
+
+// NewMemorySink returns an empty MemorySink.
+func NewMemorySink() *MemorySink { return &MemorySink{} }
+
+func (s *MemorySink) keep() int {
+	if s.KeepBytes > 0 {
+		return s.KeepBytes
+	}
+	return 1 << 20
+}
+
+func (s *MemorySink) readBlob(r io.Reader) (StoredBlob, error) {
+	h := sha256.New()
+	var head bytes.Buffer
+	n, err := io.Copy(io.MultiWriter(h, &limitedWriter{w: &head, n: s.keep()}), r)
+	if err != nil {
+		return StoredBlob{}, err
+	}
+	return StoredBlob{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Data: head.Bytes()}, nil
+}
+
+// CreateTicket implements Sink.
+func (s *MemorySink) CreateTicket(ctx context.Context, t *Ticket) (Receipt, error) {
+	if err := ctx.Err(); err != nil {
+		return Receipt{}, err
+	}
+	s.mu.Lock()
+	if old, ok := s.byKey[t.IdempotencyKey]; ok {
+		s.mu.Unlock()
+		return Receipt{TicketID: old.ID, Duplicate: true}, nil
+	}
+	s.mu.Unlock()
+	if s.BeforeCreate != nil {
+		if err := s.BeforeCreate(ctx, t); err != nil {
+			return Receipt{}, err
+		}
+	}
+	st := &StoredTicket{IdempotencyKey: t.IdempotencyKey, Type: t.Type, Fields: map[string]string{}, Source: t.Source}
+	for k, v := range t.Fields {
+		st.Fields[k] = v
+	}
+	if t.Message != nil {
+		st.Warnings = append(st.Warnings, t.Message.Warnings...)
+	}
+	for _, a := range t.Attachments {
+		rc, err := a.Open()
+		if err != nil {
+			return Receipt{}, err
+		}
+		blob, err := s.readBlob(rc)
+		rc.Close()
+		if err != nil {
+			return Receipt{}, err
+		}
+		blob.Filename, blob.ContentType, blob.ContentID = a.Filename, a.ContentType, a.ContentID
+		st.Attachments = append(st.Attachments, blob)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.byKey[t.IdempotencyKey]; ok { // a concurrent duplicate won
+		return Receipt{TicketID: old.ID, Duplicate: true}, nil
+	}
+	if s.byKey == nil {
+		s.byKey = map[string]*StoredTicket{}
+	}
+	st.ID = fmt.Sprintf("T%06d", len(s.tickets)+1)
+	s.tickets = append(s.tickets, st)
+	s.byKey[t.IdempotencyKey] = st
+	return Receipt{TicketID: st.ID}, nil
+}
+
+// Quarantine implements Sink.
+func (s *MemorySink) Quarantine(ctx context.Context, q *Quarantined) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sq := &StoredQuarantine{IdempotencyKey: q.IdempotencyKey, Source: q.Source, Err: q.Err, Truncated: q.Truncated}
+	if q.Err != nil {
+		sq.Reason = q.Err.Error()
+	}
+	if q.Raw != nil {
+		blob, err := s.readBlob(q.Raw)
+		if err != nil {
+			return err
+		}
+		sq.Raw = blob
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.qByKey[q.IdempotencyKey] {
+		return nil
+	}
+	if s.qByKey == nil {
+		s.qByKey = map[string]bool{}
+	}
+	s.qByKey[q.IdempotencyKey] = true
+	s.quarantined = append(s.quarantined, sq)
+	return nil
+}
+
+// Tickets returns the stored tickets in creation order.
+func (s *MemorySink) Tickets() []*StoredTicket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*StoredTicket(nil), s.tickets...)
+}
+
+// QuarantinedMessages returns the quarantined messages in order.
+func (s *MemorySink) QuarantinedMessages() []*StoredQuarantine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*StoredQuarantine(nil), s.quarantined...)
+}
+
+// FieldValues returns the values of one ticket field across all tickets,
+// sorted; a small helper for tests and examples.
+func (s *MemorySink) FieldValues(field string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, t := range s.tickets {
+		out = append(out, t.Fields[field])
+	}
+	sort.Strings(out)
+	return out
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		if _, err := l.w.Write(p[:k]); err != nil {
+			return 0, err
+		}
+		l.n -= k
+	}
+	return len(p), nil
+}

@@ -1,0 +1,558 @@
+package mailsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Status is the outcome of one message in a sync.
+type Status string
+
+// The outcomes.
+const (
+	StatusCreated     Status = "created"      // a new ticket
+	StatusDuplicate   Status = "duplicate"    // the sink already had the ticket (a re-run after a crash)
+	StatusAlreadyDone Status = "already_done" // the state says it was done; not downloaded
+	StatusQuarantined Status = "quarantined"  // handed to the sink raw, with the reason
+	StatusFailed      Status = "failed"       // left for the next run
+)
+
+// Outcome is what happened to one message.
+type Outcome struct {
+	Key       string `json:"key"`
+	MessageID string `json:"message_id,omitempty"`
+	Status    Status `json:"status"`
+	TicketID  string `json:"ticket_id,omitempty"`
+	// Err says why a message was quarantined or failed.
+	Err error `json:"-"`
+}
+
+// Report summarises a sync.
+type Report struct {
+	Connection  string        `json:"connection"`
+	Provider    string        `json:"provider"`
+	Started     time.Time     `json:"started"`
+	Duration    time.Duration `json:"duration"`
+	ListTime    time.Duration `json:"list_time"`
+	Seen        int           `json:"seen"`         // messages listed
+	Created     int           `json:"created"`      // new tickets
+	AlreadyDone int           `json:"already_done"` // skipped by state, or duplicates the sink already had
+	Quarantined int           `json:"quarantined"`
+	Failed      int           `json:"failed"`
+	// Cursor is the cursor stored at the end ("" if unchanged because something failed).
+	Cursor   Cursor    `json:"-"`
+	Notes    []string  `json:"notes,omitempty"`
+	Messages []Outcome `json:"messages,omitempty"`
+}
+
+func (r *Report) add(o Outcome) {
+	switch o.Status {
+	case StatusCreated:
+		r.Created++
+	case StatusDuplicate, StatusAlreadyDone:
+		r.AlreadyDone++
+	case StatusQuarantined:
+		r.Quarantined++
+	case StatusFailed:
+		r.Failed++
+	}
+	r.Messages = append(r.Messages, o)
+}
+
+// Progress is reported during long syncs.
+type Progress struct {
+	Done, Total int
+}
+
+// Option configures Sync.
+type Option func(*options)
+
+type options struct {
+	state       State
+	logger      *slog.Logger
+	action      PostAction
+	parser      Parser
+	batchSize   int
+	maxAttempts int
+	backoff     time.Duration
+	maxWait     time.Duration
+	progress    func(Progress)
+	provider    string
+}
+
+// WithState sets where cursors and processed keys persist (default: a fresh
+// MemoryState, so every Sync starts from scratch — pass a durable one).
+func WithState(s State) Option { return func(o *options) { o.state = s } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithPostAction sets what happens to a message once its ticket is stored
+// (default LeaveUntouched).
+func WithPostAction(a PostAction) Option { return func(o *options) { o.action = a } }
+
+// WithLimits sets the per-message limits (default DefaultLimits).
+func WithLimits(l Limits) Option { return func(o *options) { o.parser.Limits = l } }
+
+// WithTempDir sets where large messages and attachments are spooled.
+func WithTempDir(dir string) Option { return func(o *options) { o.parser.TempDir = dir } }
+
+// WithBatchSize sets how many messages one Fetch asks for (default 50).
+func WithBatchSize(n int) Option { return func(o *options) { o.batchSize = n } }
+
+// WithRetry sets how often a failing connector call is tried (default 5)
+// and the first back-off delay (default 500 ms, doubling, at most 30 s).
+func WithRetry(attempts int, backoff time.Duration) Option {
+	return func(o *options) { o.maxAttempts, o.backoff = attempts, backoff }
+}
+
+// WithProgress sets a callback called after every message.
+func WithProgress(f func(Progress)) Option { return func(o *options) { o.progress = f } }
+
+// WithProviderName sets the provider name recorded in Ticket.Source (default
+// the connection's protocol or OAuth provider).
+func WithProviderName(name string) Option { return func(o *options) { o.provider = name } }
+
+// Sync turns the new mail of connector c into tickets through sink.
+//
+// The contract: a message is acknowledged to the mailbox (the post-action)
+// and recorded as done in the State only after the sink accepted its ticket;
+// a re-run never creates a second ticket for one message (every ticket
+// carries a stable idempotency key); a crash at any point loses nothing; one
+// bad message never blocks the rest (it is quarantined, or left for the next
+// run). Cancelling ctx stops cleanly and keeps what was done.
+//
+// The error is non-nil when the sync could not run or stopped early; the
+// report then still says what was done. Messages that failed individually
+// are in the report, not in the error.
+func Sync(ctx context.Context, c Connector, m Mapping, sink Sink, opts ...Option) (*Report, error) {
+	o := options{maxAttempts: 5, backoff: 500 * time.Millisecond, maxWait: 30 * time.Second, batchSize: 50}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	if o.state == nil {
+		o.state = NewMemoryState()
+	}
+	if o.batchSize <= 0 {
+		o.batchSize = 50
+	}
+	if o.maxAttempts <= 0 {
+		o.maxAttempts = 1
+	}
+	o.parser.Limits = o.parser.Limits.withDefaults()
+	conn := c.Connection()
+	if o.provider == "" {
+		o.provider = providerName(conn)
+	}
+	rep := &Report{Connection: conn.Name, Provider: o.provider, Started: time.Now()}
+	defer func() { rep.Duration = time.Since(rep.Started) }()
+
+	if err := validateSync(conn, m, o.action); err != nil {
+		return rep, err
+	}
+	e := &engine{c: c, conn: conn, m: m, sink: sink, o: o, rep: rep, log: o.logger.With("connection", conn.Name)}
+	return rep, e.run(ctx)
+}
+
+func providerName(c Connection) string {
+	if c.OAuth != nil && c.Protocol == "" {
+		return string(c.OAuth.Provider)
+	}
+	return string(c.Protocol)
+}
+
+func validateSync(conn Connection, m Mapping, a PostAction) error {
+	var problems []Problem
+	for _, err := range []error{conn.Validate(), m.Validate(), a.Validate()} {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			problems = append(problems, ce.Problems...)
+		}
+	}
+	if len(problems) > 0 {
+		return &ConfigError{Problems: problems}
+	}
+	if !conn.Enabled {
+		return fmt.Errorf("%w: %s", ErrDisabled, conn.Name)
+	}
+	if !conn.ServesTicketType(m.TicketType) {
+		return fmt.Errorf("%w: %q is not in %q's connected_with %q", ErrNotConnectedWith, m.TicketType, conn.Name, conn.ConnectedWith)
+	}
+	return nil
+}
+
+type engine struct {
+	c    Connector
+	conn Connection
+	m    Mapping
+	sink Sink
+	o    options
+	rep  *Report
+	log  *slog.Logger
+
+	done, total int
+	missing     int // listed but not delivered by Fetch
+}
+
+func (e *engine) run(ctx context.Context) error {
+	cursor, err := e.o.state.Cursor(ctx, e.conn.Name)
+	if err != nil {
+		return fmt.Errorf("mailsync: reading state: %w", err)
+	}
+	listStart := time.Now()
+	var listing *Listing
+	err = e.retry(ctx, "list", func() error {
+		var lerr error
+		listing, lerr = e.c.List(ctx, cursor)
+		return lerr
+	})
+	e.rep.ListTime = time.Since(listStart)
+	if err != nil {
+		return err
+	}
+	e.rep.Notes = append(e.rep.Notes, listing.Notes...)
+	for _, n := range listing.Notes {
+		e.log.Warn("mailsync: provider note", "note", n)
+	}
+	e.rep.Seen = len(listing.Messages)
+
+	keys := make([]string, len(listing.Messages))
+	for i, r := range listing.Messages {
+		keys[i] = r.Key
+	}
+	processed, err := e.o.state.Processed(ctx, e.conn.Name, keys)
+	if err != nil {
+		return fmt.Errorf("mailsync: reading state: %w", err)
+	}
+	var todo []MessageRef
+	for i, r := range listing.Messages {
+		if processed[i] {
+			e.rep.add(Outcome{Key: r.Key, Status: StatusAlreadyDone})
+			continue
+		}
+		todo = append(todo, r)
+	}
+	if listing.Complete {
+		if err := e.o.state.Prune(ctx, e.conn.Name, keys); err != nil {
+			return fmt.Errorf("mailsync: pruning state: %w", err)
+		}
+	}
+	e.total = len(todo)
+	e.log.Debug("mailsync: listed", "seen", len(keys), "new", len(todo))
+
+	for start := 0; start < len(todo); start += e.o.batchSize {
+		end := min(start+e.o.batchSize, len(todo))
+		if err := e.batch(ctx, todo[start:end]); err != nil {
+			e.logSummary(err)
+			return err
+		}
+	}
+	if e.missing > 0 {
+		e.rep.Notes = append(e.rep.Notes, fmt.Sprintf("%d listed messages were not delivered (gone from the mailbox?); the cursor stays for the next run", e.missing))
+	}
+	if e.rep.Failed == 0 && e.missing == 0 && listing.Cursor != cursor {
+		cur := listing.Cursor
+		if err := e.o.state.Record(context.WithoutCancel(ctx), e.conn.Name, Record{Cursor: &cur}); err != nil {
+			return fmt.Errorf("mailsync: saving cursor: %w", err)
+		}
+		e.rep.Cursor = cur
+	}
+	e.logSummary(nil)
+	return nil
+}
+
+func (e *engine) logSummary(err error) {
+	attrs := []any{"seen", e.rep.Seen, "created", e.rep.Created, "already_done", e.rep.AlreadyDone,
+		"quarantined", e.rep.Quarantined, "failed", e.rep.Failed, "duration", time.Since(e.rep.Started)}
+	if err != nil {
+		e.log.Error("mailsync: sync stopped", append(attrs, "err", err)...)
+		return
+	}
+	e.log.Info("mailsync: sync done", attrs...)
+}
+
+// accepted is a message whose ticket or quarantine the sink holds, waiting
+// for the post-action and the state record.
+type accepted struct {
+	ref      MessageRef
+	outcome  Outcome
+	postable bool // the sink holds the whole message, so the post-action may run
+}
+
+// batch fetches and processes refs, retrying temporary failures for the refs
+// not yet handled, then acknowledges and records what the sink accepted.
+func (e *engine) batch(ctx context.Context, refs []MessageRef) error {
+	var acc []accepted
+	var fetch []MessageRef
+	for _, r := range refs {
+		if r.Size > e.o.parser.Limits.MaxMessageBytes {
+			a, err := e.quarantineUnfetched(ctx, r)
+			if err != nil {
+				return err
+			}
+			if a != nil {
+				acc = append(acc, *a)
+			}
+			continue
+		}
+		fetch = append(fetch, r)
+	}
+	handled := map[string]bool{}
+	var fatal error
+	attempt := 0
+	for len(fetch) > 0 {
+		err := e.c.Fetch(ctx, fetch, func(ref MessageRef, r io.Reader) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			a, err := e.process(ctx, ref, r)
+			if err != nil {
+				return err
+			}
+			handled[ref.Key] = true
+			if a != nil {
+				acc = append(acc, *a)
+			}
+			return nil
+		})
+		var rest []MessageRef
+		for _, r := range fetch {
+			if !handled[r.Key] {
+				rest = append(rest, r)
+			}
+		}
+		if err == nil {
+			// Refs the connector skipped are gone from the mailbox, or were
+			// dropped: either way the cursor must not move past them now.
+			e.missing += len(rest)
+			break
+		}
+		attempt++
+		if ctx.Err() != nil || !Temporary(err) || attempt >= e.o.maxAttempts {
+			fatal = err
+			if ctx.Err() != nil {
+				fatal = ctx.Err()
+			}
+			break
+		}
+		if werr := e.wait(ctx, err, attempt); werr != nil {
+			fatal = werr
+			break
+		}
+		e.log.Warn("mailsync: fetch failed, retrying", "attempt", attempt, "remaining", len(rest), "err", err)
+		fetch = rest
+	}
+	if err := e.settle(ctx, acc); err != nil && fatal == nil {
+		fatal = err
+	}
+	return fatal
+}
+
+// settle runs the post-action on accepted messages and records them as done.
+// It runs even when ctx was cancelled, so that finished work is kept.
+func (e *engine) settle(ctx context.Context, acc []accepted) error {
+	if len(acc) == 0 {
+		return nil
+	}
+	bg := context.WithoutCancel(ctx)
+	rec := Record{Done: map[string]string{}}
+	var post []MessageRef
+	for _, a := range acc {
+		if a.postable && e.o.action.Kind != LeaveUntouched {
+			post = append(post, a.ref)
+		}
+	}
+	ackFailed := map[string]error{}
+	if len(post) > 0 {
+		if ctx.Err() != nil {
+			for _, r := range post {
+				ackFailed[r.Key] = ctx.Err()
+			}
+		} else if err := e.retry(ctx, "ack", func() error { return e.c.Ack(ctx, post, e.o.action) }); err != nil {
+			e.log.Warn("mailsync: post-action failed; the messages stay for the next run", "action", e.o.action.Kind, "count", len(post), "err", err)
+			for _, r := range post {
+				ackFailed[r.Key] = err
+			}
+		}
+	}
+	for _, a := range acc {
+		o := a.outcome
+		if err, bad := ackFailed[a.ref.Key]; bad {
+			o.Status, o.Err = StatusFailed, fmt.Errorf("post-action %s: %w", e.o.action.Kind, err)
+		} else {
+			rec.Done[a.ref.Key] = o.TicketID
+		}
+		e.rep.add(o)
+	}
+	if len(rec.Done) == 0 {
+		return nil
+	}
+	if err := e.o.state.Record(bg, e.conn.Name, rec); err != nil {
+		return fmt.Errorf("mailsync: saving state: %w", err)
+	}
+	return nil
+}
+
+// process turns one raw message into a ticket or a quarantined message.
+// A nil *accepted with a nil error means the message failed and stays for
+// the next run; an error stops the fetch (ctx cancelled).
+func (e *engine) process(ctx context.Context, ref MessageRef, r io.Reader) (*accepted, error) {
+	defer e.tick()
+	raw := newSpool(e.o.parser.TempDir, 1<<20)
+	defer raw.Close()
+	hash := sha256.New()
+	limit := e.o.parser.Limits.MaxMessageBytes
+	n, err := io.Copy(io.MultiWriter(raw, hash), io.LimitReader(r, limit+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: reading message %s: %w", ErrConnection, ref.Key, err)
+	}
+	src := Source{Connection: e.conn.Name, Provider: e.o.provider, MessageKey: ref.Key, Received: time.Now().UTC()}
+	if n > limit {
+		// Drain the rest so the connection stays usable, then quarantine the head.
+		rest, err := io.Copy(io.Discard, r)
+		if err != nil {
+			return nil, fmt.Errorf("%w: reading message %s: %w", ErrConnection, ref.Key, err)
+		}
+		q := &Quarantined{IdempotencyKey: keyForRef(e.conn.Name, ref.Key), Source: src, Raw: io.LimitReader(raw.Reader(), limit), Size: n + rest, Truncated: true,
+			Err: &MessageError{Key: ref.Key, Kind: ErrOversized, Reason: fmt.Sprintf("%d bytes, more than the limit of %d", n+rest, limit)}}
+		return e.quarantine(ctx, ref, q, false)
+	}
+	digest := hex.EncodeToString(hash.Sum(nil))
+	msg, perr := e.o.parser.Parse(raw.Reader())
+	if perr != nil {
+		q := &Quarantined{IdempotencyKey: keyForContent(e.conn.Name, "", digest), Source: src, Raw: raw.Reader(), Size: n,
+			Err: &MessageError{Key: ref.Key, Kind: kindOf(perr), Reason: perr.Error(), Err: perr}}
+		return e.quarantine(ctx, ref, q, true)
+	}
+	defer msg.Close()
+	src.MessageID = msg.MessageID
+	t := &Ticket{
+		IdempotencyKey: keyForContent(e.conn.Name, msg.MessageID, digest),
+		Type:           e.m.TicketType,
+		Fields:         e.m.Apply(msg),
+		Source:         src,
+		Message:        msg,
+	}
+	if e.m.MapsAttachments() {
+		t.Attachments = msg.Attachments
+	}
+	rc, err := e.sink.CreateTicket(ctx, t)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		e.log.Warn("mailsync: sink refused ticket; left for the next run", "key", ref.Key, "message_id", msg.MessageID, "err", err)
+		e.rep.add(Outcome{Key: ref.Key, MessageID: msg.MessageID, Status: StatusFailed, Err: fmt.Errorf("%w: %w", ErrSink, err)})
+		return nil, nil
+	}
+	st := StatusCreated
+	if rc.Duplicate {
+		st = StatusDuplicate
+	}
+	e.log.Debug("mailsync: ticket", "key", ref.Key, "message_id", msg.MessageID, "ticket", rc.TicketID, "status", st)
+	return &accepted{ref: ref, postable: true, outcome: Outcome{Key: ref.Key, MessageID: msg.MessageID, Status: st, TicketID: rc.TicketID}}, nil
+}
+
+func (e *engine) quarantine(ctx context.Context, ref MessageRef, q *Quarantined, postable bool) (*accepted, error) {
+	e.log.Warn("mailsync: quarantining message", "key", ref.Key, "reason", q.Err)
+	if err := e.sink.Quarantine(ctx, q); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		e.rep.add(Outcome{Key: ref.Key, Status: StatusFailed, Err: fmt.Errorf("%w: quarantine: %w", ErrSink, err)})
+		return nil, nil
+	}
+	return &accepted{ref: ref, postable: postable, outcome: Outcome{Key: ref.Key, Status: StatusQuarantined, Err: q.Err}}, nil
+}
+
+// quarantineUnfetched quarantines a message whose announced size is over the
+// limit without downloading it. The mail stays on the server untouched.
+func (e *engine) quarantineUnfetched(ctx context.Context, ref MessageRef) (*accepted, error) {
+	defer e.tick()
+	limit := e.o.parser.Limits.MaxMessageBytes
+	q := &Quarantined{IdempotencyKey: keyForRef(e.conn.Name, ref.Key), Size: ref.Size, Truncated: true,
+		Source: Source{Connection: e.conn.Name, Provider: e.o.provider, MessageKey: ref.Key, Received: time.Now().UTC()},
+		Err:    &MessageError{Key: ref.Key, Kind: ErrOversized, Reason: fmt.Sprintf("%d bytes, more than the limit of %d; not downloaded", ref.Size, limit)}}
+	a, err := e.quarantine(ctx, ref, q, false)
+	return a, err
+}
+
+func (e *engine) tick() {
+	e.done++
+	if e.o.progress != nil {
+		e.o.progress(Progress{Done: e.done, Total: e.total})
+	}
+}
+
+func kindOf(err error) error {
+	if errors.Is(err, ErrOversized) {
+		return ErrOversized
+	}
+	return ErrMalformed
+}
+
+// retry calls f until it succeeds, fails permanently, or the attempts run out.
+func (e *engine) retry(ctx context.Context, what string, f func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || ctx.Err() != nil || !Temporary(err) || attempt >= e.o.maxAttempts {
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		e.log.Warn("mailsync: retrying", "op", what, "attempt", attempt, "err", err)
+		if werr := e.wait(ctx, err, attempt); werr != nil {
+			return werr
+		}
+	}
+}
+
+// wait sleeps before retry number attempt: the server's Retry-After when it
+// gave one, otherwise exponential back-off.
+func (e *engine) wait(ctx context.Context, err error, attempt int) error {
+	d := e.o.backoff << (attempt - 1)
+	var te *ThrottledError
+	if errors.As(err, &te) && te.RetryAfter > 0 {
+		d = te.RetryAfter
+		if d > 10*e.o.maxWait {
+			return err // the server wants us gone for long: stop, the next run resumes
+		}
+	} else if d > e.o.maxWait || d <= 0 {
+		d = e.o.maxWait
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// keyForContent is the idempotency key of a downloaded message: it depends
+// on the connection, the Message-ID and the raw bytes, not on the provider's
+// key, so that a changed UIDVALIDITY or a restarted delta gives the same key.
+func keyForContent(connection, messageID, digest string) string {
+	h := sha256.Sum256([]byte("mailsync/v1\x00" + connection + "\x00" + messageID + "\x00" + digest))
+	return "ms1-" + hex.EncodeToString(h[:16])
+}
+
+// keyForRef is the idempotency key of a message that was not downloaded.
+func keyForRef(connection, key string) string {
+	h := sha256.Sum256([]byte("mailsync/v1/ref\x00" + connection + "\x00" + key))
+	return "ms1r-" + hex.EncodeToString(h[:16])
+}
