@@ -1,0 +1,20 @@
+// Package pop3 is the mailsync provider for POP3 mailboxes.
+//
+// It implements mailsync.Connector on top of github.com/knadh/go-pop3
+// v1.0.1, adding what that library lacks: implicit TLS and STLS with the
+// caller's CA pool, USER/PASS and XOAUTH2 logins, context cancellation,
+// per-command idle timeouts, typed errors and a streaming RETR with
+// dot-unstuffing, so a message is never held whole in memory.
+//
+// POP3 has no notion of "new since": List returns the whole maildrop (one
+// UIDL and one LIST, whatever its size) with Listing.Complete set, keyed by
+// UIDL, and the sync engine skips the keys it has already processed. The
+// post-actions are LeaveUntouched and Delete; Delete sends DELE for each
+// message and then QUIT, and reports success only when the server
+// acknowledged the QUIT, since POP3 servers apply deletions only then.
+//
+// A POP3 session holds the maildrop lock and numbers messages per session,
+// so a Connector keeps one session open from List through Fetch until Ack
+// (with Delete) or Close ends it; a later call opens a new session and maps
+// the keys again. Use Check to test a configuration from an admin form.
+package pop3

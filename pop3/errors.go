@@ -1,0 +1,140 @@
+package pop3
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/mailsync/mailsync"
+)
+
+// serverError is a -ERR (or otherwise unexpected) answer of the server.
+type serverError struct {
+	cmd  string // the command verb, never its arguments
+	text string // the server's text, sanitised
+}
+
+func (e *serverError) Error() string { return fmt.Sprintf("pop3: %s: server said %q", e.cmd, e.text) }
+
+// code returns the RFC 2449/3206 response code, e.g. "IN-USE", or "".
+func (e *serverError) code() string {
+	t := e.text
+	if !strings.HasPrefix(t, "[") {
+		return ""
+	}
+	if i := strings.IndexByte(t, ']'); i > 0 {
+		return strings.ToUpper(t[1:i])
+	}
+	return ""
+}
+
+// errBroken marks a session that can no longer be used.
+var errBroken = errors.New("pop3: session closed")
+
+// isTransport reports whether err came from the connection rather than from
+// a server answer: those end the session.
+func isTransport(err error) bool {
+	if err == nil {
+		return false
+	}
+	var se *serverError
+	if errors.As(err, &se) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) || errors.As(err, &ne) ||
+		isTLSError(err) || errors.Is(err, errBroken)
+}
+
+// isTLSError reports whether err is a certificate or handshake failure.
+func isTLSError(err error) bool {
+	var (
+		ua  x509.UnknownAuthorityError
+		he  x509.HostnameError
+		ci  x509.CertificateInvalidError
+		cve *tls.CertificateVerificationError
+		rhe tls.RecordHeaderError
+		ae  tls.AlertError
+	)
+	return errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) || errors.As(err, &cve) ||
+		errors.As(err, &rhe) || errors.As(err, &ae)
+}
+
+// wrapTransport wraps a connection-level failure with the right sentinel:
+// ctx's error when ctx ended, ErrTLS for TLS failures, ErrConnection
+// otherwise.
+func wrapTransport(ctx context.Context, op string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("pop3: %s: %w", op, context.Cause(ctx))
+	}
+	if errors.Is(err, mailsync.ErrConnection) || errors.Is(err, mailsync.ErrTLS) {
+		return fmt.Errorf("pop3: %s: %w", op, err)
+	}
+	if isTLSError(err) {
+		return fmt.Errorf("pop3: %s: %w: %w", op, mailsync.ErrTLS, err)
+	}
+	return fmt.Errorf("pop3: %s: %w: %w", op, mailsync.ErrConnection, err)
+}
+
+// classifyLogin maps a refused login to the mailsync sentinels: [IN-USE]
+// is ErrMailboxBusy (retryable), [SYS/TEMP] ErrConnection (retryable),
+// [LOGIN-DELAY] a ThrottledError and anything else, [AUTH] included,
+// ErrAuth.
+func classifyLogin(se *serverError) error {
+	switch c := se.code(); {
+	case c == "IN-USE":
+		return fmt.Errorf("%w: %w", mailsync.ErrMailboxBusy, se)
+	case c == "SYS/TEMP":
+		return fmt.Errorf("%w: %w", mailsync.ErrConnection, se)
+	case c == "LOGIN-DELAY":
+		return &mailsync.ThrottledError{Err: se}
+	}
+	return fmt.Errorf("%w: %w", mailsync.ErrAuth, se)
+}
+
+// classifyCommand maps a -ERR answer to a command in the transaction state.
+func classifyCommand(se *serverError) error {
+	switch se.code() {
+	case "IN-USE":
+		return fmt.Errorf("%w: %w", mailsync.ErrMailboxBusy, se)
+	case "SYS/TEMP":
+		return fmt.Errorf("%w: %w", mailsync.ErrConnection, se)
+	}
+	return se
+}
+
+// sanitize makes server text safe for an error message: printable ASCII
+// only, at most 200 bytes, and with the given secrets blanked in case a
+// server echoes a command.
+func sanitize(text string, secrets ...string) string {
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			text = strings.ReplaceAll(text, s, "[REDACTED]")
+		}
+	}
+	var b strings.Builder
+	for _, r := range text {
+		if b.Len() >= 200 {
+			b.WriteString("…")
+			break
+		}
+		if r < 0x20 || r == 0x7f || r > 0x7e {
+			b.WriteByte('?')
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func joinHostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
