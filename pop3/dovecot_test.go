@@ -63,7 +63,9 @@ func (h *dovecotHarness) Inspect(ctx context.Context) ([]connectortest.MailboxMe
 	return out, nil
 }
 
-func (h *dovecotHarness) PostActions() []mailsync.ActionKind { return []mailsync.ActionKind{mailsync.Delete} }
+func (h *dovecotHarness) PostActions() []mailsync.ActionKind {
+	return []mailsync.ActionKind{mailsync.Delete}
+}
 
 func (h *dovecotHarness) Close() {}
 
