@@ -43,7 +43,8 @@ type Connection struct {
 	Server string `json:"server,omitempty"`
 	// Port is the server's port; 0 means the protocol's TLS default (993, 995).
 	Port int `json:"port,omitempty"`
-	// Protocol is IMAP or POP3. It may be empty for an OAuth API connection.
+	// Protocol is IMAP or POP3. It may be empty for an OAuth API connection;
+	// custom providers use a name starting with "x-" (e.g. "x-maildir").
 	Protocol Protocol `json:"protocol,omitempty"`
 	// OAuth, when set, replaces the password.
 	OAuth *OAuth `json:"oauth,omitempty"`
@@ -164,7 +165,9 @@ func (c Connection) Validate() error {
 			e.add("protocol", `is required ("imap" or "pop3") unless an OAuth API provider is set`)
 		}
 	default:
-		e.add("protocol", fmt.Sprintf("%q is not one of \"imap\", \"pop3\"", c.Protocol))
+		if !strings.HasPrefix(string(c.Protocol), "x-") {
+			e.add("protocol", fmt.Sprintf("%q is not one of \"imap\", \"pop3\" (custom providers use \"x-<name>\")", c.Protocol))
+		}
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		e.add("port", fmt.Sprintf("%d is out of range 1-65535", c.Port))
