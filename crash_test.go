@@ -204,4 +204,3 @@ func TestCrashRecovery(t *testing.T) {
 		t.Errorf("only %d runs were killed mid-sync", kills)
 	}
 }
-

@@ -31,7 +31,7 @@ func connection(t testing.TB, user, addr string) mailsync.Connection {
 		t.Fatal(err)
 	}
 	return mailsync.Connection{Name: "pop3-" + user, Enabled: true, User: user, Server: host, Port: p,
-		Protocol: mailsync.POP3, ConnectedWith: []string{"support"}}
+		Protocol: mailsync.POP3, ConnectedWith: []string{"incident", "support"}}
 }
 
 // dovecotHarness is the connectortest harness over a real Dovecot POP3.
