@@ -1,16 +1,13 @@
 package mailsync_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,74 +16,8 @@ import (
 	"github.com/mailsync/mailsync/boltstate"
 	"github.com/mailsync/mailsync/connectortest"
 	"github.com/mailsync/mailsync/examples/customprovider/maildir"
+	"github.com/mailsync/mailsync/jsonlsink"
 )
-
-// fileSink is a durable, idempotent sink: one JSON line per ticket, fsynced.
-// A line cut short by a crash is dropped when the file is opened again.
-type fileSink struct {
-	mu   sync.Mutex
-	f    *os.File
-	keys map[string]bool
-}
-
-type fileTicket struct {
-	Key       string `json:"key"`
-	MessageID string `json:"message_id"`
-}
-
-func openFileSink(path string) (*fileSink, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, err
-	}
-	// Keep only complete lines.
-	end := len(raw)
-	for end > 0 && raw[end-1] != '\n' {
-		end--
-	}
-	if err := os.WriteFile(path, raw[:end], 0o600); err != nil {
-		return nil, err
-	}
-	s := &fileSink{keys: map[string]bool{}}
-	for _, t := range readTickets(raw[:end]) {
-		s.keys[t.Key] = true
-	}
-	s.f, err = os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o600)
-	return s, err
-}
-
-func readTickets(raw []byte) []fileTicket {
-	var out []fileTicket
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	for sc.Scan() {
-		var t fileTicket
-		if json.Unmarshal(sc.Bytes(), &t) == nil {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-func (s *fileSink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsync.Receipt, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.keys[t.IdempotencyKey] {
-		return mailsync.Receipt{TicketID: t.IdempotencyKey, Duplicate: true}, nil
-	}
-	line, _ := json.Marshal(fileTicket{Key: t.IdempotencyKey, MessageID: t.Message.MessageID})
-	if _, err := s.f.Write(append(line, '\n')); err != nil {
-		return mailsync.Receipt{}, err
-	}
-	if err := s.f.Sync(); err != nil {
-		return mailsync.Receipt{}, err
-	}
-	s.keys[t.IdempotencyKey] = true
-	return mailsync.Receipt{TicketID: t.IdempotencyKey}, nil
-}
-
-func (s *fileSink) Quarantine(ctx context.Context, q *mailsync.Quarantined) error {
-	return fmt.Errorf("unexpected quarantine: %v", q.Err)
-}
 
 const crashMessages = 1000
 
@@ -96,7 +27,7 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("subprocess of TestCrashRecovery")
 	}
-	sink, err := openFileSink(filepath.Join(dir, "tickets.jsonl"))
+	sink, err := jsonlsink.Open(filepath.Join(dir, "tickets.jsonl"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +65,15 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	count := func() int {
+	readTickets := func() []jsonlsink.Record {
 		raw, _ := os.ReadFile(filepath.Join(dir, "tickets.jsonl"))
-		return len(readTickets(raw))
+		recs, err := jsonlsink.ReadRecords(bytes.NewReader(raw[:bytes.LastIndexByte(raw, '\n')+1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs
 	}
+	count := func() int { return len(readTickets()) }
 	// run starts the child and SIGKILLs it once the sink holds killAt
 	// tickets (0: let it finish). It reports whether it killed the child.
 	run := func(killAt int) (killed bool) {
@@ -181,17 +117,13 @@ func TestCrashRecovery(t *testing.T) {
 	run(0)
 	t.Logf("%d of 20 runs were killed mid-sync", kills)
 
-	raw, err := os.ReadFile(filepath.Join(dir, "tickets.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tickets := readTickets(raw)
+	tickets := readTickets()
 	keys, ids := map[string]bool{}, map[string]bool{}
 	for _, tk := range tickets {
-		if keys[tk.Key] || ids[tk.MessageID] {
+		if keys[tk.IdempotencyKey] || ids[tk.Source.MessageID] {
 			t.Errorf("duplicate ticket %+v", tk)
 		}
-		keys[tk.Key], ids[tk.MessageID] = true, true
+		keys[tk.IdempotencyKey], ids[tk.Source.MessageID] = true, true
 	}
 	if len(tickets) != crashMessages || len(ids) != crashMessages {
 		t.Fatalf("%d tickets for %d distinct messages, want %d", len(tickets), len(ids), crashMessages)
