@@ -131,7 +131,10 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 			continue
 		}
 		found, err := s.retr(ctx, num, func(r io.Reader) error { return fn(ref, r) })
-		if !found && err != nil {
+		var se *serverError
+		if !found && errors.As(err, &se) {
+			// -ERR to RETR: the message went away (e.g. expunged by another
+			// client). Skip it; the engine leaves it for the next run.
 			c.cfg.log.Warn("pop3 fetch: server refused RETR; skipped", slog.String("key", ref.Key), slog.Any("error", err))
 			continue
 		}
