@@ -78,6 +78,9 @@ func (s *Server) config(ports []int) string {
 		if u, err := user.Current(); err == nil {
 			w("default_internal_user = %s", u.Username)
 			w("default_login_user = %s", u.Username)
+			if g, err := user.LookupGroupId(u.Gid); err == nil {
+				w("default_internal_group = %s", g.Name)
+			}
 		}
 	}
 	// The plain listeners are also on 127.0.0.2 (see Server.IMAPNonLocalAddr).

@@ -1,16 +1,19 @@
 // Package dovecottest runs a private, real Dovecot (IMAP and POP3) on
 // loopback for tests.
 //
-// Everything lives in one temporary directory: a generated dovecot.conf
-// (never /etc/dovecot), a self-signed certificate made in Go, a passwd-file
-// user database and one Maildir per user. The server listens on free high
-// ports of 127.0.0.1 with plain listeners (offering STARTTLS/STLS) and
-// implicit-TLS listeners for both protocols. Wrong-password delays are
-// switched off so authentication-failure tests are fast.
+// Everything lives in one temporary directory (Server.Dir): a generated
+// dovecot.conf (never /etc/dovecot), a self-signed certificate made in Go,
+// one passwd-file per user with a {PLAIN} password, and one Maildir per
+// user. Dovecot listens on free high ports of 127.0.0.1: IMAP with STARTTLS,
+// IMAPS, POP3 with STLS and POP3S. Failed logins are answered within about
+// 0.5 s (auth_failure_delay = 0; Dovecot 2.3 still flushes failures on a
+// 500 ms timer) and the anvil auth penalty is off, so a correct login right
+// after wrong ones is not slowed down.
 //
-// Start gives a test its own server, stopped at t.Cleanup. Starting Dovecot
-// costs a few hundred milliseconds, so a test package with many tests should
-// share one server per Options with Shared and stop it from TestMain:
+// Start gives a test its own server, stopped at t.Cleanup. A test package
+// with several tests should share one server per Options with Shared and
+// stop it from TestMain, so that Dovecot's start-up (about 0.1 s, plus the
+// certificate) is paid once:
 //
 //	func TestMain(m *testing.M) {
 //		code := m.Run()
@@ -20,14 +23,42 @@
 //
 //	func TestSomething(t *testing.T) {
 //		srv := dovecottest.Shared(t, dovecottest.Options{})
-//		user := srv.AddUser(t, t.Name(), "secret")
+//		user := srv.AddUser(t, t.Name(), "secret") // unique login per test
 //		srv.Deliver(t, user, "INBOX", raw)
-//		...
+//		// connect to srv.IMAPSAddr with &tls.Config{RootCAs: srv.CAPool, ServerName: "localhost"}
+//		// check srv.Messages(t, user, "INBOX") afterwards
 //	}
 //
-// When the dovecot binary is missing the tests are skipped, unless the
-// environment has CI=true, in which case they fail (CI must run them; see
-// scripts/install-test-deps.sh).
+// Tests that Restart or Stop the server must use Start, not Shared.
+//
+// # Plaintext authentication on loopback
+//
+// Dovecot treats a connection whose remote IP equals its local IP as secured
+// and then allows LOGIN and USER/PASS without TLS even when
+// disable_plaintext_auth = yes. Every connection to IMAPAddr/POP3Addr
+// (127.0.0.1 to 127.0.0.1) is such a connection. The plain listeners are
+// therefore also bound on 127.0.0.2 (IMAPNonLocalAddr, POP3NonLocalAddr):
+// a client connecting there comes from 127.0.0.1, and Dovecot applies
+// disable_plaintext_auth as for a remote client (LOGINDISABLED, "-ERR
+// Plaintext authentication disallowed"), unless Options.AllowPlaintextAuth.
+//
+// # Running as root or not
+//
+// As root (CI), mail is owned by nobody (65534) and Dovecot uses its system
+// users dovecot and dovenull (created by the Debian packages). As another
+// user everything runs as that user: mail uid = own uid, no chroot.
+//
+// # Environment
+//
+//   - CI=true: a missing dovecot binary fails the test instead of skipping
+//     it. scripts/install-test-deps.sh installs it.
+//   - DOVECOTTEST_DOVECOT, DOVECOTTEST_DOVEADM: paths of the binaries
+//     (default: PATH, then /usr/sbin, /usr/local/sbin).
+//   - DOVECOTTEST_KEEP=1: keep Server.Dir (config, dovecot.log, Maildirs)
+//     after Stop, for debugging.
+//
+// If a test fails, the part of dovecot.log written during it is logged (its
+// last 60 lines, with known passwords and tokens redacted).
 package dovecottest
 
 import (
@@ -167,27 +198,33 @@ func skipOrFail(t testing.TB, err error) {
 	t.Skip(msg)
 }
 
-// findBinaries locates dovecot and doveadm on PATH or in the usual sbin
-// directories (which a non-root PATH often lacks).
+// findBinaries locates dovecot and doveadm: $DOVECOTTEST_DOVECOT and
+// $DOVECOTTEST_DOVEADM if set, else PATH, else the usual sbin directories
+// (which a non-root PATH often lacks).
 func findBinaries() (dovecot, doveadm string, err error) {
-	find := func(name string) string {
+	find := func(name, env string) (string, error) {
+		if p := os.Getenv(env); p != "" {
+			if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+				return "", fmt.Errorf("%s=%s is not an executable file", env, p)
+			}
+			return p, nil
+		}
 		if p, err := exec.LookPath(name); err == nil {
-			return p
+			return p, nil
 		}
 		for _, dir := range []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin"} {
 			p := filepath.Join(dir, name)
 			if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-				return p
+				return p, nil
 			}
 		}
-		return ""
+		return "", fmt.Errorf("%s binary not found (PATH, /usr/sbin, /usr/local/sbin)", name)
 	}
-	dovecot, doveadm = find("dovecot"), find("doveadm")
-	switch {
-	case dovecot == "":
-		return "", "", errors.New("dovecot binary not found")
-	case doveadm == "":
-		return "", "", errors.New("doveadm binary not found")
+	if dovecot, err = find("dovecot", "DOVECOTTEST_DOVECOT"); err != nil {
+		return "", "", err
+	}
+	if doveadm, err = find("doveadm", "DOVECOTTEST_DOVEADM"); err != nil {
+		return "", "", err
 	}
 	return dovecot, doveadm, nil
 }
@@ -520,14 +557,26 @@ func (s *Server) logTail(t testing.TB, offset int64) {
 	if len(lines) > 60 {
 		lines = lines[len(lines)-60:]
 	}
-	s.mu.Lock()
-	for _, pw := range s.users {
+	for _, secret := range s.secrets() {
 		for i := range lines {
-			lines[i] = redact(lines[i], pw)
+			lines[i] = redact(lines[i], secret)
 		}
 	}
-	s.mu.Unlock()
 	t.Logf("dovecottest: tail of %s:\n%s", s.LogFile, strings.Join(lines, "\n"))
+}
+
+// secrets returns the passwords and tokens the server knows, for redaction.
+func (s *Server) secrets() []string {
+	s.mu.Lock()
+	var out []string
+	for _, pw := range s.users {
+		out = append(out, pw)
+	}
+	s.mu.Unlock()
+	if s.oauth != nil {
+		out = append(out, s.oauth.all()...)
+	}
+	return out
 }
 
 func fileSize(path string) int64 {
@@ -552,8 +601,11 @@ func readFrom(path string, offset int64, max int64) string {
 	return string(b)
 }
 
+// redact replaces secret in s. Secrets shorter than 4 bytes are left alone:
+// replacing them would garble the text, and Dovecot does not log passwords
+// anyway (auth_verbose_passwords = no).
 func redact(s, secret string) string {
-	if secret == "" {
+	if len(secret) < 4 {
 		return s
 	}
 	return strings.ReplaceAll(s, secret, "[redacted]")

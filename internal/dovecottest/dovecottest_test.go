@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -373,10 +375,272 @@ func TestRestart(t *testing.T) {
 	dir := s.Dir
 	s.Stop()
 	s.Stop()
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+	if _, err := os.Stat(dir); os.Getenv("DOVECOTTEST_KEEP") == "" && !os.IsNotExist(err) {
 		t.Fatalf("Dir %s still exists after Stop: %v", dir, err)
 	}
 	if _, err := net.DialTimeout("tcp", s.IMAPSAddr, time.Second); err == nil {
 		t.Fatalf("still listening after Stop")
+	}
+}
+
+func TestAddUserNames(t *testing.T) {
+	s := Shared(t, Options{})
+	a := s.AddUser(t, "Test/Some Name", "pw-a")
+	b := s.AddUser(t, "Test/Some Name", "pw-b")
+	if a != "test-some-name" || b != "test-some-name-2" {
+		t.Fatalf("logins %q, %q", a, b)
+	}
+	for login, pw := range map[string]string{a: "pw-a", b: "pw-b"} {
+		c := dialTLS(t, s, s.IMAPSAddr)
+		c.line()
+		if _, done := c.imapCmd("a", "LOGIN "+login+" "+pw); !strings.HasPrefix(done, "a OK") {
+			t.Fatalf("LOGIN %s: %q", login, done)
+		}
+		// The other user's password does not work.
+		c2 := dialTLS(t, s, s.IMAPSAddr)
+		c2.line()
+		other := "pw-a"
+		if pw == "pw-a" {
+			other = "pw-b"
+		}
+		if _, done := c2.imapCmd("a", "LOGIN "+login+" "+other); !strings.HasPrefix(done, "a NO") {
+			t.Fatalf("LOGIN %s with the other password: %q", login, done)
+		}
+	}
+}
+
+func TestDeliverFoldersOrderFlags(t *testing.T) {
+	s := Shared(t, Options{})
+	user := s.AddUser(t, t.Name(), "pw")
+	for i := 1; i <= 3; i++ {
+		s.Deliver(t, user, "INBOX", msg(fmt.Sprintf("m%d@example.com", i)))
+	}
+	s.Deliver(t, user, "Processed", msg("moved@example.com"))
+	s.Deliver(t, user, "Archive/2026", msg("deep@example.com"))
+
+	c := dialTLS(t, s, s.IMAPSAddr)
+	c.line()
+	if _, done := c.imapCmd("a", "LOGIN "+user+" pw"); !strings.HasPrefix(done, "a OK") {
+		t.Fatalf("LOGIN: %q", done)
+	}
+	un, _ := c.imapCmd("b", `LIST "" "*"`)
+	list := strings.Join(un, "\n")
+	for _, want := range []string{`"." Processed`, `"." Archive.2026`, `"." INBOX`} {
+		if !strings.Contains(list, want) {
+			t.Errorf("LIST lacks %s:\n%s", want, list)
+		}
+	}
+	if un, _ = c.imapCmd("c", "STATUS Processed (MESSAGES)"); !contains(un, "* STATUS Processed (MESSAGES 1)") {
+		t.Errorf("STATUS Processed: %q", un)
+	}
+	c.imapCmd("d", "SELECT INBOX")
+	un, _ = c.imapCmd("e", "UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+	ids := regexp.MustCompile(`<(m\d)@example\.com>`).FindAllStringSubmatch(strings.Join(un, "\n"), -1)
+	var order []string
+	for _, m := range ids {
+		order = append(order, m[1])
+	}
+	if strings.Join(order, ",") != "m1,m2,m3" {
+		t.Fatalf("IMAP UID order %q, want m1,m2,m3", order)
+	}
+	// Flag changes and expunges show in Messages.
+	c.imapCmd("f", `UID STORE 1 +FLAGS (\Seen)`)
+	c.imapCmd("g", `UID STORE 2 +FLAGS (\Deleted)`)
+	ms := s.Messages(t, user, "INBOX")
+	if len(ms) != 3 {
+		t.Fatalf("Messages = %+v", ms)
+	}
+	for i, m := range ms {
+		wantID := fmt.Sprintf("m%d@example.com", i+1)
+		if m.MessageID != wantID || m.Seen != (i == 0) || m.Deleted != (i == 1) || m.Folder != "INBOX" {
+			t.Errorf("Messages[%d] = %+v", i, m)
+		}
+	}
+	if _, done := c.imapCmd("h", "EXPUNGE"); !strings.HasPrefix(done, "h OK") {
+		t.Fatalf("EXPUNGE: %q", done)
+	}
+	if ms = s.Messages(t, user, ""); len(ms) != 2 || ms[0].MessageID != "m1@example.com" || ms[1].MessageID != "m3@example.com" {
+		t.Fatalf("after EXPUNGE: %+v", ms)
+	}
+	if ms = s.Messages(t, user, "Archive/2026"); len(ms) != 1 || ms[0].MessageID != "deep@example.com" {
+		t.Fatalf("Archive/2026: %+v", ms)
+	}
+	if ms = s.Messages(t, user, "NoSuchFolder"); len(ms) != 0 {
+		t.Fatalf("NoSuchFolder: %+v", ms)
+	}
+}
+
+func TestPOP3STLSRequired(t *testing.T) {
+	s := Shared(t, Options{})
+	if s.POP3NonLocalAddr == "" {
+		t.Skip("127.0.0.2 not available")
+	}
+	user := s.AddUser(t, t.Name(), "pw")
+	s.Deliver(t, user, "", msg("stls@example.com"))
+	c := dialPlain(t, s.POP3NonLocalAddr)
+	c.line()
+	c.send("CAPA")
+	var capa []string
+	for l := c.line(); l != "."; l = c.line() {
+		capa = append(capa, l)
+	}
+	if !contains(capa, "STLS") {
+		t.Fatalf("CAPA %q lacks STLS", capa)
+	}
+	c.send("USER " + user)
+	if l := c.line(); !strings.HasPrefix(l, "-ERR") {
+		t.Fatalf("USER before STLS: %q", l)
+	}
+	c.send("STLS")
+	if l := c.line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("STLS: %q", l)
+	}
+	tc := tls.Client(c.c, &tls.Config{RootCAs: s.CAPool, ServerName: "localhost"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS handshake: %v", err)
+	}
+	c = &conn{t: t, c: tc, br: bufio.NewReader(tc)}
+	c.send("USER " + user)
+	c.line()
+	c.send("PASS pw")
+	if l := c.line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("PASS after STLS: %q", l)
+	}
+	c.send("UIDL")
+	if l := c.line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("UIDL: %q", l)
+	}
+	n := 0
+	for l := c.line(); l != "."; l = c.line() {
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("UIDL listed %d messages", n)
+	}
+	// RETR must not mark the message read (pop3_no_flag_updates).
+	c.send("RETR 1")
+	for l := c.line(); l != "."; l = c.line() {
+	}
+	c.send("QUIT")
+	c.line()
+	if ms := s.Messages(t, user, ""); len(ms) != 1 || ms[0].Seen {
+		t.Fatalf("after RETR+QUIT: %+v", ms)
+	}
+}
+
+func TestOAuthBearer(t *testing.T) {
+	s := Shared(t, Options{OAuth: true})
+	user := s.AddUser(t, t.Name(), "pw-oauthbearer")
+	s.AddToken(user, "bearer-token-1")
+	host, port, _ := net.SplitHostPort(s.IMAPSAddr)
+	payload := func(tok string) string {
+		return base64.StdEncoding.EncodeToString([]byte("n,a=" + user + ",\x01host=" + host + "\x01port=" + port + "\x01auth=Bearer " + tok + "\x01\x01"))
+	}
+	c := dialTLS(t, s, s.IMAPSAddr)
+	c.line()
+	c.send("a AUTHENTICATE OAUTHBEARER " + payload("wrong"))
+	l := c.line()
+	if strings.HasPrefix(l, "+ ") {
+		// RFC 7628: the client answers the error challenge with 0x01.
+		c.send(base64.StdEncoding.EncodeToString([]byte{1}))
+		l = c.line()
+	}
+	if !strings.HasPrefix(l, "a NO") {
+		t.Fatalf("bad OAUTHBEARER token: %q", l)
+	}
+	if _, done := c.imapCmd("b", "AUTHENTICATE OAUTHBEARER "+payload("bearer-token-1")); !strings.HasPrefix(done, "b OK") {
+		t.Fatalf("good OAUTHBEARER token: %q", done)
+	}
+	// POP3 takes XOAUTH2 on one line.
+	p := dialTLS(t, s, s.POP3SAddr)
+	p.line()
+	p.send("AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString([]byte("user="+user+"\x01auth=Bearer bearer-token-1\x01\x01")))
+	if l := p.line(); !strings.HasPrefix(l, "+OK") {
+		t.Fatalf("POP3 XOAUTH2: %q", l)
+	}
+	if s.IntrospectionCalls() == 0 {
+		t.Fatal("no introspection calls recorded")
+	}
+}
+
+// fakeTB records Skip/Fatal/Log calls; Skip and Fatal end the goroutine as
+// the real ones do.
+type fakeTB struct {
+	testing.TB
+	skipped, failed bool
+	logs            []string
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Skip(args ...any) {
+	f.skipped = true
+	f.logs = append(f.logs, fmt.Sprint(args...))
+	runtime.Goexit()
+}
+func (f *fakeTB) Fatal(args ...any) {
+	f.failed = true
+	f.logs = append(f.logs, fmt.Sprint(args...))
+	runtime.Goexit()
+}
+func (f *fakeTB) Fatalf(format string, a ...any) { f.Fatal(fmt.Sprintf(format, a...)) }
+func (f *fakeTB) Logf(format string, args ...any) {
+	f.logs = append(f.logs, fmt.Sprintf(format, args...))
+}
+func (f *fakeTB) Cleanup(func()) {}
+
+func runFake(f *fakeTB, fn func(testing.TB)) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(f)
+	}()
+	<-done
+}
+
+func TestMissingBinary(t *testing.T) {
+	t.Setenv("DOVECOTTEST_DOVECOT", "/nonexistent/dovecot")
+	for _, ci := range []string{"", "true"} {
+		t.Setenv("CI", ci)
+		for name, start := range map[string]func(testing.TB){
+			"Start":  func(tb testing.TB) { Start(tb, Options{}) },
+			"Shared": func(tb testing.TB) { Shared(tb, Options{}) },
+		} {
+			f := &fakeTB{TB: t}
+			runFake(f, start)
+			if ci == "true" && (!f.failed || f.skipped) || ci == "" && (!f.skipped || f.failed) {
+				t.Errorf("%s with CI=%q: skipped=%v failed=%v", name, ci, f.skipped, f.failed)
+			}
+			if len(f.logs) == 0 || !strings.Contains(f.logs[0], "DOVECOTTEST_DOVECOT=/nonexistent/dovecot") || !strings.Contains(f.logs[0], "install-test-deps.sh") {
+				t.Errorf("%s message %q", name, f.logs)
+			}
+		}
+	}
+}
+
+func TestLogTailRedacts(t *testing.T) {
+	s := Shared(t, Options{OAuth: true})
+	user := s.AddUser(t, t.Name(), "hunter2-secret")
+	s.AddToken(user, "tok-secret-123")
+	s.RevokeToken("tok-secret-123")
+	offset := fileSize(s.LogFile)
+	// Make Dovecot log something, then plant the secrets in the log as a
+	// misconfigured server might.
+	c := dialTLS(t, s, s.IMAPSAddr)
+	c.line()
+	c.imapCmd("a", "LOGIN "+user+" wrong-password")
+	f, err := os.OpenFile(s.LogFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "test: pass=hunter2-secret token=tok-secret-123\n")
+	f.Close()
+	tb := &fakeTB{TB: t}
+	s.logTail(tb, offset)
+	out := strings.Join(tb.logs, "\n")
+	if !strings.Contains(out, "Password mismatch") || !strings.Contains(out, "pass=[redacted] token=[redacted]") {
+		t.Fatalf("log tail:\n%s", out)
+	}
+	if strings.Contains(out, "hunter2-secret") || strings.Contains(out, "tok-secret-123") {
+		t.Fatalf("secret in log tail:\n%s", out)
 	}
 }

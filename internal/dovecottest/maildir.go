@@ -156,6 +156,18 @@ func (s *Server) Deliver(t testing.TB, user, folder string, raw []byte) {
 	if err := s.makeMaildir(dir); err != nil {
 		t.Fatalf("dovecottest: Deliver: %v", err)
 	}
+	if dir != filepath.Join(s.home(user), "Maildir") {
+		// Dovecot marks its Maildir++ folders so; do the same.
+		mf := filepath.Join(dir, "maildirfolder")
+		if _, err := os.Stat(mf); os.IsNotExist(err) {
+			if err := os.WriteFile(mf, nil, 0o600); err != nil {
+				t.Fatalf("dovecottest: Deliver: %v", err)
+			}
+			if err := s.chown(mf); err != nil {
+				t.Fatalf("dovecottest: Deliver: %v", err)
+			}
+		}
+	}
 	s.mu.Lock()
 	now := time.Now().Truncate(time.Microsecond)
 	if !now.After(s.lastDeliv) {

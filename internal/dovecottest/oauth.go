@@ -11,25 +11,43 @@ import (
 // passdb asks. It answers {"active":true,"username":<user>} for registered
 // tokens and {"active":false} for everything else.
 type introspector struct {
-	mu     sync.Mutex
-	tokens map[string]string // token -> user
-	calls  int
+	mu      sync.Mutex
+	tokens  map[string]string // active token -> user
+	revoked map[string]bool   // tokens revoked (still redacted from logs)
+	calls   int
 }
 
 func newIntrospector() *introspector {
-	return &introspector{tokens: make(map[string]string)}
+	return &introspector{tokens: make(map[string]string), revoked: make(map[string]bool)}
 }
 
 func (in *introspector) add(user, token string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.tokens[token] = user
+	delete(in.revoked, token)
 }
 
 func (in *introspector) revoke(token string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	delete(in.tokens, token)
+	if _, ok := in.tokens[token]; ok {
+		delete(in.tokens, token)
+		in.revoked[token] = true
+	}
+}
+
+func (in *introspector) all() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make([]string, 0, len(in.tokens)+len(in.revoked))
+	for tok := range in.tokens {
+		out = append(out, tok)
+	}
+	for tok := range in.revoked {
+		out = append(out, tok)
+	}
+	return out
 }
 
 func (in *introspector) count() int {
