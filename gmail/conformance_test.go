@@ -1,0 +1,26 @@
+package gmail_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/mailsync/mailsync/connectortest"
+	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+)
+
+func TestConformance(t *testing.T) {
+	connectortest.Run(t, func(ctx context.Context, t *testing.T) (connectortest.Harness, error) {
+		return &harness{e: newEnv(t, fakegmail.Options{})}, nil
+	})
+}
+
+// The same suite with unpadded base64url and batch answers in reverse
+// order, both of which the documentation allows.
+func TestConformanceUnpaddedReversed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	connectortest.Run(t, func(ctx context.Context, t *testing.T) (connectortest.Harness, error) {
+		return &harness{e: newEnv(t, fakegmail.Options{RawEncoding: fakegmail.Unpadded, ReverseBatch: true})}, nil
+	})
+}

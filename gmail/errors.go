@@ -1,0 +1,226 @@
+package gmail
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mailsync/mailsync"
+)
+
+// APIError is an error answer of the Gmail API. It wraps the mailsync
+// sentinel that fits its status, so errors.Is(err, mailsync.ErrAuth) and
+// friends work:
+//
+//   - 401: mailsync.ErrAuth (the token was rejected even after a refresh).
+//   - 403 with reason rateLimitExceeded, userRateLimitExceeded or
+//     quotaExceeded, and 429: mailsync.ErrThrottled (returned inside a
+//     *mailsync.ThrottledError once the retries are used up).
+//   - other 403 (insufficientPermissions: the token lacks the scope; a
+//     domain policy): mailsync.ErrAuth.
+//   - 5xx: mailsync.ErrConnection.
+//   - 404 and 400 wrap nothing, except where the provider knows what they
+//     mean (an unknown label: mailsync.ErrFolderNotFound).
+//
+// It never contains a token.
+type APIError struct {
+	// Op is the API method, e.g. "messages.list".
+	Op string
+	// Code is the HTTP status.
+	Code int
+	// Status is Google's canonical status, e.g. "NOT_FOUND".
+	Status string
+	// Reason is the first error's reason, e.g. "notFound", "rateLimitExceeded".
+	Reason string
+	// Message is the server's message.
+	Message string
+
+	retryAfter time.Duration
+	kind       error
+}
+
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("gmail: %s: HTTP %d", e.Op, e.Code)
+	if e.Reason != "" {
+		s += " " + e.Reason
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.kind == mailsync.ErrAuth && e.Code == http.StatusForbidden {
+		s += " (does the token have the gmail.modify scope a post-action needs? see gmail.Scopes)"
+	}
+	return s
+}
+
+// Unwrap returns the mailsync sentinel the error matches, if any.
+func (e *APIError) Unwrap() error { return e.kind }
+
+// retryable reports whether the call may succeed if repeated later.
+func (e *APIError) retryable() bool {
+	return e.kind == mailsync.ErrThrottled || e.kind == mailsync.ErrConnection
+}
+
+// final is the error to return once the retries are used up.
+func (e *APIError) final(wait time.Duration) error {
+	if e.kind == mailsync.ErrThrottled {
+		return &mailsync.ThrottledError{RetryAfter: wait, Err: e}
+	}
+	return e
+}
+
+func isNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == http.StatusNotFound
+}
+
+func isStatus(err error, code int) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == code
+}
+
+// isInvalidLabel reports whether err is the 400 Gmail answers for an
+// unknown label id ("Invalid label: X", "labelId not found").
+func isInvalidLabel(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
+		return false
+	}
+	m := strings.ToLower(ae.Message)
+	return strings.Contains(m, "invalid label") || strings.Contains(m, "labelid not found")
+}
+
+var retryAfterInMessage = regexp.MustCompile(`Retry after (\d{4}-\d\d-\d\dT[0-9:.]+Z)`)
+
+// parseAPIError builds an *APIError from an HTTP error answer.
+func parseAPIError(op string, code int, header http.Header, body []byte, now time.Time) *APIError {
+	e := &APIError{Op: op, Code: code}
+	var env struct {
+		Error struct {
+			Message string `json:"message"`
+			Status  string `json:"status"`
+			Errors  []struct {
+				Reason string `json:"reason"`
+				Domain string `json:"domain"`
+			} `json:"errors"`
+			Details []struct {
+				Reason string `json:"reason"`
+			} `json:"details"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &env) == nil {
+		e.Message = env.Error.Message
+		e.Status = env.Error.Status
+		if len(env.Error.Errors) > 0 {
+			e.Reason = env.Error.Errors[0].Reason
+		}
+		for _, d := range env.Error.Details {
+			if e.Reason == "" && d.Reason != "" {
+				e.Reason = d.Reason
+			}
+		}
+	} else {
+		e.Message = strings.TrimSpace(string(body))
+		if len(e.Message) > 200 || strings.ContainsAny(e.Message, "<>") {
+			e.Message = http.StatusText(code)
+		}
+	}
+	e.retryAfter = retryAfter(header, e.Message, now)
+	switch {
+	case code == http.StatusUnauthorized:
+		e.kind = mailsync.ErrAuth
+	case code == http.StatusTooManyRequests:
+		e.kind = mailsync.ErrThrottled
+	case code == http.StatusForbidden && isRateReason(e.Reason, e.Status, e.Message):
+		e.kind = mailsync.ErrThrottled
+	case code == http.StatusForbidden:
+		e.kind = mailsync.ErrAuth
+	case code >= 500:
+		e.kind = mailsync.ErrConnection
+	}
+	return e
+}
+
+func isRateReason(reason, status, msg string) bool {
+	switch strings.ToLower(reason) {
+	case "ratelimitexceeded", "userratelimitexceeded", "quotaexceeded", "rate_limit_exceeded", "resource_exhausted":
+		return true
+	}
+	return status == "RESOURCE_EXHAUSTED" || strings.Contains(msg, "Quota exceeded")
+}
+
+// retryAfter reads a Retry-After header (seconds or an HTTP date) or
+// Gmail's "Retry after <RFC 3339 time>" in the message; 0 if none.
+func retryAfter(h http.Header, msg string, now time.Time) time.Duration {
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			return time.Duration(n) * time.Second
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(t.Sub(now), 0)
+		}
+	}
+	if m := retryAfterInMessage.FindStringSubmatch(msg); m != nil {
+		if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+			return max(t.Sub(now), 0)
+		}
+	}
+	return 0
+}
+
+// tokenError maps a token source failure. Errors that already match a
+// mailsync sentinel (oauthx's *Error does) keep it; a bare
+// *oauth2.RetrieveError is classified here, without its response body.
+func tokenError(err error) error {
+	for _, s := range []error{mailsync.ErrConsentRequired, mailsync.ErrAuth, mailsync.ErrConnection, mailsync.ErrTokenExpired, mailsync.ErrInvalidConfig} {
+		if errors.Is(err, s) {
+			return fmt.Errorf("gmail: getting an access token: %w", err)
+		}
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		desc := re.ErrorCode
+		if re.ErrorDescription != "" {
+			desc += ": " + re.ErrorDescription
+		}
+		switch {
+		case re.ErrorCode == "invalid_grant":
+			return fmt.Errorf("gmail: token refresh failed (%s): %w", desc, mailsync.ErrConsentRequired)
+		case re.Response != nil && (re.Response.StatusCode >= 500 || re.Response.StatusCode == 429):
+			return fmt.Errorf("gmail: token refresh failed (HTTP %d): %w", re.Response.StatusCode, mailsync.ErrConnection)
+		case desc == "" && re.Response != nil:
+			desc = re.Response.Status
+		}
+		return fmt.Errorf("gmail: token refresh failed (%s): %w", desc, mailsync.ErrAuth)
+	}
+	if isNetError(err) {
+		return fmt.Errorf("gmail: getting an access token: %w: %v", mailsync.ErrConnection, err)
+	}
+	return fmt.Errorf("gmail: getting an access token: %w: %v", mailsync.ErrAuth, err)
+}
+
+func isNetError(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne)
+}
+
+// transportError maps a failed HTTP round trip.
+func transportError(op string, err error) error {
+	var ce *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ie x509.CertificateInvalidError
+	if errors.As(err, &ce) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ie) {
+		return fmt.Errorf("gmail: %s: %w: %v", op, mailsync.ErrTLS, err)
+	}
+	return fmt.Errorf("gmail: %s: %w: %v", op, mailsync.ErrConnection, err)
+}

@@ -1,0 +1,359 @@
+package gmail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/mailsync/mailsync"
+)
+
+// cursor is the position a List leaves: the mailbox's history id and the
+// labels it was taken for, written "HISTORYID;LABEL;NAME=ID…" (system
+// labels as their id, others as the URL-escaped name, "=", the id), e.g.
+// "4207;INBOX" or "4207;Support%2FTier+1=Label_12". Keeping the ids lets
+// the next List skip labels.list; keeping the names lets it notice a
+// changed configuration.
+type cursor struct {
+	history uint64
+	labels  []label // nil for a bare history id
+}
+
+func (c cursor) String() string {
+	var b strings.Builder
+	b.WriteString(strconv.FormatUint(c.history, 10))
+	for _, l := range c.labels {
+		b.WriteByte(';')
+		if l.Name == l.ID {
+			b.WriteString(l.ID)
+		} else {
+			b.WriteString(url.QueryEscape(l.Name) + "=" + l.ID)
+		}
+	}
+	return b.String()
+}
+
+func parseCursor(s string) (cursor, error) {
+	parts := strings.Split(s, ";")
+	h, err := strconv.ParseUint(parts[0], 10, 64)
+	if err != nil || h == 0 {
+		return cursor{}, fmt.Errorf("not a Gmail history cursor")
+	}
+	c := cursor{history: h}
+	for _, p := range parts[1:] {
+		name, id, ok := strings.Cut(p, "=")
+		if !ok {
+			if p == "" {
+				return cursor{}, fmt.Errorf("empty label")
+			}
+			c.labels = append(c.labels, label{Name: p, ID: p})
+			continue
+		}
+		n, err := url.QueryUnescape(name)
+		if err != nil || n == "" || id == "" {
+			return cursor{}, fmt.Errorf("bad label %q", p)
+		}
+		c.labels = append(c.labels, label{Name: n, ID: id})
+	}
+	return c, nil
+}
+
+// sameNames reports whether the cursor was taken for the configured labels.
+func (c cursor) sameNames(names []string) bool {
+	if len(c.labels) != len(names) {
+		return false
+	}
+	for i, l := range c.labels {
+		if l.Name != names[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func allSystem(ls []label) bool {
+	for _, l := range ls {
+		if _, ok := systemLabel(l.Name); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// historyGone: the history from the cursor cannot be read (HTTP 404 for
+// an expired history id, or a label whose id changed); List answers it
+// with a full listing.
+type historyGone struct{ why string }
+
+func (e *historyGone) Error() string { return e.why }
+
+// List returns the messages that carry one of the configured labels and
+// arrived after cur (all of them when cur is empty), oldest first.
+//
+// With an empty cursor it reads the mailbox's current history id
+// (users.getProfile) first and then pages through messages.list for each
+// label. The history id is taken before the listing so that mail arriving
+// during it is never lost: such a message is either in the listing or in
+// the history after that id, or both (the engine skips keys it has
+// processed, so a duplicate costs nothing).
+//
+// With a cursor it pages through history.list (messageAdded records,
+// filtered by label) from the cursor's history id: one request when
+// nothing is new and the labels are system labels or were resolved
+// before. When Gmail no longer has that history (HTTP 404, typically after
+// a week), or the configured labels changed, it lists the labels in full
+// and says so in Listing.Notes; the keys (Gmail message ids) are stable,
+// so the engine creates no duplicate tickets.
+//
+// MessageRef.Size is -1: neither messages.list nor history.list give
+// sizes. Listing.Complete is false: a message that left the labels (moved
+// by a post-action) must stay recorded as processed.
+func (c *Connector) List(ctx context.Context, cur mailsync.Cursor) (*mailsync.Listing, error) {
+	if err := c.check(ctx); err != nil {
+		return nil, err
+	}
+	var notes []string
+	if cur != "" {
+		pc, err := parseCursor(string(cur))
+		switch {
+		case err != nil:
+			notes = append(notes, fmt.Sprintf("gmail: the stored cursor is not a Gmail history cursor (%v); listed the labels in full", err))
+		case pc.labels != nil && !pc.sameNames(c.cfg.labels):
+			notes = append(notes, fmt.Sprintf("gmail: the labels changed since the last sync (%s → %s); listed them in full", names(pc.labels), strings.Join(c.cfg.labels, ", ")))
+		default:
+			labels := pc.labels
+			if labels == nil {
+				if labels, err = c.resolve(ctx, false); err != nil {
+					return nil, err
+				}
+			}
+			l, err := c.history(ctx, pc.history, labels)
+			if err == nil {
+				return l, nil
+			}
+			var gone *historyGone
+			if !errors.As(err, &gone) {
+				return nil, err
+			}
+			c.cfg.log.WarnContext(ctx, "gmail: history id expired, listing in full", "history_id", pc.history)
+			notes = append(notes, fmt.Sprintf("gmail: history id %d is no longer usable (%s); listed the labels in full", pc.history, gone.why))
+			if !allSystem(labels) {
+				// The 404 may come from a deleted label: look the labels up again.
+				c.allLabels = nil
+			}
+		}
+	}
+	labels, err := c.resolve(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	l, err := c.listAll(ctx, labels)
+	if err != nil {
+		return nil, err
+	}
+	l.Notes = append(notes, l.Notes...)
+	return l, nil
+}
+
+func names(ls []label) string {
+	var s []string
+	for _, l := range ls {
+		s = append(s, l.Name)
+	}
+	return strings.Join(s, ", ")
+}
+
+type msgRef struct {
+	ID       string   `json:"id"`
+	ThreadID string   `json:"threadId"`
+	LabelIDs []string `json:"labelIds"`
+}
+
+// listAll is the full listing: profile, then every page of every label.
+func (c *Connector) listAll(ctx context.Context, labels []label) (*mailsync.Listing, error) {
+	var prof struct {
+		EmailAddress string `json:"emailAddress"`
+		HistoryID    string `json:"historyId"`
+	}
+	if err := c.api.call(ctx, "users.getProfile", http.MethodGet, "profile", nil, nil, &prof); err != nil {
+		return nil, err
+	}
+	hid, err := strconv.ParseUint(prof.HistoryID, 10, 64)
+	if err != nil || hid == 0 {
+		return nil, fmt.Errorf("gmail: users.getProfile: bad historyId %q", prof.HistoryID)
+	}
+	seen := map[string]bool{}
+	var keys []string
+	for _, l := range labels {
+		ids, err := c.listLabel(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				keys = append(keys, id)
+			}
+		}
+	}
+	if len(labels) > 1 {
+		// Merge the labels' listings. Gmail message ids grow with the
+		// time a message reached the mailbox (they are hex timestamps
+		// with a counter), which is the order we want.
+		slices.SortStableFunc(keys, compareIDs)
+	}
+	c.cfg.log.DebugContext(ctx, "gmail: listed in full", "messages", len(keys), "history_id", hid)
+	return &mailsync.Listing{Messages: refs(keys), Cursor: mailsync.Cursor(cursor{history: hid, labels: labels}.String())}, nil
+}
+
+// listLabel pages through messages.list for one label and returns the
+// ids oldest first (the API lists newest first).
+func (c *Connector) listLabel(ctx context.Context, l label) ([]string, error) {
+	var ids []string
+	token := ""
+	for page := 0; ; page++ {
+		q := url.Values{"labelIds": {l.ID}, "maxResults": {strconv.Itoa(c.cfg.pageSize)}}
+		if token != "" {
+			q.Set("pageToken", token)
+		}
+		var out struct {
+			Messages      []msgRef `json:"messages"`
+			NextPageToken string   `json:"nextPageToken"`
+		}
+		if err := c.api.call(ctx, "messages.list", http.MethodGet, "messages", q, nil, &out); err != nil {
+			if isNotFound(err) || isInvalidLabel(err) {
+				return nil, fmt.Errorf("gmail: label %q (%s): %w: %w", l.Name, l.ID, mailsync.ErrFolderNotFound, err)
+			}
+			return nil, err
+		}
+		for _, m := range out.Messages {
+			if m.ID != "" {
+				ids = append(ids, m.ID)
+			}
+		}
+		if out.NextPageToken == "" || out.NextPageToken == token {
+			break
+		}
+		token = out.NextPageToken
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	slices.Reverse(ids)
+	return ids, nil
+}
+
+// history pages through history.list from start for each label and
+// returns the added messages in the order of their history records.
+func (c *Connector) history(ctx context.Context, start uint64, labels []label) (*mailsync.Listing, error) {
+	type added struct {
+		id  string
+		rec uint64
+	}
+	var all []added
+	seen := map[string]bool{}
+	next := uint64(0)
+	for _, l := range labels {
+		token := ""
+		var last uint64
+		for {
+			q := url.Values{
+				"startHistoryId": {strconv.FormatUint(start, 10)},
+				"historyTypes":   {"messageAdded"},
+				"labelId":        {l.ID},
+				"maxResults":     {strconv.Itoa(c.cfg.pageSize)},
+			}
+			if token != "" {
+				q.Set("pageToken", token)
+			}
+			var out struct {
+				History []struct {
+					ID            string `json:"id"`
+					MessagesAdded []struct {
+						Message msgRef `json:"message"`
+					} `json:"messagesAdded"`
+				} `json:"history"`
+				HistoryID     string `json:"historyId"`
+				NextPageToken string `json:"nextPageToken"`
+			}
+			err := c.api.call(ctx, "history.list", http.MethodGet, "history", q, nil, &out)
+			if isNotFound(err) {
+				return nil, &historyGone{why: "history.list answered HTTP 404"}
+			}
+			if isInvalidLabel(err) {
+				if _, sys := systemLabel(l.Name); !sys {
+					// The label was deleted (and maybe made again with
+					// another id): List looks it up and lists in full.
+					return nil, &historyGone{why: fmt.Sprintf("label %q no longer has id %s", l.Name, l.ID)}
+				}
+				return nil, fmt.Errorf("gmail: label %q (%s): %w: %w", l.Name, l.ID, mailsync.ErrFolderNotFound, err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range out.History {
+				rec, _ := strconv.ParseUint(h.ID, 10, 64)
+				for _, ma := range h.MessagesAdded {
+					if id := ma.Message.ID; id != "" && !seen[id] {
+						seen[id] = true
+						all = append(all, added{id, rec})
+					}
+				}
+			}
+			if h, err := strconv.ParseUint(out.HistoryID, 10, 64); err == nil {
+				last = h
+			}
+			if out.NextPageToken == "" || out.NextPageToken == token {
+				break
+			}
+			token = out.NextPageToken
+		}
+		// With several labels, keep the smallest of their history ids: a
+		// message that arrived between the calls is listed again next
+		// time rather than missed.
+		if last != 0 && (next == 0 || last < next) {
+			next = last
+		}
+	}
+	if next < start {
+		next = start
+	}
+	if len(labels) > 1 {
+		slices.SortStableFunc(all, func(a, b added) int {
+			switch {
+			case a.rec < b.rec:
+				return -1
+			case a.rec > b.rec:
+				return 1
+			}
+			return 0
+		})
+	}
+	keys := make([]string, len(all))
+	for i, a := range all {
+		keys[i] = a.id
+	}
+	c.cfg.log.DebugContext(ctx, "gmail: listed history", "start", start, "messages", len(keys), "history_id", next)
+	return &mailsync.Listing{Messages: refs(keys), Cursor: mailsync.Cursor(cursor{history: next, labels: labels}.String())}, nil
+}
+
+func refs(keys []string) []mailsync.MessageRef {
+	out := make([]mailsync.MessageRef, len(keys))
+	for i, k := range keys {
+		out[i] = mailsync.MessageRef{Key: k, Size: -1}
+	}
+	return out
+}
+
+// compareIDs orders Gmail message ids (hex numbers) numerically.
+func compareIDs(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	return strings.Compare(a, b)
+}
