@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/mailsync/mailsync"
+)
+
+// fileConfig is the JSON file: connections in the shape of the admin form,
+// the mappings per ticket type, and where state and tickets go.
+type fileConfig struct {
+	// StateFile is the durable state (bbolt); default "mailsync-state.db".
+	StateFile string `json:"state_file,omitempty"`
+	// TicketsFile is the JSON-lines ticket file; default "tickets.jsonl".
+	TicketsFile string `json:"tickets_file,omitempty"`
+	// SaveFiles writes attachments and quarantined mail next to TicketsFile.
+	SaveFiles   bool               `json:"save_files,omitempty"`
+	Connections []connectionConfig `json:"connections"`
+	Mappings    []mailsync.Mapping `json:"mappings"`
+}
+
+// connectionConfig is one admin-form connection plus the tool's settings.
+type connectionConfig struct {
+	mailsync.Connection
+	// TicketType picks the mapping; default the first of connected_with.
+	TicketType string `json:"ticket_type,omitempty"`
+	// Folder to read (IMAP, Graph; Gmail: label); default INBOX.
+	Folder string `json:"folder,omitempty"`
+	// Security: "tls" (implicit), "starttls" or "plaintext"; default by port.
+	Security string `json:"security,omitempty"`
+	// AllowPlaintextLogin opts in to credentials over an unencrypted connection.
+	AllowPlaintextLogin bool `json:"allow_plaintext_login,omitempty"`
+	// CAFile is a PEM file of extra trusted CAs (self-signed servers).
+	CAFile string `json:"ca_file,omitempty"`
+	// PostAction once a ticket is stored; default leave untouched.
+	PostAction mailsync.PostAction `json:"post_action,omitempty"`
+	// APIEndpoint overrides a Graph or Gmail API base URL (tests).
+	APIEndpoint string `json:"api_endpoint,omitempty"`
+}
+
+// forbiddenKeys never belong in the file: the password is typed in at sync time.
+var forbiddenKeys = []string{"password", "passwd", "pass", "secret_password"}
+
+func loadConfig(path string) (*fileConfig, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var probe struct {
+		Connections []map[string]json.RawMessage `json:"connections"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i, c := range probe.Connections {
+		for k := range c {
+			for _, bad := range forbiddenKeys {
+				if strings.EqualFold(k, bad) {
+					return nil, fmt.Errorf("%s: connections[%d] has a %q field: passwords are never read from the file (type it when asked, or set MAILSYNC_PASSWORD, or use -password-stdin)", path, i, k)
+				}
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var cfg fileConfig
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if cfg.StateFile == "" {
+		cfg.StateFile = "mailsync-state.db"
+	}
+	if cfg.TicketsFile == "" {
+		cfg.TicketsFile = "tickets.jsonl"
+	}
+	return &cfg, nil
+}
+
+func (c *fileConfig) mapping(ticketType string) (mailsync.Mapping, bool) {
+	for _, m := range c.Mappings {
+		if m.TicketType == ticketType {
+			return m, true
+		}
+	}
+	return mailsync.Mapping{}, false
+}
+
+// saveRefreshToken writes a rotated refresh token back into the config
+// file (atomically, mode 0600), as the host would store it.
+func saveRefreshToken(path, connection string, token mailsync.Secret) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return err
+	}
+	conns, _ := doc["connections"].([]any)
+	found := false
+	for _, c := range conns {
+		m, _ := c.(map[string]any)
+		if m["name"] == connection {
+			if o, ok := m["oauth"].(map[string]any); ok {
+				o["refresh_token"] = token.Reveal()
+				found = true
+			}
+		}
+	}
+	if !found {
+		return fmt.Errorf("connection %q has no oauth block in %s", connection, path)
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(out, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,207 @@
+// Command mail2ticket syncs mailboxes into a JSON-lines ticket file.
+//
+// Connections and mappings come from a JSON file in the shape of the admin
+// form (see example-config.json). The password is never read from that
+// file: it is asked on the terminal without echo, or read from the
+// MAILSYNC_PASSWORD environment variable, or from standard input with
+// -password-stdin. State (cursors, processed messages) persists in a bbolt
+// file, so a re-run only fetches what is new and never duplicates a ticket.
+//
+//	go run ./examples/mail2ticket -config mail2ticket.json            # sync every enabled connection
+//	go run ./examples/mail2ticket -config mail2ticket.json -check     # test the connections
+//	go run ./examples/mail2ticket -config mail2ticket.json -connection Suporte
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/boltstate"
+	"github.com/mailsync/mailsync/jsonlsink"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "mail2ticket:", err)
+		os.Exit(1)
+	}
+}
+
+type cli struct {
+	configPath    string
+	only          string
+	check         bool
+	passwordStdin bool
+	verbose       bool
+	stdin         io.Reader
+	stdout        io.Writer
+	stderr        io.Writer
+	passwords     map[string]mailsync.Secret
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mail2ticket", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, passwords: map[string]mailsync.Secret{}}
+	fs.StringVar(&c.configPath, "config", "mail2ticket.json", "the JSON configuration file")
+	fs.StringVar(&c.only, "connection", "", "sync only the connection with this name")
+	fs.BoolVar(&c.check, "check", false, "test the connections (log in, open the folder) instead of syncing")
+	fs.BoolVar(&c.passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+	fs.BoolVar(&c.verbose, "v", false, "verbose logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(c.configPath)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	level := slog.LevelWarn
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var conns []connectionConfig
+	for _, cc := range cfg.Connections {
+		if c.only == "" || cc.Name == c.only {
+			conns = append(conns, cc)
+		}
+	}
+	if len(conns) == 0 {
+		return fmt.Errorf("no connection to run (check -connection and %s)", c.configPath)
+	}
+	if c.check {
+		failed := 0
+		for _, cc := range conns {
+			if err := c.checkOne(ctx, cfg, cc, logger); err != nil {
+				failed++
+				fmt.Fprintf(stdout, "✗ %s: %v\n", cc.Name, err)
+			}
+		}
+		if failed > 0 {
+			return fmt.Errorf("%d of %d connections failed the check", failed, len(conns))
+		}
+		return nil
+	}
+
+	state, err := boltstate.Open(cfg.StateFile)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
+	sink, err := jsonlsink.Open(cfg.TicketsFile, cfg.SaveFiles)
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+
+	failed := 0
+	for _, cc := range conns {
+		if !cc.Enabled {
+			fmt.Fprintf(stdout, "- %s: disabled, skipped\n", cc.Name)
+			continue
+		}
+		if err := c.syncOne(ctx, cfg, cc, state, sink, logger); err != nil {
+			failed++
+			fmt.Fprintf(stdout, "✗ %s: %v\n", cc.Name, err)
+			if errors.Is(err, context.Canceled) {
+				break
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "%s now holds %d tickets\n", cfg.TicketsFile, sink.Tickets())
+	if failed > 0 {
+		return fmt.Errorf("%d connection(s) failed", failed)
+	}
+	return nil
+}
+
+func (c *cli) syncOne(ctx context.Context, cfg *fileConfig, cc connectionConfig, state mailsync.State, sink mailsync.Sink, logger *slog.Logger) error {
+	ticketType := cc.TicketType
+	if ticketType == "" && len(cc.ConnectedWith) > 0 {
+		ticketType = cc.ConnectedWith[0]
+	}
+	m, ok := cfg.mapping(ticketType)
+	if !ok {
+		return fmt.Errorf("no mapping for ticket type %q", ticketType)
+	}
+	conn, err := c.connector(ctx, cfg, cc, logger)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	last := time.Now()
+	rep, err := mailsync.Sync(ctx, conn, m, sink,
+		mailsync.WithState(state), mailsync.WithLogger(logger), mailsync.WithPostAction(cc.PostAction),
+		mailsync.WithProgress(func(p mailsync.Progress) {
+			if time.Since(last) > 2*time.Second || p.Done == p.Total && p.Total > 100 {
+				last = time.Now()
+				fmt.Fprintf(c.stderr, "  %s: %d/%d messages\n", cc.Name, p.Done, p.Total)
+			}
+		}))
+	if rep != nil {
+		fmt.Fprintf(c.stdout, "✓ %s: seen %d, created %d, already done %d, quarantined %d, failed %d in %s\n",
+			cc.Name, rep.Seen, rep.Created, rep.AlreadyDone, rep.Quarantined, rep.Failed, rep.Duration.Round(time.Millisecond))
+		for _, n := range rep.Notes {
+			fmt.Fprintf(c.stdout, "  note: %s\n", n)
+		}
+		for _, o := range rep.Messages {
+			if o.Status == mailsync.StatusFailed || o.Status == mailsync.StatusQuarantined {
+				fmt.Fprintf(c.stdout, "  %s %s: %v\n", o.Status, o.Key, o.Err)
+			}
+		}
+	}
+	return err
+}
+
+// password returns the connection's password: MAILSYNC_PASSWORD, the first
+// line of stdin with -password-stdin, or a prompt on the terminal.
+func (c *cli) password(name, user string) (mailsync.Secret, error) {
+	if p, ok := c.passwords[name]; ok {
+		return p, nil
+	}
+	var p string
+	switch {
+	case os.Getenv("MAILSYNC_PASSWORD") != "":
+		p = os.Getenv("MAILSYNC_PASSWORD")
+	case c.passwordStdin:
+		line, err := bufio.NewReader(c.stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return "", fmt.Errorf("reading the password from stdin: %w", err)
+		}
+		p = strings.TrimRight(line, "\r\n")
+	default:
+		tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+		if err != nil {
+			return "", errors.New("no terminal to ask the password on: set MAILSYNC_PASSWORD or use -password-stdin")
+		}
+		defer tty.Close()
+		fmt.Fprintf(tty, "Password for %s (%s): ", user, name)
+		b, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		if err != nil {
+			return "", err
+		}
+		p = string(b)
+	}
+	if p == "" {
+		return "", errors.New("empty password")
+	}
+	c.passwords[name] = mailsync.Secret(p)
+	return mailsync.Secret(p), nil
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/imap"
+	"github.com/mailsync/mailsync/oauthx"
+	"github.com/mailsync/mailsync/pop3"
+)
+
+func (c *cli) tokenSource(ctx context.Context, cc connectionConfig, logger *slog.Logger) (oauth2.TokenSource, error) {
+	return oauthx.New(ctx, cc.OAuth, oauthx.Options{
+		Logger: logger,
+		OnRefreshToken: func(ctx context.Context, newToken mailsync.Secret) error {
+			return saveRefreshToken(c.configPath, cc.Name, newToken)
+		},
+	})
+}
+
+func rootCAs(cc connectionConfig) (*x509.CertPool, error) {
+	if cc.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(cc.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate", cc.CAFile)
+	}
+	return pool, nil
+}
+
+func imapOptions(ctx context.Context, c *cli, cc connectionConfig, logger *slog.Logger) (imap.Options, error) {
+	o := imap.Options{Folder: cc.Folder, AllowPlaintextLogin: cc.AllowPlaintextLogin, Logger: logger}
+	switch strings.ToLower(cc.Security) {
+	case "":
+	case "tls":
+		o.Security = imap.ImplicitTLS
+	case "starttls":
+		o.Security = imap.StartTLS
+	case "plaintext":
+		o.Security = imap.Plaintext
+	default:
+		return o, fmt.Errorf("security %q is not tls, starttls or plaintext", cc.Security)
+	}
+	var err error
+	if o.RootCAs, err = rootCAs(cc); err != nil {
+		return o, err
+	}
+	if cc.OAuth != nil {
+		o.TokenSource, err = c.tokenSource(ctx, cc, logger)
+	} else {
+		o.Password, err = c.password(cc.Name, cc.User)
+	}
+	return o, err
+}
+
+func pop3Options(ctx context.Context, c *cli, cc connectionConfig, logger *slog.Logger) (pop3.Options, error) {
+	o := pop3.Options{AllowPlaintextLogin: cc.AllowPlaintextLogin, Logger: logger}
+	switch strings.ToLower(cc.Security) {
+	case "":
+	case "tls":
+		o.Security = pop3.ImplicitTLS
+	case "starttls", "stls":
+		o.Security = pop3.STLS
+	case "plaintext":
+		o.Security = pop3.Plaintext
+	default:
+		return o, fmt.Errorf("security %q is not tls, starttls or plaintext", cc.Security)
+	}
+	var err error
+	if o.RootCAs, err = rootCAs(cc); err != nil {
+		return o, err
+	}
+	if cc.OAuth != nil {
+		o.TokenSource, err = c.tokenSource(ctx, cc, logger)
+	} else {
+		o.Password, err = c.password(cc.Name, cc.User)
+	}
+	return o, err
+}
+
+// connector builds the connector of one configured connection.
+func (c *cli) connector(ctx context.Context, cfg *fileConfig, cc connectionConfig, logger *slog.Logger) (mailsync.Connector, error) {
+	switch {
+	case cc.Protocol == mailsync.IMAP:
+		o, err := imapOptions(ctx, c, cc, logger)
+		if err != nil {
+			return nil, err
+		}
+		return imap.New(cc.Connection, o)
+	case cc.Protocol == mailsync.POP3:
+		o, err := pop3Options(ctx, c, cc, logger)
+		if err != nil {
+			return nil, err
+		}
+		return pop3.New(cc.Connection, o)
+	case cc.Protocol == "" && cc.OAuth != nil:
+		ts, err := c.tokenSource(ctx, cc, logger)
+		if err != nil {
+			return nil, err
+		}
+		return apiConnector(ctx, cc, ts, logger)
+	}
+	return nil, fmt.Errorf("%w: protocol %q", mailsync.ErrUnsupported, cc.Protocol)
+}
+
+// checkOne runs the provider's connection test and prints what it found.
+func (c *cli) checkOne(ctx context.Context, cfg *fileConfig, cc connectionConfig, logger *slog.Logger) error {
+	if err := cc.Validate(); err != nil {
+		return err
+	}
+	switch cc.Protocol {
+	case mailsync.IMAP:
+		o, err := imapOptions(ctx, c, cc, logger)
+		if err != nil {
+			return err
+		}
+		r, err := imap.Check(ctx, cc.Connection, o)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "✓ %s: IMAP %s (%s, %s), folder %q has %d messages; capabilities %s\n",
+			cc.Name, r.Server, r.Security, r.Auth, r.Folder, r.Messages, strings.Join(r.Capabilities, " "))
+		return nil
+	case mailsync.POP3:
+		o, err := pop3Options(ctx, c, cc, logger)
+		if err != nil {
+			return err
+		}
+		r, err := pop3.Check(ctx, cc.Connection, o)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "✓ %s: POP3 %s (%s %s, %s), %d messages, %d bytes\n",
+			cc.Name, r.Addr, r.Security, r.TLSVersion, r.Auth, r.Messages, r.Bytes)
+		return nil
+	}
+	// API providers: a sync-free check is a List with the stored cursor's
+	// cost; build the connector and list once.
+	conn, err := c.connector(ctx, cfg, cc, logger)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	l, err := conn.List(ctx, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "✓ %s: %s reachable, %d messages listed\n", cc.Name, cc.OAuth.Provider, len(l.Messages))
+	return nil
+}
