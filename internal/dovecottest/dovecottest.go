@@ -562,6 +562,10 @@ func (s *Server) logTail(t testing.TB, offset int64) {
 			lines[i] = redact(lines[i], secret)
 		}
 	}
+	if len(lines) == 1 && lines[0] == "" {
+		t.Logf("dovecottest: nothing logged to %s during the test", s.LogFile)
+		return
+	}
 	t.Logf("dovecottest: tail of %s:\n%s", s.LogFile, strings.Join(lines, "\n"))
 }
 
