@@ -719,10 +719,11 @@ func TestCAFileWithMbsync(t *testing.T) {
 	}
 	dir := t.TempDir()
 	_, port, _ := net.SplitHostPort(s.IMAPSAddr)
-	// SSLType is isync 1.4's spelling (1.5 also accepts TLSType).
+	// SSLType is isync 1.4's spelling (1.5 also accepts TLSType). SyncState *
+	// keeps mbsync's state in dir instead of ~/.mbsync.
 	rc := fmt.Sprintf("IMAPAccount a\nHost localhost\nPort %s\nUser %s\nPass pw-mbsync\nSSLType IMAPS\nCertificateFile %s\n\n"+
 		"IMAPStore remote\nAccount a\n\nMaildirStore local\nPath %s/\nInbox %s/INBOX\n\n"+
-		"Channel c\nFar :remote:INBOX\nNear :local:\nCreate Near\nSync Pull\n",
+		"Channel c\nFar :remote:INBOX\nNear :local:\nCreate Near\nSync Pull\nSyncState *\n",
 		port, user, s.CAFile, dir, dir)
 	rcPath := filepath.Join(dir, "mbsyncrc")
 	if err := os.WriteFile(rcPath, []byte(rc), 0o600); err != nil {
