@@ -6,17 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/textproto"
 	"strings"
-	"time"
-	"unicode/utf8"
 
-	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // windows-1252, ISO-2022-JP, iso-8859-*, …
-	"github.com/emersion/go-message/mail"
 	"github.com/microcosm-cc/bluemonday"
-	"golang.org/x/text/encoding/charmap"
 )
 
 // Limits bound what one message may cost. A message that breaks one is
@@ -26,14 +20,16 @@ type Limits struct {
 	// Larger ones are quarantined without being downloaded when the source
 	// knows the size up front.
 	MaxMessageBytes int64
-	// MaxHeaderBytes bounds the top-level header block (default 1 MiB).
+	// MaxHeaderBytes bounds each header block: the message's and each MIME
+	// part's (default 1 MiB).
 	MaxHeaderBytes int64
 	// MaxDepth bounds MIME nesting (default 32).
 	MaxDepth int
 	// MaxParts bounds the number of MIME parts (default 1000).
 	MaxParts int
 	// MaxTextBytes bounds the text and HTML bodies kept in memory (default
-	// 4 MiB each); longer bodies are truncated with a warning.
+	// 4 MiB each, summed over all body parts); longer bodies are truncated
+	// with a warning.
 	MaxTextBytes int64
 }
 
@@ -68,9 +64,30 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+const (
+	// maxHeaderFields bounds the fields of one header block, so a header of
+	// millions of tiny fields cannot cost gigabytes of memory.
+	maxHeaderFields = 10000
+	// maxBoundaryLen: RFC 2046 allows 70 characters; anything longer than a
+	// line is not a boundary.
+	maxBoundaryLen = 998
+	// memSpoolBudget is how many attachment bytes of one message stay in
+	// memory in total; beyond it every attachment goes to a temporary file.
+	memSpoolBudget = 8 << 20
+	// maxWarnings bounds Message.Warnings.
+	maxWarnings = 50
+)
+
 // Parser turns raw RFC 5322 mail into Messages. The zero value uses
 // DefaultLimits and the system's temporary directory. A Parser is safe for
 // concurrent use.
+//
+// Parsing is lenient where mail clients are: a header line without a field
+// name is joined to the previous field, an unparsable field is dropped, a
+// multipart without its closing boundary keeps the parts read, unquoted
+// parameters with special characters (boundary=----=_Part…, filename=a b.txt)
+// are accepted, unknown transfer encodings and charsets are read as they are.
+// Each such repair adds a line to Message.Warnings.
 type Parser struct {
 	// Limits bound each message; zero fields take the defaults.
 	Limits Limits
@@ -91,6 +108,8 @@ func (p *Parser) htmlPolicy() *bluemonday.Policy {
 	return p.policy
 }
 
+// defaultHTMLPolicy is built once and only read afterwards (bluemonday
+// policies are safe for concurrent Sanitize calls).
 var defaultHTMLPolicy = newHTMLPolicy()
 
 func newHTMLPolicy() *bluemonday.Policy {
@@ -106,93 +125,141 @@ func newHTMLPolicy() *bluemonday.Policy {
 // Parse reads one raw message from r and parses it. Attachments are kept in
 // memory or temporary files until m.Close is called. The error matches
 // ErrMalformed or ErrOversized when the message cannot be parsed or breaks a
-// limit; Parse never panics on bad input.
+// limit; an error reading r is returned wrapped as it is (so a broken
+// connection is not mistaken for a bad message). Parse never panics on bad
+// input.
 func (p *Parser) Parse(r io.Reader) (m *Message, err error) {
-	lim := p.Limits.withDefaults()
-	ps := &parseState{p: p, lim: lim, msg: &Message{Header: textproto.MIMEHeader{}}}
-	counter := &countingReader{r: r, max: lim.MaxMessageBytes}
 	defer func() {
 		if rec := recover(); rec != nil { // a bug in a dependency must not stop a sync
-			err = fmt.Errorf("%w: parser panic: %v", ErrMalformed, rec)
-		}
-		if err != nil {
-			ps.msg.Close()
-			m = nil
+			m, err = nil, fmt.Errorf("%w: parser panic: %v", ErrMalformed, rec)
 		}
 	}()
-	br := bufio.NewReaderSize(counter, 32<<10)
-	if head, _ := br.Peek(5); string(head) == "From " { // an mbox envelope line, not a header
-		if _, err := br.ReadString('\n'); err != nil {
-			return nil, ps.fail(counter, fmt.Errorf("%w: only an mbox From line", ErrMalformed))
-		}
-		ps.warn("skipped a leading mbox \"From \" line")
-	}
-	e, rerr := message.ReadWithOptions(br, &message.ReadOptions{MaxHeaderBytes: lim.MaxHeaderBytes})
-	if rerr != nil && e == nil {
-		return nil, ps.fail(counter, fmt.Errorf("%w: header: %v", ErrMalformed, rerr))
-	}
-	if rerr != nil {
-		ps.warn("%v", rerr)
-	}
-	ps.header(mail.Header{Header: e.Header})
-	if err := ps.walk(e, 0, ""); err != nil {
-		return nil, ps.fail(counter, err)
-	}
-	// Read whatever trails the last part so the size check sees the whole message.
-	if _, err := io.Copy(io.Discard, counter); err != nil {
-		return nil, ps.fail(counter, err)
-	}
-	ps.msg.Size = counter.n
-	if ps.msg.Text == "" && ps.msg.HTML != "" {
-		ps.msg.Text = htmlToText(ps.rawHTML.String())
-		ps.msg.TextFromHTML = true
-	}
-	return ps.msg, nil
+	return p.parse(r)
 }
 
-// fail turns a read error caused by the size limit into ErrOversized.
-func (ps *parseState) fail(c *countingReader, err error) error {
-	if c.over {
-		return fmt.Errorf("%w: larger than %d bytes", ErrOversized, ps.lim.MaxMessageBytes)
+// parse is Parse without the recover, for the fuzz test.
+func (p *Parser) parse(r io.Reader) (*Message, error) {
+	lim := p.Limits.withDefaults()
+	ps := &parseState{
+		p:       p,
+		lim:     lim,
+		msg:     &Message{Header: textproto.MIMEHeader{}},
+		counter: &countingReader{r: r, max: lim.MaxMessageBytes},
 	}
-	if errors.Is(err, ErrMalformed) || errors.Is(err, ErrOversized) {
-		return err
+	ok := false
+	defer func() {
+		if !ok { // also when panicking: release the temporary files
+			ps.msg.Close()
+		}
+	}()
+	if err := ps.run(); err != nil {
+		return nil, ps.fail(err)
 	}
-	return fmt.Errorf("%w: %v", ErrMalformed, err)
+	ok = true
+	return ps.msg, nil
 }
 
 type parseState struct {
 	p       *Parser
 	lim     Limits
 	msg     *Message
+	counter *countingReader
 	parts   int
-	rawHTML strings.Builder
-	spools  []*spool
+
+	// topCharset is the charset of the top-level Content-Type, used for
+	// undeclared 8-bit header bytes as mail clients do.
+	topCharset string
+
+	text, html, rawHTML bytes.Buffer
+	textLeft, htmlLeft  int64 // MaxTextBytes budgets
+	truncated           bool
+
+	memSpooled int64 // attachment bytes held in memory
+}
+
+func (ps *parseState) run() error {
+	ps.textLeft, ps.htmlLeft = ps.lim.MaxTextBytes, ps.lim.MaxTextBytes
+	br := bufio.NewReaderSize(ps.counter, 32<<10)
+	if isMboxFromLine(br) {
+		var n int64
+		if _, err := readLine(br, &n, ps.lim.MaxHeaderBytes); err != nil && err != io.EOF {
+			return err
+		}
+		ps.warn("skipped a leading mbox \"From \" line")
+	}
+	h, body, err := ps.readHeader(br)
+	if err != nil {
+		return err
+	}
+	if _, params := ps.contentType(h, ""); params != nil {
+		ps.topCharset = params["charset"]
+	}
+	ps.header(h)
+	if err := ps.walk(h, body, 0, ""); err != nil {
+		return err
+	}
+	// Read whatever trails the last part so the size check sees the whole message.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return err
+	}
+	ps.msg.Size = ps.counter.n
+	ps.msg.Text = ps.text.String()
+	ps.msg.HTML = ps.html.String()
+	if strings.TrimSpace(ps.msg.Text) == "" && ps.rawHTML.Len() > 0 {
+		ps.msg.Text = htmlToText(ps.rawHTML.Bytes())
+		ps.msg.TextFromHTML = true
+	}
+	return nil
+}
+
+// isMboxFromLine reports whether the message starts with an mbox envelope
+// line ("From sender date"), which is not a header field ("From: …" or the
+// obsolete "From  : …").
+func isMboxFromLine(br *bufio.Reader) bool {
+	head, _ := br.Peek(64)
+	if !bytes.HasPrefix(head, []byte("From ")) {
+		return false
+	}
+	rest := bytes.TrimLeft(head[5:], " \t")
+	return len(rest) > 0 && rest[0] != ':'
+}
+
+// fail classifies an error: the size limit gives ErrOversized, a failing
+// source is returned as it is, anything else matches ErrMalformed.
+func (ps *parseState) fail(err error) error {
+	c := ps.counter
+	switch {
+	case c.over:
+		return fmt.Errorf("%w: larger than %d bytes", ErrOversized, ps.lim.MaxMessageBytes)
+	case c.err != nil:
+		return fmt.Errorf("mailsync: reading message: %w", c.err)
+	case errors.Is(err, ErrMalformed) || errors.Is(err, ErrOversized):
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrMalformed, err)
 }
 
 func (ps *parseState) warn(format string, args ...any) {
 	w := fmt.Sprintf(format, args...)
+	if len(ps.msg.Warnings) >= maxWarnings {
+		return
+	}
 	for _, have := range ps.msg.Warnings {
 		if have == w {
 			return
 		}
 	}
+	if len(ps.msg.Warnings) == maxWarnings-1 {
+		w = "more problems not listed"
+	}
 	ps.msg.Warnings = append(ps.msg.Warnings, w)
 }
 
 // header fills the envelope fields, degrading gracefully on bad values.
-func (ps *parseState) header(h mail.Header) {
+func (ps *parseState) header(h mimeHeader) {
 	m := ps.msg
-	fields := h.Fields()
-	for fields.Next() {
-		v, err := fields.Text()
-		if err != nil {
-			ps.warn("header %s: %v", fields.Key(), err)
-			v = fields.Value()
-		}
-		v = ps.validUTF8("header "+fields.Key(), v)
-		k := textproto.CanonicalMIMEHeaderKey(fields.Key())
-		m.Header[k] = append(m.Header[k], v)
+	for _, f := range h {
+		m.Header[f.key] = append(m.Header[f.key], ps.decodeText(f.value))
 	}
 	if from := ps.addresses(h, "From"); len(from) > 0 {
 		m.From = from[0]
@@ -200,135 +267,17 @@ func (ps *parseState) header(h mail.Header) {
 	m.To = ps.addresses(h, "To")
 	m.Cc = ps.addresses(h, "Cc")
 	m.ReplyTo = ps.addresses(h, "Reply-To")
-	if s, err := h.Subject(); err == nil {
-		m.Subject = s
-	} else {
-		ps.warn("subject: %v", err)
-		m.Subject = h.Get("Subject")
+	m.Subject = strings.TrimSpace(ps.decodeText(h.get("Subject")))
+	m.Date = ps.date(h.get("Date"))
+	if ids := msgIDs(h.get("Message-Id")); len(ids) > 0 {
+		m.MessageID = ids[0]
 	}
-	m.Subject = ps.validUTF8("subject", strings.TrimSpace(m.Subject))
-	m.Date = ps.date(h)
-	if id, err := h.MessageID(); err == nil && id != "" {
-		m.MessageID = id
-	} else if raw := strings.TrimSpace(h.Get("Message-Id")); raw != "" {
-		m.MessageID = strings.Trim(raw, "<> ")
-	}
-	m.InReplyTo = ps.msgIDs(h, "In-Reply-To")
-	m.References = ps.msgIDs(h, "References")
-}
-
-func (ps *parseState) addresses(h mail.Header, key string) []Address {
-	raw := h.Get(key)
-	if strings.TrimSpace(raw) == "" {
-		return nil
-	}
-	list, err := h.AddressList(key)
-	if err != nil {
-		ps.warn("%s: %v", key, err)
-		list := lenientAddresses(raw)
-		for i := range list {
-			list[i].Name = ps.validUTF8(key, list[i].Name)
-			list[i].Address = ps.validUTF8(key, list[i].Address)
-		}
-		return list
-	}
-	out := make([]Address, 0, len(list))
-	for _, a := range list {
-		name := a.Name
-		if strings.Contains(name, "=?") { // an encoded word inside quotes: clients decode it too
-			if d, err := (&mime.WordDecoder{CharsetReader: message.CharsetReader}).DecodeHeader(name); err == nil {
-				name = d
-			}
-		}
-		out = append(out, Address{Name: ps.validUTF8(key, name), Address: ps.validUTF8(key, a.Address)})
-	}
-	return out
-}
-
-// validUTF8 returns s as valid UTF-8: raw 8-bit header bytes, which some
-// mailers send undeclared, are taken as windows-1252, as mail clients do.
-func (ps *parseState) validUTF8(what, s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	ps.warn("%s has undeclared 8-bit bytes: decoded as windows-1252", what)
-	if d, err := charmap.Windows1252.NewDecoder().String(s); err == nil {
-		return d
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
-}
-
-// lenientAddresses splits an address header that a strict parser refused,
-// keeping whatever looks like an address.
-func lenientAddresses(raw string) []Address {
-	dec := new(mime.WordDecoder)
-	var out []Address
-	for _, part := range strings.Split(raw, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		var a Address
-		if i, j := strings.LastIndex(part, "<"), strings.LastIndex(part, ">"); i >= 0 && j > i {
-			a.Address = strings.TrimSpace(part[i+1 : j])
-			a.Name = strings.Trim(strings.TrimSpace(part[:i]), `"`)
-		} else if strings.Contains(part, "@") {
-			a.Address = strings.Fields(part)[0]
-		} else {
-			a.Name = part
-		}
-		if n, err := dec.DecodeHeader(a.Name); err == nil {
-			a.Name = n
-		}
-		out = append(out, a)
-	}
-	return out
-}
-
-var lenientDateLayouts = []string{
-	time.RFC1123Z, time.RFC1123, time.RFC850, time.ANSIC, time.UnixDate, time.RubyDate, time.RFC3339,
-	"Mon, 2 Jan 2006 15:04:05 -0700", "Mon, 2 Jan 2006 15:04:05 MST", "2 Jan 2006 15:04:05 -0700",
-	"Mon, 2 Jan 06 15:04:05 -0700", "Mon, 2 Jan 2006 15:04 -0700", "Mon, 02 Jan 2006 15:04:05 -0700 (MST)",
-	"Mon, 2 Jan 2006 15:04:05 -0700 (MST)", "Mon 2 Jan 2006 15:04:05 -0700", "2006-01-02 15:04:05 -0700",
-}
-
-func (ps *parseState) date(h mail.Header) time.Time {
-	raw := strings.TrimSpace(h.Get("Date"))
-	if raw == "" {
-		return time.Time{}
-	}
-	if t, err := h.Date(); err == nil {
-		return t
-	}
-	clean := strings.Join(strings.Fields(raw), " ")
-	for _, layout := range lenientDateLayouts {
-		if t, err := time.Parse(layout, clean); err == nil {
-			return t
-		}
-	}
-	ps.warn("date %q not understood", raw)
-	return time.Time{}
-}
-
-func (ps *parseState) msgIDs(h mail.Header, key string) []string {
-	raw := h.Get(key)
-	if strings.TrimSpace(raw) == "" {
-		return nil
-	}
-	if ids, err := h.MsgIDList(key); err == nil {
-		return ids
-	}
-	var ids []string
-	for _, f := range strings.Fields(raw) {
-		if f = strings.Trim(f, "<>,"); f != "" {
-			ids = append(ids, f)
-		}
-	}
-	return ids
+	m.InReplyTo = msgIDs(h.get("In-Reply-To"))
+	m.References = msgIDs(h.get("References"))
 }
 
 // walk visits an entity; depth counts multipart levels.
-func (ps *parseState) walk(e *message.Entity, depth int, parentType string) error {
+func (ps *parseState) walk(h mimeHeader, body io.Reader, depth int, parentType string) error {
 	ps.parts++
 	if ps.parts > ps.lim.MaxParts {
 		return fmt.Errorf("%w: more than %d MIME parts", ErrMalformed, ps.lim.MaxParts)
@@ -336,73 +285,77 @@ func (ps *parseState) walk(e *message.Entity, depth int, parentType string) erro
 	if depth > ps.lim.MaxDepth {
 		return fmt.Errorf("%w: MIME nesting deeper than %d", ErrMalformed, ps.lim.MaxDepth)
 	}
-	if mediaType, params, _ := e.Header.ContentType(); strings.HasPrefix(mediaType, "multipart/") && params["boundary"] == "" {
-		ps.warn("%s without a boundary: read as text", mediaType)
-		return ps.body(e, "text/plain", params["charset"])
+	mediaType, params := ps.contentType(h, parentType)
+	if strings.HasPrefix(mediaType, "multipart/") {
+		switch b := params["boundary"]; {
+		case b == "":
+			ps.warn("%s without a boundary: read as text", mediaType)
+		case len(b) > maxBoundaryLen:
+			ps.warn("%s with a boundary of %d characters: read as text", mediaType, len(b))
+		default:
+			return ps.multipart(mediaType, b, body, depth)
+		}
+		mediaType = "text/plain"
 	}
-	if mr := e.MultipartReader(); mr != nil {
-		mediaType, _, _ := e.Header.ContentType()
-		for {
-			part, err := mr.NextPart()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil && part == nil {
-				if isMissingBoundaryEnd(err) {
-					ps.warn("multipart: %v", err)
-					return nil
-				}
-				return fmt.Errorf("%w: multipart: %v", ErrMalformed, err)
-			}
-			if err != nil {
-				ps.degraded(part, err)
-			}
-			if err := ps.walk(part, depth+1, mediaType); err != nil {
-				return err
-			}
+	return ps.leaf(h, body, mediaType, params, parentType)
+}
+
+func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, depth int) error {
+	s := newSplitter(ps, body, boundary)
+	for {
+		h, part, err := s.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := ps.walk(h, part, depth+1, mediaType); err != nil {
+			return err
 		}
 	}
-	return ps.leaf(e, parentType)
-}
-
-// isMissingBoundaryEnd reports the common breakage of a multipart that just
-// stops without its closing boundary: the parts read so far are kept.
-func isMissingBoundaryEnd(err error) bool {
-	return errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "EOF")
-}
-
-// degraded records an unknown charset or transfer encoding; the entity's
-// body is then still readable, undecoded.
-func (ps *parseState) degraded(e *message.Entity, err error) {
-	ps.warn("%v", err)
+	switch {
+	case s.parts == 0 && len(bytes.TrimSpace(s.preamble)) > 0:
+		// No boundary line at all: show what is there rather than nothing.
+		ps.warn("%s without any part: its content read as text", mediaType)
+		ps.addText(s.preamble, "text/plain", "")
+	case s.parts == 0:
+		ps.warn("%s has no parts", mediaType)
+	case s.unterminated:
+		ps.warn("%s ends without its closing boundary", mediaType)
+	}
+	if s.sloppyClose {
+		ps.warn("%s closing boundary is misspelt", mediaType)
+	}
+	return nil
 }
 
 // leaf handles a non-multipart entity: a body or an attachment.
-func (ps *parseState) leaf(e *message.Entity, parentType string) error {
-	mediaType, params, ctErr := e.Header.ContentType()
-	if ctErr != nil || mediaType == "" {
-		mediaType = "text/plain"
-		if parentType == "multipart/digest" {
-			mediaType = "message/rfc822"
-		}
-	}
-	disp, dparams, _ := e.Header.ContentDisposition()
+func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, params map[string]string, parentType string) error {
+	disp, dparams := ps.parseParams(h.get("Content-Disposition"))
 	filename := dparams["filename"]
 	if filename == "" {
 		filename = params["name"]
 	}
-	filename = strings.ToValidUTF8(filename, "\uFFFD")
+	filename = cleanFilename(filename)
+	r := ps.transferDecoder(h.get("Content-Transfer-Encoding"), body)
 	isBody := disp != "attachment" && filename == "" && (mediaType == "text/plain" || mediaType == "text/html")
 	if isBody {
-		return ps.body(e, mediaType, params["charset"])
+		return ps.body(r, mediaType, params["charset"])
 	}
-	sp := newSpool(ps.p.TempDir, ps.threshold())
-	ps.spools = append(ps.spools, sp)
+	threshold := ps.threshold()
+	if left := memSpoolBudget - ps.memSpooled; int64(threshold) > left {
+		threshold = int(max(left, 0))
+	}
+	sp := newSpool(ps.p.TempDir, threshold)
 	ps.msg.closers = append(ps.msg.closers, sp)
-	if _, err := io.Copy(sp, e.Body); err != nil {
-		return fmt.Errorf("%w: attachment %q: %v", ErrMalformed, filename, err)
+	if _, err := io.Copy(sp, r); err != nil {
+		return err
 	}
-	cid := strings.Trim(strings.TrimSpace(e.Header.Get("Content-Id")), "<>")
+	if sp.file == nil {
+		ps.memSpooled += sp.Size()
+	}
+	cid := strings.TrimSpace(msgIDOrRaw(h.get("Content-Id")))
 	if filename == "" && mediaType == "message/rfc822" {
 		filename = "message.eml"
 	}
@@ -417,21 +370,6 @@ func (ps *parseState) leaf(e *message.Entity, parentType string) error {
 	return nil
 }
 
-// body reads a text/plain or text/html body part.
-func (ps *parseState) body(e *message.Entity, mediaType, charset string) error {
-	text, err := ps.readText(e, charset)
-	if err != nil {
-		return err
-	}
-	if mediaType == "text/html" {
-		ps.appendBody(&ps.msg.HTML, ps.p.htmlPolicy().Sanitize(text))
-		ps.rawHTML.WriteString(text)
-	} else {
-		ps.appendBody(&ps.msg.Text, text)
-	}
-	return nil
-}
-
 func (ps *parseState) threshold() int {
 	if ps.p.SpoolThreshold > 0 {
 		return ps.p.SpoolThreshold
@@ -439,53 +377,91 @@ func (ps *parseState) threshold() int {
 	return 256 << 10
 }
 
-func (ps *parseState) appendBody(dst *string, s string) {
-	if *dst == "" {
-		*dst = s
+// body reads a text/plain or text/html body part, bounded by what is left of
+// MaxTextBytes; the rest is read and dropped with a warning.
+func (ps *parseState) body(r io.Reader, mediaType, charset string) error {
+	left := &ps.textLeft
+	if mediaType == "text/html" {
+		left = &ps.htmlLeft
+	}
+	var buf bytes.Buffer
+	n, err := io.Copy(&buf, io.LimitReader(r, *left))
+	if err != nil {
+		return err
+	}
+	*left -= n
+	extra, err := io.Copy(io.Discard, r)
+	if err != nil {
+		return err
+	}
+	if extra > 0 {
+		ps.warn("%s body longer than %d bytes: truncated", mediaType, ps.lim.MaxTextBytes)
+	}
+	ps.addText(buf.Bytes(), mediaType, charset)
+	return nil
+}
+
+// addText decodes a body part's bytes from its charset and appends it to the
+// message's text or HTML.
+func (ps *parseState) addText(b []byte, mediaType, charset string) {
+	s, warning := decodeCharset(b, charset)
+	if warning != "" {
+		ps.warn("%s body %s", mediaType, warning)
+	}
+	if strings.TrimSpace(s) == "" {
 		return
 	}
-	*dst += "\n\n" + s
+	if mediaType == "text/html" {
+		appendPart(&ps.html, ps.p.htmlPolicy().Sanitize(s))
+		appendPart(&ps.rawHTML, s)
+		return
+	}
+	appendPart(&ps.text, normalizeNewlines(s))
 }
 
-// readText reads a text body, bounded by MaxTextBytes, and makes it valid UTF-8.
-// The declared charset wins; when go-message does not know it, or the bytes
-// are not valid in it, the body is decoded as windows-1252 with a warning.
-func (ps *parseState) readText(e *message.Entity, declared string) (string, error) {
-	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(e.Body, ps.lim.MaxTextBytes))
-	if err != nil {
-		return "", fmt.Errorf("%w: body: %v", ErrMalformed, err)
+func appendPart(dst *bytes.Buffer, s string) {
+	if dst.Len() > 0 {
+		dst.WriteString("\n\n")
 	}
-	if n == ps.lim.MaxTextBytes {
-		extra, err := io.Copy(io.Discard, e.Body)
-		if err != nil {
-			return "", fmt.Errorf("%w: body: %v", ErrMalformed, err)
-		}
-		if extra > 0 {
-			ps.warn("body longer than %d bytes: truncated", ps.lim.MaxTextBytes)
-		}
-	}
-	b := buf.Bytes()
-	if utf8.Valid(b) {
-		return string(b), nil
-	}
-	if declared == "" {
-		declared = "us-ascii"
-	}
-	ps.warn("body is not valid %s: decoded as windows-1252", declared)
-	s, derr := charmap.Windows1252.NewDecoder().Bytes(b)
-	if derr != nil {
-		return strings.ToValidUTF8(string(b), "\uFFFD"), nil
-	}
-	return string(s), nil
+	dst.WriteString(s)
 }
 
-// countingReader counts bytes and fails once more than max were read.
+// normalizeNewlines turns CRLF and lone CR line ends into LF.
+func normalizeNewlines(s string) string {
+	if !strings.Contains(s, "\r") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.ReplaceAll(s, "\r", "\n")
+}
+
+// cleanFilename keeps the last path element of a file name and drops control
+// characters, so a sink that stores attachments cannot be sent elsewhere.
+func cleanFilename(name string) string {
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, name)
+	name = strings.TrimSpace(name)
+	if name == "." || name == ".." {
+		return ""
+	}
+	return name
+}
+
+// countingReader counts bytes and fails once more than max were read. It
+// remembers an error of the source, which is not the message's fault.
 type countingReader struct {
 	r    io.Reader
 	n    int64
 	max  int64
 	over bool
+	err  error
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
@@ -495,6 +471,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
 	return n, err
 }
 

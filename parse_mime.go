@@ -1,0 +1,1256 @@
+package mailsync
+
+// The lenient MIME layer under Parse: header blocks, multipart splitting,
+// Content-Type parameters (RFC 2045, 2231), transfer encodings and charsets.
+// go-message (charset registry, address parsing) does the rest; these parts
+// are our own because go-message's refuse mail that clients show (a header
+// line without a name, boundary=----=_Part… unquoted, a misspelt closing
+// boundary) and have no limits on part headers or nesting.
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/mail"
+	"net/textproto"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+	"golang.org/x/text/encoding/charmap"
+)
+
+// hfield is one header field: canonical key, value unfolded but not decoded.
+type hfield struct{ key, value string }
+
+// mimeHeader is a header block in order.
+type mimeHeader []hfield
+
+// get returns the first value of the canonical key.
+func (h mimeHeader) get(key string) string {
+	for _, f := range h {
+		if f.key == key {
+			return f.value
+		}
+	}
+	return ""
+}
+
+var errHeaderTooBig = errors.New("header block too large")
+
+// readLine reads one line including its end, counting into *n and failing
+// with errHeaderTooBig beyond max. The result is valid until the next read.
+func readLine(br *bufio.Reader, n *int64, max int64) ([]byte, error) {
+	var long []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		*n += int64(len(chunk))
+		if *n > max {
+			return nil, errHeaderTooBig
+		}
+		if err == bufio.ErrBufferFull {
+			long = append(long, chunk...)
+			continue
+		}
+		if long != nil {
+			chunk = append(long, chunk...)
+		}
+		return chunk, err
+	}
+}
+
+func isWSP(c byte) bool { return c == ' ' || c == '\t' }
+
+func trimWSP(b []byte) []byte {
+	return bytes.Trim(b, " \t\r\n")
+}
+
+func validFieldName(k []byte) bool {
+	if len(k) == 0 {
+		return false
+	}
+	for _, c := range k {
+		if c < 33 || c > 126 || c == ':' {
+			return false
+		}
+	}
+	return true
+}
+
+// readHeader reads a header block up to its empty line and returns it with
+// the body that follows. It repairs what mail clients tolerate: a line
+// without a field name is joined to the previous field, a line with an
+// invalid name is dropped, and a first line that is no field at all starts
+// the body (a message without header).
+func (ps *parseState) readHeader(br *bufio.Reader) (mimeHeader, io.Reader, error) {
+	var (
+		h    mimeHeader
+		key  string
+		val  []byte
+		have bool
+		n    int64
+	)
+	flush := func() {
+		if have {
+			h = append(h, hfield{key: key, value: string(val)})
+			have = false
+		}
+	}
+	for {
+		line, err := readLine(br, &n, ps.lim.MaxHeaderBytes)
+		if err == errHeaderTooBig {
+			return nil, nil, fmt.Errorf("%w: header block larger than %d bytes", ErrMalformed, ps.lim.MaxHeaderBytes)
+		}
+		if err != nil && err != io.EOF {
+			return nil, nil, err
+		}
+		content := bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0 || (len(content) == 0 && len(line) > 0):
+			// end of input, or the empty line that ends the header
+		case isWSP(content[0]):
+			if t := trimWSP(content); !have {
+				if len(t) > 0 {
+					ps.warn("header starts with an indented line: dropped")
+				}
+			} else if len(t) > 0 {
+				if len(val) > 0 {
+					val = append(val, ' ')
+				}
+				val = append(val, t...)
+			}
+		default:
+			colon := bytes.IndexByte(content, ':')
+			var name []byte
+			if colon > 0 {
+				name = trimWSP(content[:colon])
+			}
+			switch {
+			case validFieldName(name):
+				flush()
+				if len(h) >= maxHeaderFields {
+					return nil, nil, fmt.Errorf("%w: more than %d header fields", ErrMalformed, maxHeaderFields)
+				}
+				key, val, have = textproto.CanonicalMIMEHeaderKey(string(name)), append([]byte(nil), trimWSP(content[colon+1:])...), true
+			case len(h) == 0 && !have:
+				// Not a header at all: this line starts the body.
+				ps.warn("no header: the content starts at once")
+				rest := append([]byte(nil), line...)
+				return nil, io.MultiReader(bytes.NewReader(rest), br), nil
+			case colon < 0 && have:
+				ps.warn("header line without a field name joined to %s", key)
+				val = append(val, ' ')
+				val = append(val, trimWSP(content)...)
+			default:
+				ps.warn("malformed header line %q dropped", truncateForWarning(content))
+			}
+			if err == nil {
+				continue
+			}
+		}
+		if len(content) == 0 || err != nil {
+			break
+		}
+	}
+	flush()
+	return h, br, nil
+}
+
+func truncateForWarning(b []byte) string {
+	const n = 60
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// contentType returns the media type and parameters; a missing or unusable
+// Content-Type gives text/plain (message/rfc822 inside a digest).
+func (ps *parseState) contentType(h mimeHeader, parentType string) (string, map[string]string) {
+	def := "text/plain"
+	if parentType == "multipart/digest" {
+		def = "message/rfc822"
+	}
+	v := h.get("Content-Type")
+	if strings.TrimSpace(v) == "" {
+		return def, nil
+	}
+	mt, params := ps.parseParams(v)
+	if !validMediaType(mt) {
+		ps.warn("Content-Type %q not understood: read as %s", truncateForWarning([]byte(v)), def)
+		return def, params
+	}
+	return mt, params
+}
+
+func validMediaType(mt string) bool {
+	slash := strings.IndexByte(mt, '/')
+	if slash <= 0 || slash == len(mt)-1 {
+		return false
+	}
+	for i := 0; i < len(mt); i++ {
+		c := mt[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"[]?=`, c) >= 0 {
+			return false
+		}
+	}
+	return strings.Count(mt, "/") == 1
+}
+
+// parseParams parses a "value; key=val; …" field (Content-Type,
+// Content-Disposition) leniently: unquoted values may hold any character but
+// ';', a missing closing quote ends the value at the end of the field, RFC
+// 2231 extended and continued parameters are joined and decoded in their
+// charset, encoded words in values are decoded as clients do. The value and
+// parameter names are lower case.
+func (ps *parseState) parseParams(v string) (string, map[string]string) {
+	segs := splitParams(v)
+	if len(segs) == 0 {
+		return "", nil
+	}
+	value := strings.ToLower(strings.TrimSpace(segs[0]))
+	if len(segs) == 1 {
+		return value, nil
+	}
+	params := make(map[string]string)
+	type piece struct {
+		n       int
+		encoded bool
+		val     string
+	}
+	var (
+		extended = map[string]string{}  // key*=charset'lang'value
+		pieces   = map[string][]piece{} // key*N[*]=value
+	)
+	for _, seg := range segs[1:] {
+		eq := strings.IndexByte(seg, '=')
+		if eq < 0 {
+			continue
+		}
+		key := strings.ToLower(strings.TrimSpace(seg[:eq]))
+		val := unquoteParam(strings.TrimSpace(seg[eq+1:]))
+		if key == "" {
+			continue
+		}
+		if star := strings.IndexByte(key, '*'); star > 0 {
+			base, rest := key[:star], key[star+1:]
+			if rest == "" {
+				if _, dup := extended[base]; !dup {
+					extended[base] = val
+				}
+				continue
+			}
+			encoded := strings.HasSuffix(rest, "*")
+			if n, err := strconv.Atoi(strings.TrimSuffix(rest, "*")); err == nil && n >= 0 && n < 1000 {
+				pieces[base] = append(pieces[base], piece{n: n, encoded: encoded, val: val})
+				continue
+			}
+		}
+		if _, dup := params[key]; !dup {
+			params[key] = ps.decodeText(val)
+		}
+	}
+	for base, ps2 := range pieces {
+		sort.SliceStable(ps2, func(i, j int) bool { return ps2[i].n < ps2[j].n })
+		var raw []byte
+		cs := ""
+		for i, p := range ps2 {
+			if p.n != i {
+				break // a gap or a duplicate ends the value
+			}
+			val := p.val
+			if p.encoded {
+				if i == 0 {
+					cs, val = split2231(val)
+				}
+				raw = append(raw, percentDecode(val)...)
+			} else {
+				raw = append(raw, val...)
+			}
+		}
+		if len(ps2) > 0 && ps2[0].n == 0 {
+			params[base] = ps.decode2231(raw, cs, ps2[0].encoded)
+		}
+	}
+	for base, val := range extended {
+		cs, text := split2231(val)
+		params[base] = ps.decode2231(percentDecode(text), cs, true)
+	}
+	return value, params
+}
+
+func (ps *parseState) decode2231(raw []byte, cs string, encoded bool) string {
+	if !encoded || cs == "" {
+		return ps.decodeText(string(raw))
+	}
+	s, warning := decodeCharset(raw, cs)
+	if warning != "" {
+		ps.warn("parameter %s", warning)
+	}
+	return s
+}
+
+// splitParams splits at semicolons outside quoted strings.
+func splitParams(v string) []string {
+	var segs []string
+	start, quoted := 0, false
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '\\':
+			if quoted {
+				i++
+			}
+		case '"':
+			quoted = !quoted
+		case ';':
+			if !quoted {
+				segs = append(segs, v[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(segs, v[start:])
+}
+
+// unquoteParam removes the quotes of a quoted string (a missing closing quote
+// is forgiven) and its backslash escapes.
+func unquoteParam(v string) string {
+	if len(v) == 0 || v[0] != '"' {
+		return v
+	}
+	var b strings.Builder
+	for i := 1; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			if i+1 < len(v) {
+				i++
+				b.WriteByte(v[i])
+			}
+		case '"':
+			return b.String()
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// split2231 splits "charset'language'text"; without the two quotes it is all text.
+func split2231(v string) (cs, text string) {
+	parts := strings.SplitN(v, "'", 3)
+	if len(parts) != 3 {
+		return "", v
+	}
+	return parts[0], parts[2]
+}
+
+// percentDecode decodes %XX escapes; a malformed escape stays as it is.
+func percentDecode(s string) []byte {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if hi, lo := unhex(s[i+1]), unhex(s[i+2]); hi >= 0 && lo >= 0 {
+				out = append(out, byte(hi<<4|lo))
+				i += 2
+				continue
+			}
+		}
+		out = append(out, s[i])
+	}
+	return out
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// splitter reads the parts of a multipart body. It finds delimiter lines
+// ("--boundary") with either CRLF or LF line ends, forgives a missing or
+// misspelt closing delimiter, and keeps what precedes the first delimiter
+// (bounded), for a multipart that has none.
+type splitter struct {
+	ps     *parseState
+	br     *bufio.Reader
+	nlDash []byte // "\n--boundary"
+	dash   []byte // "--boundary"
+	part   *mimePart
+
+	parts        int
+	done         bool
+	unterminated bool
+	sloppyClose  bool
+	preamble     []byte
+}
+
+func newSplitter(ps *parseState, r io.Reader, boundary string) *splitter {
+	nl := []byte("\n--" + boundary)
+	return &splitter{ps: ps, br: bufio.NewReaderSize(r, 16<<10), nlDash: nl, dash: nl[1:]}
+}
+
+type delimKind int
+
+const (
+	noDelim delimKind = iota
+	needMore
+	openDelim
+	closeDelim
+	sloppyCloseDelim
+)
+
+// classify looks at what follows "--boundary" up to the end of the line:
+// optional white space (a delimiter), "--" (the closing delimiter) or a single
+// "-" (a misspelt closing delimiter, seen in the wild). Anything else means a
+// longer boundary, not ours.
+func classify(rest []byte, eof bool) delimKind {
+	line := rest
+	if nl := bytes.IndexByte(rest, '\n'); nl >= 0 {
+		line = rest[:nl]
+	} else if !eof {
+		if len(rest) > 256 {
+			return noDelim
+		}
+		return needMore
+	}
+	line = bytes.TrimRight(line, "\r")
+	switch {
+	case len(bytes.Trim(line, " \t")) == 0:
+		return openDelim
+	case bytes.HasPrefix(line, []byte("--")):
+		return closeDelim
+	case line[0] == '-' && len(bytes.Trim(line[1:], " \t")) == 0:
+		return sloppyCloseDelim
+	}
+	return noDelim
+}
+
+// next returns the next part's header and body, or io.EOF after the last.
+// The previous part's body is skipped if it was not read to its end.
+func (s *splitter) next() (mimeHeader, io.Reader, error) {
+	if s.part != nil {
+		if _, err := io.Copy(io.Discard, s.part); err != nil {
+			return nil, nil, err
+		}
+		s.part = nil
+	}
+	if s.done {
+		return nil, nil, io.EOF
+	}
+	longLine := false
+	for {
+		line, err := s.br.ReadSlice('\n')
+		if !longLine && bytes.HasPrefix(line, s.dash) {
+			kind := classify(line[len(s.dash):], true)
+			switch kind {
+			case openDelim:
+				s.parts++
+				part := &mimePart{s: s}
+				s.part = part
+				h, body, err := s.ps.readHeader(bufio.NewReaderSize(part, 4096))
+				if err != nil {
+					return nil, nil, err
+				}
+				return h, body, nil
+			case closeDelim, sloppyCloseDelim:
+				s.sloppyClose = kind == sloppyCloseDelim
+				s.done = true
+				return nil, nil, io.EOF
+			}
+		}
+		longLine = err == bufio.ErrBufferFull
+		if s.parts == 0 && int64(len(s.preamble)) < s.ps.lim.MaxTextBytes {
+			s.preamble = append(s.preamble, line[:min(int64(len(line)), s.ps.lim.MaxTextBytes-int64(len(s.preamble)))]...)
+		}
+		switch {
+		case err == nil, err == bufio.ErrBufferFull:
+		case err == io.EOF:
+			s.done, s.unterminated = true, true
+			return nil, nil, io.EOF
+		default:
+			return nil, nil, err
+		}
+	}
+}
+
+// mimePart reads one part's body from the splitter, up to the CRLF or LF
+// that precedes the next delimiter line.
+type mimePart struct {
+	s       *splitter
+	n       int   // bytes in s.br known to belong to the part
+	err     error // returned once those are read: io.EOF at the delimiter
+	total   int64
+	readErr error
+}
+
+func (p *mimePart) Read(d []byte) (int, error) {
+	br := p.s.br
+	for p.n == 0 && p.err == nil {
+		peek, _ := br.Peek(br.Buffered())
+		p.n, p.err = p.scan(peek)
+		if p.n == 0 && p.err == nil {
+			if p.readErr == bufio.ErrBufferFull {
+				return 0, fmt.Errorf("%w: multipart delimiter not found in a full buffer", ErrMalformed)
+			}
+			_, p.readErr = br.Peek(len(peek) + 1)
+		}
+	}
+	if p.n == 0 {
+		if p.err == errUnterminated {
+			p.s.done, p.s.unterminated = true, true
+			return 0, io.EOF
+		}
+		return 0, p.err
+	}
+	n, _ := br.Read(d[:min(len(d), p.n)])
+	p.total += int64(n)
+	p.n -= n
+	return n, nil
+}
+
+var errUnterminated = errors.New("multipart ends without its closing boundary")
+
+// scan decides how many bytes of buf belong to the part and what follows them.
+func (p *mimePart) scan(buf []byte) (int, error) {
+	s := p.s
+	eof := p.readErr != nil
+	endErr := func() error {
+		if p.readErr == io.EOF {
+			return errUnterminated
+		}
+		return p.readErr
+	}
+	if p.total == 0 {
+		if bytes.HasPrefix(buf, s.dash) { // an empty part: the delimiter follows the header at once
+			switch classify(buf[len(s.dash):], eof) {
+			case needMore:
+				return 0, nil
+			case openDelim, closeDelim, sloppyCloseDelim:
+				return 0, io.EOF
+			}
+		} else if bytes.HasPrefix(s.dash, buf) {
+			if eof {
+				return len(buf), endErr()
+			}
+			return 0, nil
+		}
+	}
+	for off := 0; ; {
+		i := bytes.Index(buf[off:], s.nlDash)
+		if i < 0 {
+			break
+		}
+		i += off
+		end := i
+		if end > 0 && buf[end-1] == '\r' {
+			end--
+		}
+		switch classify(buf[i+len(s.nlDash):], eof) {
+		case needMore:
+			return end, nil
+		case openDelim, closeDelim, sloppyCloseDelim:
+			return end, io.EOF
+		}
+		off = i + 1
+	}
+	if eof {
+		return len(buf), endErr()
+	}
+	// Hold back a tail that may be the start of a delimiter.
+	safe := len(buf)
+	if j := bytes.LastIndexByte(buf, '\n'); j >= 0 && bytes.HasPrefix(s.nlDash, buf[j:]) {
+		safe = j
+	}
+	if safe > 0 && buf[safe-1] == '\r' {
+		safe--
+	}
+	return safe, nil
+}
+
+// transferDecoder decodes a Content-Transfer-Encoding. Misspellings seen in
+// the wild are understood; an unknown encoding is read as it is.
+func (ps *parseState) transferDecoder(cte string, r io.Reader) io.Reader {
+	enc := strings.ToLower(strings.Trim(cte, " \t\"';"))
+	if i := strings.IndexAny(enc, "; \t"); i >= 0 && !strings.HasPrefix(enc, "quoted printable") && !strings.HasPrefix(enc, "base 64") {
+		enc = enc[:i]
+	}
+	switch enc {
+	case "", "7bit", "8bit", "binary":
+		return r
+	case "base64":
+		return newBase64Reader(r)
+	case "quoted-printable":
+		return newQPReader(r)
+	case "7-bit", "7bits", "8-bit", "8bits", "7 bit", "8 bit", "plain", "text", "none", "ascii", "text/plain", "text/html":
+	case "base-64", "base 64", "b64":
+		ps.warn("transfer encoding %q read as base64", cte)
+		return newBase64Reader(r)
+	case "quoted printable", "quotedprintable", "qp", "quoted_printable":
+		ps.warn("transfer encoding %q read as quoted-printable", cte)
+		return newQPReader(r)
+	case "x-uuencode", "uuencode", "x-uue", "uue":
+		return newUUReader(r)
+	default:
+		ps.warn("unknown transfer encoding %q: read as it is", truncateForWarning([]byte(cte)))
+		return r
+	}
+	ps.warn("transfer encoding %q read as 8bit", truncateForWarning([]byte(cte)))
+	return r
+}
+
+// base64Reader decodes base64 leniently, as mail clients do: characters
+// outside the alphabet are skipped, padding ends a quantum wherever it
+// appears, a missing padding is forgiven. It never fails on its input.
+type base64Reader struct {
+	r        io.Reader
+	in       []byte
+	out      []byte
+	pending  []byte
+	acc      uint32
+	n        int
+	err      error
+	finished bool
+}
+
+var b64Table = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := 0; i < len(alphabet); i++ {
+		t[alphabet[i]] = byte(i)
+	}
+	return t
+}()
+
+func newBase64Reader(r io.Reader) *base64Reader {
+	return &base64Reader{r: r, in: make([]byte, 32<<10), out: make([]byte, 0, 24<<10+4)}
+}
+
+func (d *base64Reader) flushQuantum(o []byte) []byte {
+	switch d.n {
+	case 2:
+		o = append(o, byte(d.acc>>4))
+	case 3:
+		o = append(o, byte(d.acc>>10), byte(d.acc>>2))
+	}
+	d.acc, d.n = 0, 0
+	return o
+}
+
+func (d *base64Reader) Read(p []byte) (int, error) {
+	for len(d.pending) == 0 {
+		if d.err != nil {
+			return 0, d.err
+		}
+		m, err := d.r.Read(d.in)
+		o := d.out[:0]
+		acc, n := d.acc, d.n
+		for _, c := range d.in[:m] {
+			v := b64Table[c]
+			if v != 0xff {
+				acc = acc<<6 | uint32(v)
+				n++
+				if n == 4 {
+					o = append(o, byte(acc>>16), byte(acc>>8), byte(acc))
+					acc, n = 0, 0
+				}
+			} else if c == '=' {
+				d.acc, d.n = acc, n
+				o = d.flushQuantum(o)
+				acc, n = 0, 0
+			}
+		}
+		d.acc, d.n = acc, n
+		if err != nil {
+			if err == io.EOF {
+				o = d.flushQuantum(o)
+			}
+			d.err = err
+		}
+		d.out = o
+		d.pending = o
+	}
+	n := copy(p, d.pending)
+	d.pending = d.pending[n:]
+	return n, nil
+}
+
+// qpReader decodes quoted-printable leniently: "=" not followed by two hex
+// digits is a literal "=", trailing white space is dropped, "=" at the end of
+// a line joins it to the next. It never fails on its input.
+type qpReader struct {
+	br      *bufio.Reader
+	out     []byte
+	pending []byte
+	err     error
+}
+
+func newQPReader(r io.Reader) *qpReader {
+	return &qpReader{br: bufio.NewReaderSize(r, 16<<10)}
+}
+
+func (q *qpReader) Read(p []byte) (int, error) {
+	for len(q.pending) == 0 {
+		if q.err != nil {
+			return 0, q.err
+		}
+		line, err := q.br.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			q.err = err
+		}
+		q.out = q.decodeLine(q.out[:0], line, err == bufio.ErrBufferFull)
+		q.pending = q.out
+	}
+	n := copy(p, q.pending)
+	q.pending = q.pending[n:]
+	return n, nil
+}
+
+func (q *qpReader) decodeLine(o, line []byte, partial bool) []byte {
+	var eol []byte
+	if !partial {
+		body := bytes.TrimRight(line, "\r\n")
+		eol = line[len(body):]
+		line = bytes.TrimRight(body, " \t")
+		if bytes.HasSuffix(line, []byte("=")) { // soft line break
+			line, eol = line[:len(line)-1], nil
+		}
+	}
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if c == '=' && i+2 < len(line) {
+			if hi, lo := unhex(line[i+1]), unhex(line[i+2]); hi >= 0 && lo >= 0 {
+				o = append(o, byte(hi<<4|lo))
+				i += 2
+				continue
+			}
+		}
+		o = append(o, c)
+	}
+	return append(o, eol...)
+}
+
+// uuReader decodes x-uuencode: the lines between "begin" and "end".
+type uuReader struct {
+	br      *bufio.Reader
+	out     []byte
+	pending []byte
+	begun   bool
+	err     error
+}
+
+func newUUReader(r io.Reader) *uuReader { return &uuReader{br: bufio.NewReader(r)} }
+
+func (u *uuReader) Read(p []byte) (int, error) {
+	for len(u.pending) == 0 {
+		if u.err != nil {
+			return 0, u.err
+		}
+		line, err := u.br.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			u.err = err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case !u.begun:
+			u.begun = bytes.HasPrefix(line, []byte("begin "))
+			continue
+		case bytes.Equal(bytes.TrimSpace(line), []byte("end")):
+			u.err = io.EOF
+			continue
+		case len(line) == 0:
+			continue
+		}
+		want := int((line[0] - ' ') & 63)
+		o := u.out[:0]
+		var acc uint32
+		k := 0
+		for _, c := range line[1:] {
+			acc = acc<<6 | uint32((c-' ')&63)
+			if k++; k == 4 {
+				o = append(o, byte(acc>>16), byte(acc>>8), byte(acc))
+				acc, k = 0, 0
+			}
+		}
+		if want < len(o) {
+			o = o[:want]
+		}
+		u.out = o
+		u.pending = o
+	}
+	n := copy(p, u.pending)
+	u.pending = u.pending[n:]
+	return n, nil
+}
+
+// Charset labels read as windows-1252, as browsers and mail clients do: it
+// is a superset that gives the C1 range printable characters.
+var latin1Labels = map[string]bool{
+	"iso-8859-1": true, "iso8859-1": true, "iso_8859-1": true, "latin1": true, "l1": true,
+	"iso-ir-100": true, "csisolatin1": true, "cp819": true, "ibm819": true, "iso_8859-1:1987": true,
+	"windows-1252": true, "cp1252": true, "x-cp1252": true, "ansi_x3.110-1983": true,
+}
+
+var utf8Labels = map[string]bool{
+	"": true, "utf-8": true, "utf8": true, "unicode-1-1-utf-8": true, "x-unicode20utf8": true,
+	"us-ascii": true, "ascii": true, "ansi_x3.4-1968": true, "iso646-us": true, "us": true, "646": true,
+}
+
+// decodeCharset decodes b from the charset label. The declared charset wins;
+// the warning says how it degraded: undeclared or unknown charsets are read
+// as UTF-8 with invalid bytes taken as windows-1252; when the bytes are not
+// valid in a declared multi-byte charset, they are read as UTF-8 if they are
+// valid UTF-8, and otherwise as windows-1252, unless only a few characters
+// are broken (those become U+FFFD).
+func decodeCharset(b []byte, label string) (string, string) {
+	cs := strings.ToLower(strings.Trim(label, " \t\"'"))
+	switch {
+	case utf8Labels[cs]:
+		if utf8.Valid(b) {
+			return string(b), ""
+		}
+		name := cs
+		if name == "" {
+			name = "us-ascii"
+		}
+		return fixUTF8(b), fmt.Sprintf("is not valid %s: invalid bytes decoded as windows-1252", name)
+	case latin1Labels[cs]:
+		return decode1252(b), ""
+	}
+	r, err := charset.Reader(cs, bytes.NewReader(b))
+	if err != nil {
+		return fixUTF8(b), fmt.Sprintf("has an unknown charset %q: read as UTF-8", truncateForWarning([]byte(label)))
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		return fixUTF8(b), fmt.Sprintf("could not be decoded as %s: read as UTF-8", cs)
+	}
+	s := string(out)
+	bad := strings.Count(s, "\uFFFD") - bytes.Count(b, []byte("\uFFFD"))
+	if bad <= 0 {
+		if utf8.ValidString(s) {
+			return s, ""
+		}
+		return strings.ToValidUTF8(s, "\uFFFD"), ""
+	}
+	if utf8.Valid(b) {
+		return string(b), fmt.Sprintf("is not valid %s: read as UTF-8", cs)
+	}
+	if bad*100 > utf8.RuneCountInString(s) {
+		return decode1252(b), fmt.Sprintf("is not valid %s: decoded as windows-1252", cs)
+	}
+	return strings.ToValidUTF8(s, "\uFFFD"), fmt.Sprintf("has %d bytes not valid in %s: replaced by U+FFFD", bad, cs)
+}
+
+func decode1252(b []byte) string {
+	s, err := charmap.Windows1252.NewDecoder().Bytes(b)
+	if err != nil {
+		return strings.ToValidUTF8(string(b), "\uFFFD")
+	}
+	return string(s)
+}
+
+// fixUTF8 keeps valid UTF-8 and decodes every invalid byte as windows-1252.
+func fixUTF8(b []byte) string {
+	var sb strings.Builder
+	sb.Grow(len(b) + len(b)/8)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r == utf8.RuneError && size <= 1 {
+			sb.WriteString(decode1252(b[:1]))
+			b = b[1:]
+			continue
+		}
+		sb.Write(b[:size])
+		b = b[size:]
+	}
+	return sb.String()
+}
+
+// fixHeaderBytes makes a raw header value valid UTF-8. Undeclared 8-bit bytes
+// are decoded in the message's charset when it has one that fits, as mail
+// clients do, otherwise as windows-1252.
+func (ps *parseState) fixHeaderBytes(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	cs := strings.ToLower(strings.Trim(ps.topCharset, " \t\"'"))
+	if !utf8Labels[cs] {
+		if d, warning := decodeCharset([]byte(s), cs); warning == "" {
+			ps.warn("header has undeclared 8-bit bytes: decoded as %s, the message's charset", cs)
+			return d
+		}
+	}
+	ps.warn("header has undeclared 8-bit bytes: decoded as windows-1252")
+	return fixUTF8([]byte(s))
+}
+
+// decodeText decodes a header value: raw 8-bit bytes, then RFC 2047 encoded
+// words. Adjacent encoded words in one charset are joined before decoding,
+// so a character split across two words survives; B words with bad padding
+// and Q words with spaces are decoded as clients do.
+func (ps *parseState) decodeText(v string) string {
+	v = ps.fixHeaderBytes(v)
+	if !strings.Contains(v, "=?") {
+		return v
+	}
+	var (
+		out       strings.Builder
+		pendingCS string
+		pending   []byte // decoded bytes of adjacent encoded words in pendingCS
+	)
+	flush := func() {
+		if pending != nil {
+			s, warning := decodeCharset(pending, pendingCS)
+			if warning != "" {
+				ps.warn("encoded word %s", warning)
+			}
+			out.WriteString(s)
+			pending, pendingCS = nil, ""
+		}
+	}
+	for {
+		start := strings.Index(v, "=?")
+		if start < 0 {
+			break
+		}
+		cs, raw, n, ok := parseEncodedWord(v[start:])
+		if !ok {
+			flush()
+			out.WriteString(v[:start+2])
+			v = v[start+2:]
+			continue
+		}
+		// White space between two encoded words is dropped (RFC 2047 6.2).
+		if gap := v[:start]; pending == nil || strings.Trim(gap, " \t") != "" {
+			flush()
+			out.WriteString(gap)
+		}
+		if pending != nil && !strings.EqualFold(pendingCS, cs) {
+			flush()
+		}
+		if pending == nil {
+			pending, pendingCS = []byte{}, cs
+		}
+		pending = append(pending, raw...)
+		v = v[start+n:]
+	}
+	flush()
+	out.WriteString(v)
+	return out.String()
+}
+
+// parseEncodedWord parses "=?charset?enc?text?=" at the start of s and
+// returns the charset, the decoded bytes and the length consumed.
+func parseEncodedWord(s string) (cs string, raw []byte, n int, ok bool) {
+	rest := s[2:]
+	q1 := strings.IndexByte(rest, '?')
+	if q1 <= 0 || q1 > 64 || len(rest) < q1+3 || rest[q1+2] != '?' {
+		return "", nil, 0, false
+	}
+	cs = rest[:q1]
+	if i := strings.IndexByte(cs, '*'); i >= 0 { // RFC 2231 language suffix
+		cs = cs[:i]
+	}
+	if strings.ContainsAny(cs, " \t\"()<>@,;:/[]=") {
+		return "", nil, 0, false
+	}
+	enc := rest[q1+1]
+	text := rest[q1+3:]
+	end := strings.Index(text, "?=")
+	if end < 0 || strings.ContainsAny(text[:end], "?\r\n") {
+		return "", nil, 0, false
+	}
+	text = text[:end]
+	switch enc {
+	case 'B', 'b':
+		raw, _ = io.ReadAll(newBase64Reader(strings.NewReader(text)))
+	case 'Q', 'q':
+		raw = make([]byte, 0, len(text))
+		for i := 0; i < len(text); i++ {
+			c := text[i]
+			switch {
+			case c == '_':
+				raw = append(raw, ' ')
+			case c == '=' && i+2 < len(text) && unhex(text[i+1]) >= 0 && unhex(text[i+2]) >= 0:
+				raw = append(raw, byte(unhex(text[i+1])<<4|unhex(text[i+2])))
+				i += 2
+			default:
+				raw = append(raw, c)
+			}
+		}
+	default:
+		return "", nil, 0, false
+	}
+	return cs, raw, 2 + q1 + 3 + end + 2, true
+}
+
+// addresses parses an address list header with go-message (net/mail); when
+// it refuses the value, a lenient reading keeps whatever looks like an
+// address, as mail clients show it.
+func (ps *parseState) addresses(h mimeHeader, key string) []Address {
+	raw := ps.fixHeaderBytes(h.get(key))
+	if strings.TrimSpace(raw) == "" {
+		return nil
+	}
+	parser := mail.AddressParser{WordDecoder: mimeWordDecoder(ps)}
+	list, err := parser.ParseList(raw)
+	if err != nil {
+		ps.warn("%s: %v: read leniently", key, err)
+		return ps.lenientAddresses(raw)
+	}
+	out := make([]Address, 0, len(list))
+	for _, a := range list {
+		name := a.Name
+		if strings.Contains(name, "=?") { // an encoded word inside quotes: clients decode it too
+			name = ps.decodeText(name)
+		}
+		out = append(out, Address{Name: strings.ToValidUTF8(name, "\uFFFD"), Address: strings.ToValidUTF8(a.Address, "\uFFFD")})
+	}
+	return out
+}
+
+// stripComments removes RFC 5322 comments (nested, with escapes) outside
+// quoted strings and angle brackets' quoted parts.
+func stripComments(s string) string {
+	if !strings.Contains(s, "(") {
+		return s
+	}
+	var b strings.Builder
+	depth, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && (quoted || depth > 0):
+			if depth == 0 {
+				b.WriteByte(c)
+				if i+1 < len(s) {
+					b.WriteByte(s[i+1])
+				}
+			}
+			i++
+		case quoted:
+			if c == '"' {
+				quoted = false
+			}
+			b.WriteByte(c)
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+			if depth == 0 {
+				b.WriteByte(' ')
+			}
+		case depth > 0:
+		case c == '"':
+			quoted = true
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// lenientAddresses reads an address list that the strict parser refused:
+// comments and group names are dropped, obsolete routes removed, an item
+// without angle brackets gives one address per word with an "@".
+func (ps *parseState) lenientAddresses(raw string) []Address {
+	s := stripComments(raw)
+	var items []string
+	start, quoted, angle := 0, false, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			angle = true
+		case c == '>':
+			angle = false
+		case angle:
+		case c == ',' || c == ';':
+			items = append(items, s[start:i])
+			start = i + 1
+		case c == ':': // a group's display name
+			start = i + 1
+		}
+	}
+	items = append(items, s[start:])
+	var out []Address
+	for _, item := range items {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if i, j := strings.LastIndex(item, "<"), strings.LastIndex(item, ">"); i >= 0 && j > i {
+			addr := strings.Join(strings.Fields(item[i+1:j]), "")
+			if k := strings.LastIndexByte(addr, ':'); strings.HasPrefix(addr, "@") && k >= 0 { // obs-route
+				addr = addr[k+1:]
+			}
+			out = append(out, Address{Name: ps.displayName(item[:i]), Address: addr})
+			continue
+		}
+		if !strings.Contains(item, "@") {
+			out = append(out, Address{Name: ps.displayName(item)})
+			continue
+		}
+		// "jdoe@test . example", "a@x b@y", "Big Bug bb@bug.com"
+		item = strings.Join(strings.Fields(item), " ")
+		for _, sep := range []string{".", "@"} {
+			item = strings.ReplaceAll(strings.ReplaceAll(item, " "+sep, sep), sep+" ", sep)
+		}
+		var name []string
+		var addrs []string
+		for _, w := range strings.Fields(item) {
+			if strings.Contains(w, "@") {
+				addrs = append(addrs, strings.Trim(w, `"<>`))
+			} else {
+				name = append(name, w)
+			}
+		}
+		for k, a := range addrs {
+			ad := Address{Address: a}
+			if k == 0 {
+				ad.Name = ps.displayName(strings.Join(name, " "))
+			}
+			out = append(out, ad)
+		}
+	}
+	return out
+}
+
+func (ps *parseState) displayName(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '"' {
+		s = unquoteParam(s)
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	return strings.ToValidUTF8(ps.decodeText(s), "\uFFFD")
+}
+
+// msgIDs extracts message identifiers ("<id>" …) without angle brackets;
+// white space and comments inside are dropped, a bare id without brackets is
+// taken as it is.
+func msgIDs(v string) []string {
+	v = stripComments(v)
+	if strings.TrimSpace(v) == "" {
+		return nil
+	}
+	var ids []string
+	if strings.Contains(v, "<") {
+		for {
+			i := strings.IndexByte(v, '<')
+			if i < 0 {
+				break
+			}
+			j := strings.IndexByte(v[i:], '>')
+			if j < 0 {
+				j = len(v) - i
+			}
+			if id := strings.Join(strings.Fields(v[i+1:i+j]), ""); id != "" {
+				ids = append(ids, strings.ToValidUTF8(id, "\uFFFD"))
+			}
+			if i+j >= len(v) {
+				break
+			}
+			v = v[i+j+1:]
+		}
+		return ids
+	}
+	for _, f := range strings.Fields(v) {
+		if f = strings.Trim(f, "<>,"); f != "" {
+			ids = append(ids, strings.ToValidUTF8(f, "\uFFFD"))
+		}
+	}
+	return ids
+}
+
+// msgIDOrRaw returns the first message identifier of v, or v trimmed.
+func msgIDOrRaw(v string) string {
+	if ids := msgIDs(v); len(ids) > 0 {
+		return ids[0]
+	}
+	return strings.ToValidUTF8(strings.TrimSpace(v), "\uFFFD")
+}
+
+// mimeWordDecoder is the decoder go-message's address parser uses for
+// display names; charsets go through decodeCharset, so none is unknown.
+func mimeWordDecoder(ps *parseState) *mime.WordDecoder {
+	return &mime.WordDecoder{CharsetReader: func(label string, input io.Reader) (io.Reader, error) {
+		b, err := io.ReadAll(input)
+		if err != nil {
+			return nil, err
+		}
+		s, warning := decodeCharset(b, label)
+		if warning != "" {
+			ps.warn("encoded word %s", warning)
+		}
+		return strings.NewReader(s), nil
+	}}
+}
+
+// Zones of RFC 5322's obsolete syntax; Go would give them the local offset
+// or zero.
+var obsZones = map[string]int{
+	"UT": 0, "GMT": 0, "Z": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7,
+}
+
+var lenientDateLayouts = []string{
+	time.RFC1123Z, time.RFC1123, time.RFC850, time.ANSIC, time.UnixDate, time.RubyDate, time.RFC3339,
+	"Mon, 2 Jan 2006 15:04:05 -0700", "Mon, 2 Jan 2006 15:04:05 MST", "2 Jan 2006 15:04:05 -0700",
+	"Mon, 2 Jan 06 15:04:05 -0700", "Mon, 2 Jan 2006 15:04 -0700", "Mon, 2 Jan 2006 15:04:05 -0700 MST",
+	"Mon 2 Jan 2006 15:04:05 -0700", "2006-01-02 15:04:05 -0700", "2 Jan 2006 15:04:05 MST",
+	"Mon, 2 Jan 2006 15:04:05", "2 Jan 2006 15:04:05", "Mon, 2 Jan 2006 15:04 MST",
+}
+
+// date parses the Date field with net/mail, then leniently (comments and
+// white space around colons removed, more layouts). A date nothing
+// understands is the zero time, with a warning.
+func (ps *parseState) date(raw string) time.Time {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return time.Time{}
+	}
+	if t, err := mail.ParseDate(raw); err == nil {
+		return fixZone(t)
+	}
+	clean := strings.Join(strings.Fields(stripComments(raw)), " ")
+	clean = strings.ReplaceAll(strings.ReplaceAll(clean, " :", ":"), ": ", ":")
+	clean = strings.Replace(clean, ",", ", ", 1)
+	clean = strings.Join(strings.Fields(clean), " ")
+	for _, layout := range lenientDateLayouts {
+		if t, err := time.Parse(layout, clean); err == nil {
+			return fixZone(t)
+		}
+	}
+	ps.warn("date %q not understood", truncateForWarning([]byte(raw)))
+	return time.Time{}
+}
+
+// fixZone gives the obsolete zone names their RFC 5322 offsets.
+func fixZone(t time.Time) time.Time {
+	name, off := t.Zone()
+	if h, ok := obsZones[strings.ToUpper(name)]; ok && off != h*3600 {
+		y, mo, d := t.Date()
+		hh, mm, ss := t.Clock()
+		return time.Date(y, mo, d, hh, mm, ss, t.Nanosecond(), time.FixedZone(name, h*3600))
+	}
+	return t
+}
