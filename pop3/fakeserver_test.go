@@ -47,16 +47,16 @@ type fakeServer struct {
 
 // fakeKnobs script the server's misbehaviour; change them with set.
 type fakeKnobs struct {
-	greeting   string // default "+OK fake POP3 ready"
-	noUIDL     bool   // UIDL answers -ERR
-	dupUIDL    bool   // every UIDL is "same"
-	quitErr    string // QUIT answers -ERR <quitErr> and applies nothing
-	passErr    string // PASS answers -ERR <passErr>
-	stallOn    string // stop answering at this command verb
-	stallAfter int    // with stallOn "RETR": stop after this many body bytes
-	stlsInject bool   // send a forged line right after +OK to STLS
-	noSTLS     bool   // STLS answers -ERR
-	challenge  bool   // a bad XOAUTH2 token first gets a "+ <base64>" challenge
+	greeting   string            // default "+OK fake POP3 ready"
+	noUIDL     bool              // UIDL answers -ERR
+	dupUIDL    bool              // every UIDL is "same"
+	quitErr    string            // QUIT answers -ERR <quitErr> and applies nothing
+	passErr    string            // PASS answers -ERR <passErr>
+	stallOn    string            // stop answering at this command verb
+	stallAfter int               // with stallOn "RETR": stop after this many body bytes
+	stlsInject bool              // send a forged line right after +OK to STLS
+	noSTLS     bool              // STLS answers -ERR
+	challenge  bool              // a bad XOAUTH2 token first gets a "+ <base64>" challenge
 	retrErr    map[string]string // uid → -ERR text for RETR
 }
 
