@@ -415,3 +415,33 @@ func TestNewValidates(t *testing.T) {
 		t.Fatalf("valid: %v", err)
 	}
 }
+
+// A sync whose QUIT is refused deletes nothing and claims nothing; the next
+// sync fetches again, gets no duplicate ticket, and deletes.
+func TestFakeSyncQuitRefusedNoDuplicates(t *testing.T) {
+	s := newFake(t)
+	for i := 0; i < 3; i++ {
+		s.add(fmt.Sprintf("u%d", i), testMessage(fmt.Sprintf("q%d", i), 100))
+	}
+	s.set(func(k *fakeKnobs) { k.quitErr = "[SYS/TEMP] Expunge failed" })
+	sink := mailsync.NewMemorySink()
+	state := mailsync.NewMemoryState()
+	run := func() *mailsync.Report {
+		c := mustNew(t, s.connection(), fakeOpts(s))
+		rep, err := mailsync.Sync(ctxT(t), c, mailsync.DefaultMapping("incident"), sink, mailsync.WithState(state),
+			mailsync.WithRetry(2, time.Millisecond), mailsync.WithPostAction(mailsync.PostAction{Kind: mailsync.Delete}))
+		if err != nil {
+			t.Fatalf("Sync: %v", err)
+		}
+		return rep
+	}
+	rep := run()
+	if rep.Failed != 3 || len(s.uids()) != 3 {
+		t.Fatalf("with QUIT refused: failed %d, %d left on the server; want 3 and 3", rep.Failed, len(s.uids()))
+	}
+	s.set(func(k *fakeKnobs) { k.quitErr = "" })
+	rep = run()
+	if rep.Failed != 0 || len(s.uids()) != 0 || len(sink.Tickets()) != 3 {
+		t.Fatalf("second run: failed %d, %d left, %d tickets; want 0, 0, 3", rep.Failed, len(s.uids()), len(sink.Tickets()))
+	}
+}
