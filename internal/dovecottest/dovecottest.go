@@ -119,8 +119,8 @@ type Server struct {
 	IMAPNonLocalAddr string
 	// POP3NonLocalAddr: see IMAPNonLocalAddr.
 	POP3NonLocalAddr string
-	// CAPool trusts the server's self-signed certificate (CN=localhost,
-	// SANs DNS:localhost and IP:127.0.0.1).
+	// CAPool trusts the server's self-signed certificate (ECDSA P-256,
+	// CN=localhost, SANs DNS:localhost, IP:127.0.0.1, IP:127.0.0.2, IP:::1).
 	CAPool *x509.CertPool
 	// CAFile is the path of that certificate in PEM form, for external
 	// clients (mbsync, fetchmail, openssl s_client).
@@ -144,15 +144,13 @@ type Server struct {
 	nonLocal bool // also listen on 127.0.0.2 (plain ports)
 	oauth    *introspector
 	httpSrv  *httptest.Server
-	shared   bool
 
 	mu        sync.Mutex        // guards the fields below and the users file
 	users     map[string]string // login -> password
 	lastDeliv time.Time
 	seq       int
 	proc      *process
-	rmDir     bool // remove Dir when stopped for good
-	stopped   bool
+	stopped   bool // Stop was called
 }
 
 // process is one running dovecot master started with -F.
@@ -250,7 +248,6 @@ func start(opts Options, dovecot, doveadm string) (*Server, error) {
 		dovecot:    dovecot,
 		doveadm:    doveadm,
 		users:      make(map[string]string),
-		rmDir:      true,
 	}
 	ok := false
 	defer func() {
@@ -460,7 +457,8 @@ func (s *Server) launch() error {
 }
 
 // Restart stops and starts the same server again on the same ports (for
-// reconnect tests). Users, mail and OAuth tokens are kept.
+// reconnect tests): open connections are cut. Users, mail and OAuth tokens
+// are kept. Use it on a server from Start, not on a Shared one.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.stopProcess()
@@ -477,7 +475,7 @@ func (s *Server) Restart(t testing.TB) {
 }
 
 // Stop stops the server (SIGTERM to the master, whose pid is in
-// base_dir/master.pid, and its process group; SIGKILL after 5 s) and, unless it is a shared server still in use, removes its
+// base_dir/master.pid, and its process group; SIGKILL after 3 s) and, unless it is a shared server still in use, removes its
 // directory. It is idempotent.
 func (s *Server) Stop() {
 	s.stopProcess()
@@ -491,7 +489,7 @@ func (s *Server) Stop() {
 	if s.httpSrv != nil {
 		s.httpSrv.Close()
 	}
-	if s.rmDir && s.Dir != "" {
+	if s.Dir != "" {
 		if os.Getenv("DOVECOTTEST_KEEP") == "" {
 			os.RemoveAll(s.Dir)
 		}
@@ -500,11 +498,13 @@ func (s *Server) Stop() {
 
 // stopProcess stops the running master, if any, and waits for it to exit.
 //
-// The master runs in its own process group (its pid, as in master.pid, is
-// the group id). SIGTERM goes to the whole group: signalling only the master
+// The master runs in the foreground (-F) as our child, in its own process
+// group: its pid, the one in base_dir/master.pid, is the group id. Signals
+// go to that pid (as a group) only, never to a pid read back from a file
+// that might be stale. SIGTERM goes to the whole group: signalling only the master
 // makes it wait 1–6 s for its children, signalling all of them together
-// stops Dovecot in a few milliseconds. Anything left after the master has
-// exited, or after 5 s, is killed.
+// stops Dovecot in a few milliseconds. The SIGTERM is repeated every 200 ms;
+// anything left after the master has exited, or after 3 s, is killed.
 func (s *Server) stopProcess() {
 	s.mu.Lock()
 	p := s.proc
@@ -517,21 +517,41 @@ func (s *Server) stopProcess() {
 	select {
 	case <-p.done:
 	default:
-		if b, err := os.ReadFile(filepath.Join(s.Dir, "run", "master.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && pid != pgid {
-				_ = syscall.Kill(pid, syscall.SIGTERM) // not expected with -F
-			}
-		}
+		// Repeat the SIGTERM: a child the master forks while shutting
+		// down would otherwise miss it, and the master waits for it.
+		deadline := time.After(3 * time.Second)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-p.done
+	wait:
+		for {
+			select {
+			case <-p.done:
+				break wait
+			case <-tick.C:
+				_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			case <-deadline:
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				<-p.done
+				break wait
+			}
 		}
 	}
 	// Children that outlive the master would keep the ports bound.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// SetUIDValidity sets the IMAP UIDVALIDITY of the user's folder ("" or
+// "INBOX" = INBOX; hierarchy with "/" or ".") with doveadm mailbox update,
+// keeping the UIDs, as a server that lost its UID state would announce.
+func (s *Server) SetUIDValidity(t testing.TB, user, folder string, uidValidity uint32) {
+	t.Helper()
+	s.folderDir(t, user, folder) // validates user and folder
+	name := "INBOX"
+	if folder != "" && !strings.EqualFold(folder, "INBOX") {
+		name = strings.ReplaceAll(folder, "/", ".")
+	}
+	s.Doveadm(t, "mailbox", "update", "--uid-validity", strconv.FormatUint(uint64(uidValidity), 10), "-u", user, name)
 }
 
 // Doveadm runs doveadm -c <config> with args (for example "mailbox",

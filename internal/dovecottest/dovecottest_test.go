@@ -483,6 +483,36 @@ func TestDeliverFoldersOrderFlags(t *testing.T) {
 	if ms = s.Messages(t, user, "NoSuchFolder"); len(ms) != 0 {
 		t.Fatalf("NoSuchFolder: %+v", ms)
 	}
+
+	// UIDVALIDITY changes, UIDs stay.
+	c.imapCmd("i", "CLOSE")
+	s.SetUIDValidity(t, user, "", 4242)
+	if un, _ = c.imapCmd("j", "SELECT INBOX"); !contains(un, "* OK [UIDVALIDITY 4242] UIDs valid") {
+		t.Fatalf("SELECT after SetUIDValidity: %q", un)
+	}
+	s.SetUIDValidity(t, user, "Archive/2026", 77)
+	if out := s.Doveadm(t, "mailbox", "status", "-u", user, "uidvalidity messages", "Archive.2026"); !strings.Contains(out, "uidvalidity=77") || !strings.Contains(out, "messages=1") {
+		t.Fatalf("doveadm mailbox status: %q", out)
+	}
+}
+
+func TestSharedStoppedIsReplaced(t *testing.T) {
+	opts := Options{AllowPlaintextAuth: true, DisableMove: true} // used by no other test
+	s1 := Shared(t, opts)
+	if s2 := Shared(t, opts); s2 != s1 {
+		t.Fatal("Shared returned a second server for equal Options")
+	}
+	s1.Stop()
+	s3 := Shared(t, opts)
+	if s3 == s1 || s3.Dir == s1.Dir {
+		t.Fatal("Shared returned the stopped server")
+	}
+	user := s3.AddUser(t, t.Name(), "pw")
+	c := dialTLS(t, s3, s3.IMAPSAddr)
+	c.line()
+	if _, done := c.imapCmd("a", "LOGIN "+user+" pw"); !strings.HasPrefix(done, "a OK") {
+		t.Fatalf("LOGIN on the replacement: %q", done)
+	}
 }
 
 func TestPOP3STLSRequired(t *testing.T) {
@@ -740,5 +770,45 @@ func TestCAFileWithMbsync(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("mbsync pulled %d messages, want 3\n%s", n, out)
+	}
+}
+
+// BenchmarkStartStop measures a full Start (certificate, config, readiness
+// probe) and Stop. go test -run - -bench . ./internal/dovecottest
+func BenchmarkStartStop(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		s := Start(b, Options{OAuth: true})
+		s.Stop()
+	}
+}
+
+// BenchmarkRestart measures Restart (stop, start on the same ports, ready).
+func BenchmarkRestart(b *testing.B) {
+	s := Start(b, Options{})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.Restart(b)
+	}
+}
+
+// BenchmarkFailedLogin measures how long a wrong password takes to be
+// refused (Dovecot 2.3 flushes failures on a 500 ms timer).
+func BenchmarkFailedLogin(b *testing.B) {
+	s := Shared(b, Options{})
+	user := s.AddUser(b, "bench-failed-login", "right")
+	c, err := tls.Dial("tcp", s.IMAPSAddr, &tls.Config{RootCAs: s.CAPool, ServerName: "localhost"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	br.ReadString('\n')
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		fmt.Fprintf(c, "a LOGIN %s wrong\r\n", user)
+		l, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, "a NO") {
+			b.Fatalf("%q %v", l, err)
+		}
 	}
 }

@@ -58,24 +58,33 @@ func Shared(t testing.TB, opts Options) *Server {
 	if err != nil {
 		skipOrFail(t, err)
 	}
-	shared.mu.Lock()
-	if shared.servers == nil {
-		shared.servers = make(map[Options]*sharedEntry)
-	}
-	e := shared.servers[opts]
-	if e == nil {
-		e = &sharedEntry{}
-		shared.servers[opts] = e
-	}
-	shared.mu.Unlock()
-	e.once.Do(func() {
-		e.srv, e.err = start(opts, dovecot, doveadm)
-		if e.srv != nil {
-			e.srv.shared = true
+	var e *sharedEntry
+	for {
+		shared.mu.Lock()
+		if shared.servers == nil {
+			shared.servers = make(map[Options]*sharedEntry)
 		}
-	})
-	if e.err != nil {
-		t.Fatalf("dovecottest: %v", e.err)
+		e = shared.servers[opts]
+		if e == nil {
+			e = &sharedEntry{}
+			shared.servers[opts] = e
+		}
+		shared.mu.Unlock()
+		e.once.Do(func() {
+			e.srv, e.err = start(opts, dovecot, doveadm)
+		})
+		if e.err != nil {
+			t.Fatalf("dovecottest: %v", e.err)
+		}
+		if e.srv != nil && !e.srv.isStopped() {
+			break
+		}
+		// A test stopped it: forget it and start a new one.
+		shared.mu.Lock()
+		if shared.servers[opts] == e {
+			delete(shared.servers, opts)
+		}
+		shared.mu.Unlock()
 	}
 	s := e.srv
 	offset := fileSize(s.LogFile)
@@ -85,6 +94,12 @@ func Shared(t testing.TB, opts Options) *Server {
 		}
 	})
 	return s
+}
+
+func (s *Server) isStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
 }
 
 // StopAll stops every server started by Shared. Call it from TestMain after
