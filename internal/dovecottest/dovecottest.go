@@ -475,8 +475,9 @@ func (s *Server) Restart(t testing.TB) {
 }
 
 // Stop stops the server (SIGTERM to the master, whose pid is in
-// base_dir/master.pid, and its process group; SIGKILL after 3 s) and, unless it is a shared server still in use, removes its
-// directory. It is idempotent.
+// base_dir/master.pid, and to its process group; SIGKILL after 3 s), closes
+// the introspection endpoint and removes Dir (unless DOVECOTTEST_KEEP=1). It
+// is idempotent. A later Shared call replaces a stopped shared server.
 func (s *Server) Stop() {
 	s.stopProcess()
 	s.mu.Lock()

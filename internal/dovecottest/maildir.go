@@ -147,9 +147,11 @@ func (s *Server) folderDir(t testing.TB, user, folder string) string {
 }
 
 // Deliver writes raw into the user's Maildir folder ("" or "INBOX" = INBOX,
-// otherwise Maildir++ ".Name", created if needed) — into tmp/, then renamed
-// into new/. Delivery order is Dovecot's UID order: file names carry strictly
-// increasing timestamps.
+// otherwise the Maildir++ folder ".Name", created if needed) — into tmp/,
+// then renamed into new/. IMAP shows folders with Dovecot's Maildir++
+// separator ".": folder "Archive/2026" (or "Archive.2026") is the directory
+// ".Archive.2026" and the IMAP mailbox "Archive.2026". Delivery order is
+// Dovecot's UID order: file names carry strictly increasing timestamps.
 func (s *Server) Deliver(t testing.TB, user, folder string, raw []byte) {
 	t.Helper()
 	dir := s.folderDir(t, user, folder)
