@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -443,5 +444,74 @@ func TestFakeSyncQuitRefusedNoDuplicates(t *testing.T) {
 	rep = run()
 	if rep.Failed != 0 || len(s.uids()) != 0 || len(sink.Tickets()) != 3 {
 		t.Fatalf("second run: failed %d, %d left, %d tickets; want 0, 0, 3", rep.Failed, len(s.uids()), len(sink.Tickets()))
+	}
+}
+
+// invalidatingTokens hands out toks in turn, moving on at each Invalidate,
+// like oauthx.TokenSource after a server refused a token.
+type invalidatingTokens struct {
+	mu          sync.Mutex
+	toks        []string
+	i           int
+	invalidated int
+}
+
+func (s *invalidatingTokens) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &oauth2.Token{AccessToken: s.toks[s.i]}, nil
+}
+
+func (s *invalidatingTokens) Invalidate(*oauth2.Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.invalidated++
+	if s.i < len(s.toks)-1 {
+		s.i++
+	}
+}
+
+func TestFakeXOAUTH2RefreshesRefusedToken(t *testing.T) {
+	for _, tc := range []struct {
+		toks []string
+		ok   bool
+	}{
+		{[]string{"revoked-1", "fake-token-7"}, true},
+		{[]string{"revoked-1", "revoked-2", "fake-token-7"}, false}, // one retry only
+	} {
+		s := newFake(t)
+		ts := &invalidatingTokens{toks: tc.toks}
+		opts := fakeOpts(s)
+		opts.Password, opts.TokenSource = "", ts
+		_, err := pop3.Check(ctxT(t), s.connection(), opts)
+		if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, mailsync.ErrAuth)) {
+			t.Errorf("tokens %v: %v", tc.toks, err)
+		}
+		if n := strings.Count(strings.Join(s.seen(), " "), "AUTH"); n != 2 || ts.invalidated < 1 {
+			t.Errorf("tokens %v: %d AUTH commands, %d invalidations; want 2 and at least 1", tc.toks, n, ts.invalidated)
+		}
+	}
+}
+
+func TestSecurityText(t *testing.T) {
+	for _, s := range []pop3.Security{pop3.SecurityAuto, pop3.ImplicitTLS, pop3.STLS, pop3.Plaintext} {
+		b, err := s.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back pop3.Security
+		if err := back.UnmarshalText(b); err != nil || back != s {
+			t.Errorf("%v: round trip gave %v, %v", s, back, err)
+		}
+	}
+	var s pop3.Security
+	if err := s.UnmarshalText([]byte("STARTTLS")); err != nil || s != pop3.STLS {
+		t.Errorf("STARTTLS: %v %v", s, err)
+	}
+	if err := s.UnmarshalText([]byte("quantum")); !errors.Is(err, mailsync.ErrInvalidConfig) {
+		t.Errorf("unknown mode: %v", err)
+	}
+	if _, err := pop3.Security(9).MarshalText(); err == nil {
+		t.Error("marshalled an unknown mode")
 	}
 }

@@ -45,6 +45,34 @@ func (s Security) String() string {
 	return fmt.Sprintf("Security(%d)", int(s))
 }
 
+// MarshalText implements encoding.TextMarshaler ("auto", "implicit-tls",
+// "stls", "plaintext"), so configuration files can name the mode.
+func (s Security) MarshalText() ([]byte, error) {
+	if s < SecurityAuto || s > Plaintext {
+		return nil, fmt.Errorf("pop3: unknown security mode %d", int(s))
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler. It accepts the names
+// MarshalText writes, "" for auto, and the aliases "tls", "ssl", "pop3s"
+// (implicit TLS), "starttls" (STLS) and "none" (plaintext).
+func (s *Security) UnmarshalText(b []byte) error {
+	switch strings.ToLower(strings.TrimSpace(string(b))) {
+	case "", "auto":
+		*s = SecurityAuto
+	case "implicit-tls", "tls", "ssl", "pop3s":
+		*s = ImplicitTLS
+	case "stls", "starttls":
+		*s = STLS
+	case "plaintext", "none":
+		*s = Plaintext
+	default:
+		return mailsync.NewConfigError(mailsync.Problem{Field: "security", Message: fmt.Sprintf("%q is not one of auto, implicit-tls, stls, plaintext", b)})
+	}
+	return nil
+}
+
 // Default timeouts.
 const (
 	DefaultDialTimeout    = 30 * time.Second

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	gopop3 "github.com/knadh/go-pop3"
+	"golang.org/x/oauth2"
 
 	"github.com/mailsync/mailsync"
 )
@@ -249,23 +250,63 @@ func loginError(err error) error {
 // loginXOAUTH2 sends AUTH XOAUTH2 with the initial response on the same
 // line (go-pop3 cannot answer a "+" challenge inline). A server that
 // rejects the token may first send a "+ <base64 JSON>" challenge, which is
-// answered with an empty line to get the final -ERR.
+// answered with an empty line to get the final -ERR. When the server
+// refuses a token and the source can invalidate it (oauthx.TokenSource),
+// the token is dropped and the login is tried once more with a fresh one:
+// a token can be revoked before it expires.
 func (s *session) loginXOAUTH2(ctx context.Context) error {
-	tok, err := s.cfg.tokens.Token()
+	tok, err := s.token(ctx)
 	if err != nil {
-		if isMailsyncSentinel(err) {
-			return fmt.Errorf("pop3: getting an OAuth access token: %w", err)
+		return err
+	}
+	err = s.authXOAUTH2(ctx, tok)
+	inv, ok := s.cfg.tokens.(interface{ Invalidate(*oauth2.Token) })
+	if !ok || !errors.Is(err, mailsync.ErrAuth) || s.dead {
+		return err
+	}
+	inv.Invalidate(tok)
+	fresh, terr := s.token(ctx)
+	if terr != nil || fresh.AccessToken == tok.AccessToken {
+		return err
+	}
+	s.cfg.log.Debug("pop3: XOAUTH2 token refused; retrying with a fresh one")
+	return s.authXOAUTH2(ctx, fresh)
+}
+
+// token gets an access token, with ctx when the source supports it.
+func (s *session) token(ctx context.Context) (*oauth2.Token, error) {
+	var (
+		tok *oauth2.Token
+		err error
+	)
+	if tc, ok := s.cfg.tokens.(interface {
+		TokenContext(context.Context) (*oauth2.Token, error)
+	}); ok {
+		tok, err = tc.TokenContext(ctx)
+	} else {
+		tok, err = s.cfg.tokens.Token()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("pop3: getting an OAuth access token: %w", context.Cause(ctx))
 		}
-		return fmt.Errorf("pop3: getting an OAuth access token: %w: %w", mailsync.ErrAuth, err)
+		if isMailsyncSentinel(err) {
+			return nil, fmt.Errorf("pop3: getting an OAuth access token: %w", err)
+		}
+		return nil, fmt.Errorf("pop3: getting an OAuth access token: %w: %w", mailsync.ErrAuth, err)
 	}
 	if tok == nil || tok.AccessToken == "" {
-		return fmt.Errorf("pop3: %w: the token source returned no access token", mailsync.ErrAuth)
+		return nil, fmt.Errorf("pop3: %w: the token source returned no access token", mailsync.ErrAuth)
 	}
-	if strings.ContainsAny(tok.AccessToken, "\r\n\x00\x01") {
-		return fmt.Errorf("pop3: %w: the access token contains control characters", mailsync.ErrAuth)
+	if strings.ContainsAny(tok.AccessToken, "\r\n\x00\x01 ") {
+		return nil, fmt.Errorf("pop3: %w: the access token contains spaces or control characters", mailsync.ErrAuth)
 	}
+	return tok, nil
+}
+
+func (s *session) authXOAUTH2(ctx context.Context, tok *oauth2.Token) error {
 	ir := base64.StdEncoding.EncodeToString([]byte("user=" + s.cfg.conn.User + "\x01auth=Bearer " + tok.AccessToken + "\x01\x01"))
-	_, err = s.cmd(ctx, "AUTH", "XOAUTH2", ir)
+	_, err := s.cmd(ctx, "AUTH", "XOAUTH2", ir)
 	var se *serverError
 	if errors.As(err, &se) && strings.HasPrefix(se.text, "+") {
 		// Error challenge: answer with an empty response, read the verdict.
