@@ -1,9 +1,12 @@
 package gmail_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/mail"
 	"slices"
@@ -187,3 +190,48 @@ func (h *harness) PostActions() []mailsync.ActionKind {
 }
 
 func (h *harness) Close() {}
+
+// trimTransport removes the first *drop parts of every batch answer.
+type trimTransport struct {
+	base http.RoundTripper
+	drop *int
+}
+
+func (tt *trimTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := tt.base.RoundTrip(r)
+	if err != nil || !strings.HasPrefix(r.URL.Path, "/batch/") || *tt.drop == 0 {
+		return resp, err
+	}
+	_, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, err
+	}
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	var out bytes.Buffer
+	mw := multipart.NewWriter(&out)
+	mw.SetBoundary(params["boundary"])
+	for i := 0; ; i++ {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if i < *tt.drop {
+			continue
+		}
+		w, _ := mw.CreatePart(p.Header)
+		io.Copy(w, p)
+	}
+	mw.Close()
+	resp.Body.Close()
+	resp.Body = io.NopCloser(&out)
+	resp.ContentLength = int64(out.Len())
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+func staticToken(tok string) oauth2.TokenSource {
+	return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok, TokenType: "Bearer"})
+}

@@ -112,6 +112,10 @@ type Fault struct {
 	Times int
 	// After is how many matching calls succeed before the first failure.
 	After int
+	// RetryIn, for a 429, puts Gmail's "Retry after <time>" in the
+	// message, RetryIn from now; otherwise the message is the generic
+	// "Resource has been exhausted (e.g. check quota).".
+	RetryIn time.Duration
 }
 
 // Stats counts what the server received.
@@ -551,7 +555,10 @@ func faultError(f *Fault) *apiError {
 		if e.reason == "" {
 			e.reason = "rateLimitExceeded"
 		}
-		e.message = "User-rate limit exceeded.  Retry after " + time.Now().UTC().Add(time.Second).Format("2006-01-02T15:04:05.000Z")
+		e.message = "Resource has been exhausted (e.g. check quota)."
+		if f.RetryIn > 0 {
+			e.message = "User-rate limit exceeded.  Retry after " + time.Now().UTC().Add(f.RetryIn).Format("2006-01-02T15:04:05.000Z")
+		}
 	case f.Status == 403:
 		e.status, e.domain = "PERMISSION_DENIED", "usageLimits"
 		if e.reason == "" {
@@ -879,7 +886,6 @@ type rawMessage struct {
 	LabelIDs     []string `json:"labelIds,omitempty"`
 	Snippet      string   `json:"snippet"`
 	SizeEstimate int      `json:"sizeEstimate"`
-	Raw          string   `json:"raw,omitempty"`
 	HistoryID    string   `json:"historyId"`
 	InternalDate string   `json:"internalDate"`
 }
@@ -907,22 +913,36 @@ func (s *Server) getMessage(r *http.Request, _ string) (any, *apiError) {
 	raw := m.Raw
 	enc := s.opts.RawEncoding
 	s.mu.Unlock()
-	if format == "raw" {
-		switch enc {
-		case Unpadded:
-			resp.Raw = base64.RawURLEncoding.EncodeToString(raw)
-		default:
-			resp.Raw = base64.URLEncoding.EncodeToString(raw)
-		}
-	}
 	b, err := json.Marshal(resp)
 	if err != nil {
 		return nil, &apiError{code: 500, status: "INTERNAL", reason: "backendError", message: err.Error()}
 	}
-	if format == "raw" && enc == EscapedPadding {
-		b = bytes.ReplaceAll(b, []byte("="), []byte(`\u003d`))
+	if format != "raw" {
+		return b, nil
 	}
-	return b, nil
+	// Splice "raw" in after sizeEstimate, where Gmail puts it, without
+	// running the large string through encoding/json.
+	at := bytes.Index(b, []byte(`,"historyId"`))
+	var e64 *base64.Encoding
+	if enc == Unpadded {
+		e64 = base64.RawURLEncoding
+	} else {
+		e64 = base64.URLEncoding
+	}
+	out := make([]byte, 0, len(b)+e64.EncodedLen(len(raw))+16)
+	out = append(out, b[:at]...)
+	out = append(out, `,"raw":"`...)
+	out = e64.AppendEncode(out, raw)
+	if enc == EscapedPadding {
+		tail := len(out) - len(bytes.TrimRight(out, "="))
+		out = out[:len(out)-tail]
+		for ; tail > 0; tail-- {
+			out = append(out, `\u003d`...)
+		}
+	}
+	out = append(out, '"')
+	out = append(out, b[at:]...)
+	return out, nil
 }
 
 func snippet(raw []byte) string {
