@@ -186,7 +186,7 @@ func TestBenchVersusFetchmail(t *testing.T) {
 			r := results[n]
 			r.walls, r.rss = append(r.walls, wall), append(r.rss, rss)
 			for _, line := range strings.Split(out, "\n") {
-				if strings.Contains(line, "messages") {
+				if strings.Contains(line, "messages") || strings.Contains(line, "created") {
 					r.out = strings.TrimSpace(line)
 				}
 			}
