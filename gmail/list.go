@@ -102,8 +102,8 @@ func (e *historyGone) Error() string { return e.why }
 // the history after that id, or both (the engine skips keys it has
 // processed, so a duplicate costs nothing).
 //
-// With a cursor it pages through history.list (messageAdded records,
-// filtered by label) from the cursor's history id: one request when
+// With a cursor it pages through history.list (messageAdded and
+// messageDeleted records, filtered by label) from the cursor's history id: one request when
 // nothing is new and the labels are system labels or were resolved
 // before. When Gmail no longer has that history (HTTP 404, typically after
 // a week), or the configured labels changed, it lists the labels in full
@@ -257,6 +257,10 @@ func (c *Connector) history(ctx context.Context, start uint64, labels []label) (
 	}
 	var all []added
 	seen := map[string]bool{}
+	// Messages added and then deleted for good within the window are left
+	// out: Fetch could only skip them, and the engine keeps its cursor
+	// while listed messages go missing.
+	deleted := map[string]bool{}
 	next := uint64(0)
 	for _, l := range labels {
 		token := ""
@@ -264,7 +268,7 @@ func (c *Connector) history(ctx context.Context, start uint64, labels []label) (
 		for {
 			q := url.Values{
 				"startHistoryId": {strconv.FormatUint(start, 10)},
-				"historyTypes":   {"messageAdded"},
+				"historyTypes":   {"messageAdded", "messageDeleted"},
 				"labelId":        {l.ID},
 				"maxResults":     {strconv.Itoa(c.cfg.pageSize)},
 			}
@@ -277,6 +281,9 @@ func (c *Connector) history(ctx context.Context, start uint64, labels []label) (
 					MessagesAdded []struct {
 						Message msgRef `json:"message"`
 					} `json:"messagesAdded"`
+					MessagesDeleted []struct {
+						Message msgRef `json:"message"`
+					} `json:"messagesDeleted"`
 				} `json:"history"`
 				HistoryID     string `json:"historyId"`
 				NextPageToken string `json:"nextPageToken"`
@@ -303,6 +310,9 @@ func (c *Connector) history(ctx context.Context, start uint64, labels []label) (
 						seen[id] = true
 						all = append(all, added{id, rec})
 					}
+				}
+				for _, md := range h.MessagesDeleted {
+					deleted[md.Message.ID] = true
 				}
 			}
 			if h, err := strconv.ParseUint(out.HistoryID, 10, 64); err == nil {
@@ -334,9 +344,11 @@ func (c *Connector) history(ctx context.Context, start uint64, labels []label) (
 			return 0
 		})
 	}
-	keys := make([]string, len(all))
-	for i, a := range all {
-		keys[i] = a.id
+	keys := make([]string, 0, len(all))
+	for _, a := range all {
+		if !deleted[a.id] {
+			keys = append(keys, a.id)
+		}
 	}
 	c.cfg.log.DebugContext(ctx, "gmail: listed history", "start", start, "messages", len(keys), "history_id", next)
 	return &mailsync.Listing{Messages: refs(keys), Cursor: mailsync.Cursor(cursor{history: next, labels: labels}.String())}, nil

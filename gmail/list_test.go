@@ -3,6 +3,7 @@ package gmail_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -302,5 +303,35 @@ func TestBadCursorRelists(t *testing.T) {
 	l, err := c.List(context.Background(), mailsync.Cursor(strconv.FormatUint(hid, 10)))
 	if err != nil || !slices.Equal(keys(l), more) || len(l.Notes) != 0 {
 		t.Fatalf("bare id: %q %q %v", keys(l), l.Notes, err)
+	}
+}
+
+// A message added and deleted for good between two syncs is not listed:
+// the engine would wait for it and keep its cursor.
+func TestHistoryLeavesOutDeleted(t *testing.T) {
+	e := newEnv(t, fakegmail.Options{})
+	c := e.connector()
+	l, err := c.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := e.deliver("m", 3)
+	e.fake.DeleteMessage(ids[1])
+	e.fake.ModifyLabels(ids[2], []string{"TRASH"}, []string{"INBOX"}) // trashed: still there, still listed
+	l2, err := c.List(context.Background(), l.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(l2); !slices.Equal(got, []string{ids[0], ids[2]}) {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestOptionsDoNotPrintTokens(t *testing.T) {
+	o := gmail.Options{TokenSource: staticToken("ya29.secret"), Labels: []string{"INBOX"}}
+	for _, s := range []string{fmt.Sprint(o), fmt.Sprintf("%+v", o), fmt.Sprintf("%#v", o), fmt.Sprintf("%v", &o)} {
+		if strings.Contains(s, "ya29") || !strings.Contains(s, "INBOX") {
+			t.Errorf("%s", s)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package gmail
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -86,6 +87,23 @@ type Options struct {
 	// sees a token or message content.
 	Logger *slog.Logger
 }
+
+// String describes the options without the token source, which may hold
+// a token.
+func (o Options) String() string {
+	ts := "none"
+	if o.TokenSource != nil {
+		ts = "set"
+	}
+	return fmt.Sprintf("gmail.Options{endpoint=%q user=%q labels=%q permanent_delete=%v batch=%d page=%d token_source=%s}",
+		o.Endpoint, o.UserID, o.Labels, o.PermanentDelete, o.BatchSize, o.PageSize, ts)
+}
+
+// Format implements fmt.Formatter so that every verb prints String.
+func (o Options) Format(f fmt.State, verb rune) { io.WriteString(f, o.String()) }
+
+// LogValue implements slog.LogValuer without the token source.
+func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
 
 // config is the validated, defaulted form of a Connection and Options.
 type config struct {
