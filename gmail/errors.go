@@ -22,9 +22,10 @@ import (
 // friends work:
 //
 //   - 401: mailsync.ErrAuth (the token was rejected even after a refresh).
-//   - 403 with reason rateLimitExceeded, userRateLimitExceeded or
-//     quotaExceeded, and 429: mailsync.ErrThrottled (returned inside a
-//     *mailsync.ThrottledError once the retries are used up).
+//   - 403 with reason rateLimitExceeded, userRateLimitExceeded,
+//     quotaExceeded or dailyLimitExceeded, and 429: mailsync.ErrThrottled
+//     (returned inside a *mailsync.ThrottledError once the retries are
+//     used up; at once for dailyLimitExceeded, with RetryAfter 1 h).
 //   - other 403 (insufficientPermissions: the token lacks the scope; a
 //     domain policy): mailsync.ErrAuth.
 //   - 5xx: mailsync.ErrConnection.
@@ -135,6 +136,10 @@ func parseAPIError(op string, code int, header http.Header, body []byte, now tim
 		}
 	}
 	e.retryAfter = retryAfter(header, e.Message, now)
+	if strings.EqualFold(e.Reason, "dailyLimitExceeded") && e.retryAfter == 0 {
+		// Not worth retrying within the sync: the quota refills over the day.
+		e.retryAfter = time.Hour
+	}
 	switch {
 	case code == http.StatusUnauthorized:
 		e.kind = mailsync.ErrAuth
@@ -152,7 +157,7 @@ func parseAPIError(op string, code int, header http.Header, body []byte, now tim
 
 func isRateReason(reason, status, msg string) bool {
 	switch strings.ToLower(reason) {
-	case "ratelimitexceeded", "userratelimitexceeded", "quotaexceeded", "rate_limit_exceeded", "resource_exhausted":
+	case "ratelimitexceeded", "userratelimitexceeded", "quotaexceeded", "dailylimitexceeded", "rate_limit_exceeded", "resource_exhausted":
 		return true
 	}
 	return status == "RESOURCE_EXHAUSTED" || strings.Contains(msg, "Quota exceeded")
