@@ -48,10 +48,21 @@ var (
 	MicrosoftGraphScopes = []string{"https://graph.microsoft.com/Mail.ReadWrite", "offline_access"}
 	// GmailScopes is the default for Google: read and modify (labels, trash).
 	GmailScopes = []string{"https://www.googleapis.com/auth/gmail.modify"}
+	// MicrosoftIMAPScopes are the scopes for Microsoft 365 IMAP (XOAUTH2/OAUTHBEARER).
+	MicrosoftIMAPScopes = []string{"https://outlook.office365.com/IMAP.AccessAsUser.All", "offline_access"}
+	// MicrosoftPOPScopes are the scopes for Microsoft 365 POP3.
+	MicrosoftPOPScopes = []string{"https://outlook.office365.com/POP.AccessAsUser.All", "offline_access"}
+	// GmailIMAPScopes is the scope for Gmail over IMAP or POP3.
+	GmailIMAPScopes = []string{"https://mail.google.com/"}
 )
 
 // Options tune New. The zero value is usable.
 type Options struct {
+	// Scopes are asked for when the OAuth block names none. Default:
+	// MicrosoftGraphScopes or GmailScopes by provider; an IMAP or POP3
+	// connection passes MicrosoftIMAPScopes, MicrosoftPOPScopes or
+	// GmailIMAPScopes.
+	Scopes []string
 	// TokenURL overrides the token endpoint of the OAuth block (tests,
 	// sovereign clouds). It must be https, except for a loopback host
 	// (127.0.0.0/8, ::1, localhost) where http is allowed for tests.
@@ -211,6 +222,9 @@ func New(ctx context.Context, o *mailsync.OAuth, opts Options) (*TokenSource, er
 		return nil, mailsync.NewConfigError(probs...)
 	}
 	scopes := append([]string(nil), o.Scopes...)
+	if len(scopes) == 0 {
+		scopes = append(scopes, opts.Scopes...)
+	}
 	if len(scopes) == 0 {
 		if o.Provider == mailsync.MicrosoftGraph {
 			scopes = append(scopes, MicrosoftGraphScopes...)

@@ -484,6 +484,30 @@ func TestGoogleUsesDefaultEndpointShapeAndNoScope(t *testing.T) {
 	}
 }
 
+func TestScopesFromOptionsWhenTheBlockHasNone(t *testing.T) {
+	srv := newTokenServer(t)
+	o := msOAuth(srv.url())
+	o.Scopes = nil
+	ts, err := oauthx.New(context.Background(), o, oauthx.Options{HTTPClient: srv.srv.Client(), Scopes: oauthx.MicrosoftIMAPScopes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Token(); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.reqs()[0].form["scope"]; got != "https://outlook.office365.com/IMAP.AccessAsUser.All offline_access" {
+		t.Fatalf("scope %q", got)
+	}
+	srv2 := newTokenServer(t)
+	ts, _ = oauthx.New(context.Background(), o, oauthx.Options{HTTPClient: srv2.srv.Client(), TokenURL: srv2.url()})
+	if _, err := ts.Token(); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv2.reqs()[0].form["scope"]; got != "https://graph.microsoft.com/Mail.ReadWrite offline_access" {
+		t.Fatalf("default Microsoft scope %q", got)
+	}
+}
+
 func TestMicrosoftDefaultTokenURL(t *testing.T) {
 	o := msOAuth("")
 	ts, err := oauthx.New(context.Background(), o, oauthx.Options{})
