@@ -186,6 +186,7 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 // when the error is printed.
 type errorNormalizer struct{}
 
+// Intercept implements khttp.Middleware.
 func (errorNormalizer) Intercept(p khttp.Pipeline, i int, req *http.Request) (*http.Response, error) {
 	resp, err := p.Next(req, i)
 	if err != nil || resp == nil || resp.StatusCode < 400 {
@@ -248,6 +249,7 @@ type Error struct {
 	Err        error  // the cause, if any
 }
 
+// Error describes the failed call: operation, HTTP status, Graph code and message.
 func (e *Error) Error() string {
 	s := "graph: " + e.Op
 	if e.StatusCode != 0 {

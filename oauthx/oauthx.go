@@ -130,6 +130,7 @@ type Error struct {
 	Err error
 }
 
+// Error describes the failure: code, HTTP status and description, no secret.
 func (e *Error) Error() string {
 	s := "oauthx: token refresh failed: " + e.Code
 	if e.StatusCode != 0 {
@@ -553,6 +554,7 @@ type scopeTransport struct {
 	scope string
 }
 
+// RoundTrip adds the scope to refresh_token grants and sends the request.
 func (t *scopeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := t.base
 	if base == nil {
