@@ -49,6 +49,7 @@ type APIError struct {
 	kind       error
 }
 
+// Error describes the failure: method, status, reason and message.
 func (e *APIError) Error() string {
 	s := fmt.Sprintf("gmail: %s: HTTP %d", e.Op, e.Code)
 	if e.Reason != "" {
