@@ -1,0 +1,472 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailsync/mailsync"
+)
+
+// Connector reads one IMAP folder. It implements mailsync.Connector. It
+// connects on the first call and reconnects on the next call after the
+// connection broke. Like every mailsync.Connector it is used by one
+// goroutine at a time.
+type Connector struct {
+	cfg    *config
+	s      *session // nil when not connected
+	closed bool
+}
+
+var _ mailsync.Connector = (*Connector)(nil)
+
+// New validates conn and opts and returns a Connector. It does not connect;
+// the first List (or Fetch, Ack) does. Configuration problems are a
+// *mailsync.ConfigError; a plaintext connection without
+// Options.AllowPlaintextLogin is an error wrapping
+// mailsync.ErrPlaintextRefused.
+func New(conn mailsync.Connection, opts Options) (*Connector, error) {
+	cfg, err := newConfig(conn, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Connector{cfg: cfg}, nil
+}
+
+// Connection returns the configuration the connector was made from.
+func (c *Connector) Connection() mailsync.Connection { return c.cfg.conn }
+
+// String describes the connector without credentials.
+func (c *Connector) String() string {
+	return fmt.Sprintf("imap connector %s folder %q (%s)", c.cfg.addr, c.cfg.opts.Folder, c.cfg.security)
+}
+
+// session returns a usable session, connecting if needed.
+func (c *Connector) session(ctx context.Context) (*session, error) {
+	if c.closed {
+		return nil, errors.New("imap: connector is closed")
+	}
+	if c.s != nil {
+		if c.s.usable() {
+			return c.s, nil
+		}
+		c.cfg.log.Debug("imap reconnecting after a broken connection")
+		c.drop()
+	}
+	s, err := dial(ctx, c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.s = s
+	return s, nil
+}
+
+// drop forgets the current session, closing it.
+func (c *Connector) drop() {
+	if c.s != nil {
+		c.s.shutdown()
+		c.s = nil
+	}
+}
+
+// do runs f on a usable session while ctx and the stall timeout are
+// watched. A broken session is dropped so the next call reconnects.
+func (c *Connector) do(ctx context.Context, op string, f func(s *session) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("imap: %s: %w", op, err)
+	}
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	stop := s.watch(ctx, c.cfg.opts.CommandTimeout)
+	err = f(s)
+	stop()
+	if !s.usable() {
+		c.drop()
+		if err == nil {
+			// The work was done but the connection did not survive (e.g.
+			// ctx ended right after); the next call reconnects.
+			c.cfg.log.Debug("imap connection closed after " + op)
+		}
+	}
+	return err
+}
+
+// selectFolder selects (or, readOnly, examines) the configured folder.
+func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.SelectData, error) {
+	folder := s.cfg.opts.Folder
+	s.selected = false
+	data, err := s.client.Select(folder, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) && ctx.Err() == nil && s.killReason() == nil {
+			switch ie.Code {
+			case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
+				return nil, responseError("select", s.cfg.addr, ie)
+			}
+			return nil, fmt.Errorf("imap: folder %q on %s cannot be opened (%s): %w", folder, s.cfg.addr, describe(ie), mailsync.ErrFolderNotFound)
+		}
+		return nil, s.check(ctx, "select", err)
+	}
+	s.sel = *data
+	s.selected = !readOnly
+	return data, nil
+}
+
+// ensureSelected selects the folder read-write unless it already is.
+func (s *session) ensureSelected(ctx context.Context) error {
+	if s.selected {
+		return nil
+	}
+	_, err := s.selectFolder(ctx, false)
+	return err
+}
+
+// List returns the messages whose UID is above the cursor's, oldest first.
+// The cursor is "v1:<uidvalidity>:<uid>"; an empty or unknown cursor, or
+// one from another UIDVALIDITY, lists the whole folder (the latter with a
+// note, since every key changes). Nothing new costs a SELECT and at most
+// one UID FETCH, whatever the folder's size.
+func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (*mailsync.Listing, error) {
+	var listing *mailsync.Listing
+	err := c.do(ctx, "list", func(s *session) error {
+		var err error
+		listing, err = s.list(ctx, cursor)
+		return err
+	})
+	return listing, err
+}
+
+func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.Listing, error) {
+	sel, err := s.selectFolder(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	listing := &mailsync.Listing{}
+	uv := sel.UIDValidity
+	var last imap.UID
+	if cursor != "" {
+		pos, ok := parseCursor(cursor)
+		switch {
+		case !ok:
+			listing.Notes = append(listing.Notes, fmt.Sprintf("IMAP cursor %q not understood; listing every message of %q again", cursor, s.cfg.opts.Folder))
+		case pos.uidValidity != uv:
+			listing.Notes = append(listing.Notes, fmt.Sprintf(
+				"UIDVALIDITY of folder %q changed from %d to %d (the folder was recreated or the server rebuilt its index): every message is listed again under new keys; already processed mail is recognised by its content",
+				s.cfg.opts.Folder, pos.uidValidity, uv))
+			s.cfg.log.Warn("imap UIDVALIDITY changed", slog.String("folder", s.cfg.opts.Folder),
+				slog.Uint64("old", uint64(pos.uidValidity)), slog.Uint64("new", uint64(uv)))
+		default:
+			last = pos.uid
+		}
+	}
+	listing.Cursor = position{uidValidity: uv, uid: last}.encode()
+
+	// Nothing can be above last when the folder is empty, when UIDNEXT
+	// says so, or when last is the largest UID there is.
+	if sel.NumMessages == 0 || (sel.UIDNext != 0 && sel.UIDNext <= last+1) || last == imap.UID(^uint32(0)) {
+		return listing, nil
+	}
+
+	var set imap.UIDSet
+	set.AddRange(last+1, 0) // last+1:*
+	cmd := s.client.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true})
+	type entry struct {
+		uid  imap.UID
+		size int64
+	}
+	var found []entry
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		buf, err := msg.Collect() // UID and RFC822.SIZE only: no body
+		if err != nil {
+			continue
+		}
+		// "n:*" also returns the highest message when its UID is below n.
+		if buf.UID > last {
+			size := int64(-1)
+			if buf.RFC822Size > 0 {
+				size = buf.RFC822Size
+			}
+			found = append(found, entry{buf.UID, size})
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, s.check(ctx, "list", err)
+	}
+	slices.SortFunc(found, func(a, b entry) int { return int(int64(a.uid) - int64(b.uid)) })
+	found = slices.CompactFunc(found, func(a, b entry) bool { return a.uid == b.uid })
+	listing.Messages = make([]mailsync.MessageRef, len(found))
+	for i, e := range found {
+		listing.Messages[i] = mailsync.MessageRef{Key: messageKey(uv, e.uid), Size: e.size}
+	}
+	if n := len(found); n > 0 {
+		listing.Cursor = position{uidValidity: uv, uid: found[n-1].uid}.encode()
+	}
+	s.cfg.log.Debug("imap listed", slog.String("folder", s.cfg.opts.Folder), slog.Int("new", len(found)),
+		slog.Uint64("uidvalidity", uint64(uv)), slog.Uint64("after_uid", uint64(last)))
+	return listing, nil
+}
+
+// target is one message to fetch or act on.
+type target struct {
+	ref mailsync.MessageRef
+	uid imap.UID
+}
+
+// targets keeps the refs of the selected UIDVALIDITY; the others name
+// messages that no longer exist under those keys and are skipped.
+func (s *session) targets(refs []mailsync.MessageRef) []target {
+	out := make([]target, 0, len(refs))
+	for _, r := range refs {
+		uv, uid, ok := parseKey(r.Key)
+		if !ok {
+			s.cfg.log.Warn("imap: ignoring a message key this connector did not make", slog.String("key", r.Key))
+			continue
+		}
+		if uv != s.sel.UIDValidity {
+			continue
+		}
+		out = append(out, target{ref: r, uid: uid})
+	}
+	return out
+}
+
+// Close logs out and releases the connection. It is safe to call twice.
+func (c *Connector) Close() error {
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.s != nil {
+		c.s.close()
+		c.s = nil
+	}
+	return nil
+}
+
+// Ack applies action to refs: LeaveUntouched does nothing, MarkRead adds
+// \Seen, Delete sets \Deleted and expunges exactly those UIDs (UID EXPUNGE,
+// which needs UIDPLUS), MoveToFolder uses MOVE, or without it COPY, then
+// \Deleted and UID EXPUNGE only after the copy succeeded. A missing
+// destination folder is created. Messages already gone are not an error,
+// so Ack can be repeated.
+func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) error {
+	if err := action.Validate(); err != nil {
+		return err
+	}
+	if action.Kind == mailsync.LeaveUntouched || len(refs) == 0 {
+		return nil
+	}
+	if action.Kind == mailsync.MoveToFolder && sameFolder(action.Folder, c.cfg.opts.Folder) {
+		return mailsync.NewConfigError(mailsync.Problem{Field: "post_action.folder", Message: fmt.Sprintf("%q is the folder being read", action.Folder)})
+	}
+	return c.do(ctx, "ack", func(s *session) error {
+		if err := s.ensureSelected(ctx); err != nil {
+			return err
+		}
+		ts := s.targets(refs)
+		for len(ts) > 0 {
+			n := min(len(ts), 500)
+			var set imap.UIDSet
+			for _, t := range ts[:n] {
+				set.AddNum(t.uid)
+			}
+			ts = ts[n:]
+			var err error
+			switch action.Kind {
+			case mailsync.MarkRead:
+				err = s.store(ctx, set, imap.FlagSeen)
+			case mailsync.Delete:
+				err = s.delete(ctx, set)
+			case mailsync.MoveToFolder:
+				err = s.move(ctx, set, action.Folder)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func sameFolder(a, b string) bool {
+	if strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX") {
+		return true
+	}
+	return a == b
+}
+
+// store adds flag to set, silently.
+func (s *session) store(ctx context.Context, set imap.UIDSet, flag imap.Flag) error {
+	err := s.client.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{flag}}, nil).Close()
+	return s.check(ctx, "store "+string(flag), err)
+}
+
+// expunge removes exactly set with UID EXPUNGE.
+func (s *session) expunge(ctx context.Context, set imap.UIDSet) error {
+	return s.check(ctx, "uid expunge", s.client.UIDExpunge(set).Close())
+}
+
+func (s *session) hasUIDPlus() bool {
+	return s.caps.Has(imap.CapUIDPlus) || s.caps.Has(imap.CapIMAP4rev2)
+}
+
+// delete marks set \Deleted and expunges exactly those messages.
+func (s *session) delete(ctx context.Context, set imap.UIDSet) error {
+	if !s.hasUIDPlus() {
+		return fmt.Errorf("imap: delete: %s lacks UIDPLUS, so only a plain EXPUNGE could remove the messages, which would also remove any other message marked deleted in %q; choose another post-action: %w",
+			s.cfg.addr, s.cfg.opts.Folder, mailsync.ErrUnsupported)
+	}
+	if err := s.store(ctx, set, imap.FlagDeleted); err != nil {
+		return err
+	}
+	return s.expunge(ctx, set)
+}
+
+// present returns which UIDs of set still exist, and which of them carry
+// \Deleted.
+func (s *session) present(ctx context.Context, set imap.UIDSet) (existing, deleted imap.UIDSet, err error) {
+	cmd := s.client.Fetch(set, &imap.FetchOptions{UID: true, Flags: true})
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		buf, cerr := msg.Collect()
+		if cerr != nil || buf.UID == 0 || !set.Contains(buf.UID) {
+			continue
+		}
+		existing.AddNum(buf.UID)
+		if slices.ContainsFunc(buf.Flags, func(f imap.Flag) bool { return strings.EqualFold(string(f), string(imap.FlagDeleted)) }) {
+			deleted.AddNum(buf.UID)
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, nil, s.check(ctx, "fetch flags", err)
+	}
+	return existing, deleted, nil
+}
+
+// move moves set to folder. With MOVE it is one command. Without it: COPY,
+// and only once the COPY succeeded, \Deleted and UID EXPUNGE of exactly
+// those UIDs. A message already flagged \Deleted in the source is taken as
+// copied by an earlier, interrupted attempt and is not copied again.
+func (s *session) move(ctx context.Context, set imap.UIDSet, folder string) error {
+	hasMove := s.caps.Has(imap.CapMove)
+	if !hasMove && !s.hasUIDPlus() {
+		return fmt.Errorf("imap: move: %s has neither MOVE nor UIDPLUS, so moving would need a plain EXPUNGE that could remove other messages marked deleted: %w",
+			s.cfg.addr, mailsync.ErrUnsupported)
+	}
+	existing, deleted, err := s.present(ctx, set)
+	if err != nil {
+		return err
+	}
+	if len(existing) == 0 {
+		return nil // already moved or gone
+	}
+	if hasMove {
+		return s.withFolder(ctx, "move", folder, func() error {
+			_, err := s.client.Move(existing, folder).Wait()
+			return err
+		})
+	}
+	toCopy := existing
+	if len(deleted) > 0 {
+		toCopy = nil
+		nums, _ := existing.Nums()
+		for _, uid := range nums {
+			if !deleted.Contains(uid) {
+				toCopy.AddNum(uid)
+			}
+		}
+	}
+	if len(toCopy) > 0 {
+		err := s.withFolder(ctx, "copy", folder, func() error {
+			_, err := s.client.Copy(toCopy, folder).Wait()
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%w (nothing was deleted from %q)", err, s.cfg.opts.Folder)
+		}
+	}
+	if err := s.store(ctx, existing, imap.FlagDeleted); err != nil {
+		return err
+	}
+	return s.expunge(ctx, existing)
+}
+
+// withFolder runs a COPY or MOVE; on NO [TRYCREATE] it creates folder and
+// runs it once more.
+func (s *session) withFolder(ctx context.Context, op, folder string, run func() error) error {
+	err := run()
+	var ie *imap.Error
+	if err != nil && errors.As(err, &ie) && ie.Code == imap.ResponseCodeTryCreate && ctx.Err() == nil && s.killReason() == nil {
+		s.cfg.log.Info("imap creating destination folder", slog.String("folder", folder))
+		cerr := s.client.Create(folder, nil).Wait()
+		if errors.As(cerr, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
+			cerr = nil
+		}
+		if cerr != nil {
+			if errors.As(cerr, &ie) && ctx.Err() == nil && s.killReason() == nil {
+				return fmt.Errorf("imap: %s: destination folder %q does not exist and cannot be created (%s): %w", op, folder, describe(ie), mailsync.ErrFolderNotFound)
+			}
+			return s.check(ctx, "create folder", cerr)
+		}
+		err = run()
+	}
+	if err != nil {
+		if errors.As(err, &ie) && ctx.Err() == nil && s.killReason() == nil {
+			if ie.Code == imap.ResponseCodeTryCreate {
+				return fmt.Errorf("imap: %s to %q: the folder still does not exist after creating it (%s): %w", op, folder, describe(ie), mailsync.ErrFolderNotFound)
+			}
+			return fmt.Errorf("imap: %s to %q refused: %w", op, folder, responseError(op, s.cfg.addr, ie))
+		}
+		return s.check(ctx, op, err)
+	}
+	return nil
+}
+
+// bodyReader hands a message literal to the caller's callback: reads past
+// the callback are refused, read errors are remembered (they mean the
+// connection broke), and the stall timer runs only while reading.
+type bodyReader struct {
+	r    io.Reader
+	m    *meteredConn
+	err  error
+	done bool
+}
+
+var errReaderExpired = errors.New("imap: message reader used after the Fetch callback returned")
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, errReaderExpired
+	}
+	if b.err != nil {
+		// Never read a failed literal again: go-imap's decoder has moved
+		// on, and a second read races with it.
+		return 0, b.err
+	}
+	b.m.paused.Add(-1)
+	b.m.touch()
+	n, err := b.r.Read(p)
+	b.m.paused.Add(1)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// Format prints String for every verb, so no verb reaches the credentials.
+func (c *Connector) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }

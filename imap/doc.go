@@ -1,0 +1,28 @@
+// Package imap is the mailsync provider for IMAP servers, built on
+// github.com/emersion/go-imap/v2.
+//
+// A Connector reads one folder (INBOX by default) and implements
+// mailsync.Connector:
+//
+//   - Security: implicit TLS (port 993, the default), STARTTLS (port 143),
+//     or plaintext only with an explicit opt-in; certificates are verified,
+//     Options.RootCAs trusts a private CA.
+//   - Login with the password typed in at sync time (a mailsync.Secret), or
+//     SASL XOAUTH2 / OAUTHBEARER with a token from any oauth2.TokenSource.
+//   - The cursor is the folder's UIDVALIDITY and the highest UID listed
+//     ("v1:<uidvalidity>:<uid>"), a message key is "<uidvalidity>:<uid>".
+//     A sync with nothing new costs a SELECT (and at most one UID FETCH)
+//     whatever the folder's size. A changed UIDVALIDITY re-lists the folder
+//     with a note in the listing.
+//   - Bodies are fetched in batches with BODY.PEEK[] (never setting \Seen)
+//     and streamed from the network to the callback.
+//   - Post-actions: mark read, move (MOVE, or COPY then UID EXPUNGE of just
+//     those messages, never a plain EXPUNGE and never a delete after a
+//     failed COPY), delete (UID EXPUNGE, needs UIDPLUS).
+//   - go-imap has no context: every call watches its ctx and closes the
+//     connection when it ends, or when the server stays silent for
+//     Options.CommandTimeout. Broken connections surface as errors wrapping
+//     mailsync.ErrConnection and the next call reconnects.
+//
+// Check backs the admin's "test connection" button.
+package imap

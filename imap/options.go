@@ -1,0 +1,260 @@
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/sasl"
+)
+
+// Security is how the connection to the server is protected.
+type Security int
+
+// The security modes. The zero value, SecurityAuto, picks STARTTLS for port
+// 143 and implicit TLS for every other port (993 when the port is 0).
+const (
+	// SecurityAuto chooses by port: StartTLS on 143, ImplicitTLS otherwise.
+	SecurityAuto Security = iota
+	// ImplicitTLS speaks TLS from the first byte (IMAPS, usually port 993).
+	ImplicitTLS
+	// StartTLS connects in clear and upgrades with STARTTLS before any
+	// credential is sent (usually port 143). A server without STARTTLS is
+	// an ErrTLS failure, never a silent downgrade.
+	StartTLS
+	// Plaintext never encrypts. Credentials are sent over it only with
+	// Options.AllowPlaintextLogin.
+	Plaintext
+)
+
+// String returns the mode's name.
+func (s Security) String() string {
+	switch s {
+	case SecurityAuto:
+		return "auto"
+	case ImplicitTLS:
+		return "implicit-tls"
+	case StartTLS:
+		return "starttls"
+	case Plaintext:
+		return "plaintext"
+	}
+	return fmt.Sprintf("Security(%d)", int(s))
+}
+
+// Options configure a Connector beyond the admin form's Connection.
+type Options struct {
+	// Password is the account's password, typed in at sync time and never
+	// stored. Exactly one of Password and TokenSource must be set.
+	Password mailsync.Secret
+	// TokenSource supplies OAuth 2.0 access tokens, sent with SASL XOAUTH2
+	// (default) or OAUTHBEARER instead of a password.
+	TokenSource oauth2.TokenSource
+	// SASLMechanism is "XOAUTH2" (default) or "OAUTHBEARER"; only used with
+	// TokenSource.
+	SASLMechanism string
+
+	// Security chooses implicit TLS, STARTTLS or plaintext; see Security.
+	Security Security
+	// AllowPlaintextLogin is the explicit opt-in to send credentials over
+	// an unencrypted connection (Security == Plaintext). Without it such a
+	// connector fails with an error wrapping mailsync.ErrPlaintextRefused.
+	AllowPlaintextLogin bool
+	// RootCAs, when set, replaces the system roots for verifying the
+	// server's certificate (e.g. a company CA or a self-signed server).
+	RootCAs *x509.CertPool
+	// TLSConfig, when set, is the base TLS configuration (cloned). Its
+	// ServerName defaults to Connection.Server and RootCAs to the field
+	// above. Certificates are always verified unless the caller's config
+	// says otherwise.
+	TLSConfig *tls.Config
+
+	// Folder is the mailbox to read; default "INBOX".
+	Folder string
+	// BatchSize is the number of messages per UID FETCH; default 100.
+	BatchSize int
+	// BatchBytes caps the announced size of one UID FETCH batch (a single
+	// larger message is fetched alone); default 16 MiB. It bounds what has
+	// to be drained when a fetch is abandoned.
+	BatchBytes int64
+
+	// DialTimeout bounds connecting, the TLS handshake and the greeting;
+	// default 30s.
+	DialTimeout time.Duration
+	// CommandTimeout is how long a command may go without any byte from
+	// the server before the connection is considered dead and closed (an
+	// error wrapping mailsync.ErrConnection); default 2 minutes. Time spent
+	// in the caller's Fetch callback does not count.
+	CommandTimeout time.Duration
+
+	// DialContext, when set, replaces net.Dialer.DialContext for the TCP
+	// connection (a proxy, or a test that counts commands).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logger receives debug and warning logs; never credentials. Default:
+	// discard.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultFolder         = "INBOX"
+	DefaultBatchSize      = 100
+	DefaultBatchBytes     = 16 << 20
+	DefaultDialTimeout    = 30 * time.Second
+	DefaultCommandTimeout = 2 * time.Minute
+)
+
+// config is the validated, defaulted configuration of a Connector.
+type config struct {
+	conn     mailsync.Connection
+	opts     Options
+	addr     string // host:port
+	port     int
+	security Security
+	mech     string // "" for LOGIN
+	log      *slog.Logger
+}
+
+// newConfig validates conn and opts and fills in defaults.
+func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
+	var problems []mailsync.Problem
+	add := func(field, msg string) { problems = append(problems, mailsync.Problem{Field: field, Message: msg}) }
+
+	if err := conn.Validate(); err != nil {
+		if ce, ok := err.(*mailsync.ConfigError); ok {
+			problems = append(problems, ce.Problems...)
+		} else {
+			return nil, err
+		}
+	}
+	if conn.Protocol != mailsync.IMAP {
+		add("protocol", fmt.Sprintf("is %q; the imap connector needs %q", conn.Protocol, mailsync.IMAP))
+	}
+	switch {
+	case opts.Password != "" && opts.TokenSource != nil:
+		add("credentials", "give either a password or an OAuth token source, not both")
+	case opts.Password == "" && opts.TokenSource == nil:
+		add("credentials", "a password (typed in at sync time) or an OAuth token source is required")
+	}
+	mech := ""
+	if opts.TokenSource != nil {
+		switch m := strings.ToUpper(opts.SASLMechanism); m {
+		case "", sasl.XOAuth2:
+			mech = sasl.XOAuth2
+		case sasl.OAuthBearer:
+			mech = sasl.OAuthBearer
+		default:
+			add("sasl_mechanism", fmt.Sprintf("%q is not XOAUTH2 or OAUTHBEARER", opts.SASLMechanism))
+		}
+	} else if opts.SASLMechanism != "" {
+		add("sasl_mechanism", "is only used with an OAuth token source")
+	}
+	if opts.Security < SecurityAuto || opts.Security > Plaintext {
+		add("security", fmt.Sprintf("%d is not a Security mode", int(opts.Security)))
+	}
+	if strings.ContainsAny(opts.Folder, "\r\n\x00") {
+		add("folder", "must not contain CR, LF or NUL")
+	}
+	if opts.BatchSize < 0 {
+		add("batch_size", "must not be negative")
+	}
+	if opts.BatchBytes < 0 {
+		add("batch_bytes", "must not be negative")
+	}
+	if opts.DialTimeout < 0 || opts.CommandTimeout < 0 {
+		add("timeouts", "must not be negative")
+	}
+	if len(problems) > 0 {
+		return nil, mailsync.NewConfigError(problems...)
+	}
+
+	security := opts.Security
+	if security == SecurityAuto {
+		if conn.Port == 143 {
+			security = StartTLS
+		} else {
+			security = ImplicitTLS
+		}
+	}
+	if security == Plaintext && !opts.AllowPlaintextLogin {
+		return nil, fmt.Errorf("imap: %s: %w (security is plaintext; use implicit TLS or STARTTLS, or set AllowPlaintextLogin to opt in)",
+			conn.Server, mailsync.ErrPlaintextRefused)
+	}
+	port := conn.Port
+	if port == 0 {
+		port = 993
+		if security == StartTLS || security == Plaintext {
+			port = 143
+		}
+	}
+	if opts.Folder == "" {
+		opts.Folder = DefaultFolder
+	}
+	if opts.BatchSize == 0 {
+		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.BatchBytes == 0 {
+		opts.BatchBytes = DefaultBatchBytes
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.CommandTimeout == 0 {
+		opts.CommandTimeout = DefaultCommandTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With(slog.String("connector", "imap"), slog.String("connection", conn.Name))
+	return &config{
+		conn:     conn,
+		opts:     opts,
+		addr:     net.JoinHostPort(conn.Server, fmt.Sprint(port)),
+		port:     port,
+		security: security,
+		mech:     mech,
+		log:      log,
+	}, nil
+}
+
+// tlsConfig returns the TLS configuration for the server.
+func (c *config) tlsConfig() *tls.Config {
+	var cfg *tls.Config
+	if c.opts.TLSConfig != nil {
+		cfg = c.opts.TLSConfig.Clone()
+	} else {
+		cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = c.conn.Server
+	}
+	if cfg.RootCAs == nil && c.opts.RootCAs != nil {
+		cfg.RootCAs = c.opts.RootCAs
+	}
+	return cfg
+}
+
+// String describes the options without credentials.
+func (o Options) String() string {
+	auth := "password"
+	switch {
+	case o.TokenSource != nil:
+		auth = "oauth " + o.SASLMechanism
+	case o.Password == "":
+		auth = "none"
+	}
+	return fmt.Sprintf("imap.Options{auth=%s security=%s allow_plaintext_login=%t folder=%q batch=%d}",
+		strings.TrimSpace(auth), o.Security, o.AllowPlaintextLogin, o.Folder, o.BatchSize)
+}
+
+// Format prints String for every verb, so no verb reaches the credentials.
+func (o Options) Format(f fmt.State, _ rune) { fmt.Fprint(f, o.String()) }
