@@ -170,9 +170,9 @@ type parseState struct {
 	// undeclared 8-bit header bytes as mail clients do.
 	topCharset string
 
-	text, html, rawHTML bytes.Buffer
-	textLeft, htmlLeft  int64 // MaxTextBytes budgets
-	truncated           bool
+	text, html         bytes.Buffer
+	textLeft, htmlLeft int64 // MaxTextBytes budgets
+	truncated          bool
 
 	memSpooled int64 // attachment bytes held in memory
 }
@@ -205,9 +205,11 @@ func (ps *parseState) run() error {
 	ps.msg.Size = ps.counter.n
 	ps.msg.Text = ps.text.String()
 	ps.msg.HTML = ps.html.String()
-	if strings.TrimSpace(ps.msg.Text) == "" && ps.rawHTML.Len() > 0 {
-		ps.msg.Text = htmlToText(ps.rawHTML.Bytes())
-		ps.msg.TextFromHTML = true
+	if strings.TrimSpace(ps.msg.Text) == "" && ps.html.Len() > 0 {
+		// Rendered from the sanitised HTML, so the text shows what the HTML shows.
+		if t := htmlToText(ps.html.Bytes()); t != "" {
+			ps.msg.Text, ps.msg.TextFromHTML = t, true
+		}
 	}
 	return nil
 }
@@ -318,7 +320,9 @@ func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, dept
 	case s.parts == 0 && len(bytes.TrimSpace(s.preamble)) > 0:
 		// No boundary line at all: show what is there rather than nothing.
 		ps.warn("%s without any part: its content read as text", mediaType)
-		ps.addText(s.preamble, "text/plain", "")
+		b := s.preamble[:min(int64(len(s.preamble)), ps.textLeft)]
+		ps.textLeft -= int64(len(b))
+		ps.addText(b, "text/plain", "")
 	case s.parts == 0:
 		ps.warn("%s has no parts", mediaType)
 	case s.unterminated:
@@ -412,8 +416,9 @@ func (ps *parseState) addText(b []byte, mediaType, charset string) {
 		return
 	}
 	if mediaType == "text/html" {
-		appendPart(&ps.html, ps.p.htmlPolicy().Sanitize(s))
-		appendPart(&ps.rawHTML, s)
+		if clean := ps.p.htmlPolicy().Sanitize(s); strings.TrimSpace(clean) != "" {
+			appendPart(&ps.html, clean)
+		}
 		return
 	}
 	appendPart(&ps.text, normalizeNewlines(s))

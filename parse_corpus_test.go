@@ -457,7 +457,8 @@ func TestParseCorpusBodies(t *testing.T) {
 		{"plain_emails/raw_email_bad_time.eml", "\nFilter2: This message has been scanned", "", false},
 		// HTML only: the text is rendered from it
 		{"error_emails/content_transfer_encoding_with_8bits.eml", "December 04, 2001\n\nCan't read this email? Click here", "December 04, 2001", true},
-		{"attachment_emails/attachment_message_rfc822_inline_image.eml", "", `src="cid:emedfeb92f-a786-4718-a446-98db8afb53fb@kronos"`, true},
+		// HTML with nothing but an inline image: no text to render
+		{"attachment_emails/attachment_message_rfc822_inline_image.eml", "", `src="cid:emedfeb92f-a786-4718-a446-98db8afb53fb@kronos"`, false},
 		// Content-Transfer-Encoding: "quoted printable" and "quoted-printable;" are understood
 		{"error_emails/content_transfer_encoding_qp_with_space.eml", "If you're in need of a good RX site for online purchases, we are your answer.", "", false},
 		{"error_emails/content_transfer_encoding_with_semi_colon.eml", "Dear Homeowner,\n\n \n\nYou have been pre-approved for a $402,000 Home Loan at a 3.45% Fixed Rate.", "", false},
