@@ -38,7 +38,9 @@ type Options struct {
 	// connection has an OAuth block, New builds one with oauthx from it,
 	// configured by OAuth. A source with an Invalidate(*oauth2.Token)
 	// method (oauthx's has one) is told when the API rejects a token, so
-	// the next request refreshes it.
+	// the next request refreshes it. A host that syncs often should keep
+	// one token source per connection and pass it to every New, so that
+	// each sync does not start with a refresh.
 	TokenSource oauth2.TokenSource
 	// OAuth configures the oauthx token source New builds when TokenSource
 	// is nil; set OAuth.OnRefreshToken to store rotated refresh tokens.
