@@ -49,9 +49,12 @@ func htmlToText(src []byte) string {
 				if tt == html.StartTagToken {
 					pre++
 				}
-			case "p", "div", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "hr", "dl", "dt", "dd":
+			case "p", "table", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "hr", "dl":
 				t.trimSpace()
 				t.newlines(2)
+			case "div", "tr", "dt", "dd":
+				t.trimSpace()
+				t.newlines(1)
 			case "li":
 				t.trimSpace()
 				t.newlines(1)
@@ -62,8 +65,8 @@ func htmlToText(src []byte) string {
 					t.b = append(t.b, '\t')
 				}
 			case "img":
-				if alt := attr(z, "alt"); alt != "" && skip == 0 {
-					t.words([]byte(alt))
+				if alt := attr(z, "alt"); strings.TrimSpace(alt) != "" && skip == 0 {
+					t.words([]byte(" " + alt + " "))
 				}
 			}
 		case html.EndTagToken:
@@ -78,7 +81,10 @@ func htmlToText(src []byte) string {
 					pre--
 				}
 				t.newlines(1)
-			case "p", "div", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "dl":
+			case "p", "table", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "dl":
+				t.trimSpace()
+				t.newlines(2)
+			case "div", "tr":
 				t.trimSpace()
 				t.newlines(1)
 			}
