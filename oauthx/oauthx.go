@@ -41,20 +41,30 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Default scopes asked for when the OAuth block names none.
-var (
-	// MicrosoftGraphScopes is the default for Microsoft: Graph mail
-	// read/write plus offline_access, which is what yields refresh tokens.
-	MicrosoftGraphScopes = []string{"https://graph.microsoft.com/Mail.ReadWrite", "offline_access"}
-	// GmailScopes is the default for Google: read and modify (labels, trash).
-	GmailScopes = []string{"https://www.googleapis.com/auth/gmail.modify"}
-	// MicrosoftIMAPScopes are the scopes for Microsoft 365 IMAP (XOAUTH2/OAUTHBEARER).
-	MicrosoftIMAPScopes = []string{"https://outlook.office365.com/IMAP.AccessAsUser.All", "offline_access"}
-	// MicrosoftPOPScopes are the scopes for Microsoft 365 POP3.
-	MicrosoftPOPScopes = []string{"https://outlook.office365.com/POP.AccessAsUser.All", "offline_access"}
-	// GmailIMAPScopes is the scope for Gmail over IMAP or POP3.
-	GmailIMAPScopes = []string{"https://mail.google.com/"}
-)
+// Default scope sets, returned fresh on every call so no caller can change
+// another's.
+
+// MicrosoftGraphScopes is the default for Microsoft: Graph mail read/write
+// plus offline_access, which is what yields refresh tokens.
+func MicrosoftGraphScopes() []string {
+	return []string{"https://graph.microsoft.com/Mail.ReadWrite", "offline_access"}
+}
+
+// GmailScopes is the default for Google: read and modify (labels, trash).
+func GmailScopes() []string { return []string{"https://www.googleapis.com/auth/gmail.modify"} }
+
+// MicrosoftIMAPScopes are the scopes for Microsoft 365 IMAP (XOAUTH2/OAUTHBEARER).
+func MicrosoftIMAPScopes() []string {
+	return []string{"https://outlook.office365.com/IMAP.AccessAsUser.All", "offline_access"}
+}
+
+// MicrosoftPOPScopes are the scopes for Microsoft 365 POP3.
+func MicrosoftPOPScopes() []string {
+	return []string{"https://outlook.office365.com/POP.AccessAsUser.All", "offline_access"}
+}
+
+// GmailIMAPScopes is the scope for Gmail over IMAP or POP3.
+func GmailIMAPScopes() []string { return []string{"https://mail.google.com/"} }
 
 // Options tune New. The zero value is usable.
 type Options struct {
@@ -228,9 +238,9 @@ func New(ctx context.Context, o *mailsync.OAuth, opts Options) (*TokenSource, er
 	}
 	if len(scopes) == 0 {
 		if o.Provider == mailsync.MicrosoftGraph {
-			scopes = append(scopes, MicrosoftGraphScopes...)
+			scopes = append(scopes, MicrosoftGraphScopes()...)
 		} else {
-			scopes = append(scopes, GmailScopes...)
+			scopes = append(scopes, GmailScopes()...)
 		}
 	}
 	client := opts.HTTPClient

@@ -488,7 +488,7 @@ func TestScopesFromOptionsWhenTheBlockHasNone(t *testing.T) {
 	srv := newTokenServer(t)
 	o := msOAuth(srv.url())
 	o.Scopes = nil
-	ts, err := oauthx.New(context.Background(), o, oauthx.Options{HTTPClient: srv.srv.Client(), Scopes: oauthx.MicrosoftIMAPScopes})
+	ts, err := oauthx.New(context.Background(), o, oauthx.Options{HTTPClient: srv.srv.Client(), Scopes: oauthx.MicrosoftIMAPScopes()})
 	if err != nil {
 		t.Fatal(err)
 	}

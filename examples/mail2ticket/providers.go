@@ -17,7 +17,17 @@ import (
 )
 
 func (c *cli) tokenSource(ctx context.Context, cc connectionConfig, logger *slog.Logger) (oauth2.TokenSource, error) {
+	var scopes []string // used when the OAuth block names none
+	switch {
+	case cc.Protocol == mailsync.IMAP && cc.OAuth.Provider == mailsync.MicrosoftGraph:
+		scopes = oauthx.MicrosoftIMAPScopes()
+	case cc.Protocol == mailsync.POP3 && cc.OAuth.Provider == mailsync.MicrosoftGraph:
+		scopes = oauthx.MicrosoftPOPScopes()
+	case cc.Protocol != "" && cc.OAuth.Provider == mailsync.GmailAPI:
+		scopes = oauthx.GmailIMAPScopes()
+	}
 	return oauthx.New(ctx, cc.OAuth, oauthx.Options{
+		Scopes: scopes,
 		Logger: logger,
 		OnRefreshToken: func(ctx context.Context, newToken mailsync.Secret) error {
 			return saveRefreshToken(c.configPath, cc.Name, newToken)
