@@ -2,6 +2,7 @@ package imap
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,6 +20,8 @@ type CheckResult struct {
 	Server string
 	// Security is the protection used (never SecurityAuto).
 	Security Security
+	// TLSVersion is the negotiated TLS version ("TLS 1.3"), empty without TLS.
+	TLSVersion string
 	// Auth is the login method: "LOGIN", "XOAUTH2" or "OAUTHBEARER".
 	Auth string
 	// Capabilities is the server's capability list after login, sorted.
@@ -54,6 +57,9 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 	res := &CheckResult{Server: c.cfg.addr, Security: c.cfg.security, Folder: c.cfg.opts.Folder}
 	err = c.do(ctx, "check", func(s *session) error {
 		res.Auth = s.auth
+		if s.tls.Version != 0 {
+			res.TLSVersion = tls.VersionName(s.tls.Version)
+		}
 		for cp := range s.caps {
 			res.Capabilities = append(res.Capabilities, string(cp))
 		}

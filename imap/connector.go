@@ -101,8 +101,11 @@ func (c *Connector) do(ctx context.Context, op string, f func(s *session) error)
 
 // selectFolder selects (or, readOnly, examines) the configured folder.
 func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.SelectData, error) {
-	folder := s.cfg.opts.Folder
 	s.selected = false
+	folder, err := s.mailboxName(ctx, s.cfg.opts.Folder)
+	if err != nil {
+		return nil, err
+	}
 	data, err := s.client.Select(folder, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
 	if err != nil {
 		var ie *imap.Error
@@ -118,6 +121,30 @@ func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.Select
 	s.sel = *data
 	s.selected = !readOnly
 	return data, nil
+}
+
+// mailboxName maps a folder name written with "/" as the hierarchy
+// separator ("Done/2026") to the server's separator (Dovecot's Maildir++
+// uses "."), asking the server once per connection (LIST "" "").
+func (s *session) mailboxName(ctx context.Context, name string) (string, error) {
+	if !strings.Contains(name, "/") {
+		return name, nil
+	}
+	if !s.delimKnown {
+		data, err := s.client.List("", "", nil).Collect()
+		var ie *imap.Error
+		if err != nil && !errors.As(err, &ie) {
+			return "", s.check(ctx, "list", err)
+		}
+		if len(data) > 0 {
+			s.delim = data[0].Delim
+		}
+		s.delimKnown = true
+	}
+	if s.delim == 0 || s.delim == '/' {
+		return name, nil
+	}
+	return strings.ReplaceAll(name, "/", string(s.delim)), nil
 }
 
 // ensureSelected selects the folder read-write unless it already is.
@@ -290,7 +317,10 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 			case mailsync.Delete:
 				err = s.delete(ctx, set)
 			case mailsync.MoveToFolder:
-				err = s.move(ctx, set, action.Folder)
+				var dest string
+				if dest, err = s.mailboxName(ctx, action.Folder); err == nil {
+					err = s.move(ctx, set, dest)
+				}
 			}
 			if err != nil {
 				return err

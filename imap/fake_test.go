@@ -101,8 +101,12 @@ func (f *fakeServer) serve(c net.Conn) {
 		}
 		line = strings.TrimRight(line, "\r\n")
 		tag, cmd, _ := strings.Cut(line, " ")
+		record := cmd
+		if strings.HasPrefix(strings.ToUpper(cmd), "LOGIN") {
+			record = "LOGIN [credentials]"
+		}
 		f.mu.Lock()
-		f.commands = append(f.commands, cmd)
+		f.commands = append(f.commands, record)
 		f.mu.Unlock()
 		if f.stallCommand != "" && strings.HasPrefix(strings.ToUpper(cmd), f.stallCommand) {
 			r.ReadString('\n') // wait for the client to give up

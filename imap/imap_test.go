@@ -835,3 +835,48 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Errorf("expected debug logs, got %q", logs.String())
 	}
 }
+
+// The hand-made STARTTLS refuses what could hide a downgrade or an
+// injection, and a server without STARTTLS.
+func TestStartTLSDefenses(t *testing.T) {
+	ctx := testCtx(t)
+	cases := []struct {
+		name, greeting, answer string
+		sentinel               error
+		text                   string
+	}{
+		{"preauth", "* PREAUTH [CAPABILITY IMAP4rev1] welcome\r\n", "", mailsync.ErrTLS, "PREAUTH"},
+		{"no starttls", "* OK ready\r\n", "S1 BAD unknown command\r\n", mailsync.ErrTLS, "refused STARTTLS"},
+		{"injection", "* OK ready\r\n", "S1 OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] injected\r\n", mailsync.ErrTLS, "unexpected bytes"},
+		{"bye", "* BYE too many connections\r\n", "", mailsync.ErrConnection, "too many connections"},
+		{"not imap", "220 smtp.example.com ESMTP\r\n", "", mailsync.ErrConnection, "unexpected greeting"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				c.Write([]byte(tc.greeting))
+				if tc.answer != "" {
+					buf := make([]byte, 64)
+					c.Read(buf) // S1 STARTTLS
+					c.Write([]byte(tc.answer))
+				}
+				io.Copy(io.Discard, c)
+			}()
+			c := newConnector(t, connection(t, ln.Addr().String()), mimap.Options{Password: testPassword, Security: mimap.StartTLS})
+			_, err = c.List(ctx, "")
+			if !errors.Is(err, tc.sentinel) || !strings.Contains(err.Error(), tc.text) {
+				t.Fatalf("got %v; want %v mentioning %q", err, tc.sentinel, tc.text)
+			}
+		})
+	}
+}

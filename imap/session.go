@@ -31,11 +31,15 @@ type session struct {
 	caps   imap.CapSet
 	auth   string // "LOGIN", "XOAUTH2" or "OAUTHBEARER"
 
-	selected bool // the folder is selected (read-write)
-	sel      imap.SelectData
+	selected   bool // the folder is selected (read-write)
+	delim      rune // the server's hierarchy separator, once known
+	delimKnown bool
+	sel        imap.SelectData
 
-	strayBodies   atomic.Int64 // message bodies the client could not route
-	literalFailed bool         // a body literal returned a read error
+	conn          *clientConn         // what go-imap reads and writes
+	tls           tls.ConnectionState // zero without TLS
+	strayBodies   atomic.Int64        // message bodies the client could not route
+	literalFailed bool                // a body literal returned a read error
 
 	mu     sync.Mutex
 	killed error // why we closed the connection (context, stall)
@@ -308,24 +312,20 @@ func (s *session) open(ctx context.Context) error {
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return tlsError(cfg, err)
 		}
-		s.client = imapclient.New(tc, opts)
+		s.tls = tc.ConnectionState()
+		s.conn = &clientConn{Conn: tc}
 	case StartTLS:
-		opts.TLSConfig = cfg.tlsConfig()
-		c, err := imapclient.NewStartTLS(s.raw, opts)
+		tc, err := s.startTLS(ctx)
 		if err != nil {
-			var ie *imap.Error
-			if errors.As(err, &ie) {
-				return fmt.Errorf("imap: %s refused STARTTLS (%s); it may not offer it: use implicit TLS (port 993): %w", cfg.addr, describe(ie), mailsync.ErrTLS)
-			}
-			if strings.Contains(err.Error(), "PREAUTH") {
-				return fmt.Errorf("imap: %s sent PREAUTH before STARTTLS, which could hide a downgrade: %w", cfg.addr, mailsync.ErrTLS)
-			}
-			return tlsError(cfg, err)
+			return err
 		}
-		s.client = c
+		s.tls = tc.ConnectionState()
+		// The greeting was read before STARTTLS; go-imap wants one.
+		s.conn = &clientConn{Conn: tc, prefix: []byte("* OK STARTTLS completed\r\n")}
 	case Plaintext:
-		s.client = imapclient.New(s.raw, opts)
+		s.conn = &clientConn{Conn: s.raw}
 	}
+	s.client = imapclient.New(s.conn, opts)
 	if err := s.client.WaitGreeting(); err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
@@ -393,7 +393,7 @@ func (s *session) login(ctx context.Context) error {
 		} else {
 			saslClient = sasl.NewOAuthBearerClient(user, token, cfg.conn.Server, cfg.port)
 		}
-		err = s.client.Authenticate(saslClient)
+		err = s.client.Authenticate(emptyAware{saslClient, s.conn})
 	}
 	if err != nil {
 		var ie *imap.Error
@@ -421,6 +421,21 @@ func (s *session) login(ctx context.Context) error {
 		return s.check(ctx, "login", errors.New("no capability list after login"))
 	}
 	return nil
+}
+
+// emptyAware arms clientConn's fix for go-imap's encoding of an empty SASL
+// response when the mechanism answers with one.
+type emptyAware struct {
+	sasl.Client
+	conn *clientConn
+}
+
+func (e emptyAware) Next(challenge []byte) ([]byte, error) {
+	resp, err := e.Client.Next(challenge)
+	if err == nil && len(resp) == 0 {
+		e.conn.emptySASL.Store(true)
+	}
+	return resp, err
 }
 
 func mechanisms(caps imap.CapSet) string {
