@@ -95,7 +95,8 @@ type Parser struct {
 	// ("" means os.TempDir()).
 	TempDir string
 	// SpoolThreshold is how many bytes of an attachment stay in memory
-	// before it moves to a temporary file (default 256 KiB).
+	// before it moves to a temporary file (default 1 MiB). Whatever the
+	// threshold, the attachments of one message hold at most 8 MiB of memory.
 	SpoolThreshold int
 
 	policy *bluemonday.Policy
@@ -378,7 +379,7 @@ func (ps *parseState) threshold() int {
 	if ps.p.SpoolThreshold > 0 {
 		return ps.p.SpoolThreshold
 	}
-	return 256 << 10
+	return 1 << 20
 }
 
 // body reads a text/plain or text/html body part, bounded by what is left of

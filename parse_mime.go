@@ -10,6 +10,7 @@ package mailsync
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -460,7 +461,7 @@ func (s *splitter) next() (mimeHeader, io.Reader, error) {
 				s.parts++
 				part := &mimePart{s: s}
 				s.part = part
-				h, body, err := s.ps.readHeader(bufio.NewReaderSize(part, 4096))
+				h, body, err := s.ps.readHeader(bufio.NewReaderSize(part, 2048))
 				if err != nil {
 					return nil, nil, err
 				}
@@ -613,18 +614,20 @@ func (ps *parseState) transferDecoder(cte string, r io.Reader) io.Reader {
 
 // base64Reader decodes base64 leniently, as mail clients do: characters
 // outside the alphabet are skipped, padding ends a quantum wherever it
-// appears, a missing padding is forgiven. It never fails on its input.
+// appears, a missing padding is forgiven. It never fails on its input. The
+// input is first filtered to alphabet characters and "=", then decoded with
+// encoding/base64 a chunk at a time.
 type base64Reader struct {
-	r        io.Reader
-	in       []byte
-	out      []byte
-	pending  []byte
-	acc      uint32
-	n        int
-	err      error
-	finished bool
+	r       io.Reader
+	in      []byte // read buffer
+	clean   []byte // filtered input; clean[:carry] are left over from the last chunk
+	carry   int
+	out     []byte
+	pending []byte
+	err     error
 }
 
+// b64Table maps alphabet characters to their value, others to 0xff.
 var b64Table = func() (t [256]byte) {
 	for i := range t {
 		t[i] = 0xff
@@ -636,19 +639,80 @@ var b64Table = func() (t [256]byte) {
 	return t
 }()
 
+// b64Keep is 1 for the bytes the filter keeps: the alphabet and "=".
+var b64Keep = func() (t [256]byte) {
+	for i := range t {
+		if b64Table[i] != 0xff || i == '=' {
+			t[i] = 1
+		}
+	}
+	return t
+}()
+
 func newBase64Reader(r io.Reader) *base64Reader {
-	return &base64Reader{r: r, in: make([]byte, 32<<10), out: make([]byte, 0, 24<<10+4)}
+	const size = 16 << 10
+	return &base64Reader{r: r, in: make([]byte, size), clean: make([]byte, size+4), out: make([]byte, size*3/4+8)}
 }
 
-func (d *base64Reader) flushQuantum(o []byte) []byte {
-	switch d.n {
-	case 2:
-		o = append(o, byte(d.acc>>4))
-	case 3:
-		o = append(o, byte(d.acc>>10), byte(d.acc>>2))
+// decodeBase64 decodes a short string the same lenient way, for encoded words.
+func decodeBase64(s string) []byte {
+	clean := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if b64Keep[s[i]] == 1 {
+			clean = append(clean, s[i])
+		}
 	}
-	d.acc, d.n = 0, 0
-	return o
+	out := make([]byte, len(clean)*3/4+3)
+	n, rest := decodeClean(out, clean, true)
+	_ = rest
+	return out[:n]
+}
+
+// decodeClean decodes filtered base64 (alphabet and "=") into out, which
+// must hold len(clean)*3/4+3 bytes. Padding ends a quantum early; at the end
+// of the input (final) a partial quantum is flushed, otherwise its
+// characters are returned to be carried into the next chunk.
+func decodeClean(out, clean []byte, final bool) (n int, rest []byte) {
+	for len(clean) > 0 {
+		seg := clean
+		pad := bytes.IndexByte(clean, '=')
+		if pad >= 0 {
+			seg = clean[:pad]
+		}
+		whole := len(seg) / 4 * 4
+		m, _ := base64.StdEncoding.Decode(out[n:], seg[:whole]) // only alphabet characters: cannot fail
+		n += m
+		tail := seg[whole:]
+		if pad < 0 {
+			if !final {
+				return n, tail
+			}
+			return n + flushQuantum(out[n:], tail), nil
+		}
+		n += flushQuantum(out[n:], tail)
+		for pad < len(clean) && clean[pad] == '=' {
+			pad++
+		}
+		clean = clean[pad:]
+	}
+	return n, nil
+}
+
+// flushQuantum decodes 2 or 3 characters of an unfinished quantum.
+func flushQuantum(out, q []byte) int {
+	var acc uint32
+	for _, c := range q {
+		acc = acc<<6 | uint32(b64Table[c])
+	}
+	switch len(q) {
+	case 2:
+		out[0] = byte(acc >> 4)
+		return 1
+	case 3:
+		out[0], out[1] = byte(acc>>10), byte(acc>>2)
+		return 2
+	}
+	return 0
 }
 
 func (d *base64Reader) Read(p []byte) (int, error) {
@@ -657,32 +721,18 @@ func (d *base64Reader) Read(p []byte) (int, error) {
 			return 0, d.err
 		}
 		m, err := d.r.Read(d.in)
-		o := d.out[:0]
-		acc, n := d.acc, d.n
+		k := d.carry
+		clean := d.clean
 		for _, c := range d.in[:m] {
-			v := b64Table[c]
-			if v != 0xff {
-				acc = acc<<6 | uint32(v)
-				n++
-				if n == 4 {
-					o = append(o, byte(acc>>16), byte(acc>>8), byte(acc))
-					acc, n = 0, 0
-				}
-			} else if c == '=' {
-				d.acc, d.n = acc, n
-				o = d.flushQuantum(o)
-				acc, n = 0, 0
-			}
+			clean[k] = c
+			k += int(b64Keep[c])
 		}
-		d.acc, d.n = acc, n
 		if err != nil {
-			if err == io.EOF {
-				o = d.flushQuantum(o)
-			}
 			d.err = err
 		}
-		d.out = o
-		d.pending = o
+		n, rest := decodeClean(d.out, clean[:k], err != nil)
+		d.carry = copy(d.clean, rest)
+		d.pending = d.out[:n]
 	}
 	n := copy(p, d.pending)
 	d.pending = d.pending[n:]
@@ -700,7 +750,7 @@ type qpReader struct {
 }
 
 func newQPReader(r io.Reader) *qpReader {
-	return &qpReader{br: bufio.NewReaderSize(r, 16<<10)}
+	return &qpReader{br: bufio.NewReaderSize(r, 4<<10)}
 }
 
 func (q *qpReader) Read(p []byte) (int, error) {
@@ -978,7 +1028,7 @@ func parseEncodedWord(s string) (cs string, raw []byte, n int, ok bool) {
 	text = text[:end]
 	switch enc {
 	case 'B', 'b':
-		raw, _ = io.ReadAll(newBase64Reader(strings.NewReader(text)))
+		raw = decodeBase64(text)
 	case 'Q', 'q':
 		raw = make([]byte, 0, len(text))
 		for i := 0; i < len(text); i++ {
