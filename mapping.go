@@ -43,6 +43,34 @@ type Mapping struct {
 	TicketType string `json:"ticket_type"`
 	// Fields fill the ticket's fields, in order.
 	Fields []FieldMapping `json:"fields"`
+	// Routes say what to do with each kind of mail (see Classify); a kind
+	// not listed becomes a ticket (RouteTicket).
+	Routes map[Kind]Route `json:"routes,omitempty"`
+}
+
+// Route is what Sync does with one kind of mail.
+type Route string
+
+// The routes.
+const (
+	// RouteTicket makes a ticket (or a follow-up, when it threads). The default.
+	RouteTicket Route = "ticket"
+	// RouteDrop makes nothing and leaves the mail in the mailbox untouched
+	// (no post-action), recorded as done.
+	RouteDrop Route = "drop"
+	// RouteQuarantine hands the mail to Sink.Quarantine, raw.
+	RouteQuarantine Route = "quarantine"
+	// RouteFollowUpOriginal adds a bounce as a follow-up to the ticket whose
+	// notification bounced (found by its Message-ID), or makes a ticket
+	// when that ticket is unknown.
+	RouteFollowUpOriginal Route = "follow_up_original"
+)
+
+func (m Mapping) route(k Kind) Route {
+	if r, ok := m.Routes[k]; ok && r != "" {
+		return r
+	}
+	return RouteTicket
 }
 
 // FieldMapping fills one ticket field from an e-mail field or a constant.
@@ -102,6 +130,18 @@ func (m Mapping) Validate() error {
 		}
 		if f.MaxLength < 0 {
 			e.add(at+".max_length", "must not be negative")
+		}
+	}
+	for k, r := range m.Routes {
+		switch k {
+		case KindNormal, KindAutoReply, KindBounce, KindBulk, KindLoop:
+		default:
+			e.add("routes", fmt.Sprintf("%q is not a kind of mail (normal, auto_reply, bounce, bulk, loop)", k))
+		}
+		switch r {
+		case RouteTicket, RouteDrop, RouteQuarantine, RouteFollowUpOriginal:
+		default:
+			e.add("routes."+string(k), fmt.Sprintf("%q is not ticket, drop, quarantine or follow_up_original", r))
 		}
 	}
 	if len(e.Problems) == 0 {

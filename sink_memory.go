@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -22,13 +23,20 @@ type MemorySink struct {
 	// BeforeCreate, when set, is called before a ticket is stored; an error
 	// refuses the ticket (for failure-injection tests).
 	BeforeCreate func(ctx context.Context, t *Ticket) error
+	// ReopenClosed makes a follow-up to a closed ticket reopen it; by
+	// default such a follow-up is refused (ErrFollowUpRefused) and the mail
+	// becomes a new ticket linked to the closed one.
+	ReopenClosed bool
 
 	mu          sync.Mutex
 	tickets     []*StoredTicket
 	byKey       map[string]*StoredTicket
 	quarantined []*StoredQuarantine
 	qByKey      map[string]bool
+	fuKeys      map[string]bool
 }
+
+var _ FollowUpSink = (*MemorySink)(nil)
 
 // StoredTicket is a ticket as MemorySink keeps it.
 type StoredTicket struct {
@@ -39,6 +47,27 @@ type StoredTicket struct {
 	Attachments    []StoredBlob
 	Source         Source
 	Warnings       []string
+	Classification Classification
+	// RelatedTicketID is set when the mail referred to a ticket that refused it.
+	RelatedTicketID string
+	// Participants are the addresses allowed to post follow-ups: the
+	// sender and the recipients of the first mail.
+	Participants []string
+	// FollowUps are the replies threaded onto the ticket.
+	FollowUps []*StoredFollowUp
+	// Closed tickets refuse follow-ups unless ReopenClosed is set.
+	Closed bool
+}
+
+// StoredFollowUp is a follow-up as MemorySink keeps it.
+type StoredFollowUp struct {
+	IdempotencyKey string
+	Rule           ThreadRule
+	From           Address
+	Fields         map[string]string
+	Attachments    []StoredBlob
+	Classification Classification
+	Source         Source
 }
 
 // StoredBlob is an attachment or a raw message as MemorySink keeps it.
@@ -97,25 +126,22 @@ func (s *MemorySink) CreateTicket(ctx context.Context, t *Ticket) (Receipt, erro
 			return Receipt{}, err
 		}
 	}
-	st := &StoredTicket{IdempotencyKey: t.IdempotencyKey, Type: t.Type, Fields: map[string]string{}, Source: t.Source}
+	st := &StoredTicket{IdempotencyKey: t.IdempotencyKey, Type: t.Type, Fields: map[string]string{}, Source: t.Source,
+		Classification: t.Classification, RelatedTicketID: t.RelatedTicketID}
 	for k, v := range t.Fields {
 		st.Fields[k] = v
 	}
 	if t.Message != nil {
 		st.Warnings = append(st.Warnings, t.Message.Warnings...)
+		for _, a := range append(append([]Address{t.Message.From}, t.Message.To...), t.Message.Cc...) {
+			if a.Address != "" {
+				st.Participants = append(st.Participants, strings.ToLower(a.Address))
+			}
+		}
 	}
-	for _, a := range t.Attachments {
-		rc, err := a.Open()
-		if err != nil {
-			return Receipt{}, err
-		}
-		blob, err := s.readBlob(rc)
-		rc.Close()
-		if err != nil {
-			return Receipt{}, err
-		}
-		blob.Filename, blob.ContentType, blob.ContentID = a.Filename, a.ContentType, a.ContentID
-		st.Attachments = append(st.Attachments, blob)
+	var err error
+	if st.Attachments, err = s.readAttachments(t.Attachments); err != nil {
+		return Receipt{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -129,6 +155,106 @@ func (s *MemorySink) CreateTicket(ctx context.Context, t *Ticket) (Receipt, erro
 	s.tickets = append(s.tickets, st)
 	s.byKey[t.IdempotencyKey] = st
 	return Receipt{TicketID: st.ID}, nil
+}
+
+func (s *MemorySink) readAttachments(atts []*Attachment) ([]StoredBlob, error) {
+	var out []StoredBlob
+	for _, a := range atts {
+		rc, err := a.Open()
+		if err != nil {
+			return nil, err
+		}
+		blob, err := s.readBlob(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		blob.Filename, blob.ContentType, blob.ContentID = a.Filename, a.ContentType, a.ContentID
+		out = append(out, blob)
+	}
+	return out, nil
+}
+
+// TicketInfo implements FollowUpSink: a sender may post when it took part
+// in the first mail (sender, To, Cc) of the ticket.
+func (s *MemorySink) TicketInfo(ctx context.Context, ticketID string, sender Address) (TicketInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.byID(ticketID)
+	if t == nil {
+		return TicketInfo{}, nil
+	}
+	allowed := false
+	for _, p := range t.Participants {
+		if p == strings.ToLower(sender.Address) {
+			allowed = true
+		}
+	}
+	return TicketInfo{Exists: true, Closed: t.Closed, SenderAllowed: allowed}, nil
+}
+
+// AddFollowUp implements FollowUpSink.
+func (s *MemorySink) AddFollowUp(ctx context.Context, f *FollowUp) (Receipt, error) {
+	if err := ctx.Err(); err != nil {
+		return Receipt{}, err
+	}
+	s.mu.Lock()
+	t := s.byID(f.TicketID)
+	if t == nil {
+		s.mu.Unlock()
+		return Receipt{}, fmt.Errorf("memory sink: no ticket %q", f.TicketID)
+	}
+	if s.fuKeys[f.IdempotencyKey] {
+		s.mu.Unlock()
+		return Receipt{TicketID: t.ID, Duplicate: true}, nil
+	}
+	if t.Closed && !s.ReopenClosed {
+		s.mu.Unlock()
+		return Receipt{}, fmt.Errorf("%w: ticket %s is closed", ErrFollowUpRefused, t.ID)
+	}
+	s.mu.Unlock()
+	blobs, err := s.readAttachments(f.Attachments)
+	if err != nil {
+		return Receipt{}, err
+	}
+	fu := &StoredFollowUp{IdempotencyKey: f.IdempotencyKey, Rule: f.Rule, Fields: map[string]string{}, Attachments: blobs,
+		Classification: f.Classification, Source: f.Source}
+	for k, v := range f.Fields {
+		fu.Fields[k] = v
+	}
+	if f.Message != nil {
+		fu.From = f.Message.From
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fuKeys[f.IdempotencyKey] {
+		return Receipt{TicketID: t.ID, Duplicate: true}, nil
+	}
+	if s.fuKeys == nil {
+		s.fuKeys = map[string]bool{}
+	}
+	s.fuKeys[f.IdempotencyKey] = true
+	t.Closed = false
+	t.FollowUps = append(t.FollowUps, fu)
+	return Receipt{TicketID: t.ID}, nil
+}
+
+// CloseTicket marks a ticket closed, for tests of follow-ups to closed tickets.
+func (s *MemorySink) CloseTicket(ticketID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.byID(ticketID); t != nil {
+		t.Closed = true
+	}
+}
+
+func (s *MemorySink) byID(id string) *StoredTicket {
+	for _, t := range s.tickets {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
 }
 
 // Quarantine implements Sink.

@@ -21,6 +21,9 @@ type State interface {
 	Record(ctx context.Context, connection string, r Record) error
 	// Prune forgets the processed keys of connection that are not in present.
 	Prune(ctx context.Context, connection string, present []string) error
+	// Threads maps the Message-IDs it knows (of every connection) to the
+	// ticket they became or were sent about; unknown ids are absent.
+	Threads(ctx context.Context, messageIDs []string) (map[string]string, error)
 }
 
 // Record is one atomic update of a connection's state.
@@ -29,13 +32,17 @@ type Record struct {
 	Done map[string]string
 	// Cursor, when non-nil, replaces the stored cursor.
 	Cursor *Cursor
+	// Threads maps Message-IDs to ticket ids, for threading replies. They
+	// are kept for all connections together.
+	Threads map[string]string
 }
 
 // MemoryState is a State in memory, for tests and examples. It is safe for
 // concurrent use. Its zero value is not usable: call NewMemoryState.
 type MemoryState struct {
-	mu    sync.Mutex
-	conns map[string]*memoryConn
+	mu      sync.Mutex
+	conns   map[string]*memoryConn
+	threads map[string]string
 }
 
 type memoryConn struct {
@@ -44,7 +51,9 @@ type memoryConn struct {
 }
 
 // NewMemoryState returns an empty in-memory State.
-func NewMemoryState() *MemoryState { return &MemoryState{conns: map[string]*memoryConn{}} }
+func NewMemoryState() *MemoryState {
+	return &MemoryState{conns: map[string]*memoryConn{}, threads: map[string]string{}}
+}
 
 func (s *MemoryState) conn(name string) *memoryConn {
 	c := s.conns[name]
@@ -85,7 +94,23 @@ func (s *MemoryState) Record(_ context.Context, connection string, r Record) err
 	if r.Cursor != nil {
 		c.cursor = *r.Cursor
 	}
+	for id, t := range r.Threads {
+		s.threads[id] = t
+	}
 	return nil
+}
+
+// Threads implements State.
+func (s *MemoryState) Threads(_ context.Context, messageIDs []string) (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for _, id := range messageIDs {
+		if t, ok := s.threads[id]; ok {
+			out[id] = t
+		}
+	}
+	return out, nil
 }
 
 // Prune implements State.

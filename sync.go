@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
+	"strings"
 	"time"
 )
 
@@ -21,6 +23,8 @@ const (
 	StatusAlreadyDone Status = "already_done" // the state says it was done; not downloaded
 	StatusQuarantined Status = "quarantined"  // handed to the sink raw, with the reason
 	StatusFailed      Status = "failed"       // left for the next run
+	StatusFollowUp    Status = "follow_up"    // added to an existing ticket (see Outcome.Rule)
+	StatusDropped     Status = "dropped"      // routed to RouteDrop: no ticket, mail left untouched
 )
 
 // Outcome is what happened to one message.
@@ -29,6 +33,10 @@ type Outcome struct {
 	MessageID string `json:"message_id,omitempty"`
 	Status    Status `json:"status"`
 	TicketID  string `json:"ticket_id,omitempty"`
+	// Rule is the threading rule that made it a follow-up.
+	Rule ThreadRule `json:"rule,omitempty"`
+	// Kind is the classification of the mail (auto-reply, bounce, …).
+	Kind Kind `json:"kind,omitempty"`
 	// Err says why a message was quarantined or failed.
 	Err error `json:"-"`
 }
@@ -43,6 +51,8 @@ type Report struct {
 	Seen        int           `json:"seen"`         // messages listed
 	Created     int           `json:"created"`      // new tickets
 	AlreadyDone int           `json:"already_done"` // skipped by state, or duplicates the sink already had
+	FollowUps   int           `json:"follow_ups"`   // added to existing tickets
+	Dropped     int           `json:"dropped"`      // routed to RouteDrop
 	Quarantined int           `json:"quarantined"`
 	Failed      int           `json:"failed"`
 	// Cursor is the cursor stored at the end ("" if unchanged because something failed).
@@ -57,6 +67,10 @@ func (r *Report) add(o Outcome) {
 		r.Created++
 	case StatusDuplicate, StatusAlreadyDone:
 		r.AlreadyDone++
+	case StatusFollowUp:
+		r.FollowUps++
+	case StatusDropped:
+		r.Dropped++
 	case StatusQuarantined:
 		r.Quarantined++
 	case StatusFailed:
@@ -84,6 +98,9 @@ type options struct {
 	maxWait     time.Duration
 	progress    func(Progress)
 	provider    string
+	threading   Threading
+	limiter     *SenderLimiter
+	classify    ClassifyOptions
 }
 
 // WithState sets where cursors and processed keys persist (default: a fresh
@@ -114,6 +131,19 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 
 // WithProgress sets a callback called after every message.
 func WithProgress(f func(Progress)) Option { return func(o *options) { o.progress = f } }
+
+// WithThreading configures how replies find their ticket (default: the
+// references rule, then the subject rule). Threading needs a FollowUpSink.
+func WithThreading(t Threading) Option { return func(o *options) { o.threading = t } }
+
+// WithSenderLimit stops mail loops: each sender opens at most l's number
+// of tickets per window; more of its mail is held as follow-ups on its
+// latest ticket, or quarantined. Keep one limiter across syncs.
+func WithSenderLimit(l *SenderLimiter) Option { return func(o *options) { o.limiter = l } }
+
+// WithClassify sets the connection's own addresses (besides its User) and
+// the host's loop header for Classify.
+func WithClassify(c ClassifyOptions) Option { return func(o *options) { o.classify = c } }
 
 // WithProviderName sets the provider name recorded in Ticket.Source (default
 // the connection's protocol or OAuth provider).
@@ -156,10 +186,19 @@ func Sync(ctx context.Context, c Connector, m Mapping, sink Sink, opts ...Option
 	rep := &Report{Connection: conn.Name, Provider: o.provider, Started: time.Now()}
 	defer func() { rep.Duration = time.Since(rep.Started) }()
 
-	if err := validateSync(conn, m, o.action); err != nil {
+	if err := validateSync(conn, m, o.action, o.threading); err != nil {
 		return rep, err
 	}
-	e := &engine{c: c, conn: conn, m: m, sink: sink, o: o, rep: rep, log: o.logger.With("connection", conn.Name)}
+	e := &engine{c: c, conn: conn, m: m, sink: sink, o: o, rep: rep, log: o.logger.With("connection", conn.Name), threads: map[string]string{}}
+	pattern := o.threading.SubjectPattern
+	if pattern == "" {
+		pattern = DefaultSubjectPattern
+	}
+	e.subjectRE = regexp.MustCompile(pattern) // validated above
+	e.classify = o.classify
+	if strings.Contains(conn.User, "@") {
+		e.classify.OwnAddresses = append([]string{conn.User}, o.classify.OwnAddresses...)
+	}
 	return rep, e.run(ctx)
 }
 
@@ -170,9 +209,9 @@ func providerName(c Connection) string {
 	return string(c.Protocol)
 }
 
-func validateSync(conn Connection, m Mapping, a PostAction) error {
+func validateSync(conn Connection, m Mapping, a PostAction, t Threading) error {
 	var problems []Problem
-	for _, err := range []error{conn.Validate(), m.Validate(), a.Validate()} {
+	for _, err := range []error{conn.Validate(), m.Validate(), a.Validate(), t.Validate()} {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
 			problems = append(problems, ce.Problems...)
@@ -201,6 +240,10 @@ type engine struct {
 
 	done, total int
 	missing     int // listed but not delivered by Fetch
+
+	classify  ClassifyOptions
+	subjectRE *regexp.Regexp
+	threads   map[string]string // Message-ID → ticket id, made in this sync
 }
 
 func (e *engine) run(ctx context.Context) error {
@@ -364,7 +407,7 @@ func (e *engine) settle(ctx context.Context, acc []accepted) error {
 		return nil
 	}
 	bg := context.WithoutCancel(ctx)
-	rec := Record{Done: map[string]string{}}
+	rec := Record{Done: map[string]string{}, Threads: map[string]string{}}
 	var post []MessageRef
 	for _, a := range acc {
 		if a.postable && e.o.action.Kind != LeaveUntouched {
@@ -386,6 +429,9 @@ func (e *engine) settle(ctx context.Context, acc []accepted) error {
 	}
 	for _, a := range acc {
 		o := a.outcome
+		if o.MessageID != "" && o.TicketID != "" {
+			rec.Threads[o.MessageID] = o.TicketID // the ticket exists, acknowledged or not
+		}
 		if err, bad := ackFailed[a.ref.Key]; bad {
 			o.Status, o.Err = StatusFailed, fmt.Errorf("post-action %s: %w", e.o.action.Kind, err)
 		} else {
@@ -393,7 +439,7 @@ func (e *engine) settle(ctx context.Context, acc []accepted) error {
 		}
 		e.rep.add(o)
 	}
-	if len(rec.Done) == 0 {
+	if len(rec.Done) == 0 && len(rec.Threads) == 0 {
 		return nil
 	}
 	if err := e.o.state.Record(bg, e.conn.Name, rec); err != nil {
@@ -444,25 +490,213 @@ func (e *engine) process(ctx context.Context, ref MessageRef, r io.Reader) (*acc
 		Fields:         e.m.Apply(msg),
 		Source:         src,
 		Message:        msg,
+		Classification: Classify(msg, e.classify),
 	}
 	if e.m.MapsAttachments() {
 		t.Attachments = msg.Attachments
 	}
-	rc, err := e.sink.CreateTicket(ctx, t)
+	base := Outcome{Key: ref.Key, MessageID: msg.MessageID, Kind: t.Classification.Kind}
+	switch e.m.route(t.Classification.Kind) {
+	case RouteDrop:
+		base.Status = StatusDropped
+		return &accepted{ref: ref, outcome: base}, nil
+	case RouteQuarantine:
+		q := &Quarantined{IdempotencyKey: t.IdempotencyKey, Source: src, Raw: raw.Reader(), Size: n,
+			Err: &MessageError{Key: ref.Key, Reason: fmt.Sprintf("routed to quarantine: %s (%s)", t.Classification.Kind, strings.Join(t.Classification.Reasons, "; "))}}
+		return e.quarantine(ctx, ref, q, true)
+	}
+	o, err := e.deliver(ctx, t, base)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		e.log.Warn("mailsync: sink refused ticket; left for the next run", "key", ref.Key, "message_id", msg.MessageID, "err", err)
-		e.rep.add(Outcome{Key: ref.Key, MessageID: msg.MessageID, Status: StatusFailed, Err: fmt.Errorf("%w: %w", ErrSink, err)})
+		e.log.Warn("mailsync: sink refused the message; left for the next run", "key", ref.Key, "message_id", msg.MessageID, "err", err)
+		base.Status, base.Err = StatusFailed, fmt.Errorf("%w: %w", ErrSink, err)
+		e.rep.add(base)
 		return nil, nil
 	}
-	st := StatusCreated
-	if rc.Duplicate {
-		st = StatusDuplicate
+	if o.Status == StatusQuarantined {
+		q := &Quarantined{IdempotencyKey: t.IdempotencyKey, Source: src, Raw: raw.Reader(), Size: n, Err: o.Err}
+		return e.quarantine(ctx, ref, q, true)
 	}
-	e.log.Debug("mailsync: ticket", "key", ref.Key, "message_id", msg.MessageID, "ticket", rc.TicketID, "status", st)
-	return &accepted{ref: ref, postable: true, outcome: Outcome{Key: ref.Key, MessageID: msg.MessageID, Status: st, TicketID: rc.TicketID}}, nil
+	if msg.MessageID != "" && o.TicketID != "" {
+		e.threads[msg.MessageID] = o.TicketID
+	}
+	e.log.Debug("mailsync: delivered", "key", ref.Key, "message_id", msg.MessageID, "ticket", o.TicketID, "status", o.Status, "rule", o.Rule, "kind", o.Kind)
+	return &accepted{ref: ref, postable: true, outcome: o}, nil
+}
+
+// deliver hands a parsed message to the sink: as a follow-up when a
+// threading rule matches (or a bounce finds its ticket, or its sender is over
+// the rate limit), otherwise as a new ticket. An outcome with
+// StatusQuarantined means the caller must quarantine the message.
+func (e *engine) deliver(ctx context.Context, t *Ticket, o Outcome) (Outcome, error) {
+	msg := t.Message
+	fs, threading := e.sink.(FollowUpSink)
+	if threading {
+		var ticketID string
+		var rule ThreadRule
+		if t.Classification.Kind == KindBounce && e.m.route(KindBounce) == RouteFollowUpOriginal && t.Classification.OriginalMessageID != "" {
+			if id := e.lookupThread(ctx, []string{t.Classification.OriginalMessageID}); id != "" {
+				ticketID, rule = id, RuleBounce
+			}
+		}
+		if ticketID == "" {
+			var err error
+			if ticketID, rule, err = e.matchThread(ctx, fs, msg); err != nil {
+				return o, err
+			}
+		}
+		if ticketID != "" {
+			return e.followUp(ctx, fs, t, o, ticketID, rule)
+		}
+	}
+	sender := msg.From.Address
+	if e.o.limiter != nil && sender != "" {
+		if ok, last := e.o.limiter.allow(sender); !ok {
+			if threading && last != "" {
+				return e.followUp(ctx, fs, t, o, last, RuleRateLimit)
+			}
+			o.Status = StatusQuarantined
+			o.Err = &MessageError{Key: o.Key, Kind: ErrRateLimited, Reason: fmt.Sprintf("%s opened too many tickets recently", sender)}
+			return o, nil
+		}
+	}
+	rc, err := e.sink.CreateTicket(ctx, t)
+	if err != nil {
+		return o, err
+	}
+	o.Status, o.TicketID = StatusCreated, rc.TicketID
+	if rc.Duplicate {
+		o.Status = StatusDuplicate
+	}
+	if e.o.limiter != nil && sender != "" && !rc.Duplicate {
+		e.o.limiter.opened(sender, rc.TicketID)
+	}
+	return o, nil
+}
+
+// followUp adds t to ticketID; a refused follow-up becomes a new ticket
+// that names the refused one.
+func (e *engine) followUp(ctx context.Context, fs FollowUpSink, t *Ticket, o Outcome, ticketID string, rule ThreadRule) (Outcome, error) {
+	info, err := fs.TicketInfo(ctx, ticketID, t.Message.From)
+	if err != nil {
+		return o, err
+	}
+	if info.Exists {
+		rc, err := fs.AddFollowUp(ctx, &FollowUp{Ticket: *t, TicketID: ticketID, Rule: rule, TicketClosed: info.Closed})
+		switch {
+		case err == nil:
+			o.Status, o.TicketID, o.Rule = StatusFollowUp, rc.TicketID, rule
+			if rc.Duplicate {
+				o.Status = StatusDuplicate
+			}
+			return o, nil
+		case !errors.Is(err, ErrFollowUpRefused):
+			return o, err
+		}
+	}
+	t.RelatedTicketID = ticketID
+	rc, err := e.sink.CreateTicket(ctx, t)
+	if err != nil {
+		return o, err
+	}
+	o.Status, o.TicketID = StatusCreated, rc.TicketID
+	if rc.Duplicate {
+		o.Status = StatusDuplicate
+	}
+	return o, nil
+}
+
+// matchThread tries the threading rules in order.
+func (e *engine) matchThread(ctx context.Context, fs FollowUpSink, msg *Message) (string, ThreadRule, error) {
+	for _, rule := range e.o.threading.rules() {
+		switch rule {
+		case RuleReferences:
+			ids := append(append([]string(nil), msg.InReplyTo...), msg.References...)
+			if id := e.lookupThread(ctx, ids); id != "" {
+				return id, rule, nil
+			}
+		case RuleSubject:
+			if m := e.subjectRE.FindStringSubmatch(msg.Subject); m != nil {
+				if ok, err := e.mayPost(ctx, fs, m[1], msg.From); ok || err != nil {
+					return m[1], rule, err
+				}
+			}
+		case RulePlusAddress:
+			if id := e.plusAddressID(msg); id != "" {
+				if ok, err := e.mayPost(ctx, fs, id, msg.From); ok || err != nil {
+					return id, rule, err
+				}
+			}
+		}
+	}
+	return "", "", nil
+}
+
+// mayPost asks the sink whether sender may write into ticketID. An unknown
+// sender quoting a ticket number must not write into someone else's ticket.
+func (e *engine) mayPost(ctx context.Context, fs FollowUpSink, ticketID string, sender Address) (bool, error) {
+	info, err := fs.TicketInfo(ctx, ticketID, sender)
+	if err != nil {
+		return false, err
+	}
+	if info.Exists && !info.SenderAllowed {
+		e.log.Warn("mailsync: ticket reference from a sender not allowed on it; not threaded", "ticket", ticketID)
+	}
+	return info.Exists && info.SenderAllowed, nil
+}
+
+// lookupThread finds the ticket of the first known Message-ID: this sync's,
+// the state's, or one the host's MessageIDSigner made.
+func (e *engine) lookupThread(ctx context.Context, ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	for _, id := range ids {
+		if t, ok := e.threads[id]; ok {
+			return t
+		}
+	}
+	known, err := e.o.state.Threads(ctx, ids)
+	if err != nil {
+		e.log.Warn("mailsync: reading threads from state", "err", err)
+	}
+	for _, id := range ids {
+		if t, ok := known[id]; ok {
+			return t
+		}
+		if s := e.o.threading.Signer; s != nil {
+			if t, ok := s.Verify(id); ok {
+				return t
+			}
+		}
+	}
+	return ""
+}
+
+// plusAddressID finds "+<id>" on the connection's own address among the recipients.
+func (e *engine) plusAddressID(msg *Message) string {
+	local, domain, ok := strings.Cut(strings.ToLower(e.conn.User), "@")
+	if !ok {
+		return ""
+	}
+	var addrs []string
+	for _, a := range append(append([]Address(nil), msg.To...), msg.Cc...) {
+		addrs = append(addrs, a.Address)
+	}
+	addrs = append(addrs, msg.Header.Values("Delivered-To")...)
+	addrs = append(addrs, msg.Header.Values("X-Original-To")...)
+	for _, a := range addrs {
+		l, d, ok := strings.Cut(strings.ToLower(strings.Trim(strings.TrimSpace(a), "<>")), "@")
+		if !ok || d != domain {
+			continue
+		}
+		if base, id, ok := strings.Cut(l, "+"); ok && base == local && id != "" {
+			return id
+		}
+	}
+	return ""
 }
 
 func (e *engine) quarantine(ctx context.Context, ref MessageRef, q *Quarantined, postable bool) (*accepted, error) {

@@ -25,6 +25,13 @@ type Ticket struct {
 	Source Source
 	// Message is the whole parsed e-mail, for hosts that want more than the mapping.
 	Message *Message
+	// Classification says whether the mail is an auto-reply, a bounce,
+	// bulk mail or a loop. Never send an automatic answer when
+	// Classification.Automatic() is true.
+	Classification Classification
+	// RelatedTicketID names the ticket this mail referred to when that
+	// ticket refused the follow-up (ErrFollowUpRefused), e.g. a closed one.
+	RelatedTicketID string
 }
 
 // Source is the reference from a ticket back to its e-mail.

@@ -21,6 +21,7 @@ import (
 var (
 	bucketConnections = []byte("connections")
 	bucketDone        = []byte("done")
+	bucketThreads     = []byte("threads")
 	keyCursor         = []byte("cursor")
 )
 
@@ -43,6 +44,9 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("boltstate: open %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.CreateBucketIfNotExists(bucketThreads); err != nil {
+			return err
+		}
 		_, err := tx.CreateBucketIfNotExists(bucketConnections)
 		return err
 	}); err != nil {
@@ -106,6 +110,15 @@ func (s *Store) Record(ctx context.Context, connection string, r mailsync.Record
 		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
+		threads := tx.Bucket(bucketThreads)
+		for id, t := range r.Threads {
+			if err := threads.Put([]byte(id), []byte(t)); err != nil {
+				return err
+			}
+		}
+		if len(r.Done) == 0 && r.Cursor == nil {
+			return nil
+		}
 		b, err := connBucket(tx, connection, true)
 		if err != nil {
 			return err
@@ -123,11 +136,41 @@ func (s *Store) Record(ctx context.Context, connection string, r mailsync.Record
 	})
 }
 
+// Threads implements mailsync.State.
+func (s *Store) Threads(ctx context.Context, messageIDs []string) (map[string]string, error) {
+	out := map[string]string{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketThreads)
+		for _, id := range messageIDs {
+			if v := b.Get([]byte(id)); v != nil {
+				out[id] = string(v)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Prune implements mailsync.State.
 func (s *Store) Prune(ctx context.Context, connection string, present []string) error {
 	keep := make(map[string]bool, len(present))
 	for _, k := range present {
 		keep[k] = true
+	}
+	var gone [][]byte
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		b, _ := connBucket(tx, connection, false)
+		if b == nil {
+			return nil
+		}
+		return b.Bucket(bucketDone).ForEach(func(k, _ []byte) error {
+			if !keep[string(k)] {
+				gone = append(gone, append([]byte(nil), k...))
+			}
+			return nil
+		})
+	}); err != nil || len(gone) == 0 {
+		return err // nothing to forget: no write, no fsync
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, _ := connBucket(tx, connection, false)
@@ -135,15 +178,6 @@ func (s *Store) Prune(ctx context.Context, connection string, present []string) 
 			return nil
 		}
 		done := b.Bucket(bucketDone)
-		var gone [][]byte
-		if err := done.ForEach(func(k, _ []byte) error {
-			if !keep[string(k)] {
-				gone = append(gone, append([]byte(nil), k...))
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
 		for _, k := range gone {
 			if err := done.Delete(k); err != nil {
 				return err

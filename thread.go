@@ -1,0 +1,230 @@
+package mailsync
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ThreadRule names a rule that links a reply to an existing ticket.
+type ThreadRule string
+
+// The threading rules, tried in the order Threading.Rules gives.
+const (
+	// RuleReferences: In-Reply-To or References names a Message-ID that
+	// became a ticket or follow-up, or one the host sent (registered with
+	// RegisterOutgoing, or made by a MessageIDSigner).
+	RuleReferences ThreadRule = "references"
+	// RuleSubject: the subject carries a ticket reference in
+	// Threading.SubjectPattern, and the sink says the sender may post on
+	// that ticket.
+	RuleSubject ThreadRule = "subject"
+	// RulePlusAddress: a recipient is the connection's address with
+	// "+<ticket id>" (support+123@example.com), and the sender may post.
+	RulePlusAddress ThreadRule = "plus_address"
+	// RuleBounce: a bounce attached to the ticket whose notification
+	// bounced (Mapping.Routes[KindBounce] == RouteFollowUpOriginal).
+	RuleBounce ThreadRule = "bounce"
+	// RuleRateLimit: a sender over the rate limit; its mail is held on its
+	// latest ticket instead of opening new ones.
+	RuleRateLimit ThreadRule = "rate_limit"
+)
+
+// DefaultSubjectPattern matches "[Ticket#123]", "[Chamado#123]" or
+// "[#123]"; the first group is the ticket id.
+const DefaultSubjectPattern = `(?i)\[(?:ticket|chamado|case|caso)?\s*#\s*([A-Za-z0-9][A-Za-z0-9._-]*)\]`
+
+// Threading configures how replies find their ticket. The zero value uses
+// RuleReferences then RuleSubject with DefaultSubjectPattern.
+type Threading struct {
+	// Rules in the order they are tried; nil means the default order.
+	// An empty, non-nil slice switches threading off.
+	Rules []ThreadRule `json:"rules,omitempty"`
+	// SubjectPattern is a regular expression whose first group is the
+	// ticket id (default DefaultSubjectPattern).
+	SubjectPattern string `json:"subject_pattern,omitempty"`
+	// Signer recognises the Message-IDs the host gave its notifications.
+	Signer *MessageIDSigner `json:"-"`
+}
+
+func (t Threading) rules() []ThreadRule {
+	if t.Rules == nil {
+		return []ThreadRule{RuleReferences, RuleSubject}
+	}
+	return t.Rules
+}
+
+// Validate checks the rules and the pattern.
+func (t Threading) Validate() error {
+	var e ConfigError
+	for i, r := range t.Rules {
+		switch r {
+		case RuleReferences, RuleSubject, RulePlusAddress:
+		default:
+			e.add(fmt.Sprintf("threading.rules[%d]", i), fmt.Sprintf("%q is not references, subject or plus_address", r))
+		}
+	}
+	if t.SubjectPattern != "" {
+		if re, err := regexp.Compile(t.SubjectPattern); err != nil {
+			e.add("threading.subject_pattern", err.Error())
+		} else if re.NumSubexp() < 1 {
+			e.add("threading.subject_pattern", "needs a group that captures the ticket id")
+		}
+	}
+	if len(e.Problems) == 0 {
+		return nil
+	}
+	return &e
+}
+
+// ErrFollowUpRefused is returned by a FollowUpSink that will not add a
+// follow-up (e.g. to a closed ticket): the mail then becomes a new ticket
+// whose RelatedTicketID names the refused one.
+var ErrFollowUpRefused = errors.New("mailsync: follow-up refused")
+
+// TicketInfo is what the sink tells the engine about an existing ticket.
+type TicketInfo struct {
+	// Exists is false for an unknown ticket id.
+	Exists bool
+	// Closed tells the host's AddFollowUp it has to decide: reopen, open a
+	// new linked ticket, or refuse.
+	Closed bool
+	// SenderAllowed says the sender may post on the ticket (the requester,
+	// a participant, an agent). A subject or plus-address reference from
+	// anyone else never threads.
+	SenderAllowed bool
+}
+
+// FollowUp is a message that belongs to an existing ticket.
+type FollowUp struct {
+	// Ticket holds the mail as a ticket would (idempotency key, fields,
+	// attachments, source, message, classification).
+	Ticket
+	// TicketID is the existing ticket.
+	TicketID string
+	// Rule is the rule that matched.
+	Rule ThreadRule
+	// TicketClosed is true when the ticket is closed.
+	TicketClosed bool
+}
+
+// FollowUpSink is a Sink that also takes follow-ups. Sync threads replies
+// only when the sink implements it.
+type FollowUpSink interface {
+	Sink
+	// AddFollowUp adds f to ticket f.TicketID, idempotent on
+	// f.IdempotencyKey. It may return ErrFollowUpRefused.
+	AddFollowUp(ctx context.Context, f *FollowUp) (Receipt, error)
+	// TicketInfo says whether ticketID exists, is closed, and whether
+	// sender may post on it.
+	TicketInfo(ctx context.Context, ticketID string, sender Address) (TicketInfo, error)
+}
+
+// MessageIDSigner makes Message-IDs for the host's outgoing notifications
+// that embed the ticket id and an HMAC, so a reply threads even without any
+// state, and nobody can forge a reference to someone else's ticket.
+type MessageIDSigner struct {
+	// Key is a secret of at least 16 bytes. It never prints.
+	Key Secret
+	// Domain is the right-hand side of the Message-IDs, e.g. "helpdesk.example.com".
+	Domain string
+}
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func (s *MessageIDSigner) mac(ticketID, nonce string) string {
+	m := hmac.New(sha256.New, []byte(s.Key.Reveal()))
+	m.Write([]byte(ticketID + "\x00" + nonce))
+	return strings.ToLower(b32.EncodeToString(m.Sum(nil)[:10]))
+}
+
+// New returns a fresh Message-ID (without angle brackets) for a mail about ticketID.
+func (s *MessageIDSigner) New(ticketID string) (string, error) {
+	if len(s.Key) < 16 || s.Domain == "" {
+		return "", fmt.Errorf("%w: MessageIDSigner needs a key of 16+ bytes and a domain", ErrInvalidConfig)
+	}
+	if strings.ContainsAny(ticketID, ".@<> \r\n") || ticketID == "" {
+		return "", fmt.Errorf("%w: ticket id %q cannot go into a Message-ID", ErrInvalidConfig, ticketID)
+	}
+	var n [8]byte
+	rand.Read(n[:])
+	nonce := strings.ToLower(b32.EncodeToString(n[:]))
+	return fmt.Sprintf("tkt.%s.%s.%s@%s", ticketID, nonce, s.mac(ticketID, nonce), s.Domain), nil
+}
+
+// Verify returns the ticket id of a Message-ID made by New with the same key.
+func (s *MessageIDSigner) Verify(messageID string) (string, bool) {
+	local, domain, ok := strings.Cut(strings.Trim(messageID, "<> "), "@")
+	if !ok || !strings.EqualFold(domain, s.Domain) || len(s.Key) < 16 {
+		return "", false
+	}
+	parts := strings.Split(local, ".")
+	if len(parts) != 4 || parts[0] != "tkt" {
+		return "", false
+	}
+	if !hmac.Equal([]byte(parts[3]), []byte(s.mac(parts[1], parts[2]))) {
+		return "", false
+	}
+	return parts[1], true
+}
+
+// RegisterOutgoing records that the host sent a mail with messageID about
+// ticketID, so replies to it thread onto that ticket (RuleReferences).
+func RegisterOutgoing(ctx context.Context, s State, messageID, ticketID string) error {
+	return s.Record(ctx, "", Record{Threads: map[string]string{strings.Trim(messageID, "<> "): ticketID}})
+}
+
+// SenderLimiter stops a mail loop from opening hundreds of tickets: each
+// sender may open at most N new tickets per window; more mail from it is
+// held as follow-ups on its latest ticket (or quarantined when the sink
+// takes no follow-ups), never lost. Keep one limiter across syncs. It is
+// safe for concurrent use.
+type SenderLimiter struct {
+	n      int
+	window time.Duration
+	now    func() time.Time
+
+	mu   sync.Mutex
+	seen map[string][]time.Time
+	last map[string]string // sender → latest ticket id
+}
+
+// NewSenderLimiter allows n new tickets per sender per window.
+func NewSenderLimiter(n int, window time.Duration) *SenderLimiter {
+	return &SenderLimiter{n: n, window: window, now: time.Now, seen: map[string][]time.Time{}, last: map[string]string{}}
+}
+
+// allow reports whether sender may open another ticket now, and the id of
+// its latest ticket.
+func (l *SenderLimiter) allow(sender string) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sender = strings.ToLower(sender)
+	now := l.now()
+	times := l.seen[sender]
+	for len(times) > 0 && now.Sub(times[0]) > l.window {
+		times = times[1:]
+	}
+	l.seen[sender] = times
+	return len(times) < l.n, l.last[sender]
+}
+
+// opened records that sender opened ticketID.
+func (l *SenderLimiter) opened(sender, ticketID string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sender = strings.ToLower(sender)
+	l.seen[sender] = append(l.seen[sender], l.now())
+	l.last[sender] = ticketID
+}
+
+// ErrRateLimited marks mail held back by a SenderLimiter.
+var ErrRateLimited = errors.New("mailsync: sender over its rate limit")
