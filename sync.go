@@ -688,12 +688,12 @@ func (e *engine) plusAddressID(msg *Message) string {
 	addrs = append(addrs, msg.Header.Values("Delivered-To")...)
 	addrs = append(addrs, msg.Header.Values("X-Original-To")...)
 	for _, a := range addrs {
-		l, d, ok := strings.Cut(strings.ToLower(strings.Trim(strings.TrimSpace(a), "<>")), "@")
-		if !ok || d != domain {
+		l, d, ok := strings.Cut(strings.Trim(strings.TrimSpace(a), "<>"), "@")
+		if !ok || !strings.EqualFold(d, domain) {
 			continue
 		}
-		if base, id, ok := strings.Cut(l, "+"); ok && base == local && id != "" {
-			return id
+		if base, id, ok := strings.Cut(l, "+"); ok && strings.EqualFold(base, local) && id != "" {
+			return id // as written: ticket ids may be case-sensitive
 		}
 	}
 	return ""

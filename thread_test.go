@@ -1,0 +1,301 @@
+package mailsync_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailsync/mailsync"
+)
+
+func parse(t *testing.T, raw string) *mailsync.Message {
+	t.Helper()
+	m, err := (&mailsync.Parser{}).Parse(strings.NewReader(raw))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func TestClassifyCorpusBounces(t *testing.T) {
+	tests := []struct {
+		file, origID, rcpt string
+	}{
+		{"multipart_report_emails/multi_address_bounce1.eml", "118707422.15521266992174819.JavaMail.root@lvmail01", "bbbbvhvbbvkjbhfbvbvjhb@gmail.com"},
+		{"multipart_report_emails/multi_address_bounce2.eml", "118707422.15521266992174819.JavaMail.root@lvmail01", "bbbbvhvbbvkjbhfbvbvjhb@gmail.com"},
+		{"multipart_report_emails/multipart_report_multiple_status.eml", "4c2a146147ac8_61ff157c4ec1652df@s.h.c.mail", "u@ci.com"},
+		{"multipart_report_emails/report_422.eml", "15655788.13.1200472642578.JavaMail.Administrator@mail.ttttt.com.au", "fraser@oooooooo.com.au"},
+		{"multipart_report_emails/report_530.eml", "200712232303.lBNN3jDq002941@mail12.rrrr.com.au", "edwin@zzzzzzz.com"},
+		{"mime_emails/raw_email_with_mimepart_without_content_type.eml", "89d7557c0610181510r6fa5ebd8n66a7deec71ade118@mail.gmail.com", "larose.julie@courrier.uqam.ca"},
+	}
+	for _, tc := range tests {
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("testdata/corpus", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := mailsync.Classify(parse(t, string(raw)), mailsync.ClassifyOptions{})
+			if c.Kind != mailsync.KindBounce || c.OriginalMessageID != tc.origID || c.OriginalRecipient != tc.rcpt {
+				t.Fatalf("got %s, original %q to %q (%v); want bounce of %q to %q", c.Kind, c.OriginalMessageID, c.OriginalRecipient, c.Reasons, tc.origID, tc.rcpt)
+			}
+			if !c.Automatic() {
+				t.Error("a bounce must count as automatic")
+			}
+		})
+	}
+	// Plain corpus mail is not classified as automatic.
+	for _, f := range []string{"plain_emails/basic_email.eml", "rfc2822/example06.eml", "multi_charset/japanese.eml"} {
+		raw, _ := os.ReadFile(filepath.Join("testdata/corpus", f))
+		if c := mailsync.Classify(parse(t, string(raw)), mailsync.ClassifyOptions{}); c.Kind != mailsync.KindNormal {
+			t.Errorf("%s: %s %v", f, c.Kind, c.Reasons)
+		}
+	}
+}
+
+const hdr = "To: suporte@empresa.pt\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+
+func TestClassifyShapes(t *testing.T) {
+	tests := []struct {
+		name string
+		raw  string
+		kind mailsync.Kind
+		weak bool
+	}{
+		{"Outlook out-of-office", "From: Rui <rui@cliente.pt>\r\nSubject: Automatic reply: Pedido 12\r\nAuto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n" + hdr + "\r\nI am away.\r\n", mailsync.KindAutoReply, false},
+		{"Gmail vacation responder", "From: Ana <ana@gmail.com>\r\nSubject: Re: Pedido 12\r\nAuto-Submitted: auto-replied\r\nPrecedence: bulk\r\n" + hdr + "\r\nFérias.\r\n", mailsync.KindAutoReply, false},
+		{"X-Autoreply", "From: a@b.pt\r\nSubject: Re: x\r\nX-Autoreply: yes\r\n" + hdr + "\r\nx\r\n", mailsync.KindAutoReply, false},
+		{"Portuguese subject only (weak)", "From: a@b.pt\r\nSubject: Ausência temporária: Pedido 12\r\n" + hdr + "\r\nx\r\n", mailsync.KindAutoReply, true},
+		{"German subject only (weak)", "From: a@b.de\r\nSubject: Abwesenheitsnotiz\r\n" + hdr + "\r\nx\r\n", mailsync.KindNormal, false},
+		{"Auto-Submitted: no", "From: a@b.pt\r\nSubject: Re: x\r\nAuto-Submitted: no\r\n" + hdr + "\r\nx\r\n", mailsync.KindNormal, false},
+		{"mailing list", "From: list@lists.example.org\r\nSubject: [dev] release\r\nList-Id: <dev.lists.example.org>\r\nList-Unsubscribe: <mailto:u@x>\r\n" + hdr + "\r\nx\r\n", mailsync.KindBulk, false},
+		{"X-Failed-Recipients", "From: mail@relay.example\r\nSubject: Undeliverable\r\nX-Failed-Recipients: joao@cliente.pt\r\n" + hdr + "\r\nx\r\n", mailsync.KindBounce, false},
+		{"own address", "From: Suporte <suporte@empresa.pt>\r\nSubject: Re: x\r\n" + hdr + "\r\nx\r\n", mailsync.KindLoop, false},
+		{"loop header", "From: a@b.pt\r\nSubject: Re: x\r\nX-Helpdesk-Loop: 1\r\n" + hdr + "\r\nx\r\n", mailsync.KindLoop, false},
+		{"Thunderbird reply", "From: a@b.pt\r\nSubject: Re: Pedido 12\r\nIn-Reply-To: <x@y>\r\nUser-Agent: Mozilla Thunderbird\r\n" + hdr + "\r\nok\r\n", mailsync.KindNormal, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mailsync.Classify(parse(t, tc.raw), mailsync.ClassifyOptions{OwnAddresses: []string{"suporte@empresa.pt"}, LoopHeader: "X-Helpdesk-Loop"})
+			if c.Kind != tc.kind || c.Weak != tc.weak {
+				t.Fatalf("got %s weak=%v (%v), want %s weak=%v", c.Kind, c.Weak, c.Reasons, tc.kind, tc.weak)
+			}
+		})
+	}
+}
+
+// threadBox is a fake mailbox whose messages arrive between syncs.
+type threadBox struct {
+	*fakeConnector
+	state *mailsync.MemoryState
+	sink  *mailsync.MemorySink
+	opts  []mailsync.Option
+}
+
+func newThreadBox(opts ...mailsync.Option) *threadBox {
+	f := newFake(0)
+	f.conn.User = "suporte@empresa.pt"
+	return &threadBox{fakeConnector: f, state: mailsync.NewMemoryState(), sink: mailsync.NewMemorySink(), opts: opts}
+}
+
+// deliverSync adds raw to the mailbox and syncs; it returns the outcome of raw.
+func (b *threadBox) deliverSync(t *testing.T, raw string) mailsync.Outcome {
+	t.Helper()
+	key := fmt.Sprint(len(b.msgs))
+	b.msgs = append(b.msgs, fakeMsg{key: key, raw: []byte(raw)})
+	rep, err := mailsync.Sync(context.Background(), b.fakeConnector, mapping, b.sink, append([]mailsync.Option{mailsync.WithState(b.state)}, b.opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range rep.Messages {
+		if o.Key == key {
+			return o
+		}
+	}
+	t.Fatalf("no outcome for message %s: %+v", key, rep.Messages)
+	return mailsync.Outcome{}
+}
+
+func mail(from, subject, msgID string, extra ...string) string {
+	return "From: " + from + "\r\nTo: Suporte <suporte@empresa.pt>\r\nSubject: " + subject + "\r\nMessage-ID: <" + msgID + ">\r\n" +
+		strings.Join(extra, "") + "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nbody of " + msgID + "\r\n"
+}
+
+func TestThreadingThroughSync(t *testing.T) {
+	signer := &mailsync.MessageIDSigner{Key: "0123456789abcdef-signing-key", Domain: "helpdesk.empresa.pt"}
+	b := newThreadBox(mailsync.WithThreading(mailsync.Threading{Rules: []mailsync.ThreadRule{mailsync.RuleReferences, mailsync.RuleSubject, mailsync.RulePlusAddress}, Signer: signer}))
+	first := b.deliverSync(t, mail("João <joao@cliente.pt>", "Impressora não imprime", "first@cliente.pt", "Cc: maria@cliente.pt\r\n"))
+	if first.Status != mailsync.StatusCreated {
+		t.Fatalf("first mail: %+v", first)
+	}
+	tid := first.TicketID
+
+	tests := []struct {
+		name   string
+		raw    string
+		status mailsync.Status
+		rule   mailsync.ThreadRule
+	}{
+		{"Outlook reply (RE:, In-Reply-To)", mail("João <joao@cliente.pt>", "RE: Impressora não imprime", "r1@cliente.pt", "In-Reply-To: <first@cliente.pt>\r\nReferences: <first@cliente.pt>\r\nThread-Topic: Impressora\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
+		{"Gmail reply to a reply (References chain)", mail("Maria <maria@cliente.pt>", "Re: Impressora não imprime", "r2@cliente.pt", "In-Reply-To: <r1@cliente.pt>\r\nReferences: <first@cliente.pt> <r1@cliente.pt>\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
+		{"Thunderbird German AW: with only References", mail("Jörg <joerg@partner.de>", "AW: Impressora", "r3@partner.de", "References: <unknown@x> <r2@cliente.pt>\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
+		{"Portuguese RES: with subject reference from the requester", mail("joao@cliente.pt", "RES: [Ticket#"+tid+"] Impressora", "r4@cliente.pt"), mailsync.StatusFollowUp, mailsync.RuleSubject},
+		{"Enc: forward with subject reference from a stranger", mail("Intruso <x@evil.example>", "Enc: [Ticket#"+tid+"] Impressora", "f1@evil.example"), mailsync.StatusCreated, ""},
+		{"reply to the host's signed notification", mail("joao@cliente.pt", "Re: Atualização do pedido", "r5@cliente.pt", "In-Reply-To: <"+mustSign(t, signer, tid)+">\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
+		{"forged signed id", mail("x@evil.example", "Re: Atualização", "r6@evil.example", "In-Reply-To: <tkt."+tid+".aaaaaaaaaaaaa.bbbbbbbbbbbbbbbb@helpdesk.empresa.pt>\r\n"), mailsync.StatusCreated, ""},
+		{"plus address from a participant", strings.Replace(mail("maria@cliente.pt", "mais uma coisa", "p1@cliente.pt"), "To: Suporte <suporte@empresa.pt>", "To: suporte+"+tid+"@EMPRESA.pt", 1), mailsync.StatusFollowUp, mailsync.RulePlusAddress},
+		{"new topic", mail("ana@outra.pt", "Pedido novo", "n1@outra.pt"), mailsync.StatusCreated, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := b.deliverSync(t, tc.raw)
+			if o.Status != tc.status || o.Rule != tc.rule {
+				t.Fatalf("got %s rule %q (ticket %s), want %s rule %q", o.Status, o.Rule, o.TicketID, tc.status, tc.rule)
+			}
+			if tc.status == mailsync.StatusFollowUp && !strings.EqualFold(o.TicketID, tid) {
+				t.Fatalf("threaded onto %s, want %s", o.TicketID, tid)
+			}
+		})
+	}
+	var tk *mailsync.StoredTicket
+	for _, x := range b.sink.Tickets() {
+		if x.ID == tid {
+			tk = x
+		}
+	}
+	if len(tk.FollowUps) != 6 {
+		t.Fatalf("%d follow-ups on %s, want 6", len(tk.FollowUps), tid)
+	}
+	// Closed ticket: the host refuses, the mail becomes a new linked ticket.
+	b.sink.CloseTicket(tid)
+	o := b.deliverSync(t, mail("joao@cliente.pt", "Re: Impressora", "late@cliente.pt", "In-Reply-To: <first@cliente.pt>\r\n"))
+	if o.Status != mailsync.StatusCreated {
+		t.Fatalf("reply to closed ticket: %+v", o)
+	}
+	last := b.sink.Tickets()[len(b.sink.Tickets())-1]
+	if last.RelatedTicketID != tid {
+		t.Fatalf("new ticket links %q, want %q", last.RelatedTicketID, tid)
+	}
+	// Re-running everything with a fresh state still creates nothing twice.
+	before := len(b.sink.Tickets())
+	b.state = mailsync.NewMemoryState()
+	rep, err := mailsync.Sync(context.Background(), b.fakeConnector, mapping, b.sink, append([]mailsync.Option{mailsync.WithState(b.state)}, b.opts...)...)
+	if err != nil || rep.Created != 0 || len(b.sink.Tickets()) != before {
+		t.Fatalf("re-run: created %d, err %v", rep.Created, err)
+	}
+}
+
+func mustSign(t *testing.T, s *mailsync.MessageIDSigner, ticket string) string {
+	id, err := s.New(ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.Verify(id); !ok || got != ticket {
+		t.Fatalf("Verify(%s) = %q %v", id, got, ok)
+	}
+	return id
+}
+
+func TestBouncesFollowTheirTicket(t *testing.T) {
+	m := mapping
+	m.Routes = map[mailsync.Kind]mailsync.Route{mailsync.KindBounce: mailsync.RouteFollowUpOriginal, mailsync.KindAutoReply: mailsync.RouteDrop}
+	b := newThreadBox()
+	saved := mapping
+	mapping = m
+	defer func() { mapping = saved }()
+	first := b.deliverSync(t, mail("joao@cliente.pt", "Pedido", "orig@cliente.pt"))
+	// The host e-mailed João about the ticket and registered the Message-ID.
+	if err := mailsync.RegisterOutgoing(context.Background(), b.state, "<notif-1@helpdesk.empresa.pt>", first.TicketID); err != nil {
+		t.Fatal(err)
+	}
+	bounce := "From: MAILER-DAEMON@relay.empresa.pt\r\nTo: suporte@empresa.pt\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <b1@relay>\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n\r\n" +
+		"--r\r\nContent-Type: text/plain\r\n\r\nCould not deliver.\r\n" +
+		"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay\r\n\r\nFinal-Recipient: rfc822; joao@cliente.pt\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
+		"--r\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: suporte@empresa.pt\r\nTo: joao@cliente.pt\r\nMessage-ID: <notif-1@helpdesk.empresa.pt>\r\nSubject: Pedido recebido\r\n" +
+		"--r--\r\n"
+	o := b.deliverSync(t, bounce)
+	if o.Status != mailsync.StatusFollowUp || o.Rule != mailsync.RuleBounce || o.TicketID != first.TicketID || o.Kind != mailsync.KindBounce {
+		t.Fatalf("bounce: %+v", o)
+	}
+	ooo := b.deliverSync(t, mail("joao@cliente.pt", "Automatic reply: Pedido", "ooo@cliente.pt", "Auto-Submitted: auto-replied\r\n"))
+	if ooo.Status != mailsync.StatusDropped || ooo.Kind != mailsync.KindAutoReply {
+		t.Fatalf("auto-reply routed to drop: %+v", ooo)
+	}
+	if n := len(b.sink.Tickets()); n != 1 {
+		t.Fatalf("%d tickets, want 1", n)
+	}
+	if len(b.fakeConnector.acked) != 0 {
+		t.Fatalf("nothing was configured to ack, acked %v", b.fakeConnector.acked)
+	}
+}
+
+// A loop of 200 auto-replies from one address opens at most the limit's
+// number of tickets; the rest is held on the latest one, none is lost.
+func TestMailLoopIsRateLimited(t *testing.T) {
+	limiter := mailsync.NewSenderLimiter(3, time.Hour)
+	f := newFake(0)
+	for i := 0; i < 200; i++ {
+		f.msgs = append(f.msgs, fakeMsg{key: fmt.Sprint(i), raw: []byte(mail("robot@autoresponder.example", fmt.Sprintf("Auto: recebido %d", i), fmt.Sprintf("loop-%d@autoresponder.example", i), "Auto-Submitted: auto-replied\r\n"))})
+	}
+	f.msgs = append(f.msgs, fakeMsg{key: "human", raw: []byte(mail("ana@cliente.pt", "Pedido real", "human@cliente.pt"))})
+	sink := mailsync.NewMemorySink()
+	rep, err := mailsync.Sync(context.Background(), f, mapping, sink, mailsync.WithSenderLimit(limiter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	robotTickets, followUps := 0, 0
+	for _, tk := range sink.Tickets() {
+		if tk.Fields["requester"] == "robot@autoresponder.example" {
+			robotTickets++
+			if tk.Classification.Kind != mailsync.KindAutoReply {
+				t.Errorf("ticket %s classified %s", tk.ID, tk.Classification.Kind)
+			}
+		}
+		followUps += len(tk.FollowUps)
+	}
+	if robotTickets != 3 || followUps != 197 || rep.FollowUps != 197 || rep.Created != 4 {
+		t.Fatalf("robot tickets %d, follow-ups %d (report %d), created %d; want 3, 197, 197, 4", robotTickets, followUps, rep.FollowUps, rep.Created)
+	}
+	held := 0
+	for _, o := range rep.Messages {
+		if o.Rule == mailsync.RuleRateLimit {
+			held++
+		}
+	}
+	if held != 197 || !slices.ContainsFunc(sink.Tickets(), func(t *mailsync.StoredTicket) bool { return t.Fields["requester"] == "ana@cliente.pt" }) {
+		t.Fatalf("held %d; the human's ticket must still be created", held)
+	}
+}
+
+func TestRateLimitWithoutFollowUpsQuarantines(t *testing.T) {
+	f := newFake(0)
+	for i := 0; i < 5; i++ {
+		f.msgs = append(f.msgs, fakeMsg{key: fmt.Sprint(i), raw: []byte(mail("robot@x.example", "Auto", fmt.Sprintf("q%d@x", i)))})
+	}
+	sink := plainSink{m: mailsync.NewMemorySink()}
+	rep, err := mailsync.Sync(context.Background(), f, mapping, sink, mailsync.WithSenderLimit(mailsync.NewSenderLimiter(2, time.Hour)))
+	if err != nil || rep.Created != 2 || rep.Quarantined != 3 {
+		t.Fatalf("created %d quarantined %d err %v", rep.Created, rep.Quarantined, err)
+	}
+	for _, q := range sink.m.QuarantinedMessages() {
+		if q.Raw.Size == 0 || !strings.Contains(q.Reason, "too many tickets") {
+			t.Errorf("quarantined %+v", q)
+		}
+	}
+}
+
+// plainSink hides MemorySink's follow-up methods: a Sink, not a FollowUpSink.
+type plainSink struct{ m *mailsync.MemorySink }
+
+func (p plainSink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsync.Receipt, error) {
+	return p.m.CreateTicket(ctx, t)
+}
+func (p plainSink) Quarantine(ctx context.Context, q *mailsync.Quarantined) error {
+	return p.m.Quarantine(ctx, q)
+}
