@@ -1,8 +1,9 @@
 // Command demo shows mailsync end to end with no set-up: it starts an
 // in-process IMAP server (go-imap's in-memory server, over TLS on loopback)
 // seeded with a few realistic mails, syncs them into an in-memory ticket sink
-// with a sample mapping, prints the tickets, then syncs again to show that
-// nothing is duplicated.
+// with a sample mapping, prints the tickets (a reply threaded onto its
+// ticket, an out-of-office auto-reply recognised), then syncs again to show
+// that nothing is duplicated.
 //
 //	go run ./examples/demo
 package main
@@ -56,8 +57,6 @@ func run() error {
 		{Ticket: "title", Source: mailsync.FieldSubject, Default: "(sem assunto)", MaxLength: 80},
 		{Ticket: "description", Source: mailsync.FieldBodyText},
 		{Ticket: "attachments", Source: mailsync.FieldAttachments},
-		{Ticket: "in_reply_to", Source: mailsync.FieldInReplyTo},
-		{Ticket: "auto_submitted", Source: "header:Auto-Submitted"},
 		{Ticket: "channel", Const: "e-mail"},
 	}}
 	sink := mailsync.NewMemorySink()
@@ -82,6 +81,11 @@ func run() error {
 	}
 	printTickets(sink)
 	printReport("first sync", rep)
+	for _, o := range rep.Messages {
+		if o.Status == mailsync.StatusFollowUp {
+			fmt.Printf("  %s threaded onto ticket %s by the %q rule\n", o.MessageID, o.TicketID, o.Rule)
+		}
+	}
 
 	rep, err = syncOnce()
 	if err != nil {
@@ -100,11 +104,11 @@ func printTickets(sink *mailsync.MemorySink) {
 	fmt.Fprintln(w, "TICKET\tREQUESTER\tTITLE\tATTACHMENTS\tNOTES")
 	for _, t := range sink.Tickets() {
 		var notes []string
-		if v := t.Fields["in_reply_to"]; v != "" {
-			notes = append(notes, "reply to <"+v+">")
+		if c := t.Classification; c.Automatic() {
+			notes = append(notes, fmt.Sprintf("%s: %s — no auto-acknowledgement", c.Kind, strings.Join(c.Reasons, ", ")))
 		}
-		if v := t.Fields["auto_submitted"]; v != "" && v != "no" {
-			notes = append(notes, "auto-reply ("+v+")")
+		for _, f := range t.FollowUps {
+			notes = append(notes, fmt.Sprintf("follow-up (%s rule) from %s: %q", f.Rule, f.From.Address, f.Fields["title"]))
 		}
 		var atts []string
 		for _, a := range t.Attachments {
@@ -119,6 +123,6 @@ func printTickets(sink *mailsync.MemorySink) {
 }
 
 func printReport(what string, r *mailsync.Report) {
-	fmt.Printf("\n%s: seen %d, created %d, already done %d, quarantined %d, failed %d (%s)\n",
-		what, r.Seen, r.Created, r.AlreadyDone, r.Quarantined, r.Failed, r.Duration.Round(time.Millisecond))
+	fmt.Printf("\n%s: seen %d, created %d, follow-ups %d, already done %d, quarantined %d, failed %d (%s)\n",
+		what, r.Seen, r.Created, r.FollowUps, r.AlreadyDone, r.Quarantined, r.Failed, r.Duration.Round(time.Millisecond))
 }
