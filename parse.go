@@ -323,7 +323,7 @@ func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, dept
 		ps.warn("%s without any part: its content read as text", mediaType)
 		b := s.preamble[:min(int64(len(s.preamble)), ps.textLeft)]
 		ps.textLeft -= int64(len(b))
-		ps.addText(b, "text/plain", "")
+		ps.addText(b, "text/plain", nil)
 	case s.parts == 0:
 		ps.warn("%s has no parts", mediaType)
 	case s.unterminated:
@@ -346,7 +346,7 @@ func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, param
 	r := ps.transferDecoder(h.get("Content-Transfer-Encoding"), body)
 	isBody := disp != "attachment" && filename == "" && (mediaType == "text/plain" || mediaType == "text/html")
 	if isBody {
-		return ps.body(r, mediaType, params["charset"])
+		return ps.body(r, mediaType, params)
 	}
 	threshold := ps.threshold()
 	if left := memSpoolBudget - ps.memSpooled; int64(threshold) > left {
@@ -384,7 +384,7 @@ func (ps *parseState) threshold() int {
 
 // body reads a text/plain or text/html body part, bounded by what is left of
 // MaxTextBytes; the rest is read and dropped with a warning.
-func (ps *parseState) body(r io.Reader, mediaType, charset string) error {
+func (ps *parseState) body(r io.Reader, mediaType string, params map[string]string) error {
 	left := &ps.textLeft
 	if mediaType == "text/html" {
 		left = &ps.htmlLeft
@@ -402,14 +402,14 @@ func (ps *parseState) body(r io.Reader, mediaType, charset string) error {
 	if extra > 0 {
 		ps.warn("%s body longer than %d bytes: truncated", mediaType, ps.lim.MaxTextBytes)
 	}
-	ps.addText(buf.Bytes(), mediaType, charset)
+	ps.addText(buf.Bytes(), mediaType, params)
 	return nil
 }
 
 // addText decodes a body part's bytes from its charset and appends it to the
-// message's text or HTML.
-func (ps *parseState) addText(b []byte, mediaType, charset string) {
-	s, warning := decodeCharset(b, charset)
+// message's text or HTML. Text in format=flowed (RFC 3676) is reflowed.
+func (ps *parseState) addText(b []byte, mediaType string, params map[string]string) {
+	s, warning := decodeCharset(b, params["charset"])
 	if warning != "" {
 		ps.warn("%s body %s", mediaType, warning)
 	}
@@ -422,7 +422,59 @@ func (ps *parseState) addText(b []byte, mediaType, charset string) {
 		}
 		return
 	}
-	appendPart(&ps.text, normalizeNewlines(s))
+	s = normalizeNewlines(s)
+	if strings.EqualFold(params["format"], "flowed") {
+		s = unflow(s, strings.EqualFold(params["delsp"], "yes"))
+	}
+	appendPart(&ps.text, s)
+}
+
+// unflow joins the soft line breaks of format=flowed text (RFC 3676): a line
+// ending in a space continues on the next line of the same quote depth. Space
+// stuffing is removed; with delsp=yes the space before the break goes too.
+// The signature separator "-- " is never joined.
+func unflow(s string, delsp bool) string {
+	var out, para strings.Builder
+	depth := -1 // quote depth of the paragraph being joined
+	flush := func() {
+		if depth < 0 {
+			return
+		}
+		if depth > 0 {
+			out.WriteString(strings.Repeat(">", depth))
+			out.WriteByte(' ')
+		}
+		out.WriteString(para.String())
+		out.WriteByte('\n')
+		para.Reset()
+		depth = -1
+	}
+	trailingNL := strings.HasSuffix(s, "\n")
+	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		q := 0
+		for q < len(line) && line[q] == '>' {
+			q++
+		}
+		content := strings.TrimPrefix(line[q:], " ")
+		if depth >= 0 && q != depth {
+			flush()
+		}
+		flowed := strings.HasSuffix(content, " ") && content != "-- "
+		if flowed && delsp {
+			content = content[:len(content)-1]
+		}
+		para.WriteString(content)
+		depth = q
+		if !flowed {
+			flush()
+		}
+	}
+	flush()
+	r := out.String()
+	if !trailingNL {
+		r = strings.TrimSuffix(r, "\n")
+	}
+	return r
 }
 
 func appendPart(dst *bytes.Buffer, s string) {

@@ -344,3 +344,24 @@ func TestParseDateZones(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFormatFlowed(t *testing.T) {
+	tests := []struct{ params, body, want string }{
+		{"format=flowed", "Hello this is a \r\nlong line that \r\nwas wrapped.\r\n\r\n> quoted \r\n> more\r\n>> deeper\r\n-- \r\nsig\r\n",
+			"Hello this is a long line that was wrapped.\n\n> quoted more\n>> deeper\n-- \nsig\n"},
+		// delsp=yes: the space before a soft break belongs to the encoding (for languages without spaces).
+		{"format=flowed; delsp=yes", "まみむ \r\nめも\r\n", "まみむめも\n"},
+		// Space stuffing is removed.
+		{"format=flowed", " From me\r\n  indented\r\n", "From me\n indented\n"},
+		// A quote depth change ends the paragraph even after a soft break.
+		{"format=flowed", "> a \r\nb\r\n", "> a \nb\n"},
+		// Without format=flowed, nothing is joined.
+		{"format=fixed", "a \r\nb\r\n", "a \nb\n"},
+	}
+	for _, tt := range tests {
+		m := mustParse(t, "Content-Type: text/plain; charset=utf-8; "+tt.params+"\r\n\r\n"+tt.body)
+		if m.Text != tt.want {
+			t.Errorf("%s %q:\n got %q\nwant %q", tt.params, tt.body, m.Text, tt.want)
+		}
+	}
+}
