@@ -116,11 +116,32 @@ var defaultHTMLPolicy = newHTMLPolicy()
 func newHTMLPolicy() *bluemonday.Policy {
 	pol := bluemonday.UGCPolicy()
 	pol.AllowURLSchemes("mailto", "http", "https", "cid")
-	pol.AllowAttrs("style").Globally() // keep mail layout; bluemonday filters dangerous CSS
+	// Keep the layout of mail, not its power over the page that shows it: a
+	// style attribute keeps only these properties, each value checked by
+	// bluemonday's CSS handlers. position, top/left, z-index, opacity,
+	// visibility, transform and url(…) backgrounds are dropped, so a mail
+	// cannot lay a fake dialog over the helpdesk UI or load remote CSS
+	// images. (AllowAttrs("style") alone would pass any CSS through.)
+	pol.AllowAttrs("style").Globally()
+	pol.AllowStyles(safeStyleProperties...).Globally()
 	pol.AllowElements("center", "font")
 	pol.AllowAttrs("color", "face", "size").OnElements("font")
 	pol.AllowAttrs("bgcolor", "align", "valign", "width", "height", "border", "cellpadding", "cellspacing").Globally()
 	return pol
+}
+
+// safeStyleProperties are the CSS properties kept in style attributes.
+var safeStyleProperties = []string{
+	"color", "background-color",
+	"font", "font-family", "font-size", "font-style", "font-weight", "font-variant",
+	"text-align", "text-decoration", "text-indent", "text-transform", "letter-spacing", "word-spacing",
+	"line-height", "white-space", "vertical-align", "direction", "list-style-type",
+	"margin", "margin-top", "margin-right", "margin-bottom", "margin-left",
+	"padding", "padding-top", "padding-right", "padding-bottom", "padding-left",
+	"border", "border-top", "border-right", "border-bottom", "border-left",
+	"border-color", "border-style", "border-width", "border-collapse", "border-spacing", "border-radius",
+	"width", "height", "min-width", "max-width", "min-height", "max-height",
+	"display", "table-layout", "float", "clear",
 }
 
 // Parse reads one raw message from r and parses it. Attachments are kept in

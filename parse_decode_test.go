@@ -281,18 +281,18 @@ func TestParseHeaderRepairs(t *testing.T) {
 func TestParseHTML(t *testing.T) {
 	raw := "From: a@example.com\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" +
 		`<html><head><title>Title</title><style>p{color:red}</style><script>alert(1)</script></head><body>` +
-		`<p onclick="steal()">Hello&nbsp;<b>world</b> &amp; friends</p>` +
+		`<p onclick="steal()" style="color: red; position: fixed; top: 0; z-index: 9; background: url(https://evil.example/x.png)">Hello&nbsp;<b>world</b> &amp; friends</p>` +
 		`<a href="javascript:alert(2)">bad link</a> <a href="https://example.com/x">good link</a>` +
 		`<img src="cid:logo@x" alt="Logo"><ul><li>one</li><li>two</li></ul>` +
 		`<table><tr><td>a</td><td>b</td></tr></table><pre>  keep   this
   spacing</pre>line<br>break<form action="https://evil"><input name=q></form></body></html>`
 	m := mustParse(t, raw)
-	for _, bad := range []string{"<script", "alert(", "onclick", "steal", "javascript:", "<form", "<input", "<style", "Title"} {
+	for _, bad := range []string{"<script", "alert(", "onclick", "steal", "javascript:", "<form", "<input", "<style", "Title", "position", "z-index", "evil.example"} {
 		if strings.Contains(m.HTML, bad) {
 			t.Errorf("sanitised HTML keeps %q: %s", bad, m.HTML)
 		}
 	}
-	for _, good := range []string{"<b>world</b>", `href="https://example.com/x"`, `src="cid:logo@x"`, "<li>one</li>"} {
+	for _, good := range []string{"<b>world</b>", `href="https://example.com/x"`, `src="cid:logo@x"`, "<li>one</li>", `style="color: red"`} {
 		if !strings.Contains(m.HTML, good) {
 			t.Errorf("sanitised HTML lost %q: %s", good, m.HTML)
 		}
