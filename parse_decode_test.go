@@ -213,6 +213,8 @@ func TestParseTransferEncodings(t *testing.T) {
 		{"quoted printable misspelt", "quoted printable", "caf=C3=A9", "café", `transfer encoding "quoted printable" read as quoted-printable`},
 		{"trailing semicolon", "quoted-printable;", "caf=C3=A9", "café", ""},
 		{"7-bit misspelt", "7-bit", "plain", "plain", `transfer encoding "7-bit" read as 8bit`},
+		{"8 bit with a space", " 8 bit ", "plain", "plain", `transfer encoding "8 bit" read as 8bit`},
+		{"quoted", `"base64"`, "aGk=", "hi", ""},
 		{"unknown", "x-gzip64", "as is", "as is", `unknown transfer encoding "x-gzip64": read as it is`},
 		{"uuencode", "x-uuencode", "begin 644 hi.txt\r\n%:&5L;&\\`\r\n`\r\nend\r\n", "hello", ""},
 	}

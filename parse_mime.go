@@ -527,7 +527,7 @@ var errUnterminated = errors.New("multipart ends without its closing boundary")
 // scan decides how many bytes of buf belong to the part and what follows them.
 func (p *mimePart) scan(buf []byte) (int, error) {
 	s := p.s
-	eof := p.readErr != nil
+	eof := p.readErr != nil && p.readErr != bufio.ErrBufferFull
 	endErr := func() error {
 		if p.readErr == io.EOF {
 			return errUnterminated
@@ -584,10 +584,11 @@ func (p *mimePart) scan(buf []byte) (int, error) {
 // transferDecoder decodes a Content-Transfer-Encoding. Misspellings seen in
 // the wild are understood; an unknown encoding is read as it is.
 func (ps *parseState) transferDecoder(cte string, r io.Reader) io.Reader {
-	enc := strings.ToLower(strings.Trim(cte, " \t\"';"))
-	if i := strings.IndexAny(enc, "; \t"); i >= 0 && !strings.HasPrefix(enc, "quoted printable") && !strings.HasPrefix(enc, "base 64") {
+	enc := strings.ToLower(cte)
+	if i := strings.IndexByte(enc, ';'); i >= 0 {
 		enc = enc[:i]
 	}
+	enc = strings.Join(strings.Fields(strings.Trim(enc, "\"'")), " ")
 	switch enc {
 	case "", "7bit", "8bit", "binary":
 		return r
