@@ -23,6 +23,14 @@
 //   - The batch endpoint POST /batch/gmail/v1: multipart/mixed of
 //     application/http parts (at most 100), answered part by part in order
 //     with Content-ID "response-" + the request part's id.
+//   - Query parameters as the discovery document lists them: each
+//     method's own plus the system parameters (alt, prettyPrint, fields,
+//     quotaUser, $.xgafv …) that google.golang.org/api/gmail/v1 sends
+//     (alt=json&prettyPrint=false on every call). Any other parameter is
+//     refused with 400 INVALID_ARGUMENT "Unknown name … Cannot bind query
+//     parameter", as Google's front end does. JSON answers are indented
+//     unless prettyPrint=false, as Google's are. Only alt=json is served,
+//     and fields (partial responses) is accepted but not applied.
 //   - Bearer tokens: a missing, unknown or expired token answers 401 with
 //     Google's error body and WWW-Authenticate header.
 //   - Errors use Google's JSON error shape ({"error": {"code", "message",
@@ -518,7 +526,7 @@ func errInvalid(msg string) *apiError {
 	return &apiError{code: 400, status: "INVALID_ARGUMENT", reason: "invalidArgument", message: msg}
 }
 
-func (e *apiError) write(w http.ResponseWriter) {
+func (e *apiError) write(w http.ResponseWriter, r *http.Request) {
 	domain := e.domain
 	if domain == "" {
 		domain = "global"
@@ -532,14 +540,32 @@ func (e *apiError) write(w http.ResponseWriter) {
 	for k, v := range e.header {
 		w.Header()[k] = v
 	}
-	writeJSON(w, e.code, body)
+	writeJSON(w, r, e.code, body)
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, err.Error(), 500)
-		return
+// pretty reports whether the answer to r is pretty-printed: Google APIs
+// indent their JSON unless the request says prettyPrint=false (the
+// generated Go clients always do).
+func pretty(r *http.Request) bool {
+	v, err := strconv.ParseBool(r.URL.Query().Get("prettyPrint"))
+	return err != nil || v
+}
+
+// writeJSON writes v (or, if v is a []byte, that JSON) as the answer to r.
+func writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
+	b, ok := v.([]byte)
+	if !ok {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+	}
+	if pretty(r) {
+		var buf bytes.Buffer
+		if json.Indent(&buf, b, "", "  ") == nil {
+			b = buf.Bytes()
+		}
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -605,53 +631,86 @@ func (s *Server) takeFault(op string) *apiError {
 
 type handler func(r *http.Request, user string) (any, *apiError)
 
+// systemParam reports whether name is one of the query parameters every
+// method takes (the discovery document's top-level "parameters").
+func systemParam(name string) bool {
+	switch name {
+	case "$.xgafv", "access_token", "alt", "callback", "fields", "key", "oauth_token",
+		"prettyPrint", "quotaUser", "uploadType", "upload_protocol":
+		return true
+	}
+	return false
+}
+
+// checkQuery refuses, as Google's front end does, a query parameter the
+// method does not have and system parameters with values the fake does
+// not serve.
+func checkQuery(q url.Values, params []string) *apiError {
+	for name := range q {
+		if !systemParam(name) && !slices.Contains(params, name) {
+			return errInvalid(fmt.Sprintf("Invalid JSON payload received. Unknown name %q: Cannot bind query parameter. Field %q could not be found in request message.", name, name))
+		}
+	}
+	if alt := q.Get("alt"); alt != "" && alt != "json" {
+		return errInvalid(fmt.Sprintf("the fake serves alt=json only, not alt=%s", alt))
+	}
+	if v := q.Get("prettyPrint"); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return errInvalid(fmt.Sprintf("Invalid value at 'pretty_print' (TYPE_BOOL), %q", v))
+		}
+	}
+	if v := q.Get("$.xgafv"); v != "" && v != "1" && v != "2" {
+		return errInvalid(fmt.Sprintf("Invalid value at 'xgafv', %q", v))
+	}
+	return nil
+}
+
 func (s *Server) routes() {
 	s.mux = http.NewServeMux()
-	h := func(pattern, op string, fn handler) {
+	// h registers fn for pattern; params are the method's query parameters.
+	h := func(pattern, op string, fn handler, params ...string) {
 		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if e := checkQuery(r.URL.Query(), params); e != nil {
+				e.write(w, r)
+				return
+			}
 			s.mu.Lock()
 			s.stats.Calls++
 			s.stats.ByOp[op]++
 			if e := s.takeFault(op); e != nil {
 				s.mu.Unlock()
-				e.write(w)
+				e.write(w, r)
 				return
 			}
 			s.mu.Unlock()
 			user := r.PathValue("user")
 			if user != "me" && !strings.EqualFold(user, s.opts.Email) {
-				(&apiError{code: 403, status: "PERMISSION_DENIED", reason: "forbidden", message: "Delegation denied for " + s.opts.Email}).write(w)
+				(&apiError{code: 403, status: "PERMISSION_DENIED", reason: "forbidden", message: "Delegation denied for " + s.opts.Email}).write(w, r)
 				return
 			}
 			v, e := fn(r, user)
 			if e != nil {
-				e.write(w)
+				e.write(w, r)
 				return
 			}
 			if v == nil {
 				w.WriteHeader(http.StatusNoContent)
 				return
 			}
-			if b, ok := v.([]byte); ok {
-				w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-				w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-				w.Write(b)
-				return
-			}
-			writeJSON(w, 200, v)
+			writeJSON(w, r, 200, v)
 		})
 	}
 	p := "/gmail/v1/users/{user}"
 	h("GET "+p+"/profile", "users.getProfile", s.getProfile)
-	h("GET "+p+"/messages", "messages.list", s.listMessages)
-	h("GET "+p+"/messages/{id}", "messages.get", s.getMessage)
+	h("GET "+p+"/messages", "messages.list", s.listMessages, "includeSpamTrash", "labelIds", "maxResults", "pageToken", "q")
+	h("GET "+p+"/messages/{id}", "messages.get", s.getMessage, "format", "metadataHeaders")
 	h("POST "+p+"/messages/{id}/modify", "messages.modify", s.modifyMessage)
 	h("POST "+p+"/messages/{id}/trash", "messages.trash", s.trashMessage)
 	h("POST "+p+"/messages/{id}/untrash", "messages.untrash", s.untrashMessage)
 	h("DELETE "+p+"/messages/{id}", "messages.delete", s.deleteMessage)
 	h("POST "+p+"/messages/batchModify", "messages.batchModify", s.batchModify)
 	h("POST "+p+"/messages/batchDelete", "messages.batchDelete", s.batchDelete)
-	h("GET "+p+"/history", "history.list", s.listHistory)
+	h("GET "+p+"/history", "history.list", s.listHistory, "historyTypes", "labelId", "maxResults", "pageToken", "startHistoryId")
 	h("GET "+p+"/labels", "labels.list", s.listLabels)
 	h("GET "+p+"/labels/{id}", "labels.get", s.getLabel)
 	h("POST "+p+"/labels", "labels.create", s.createLabelCall)
@@ -687,7 +746,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="https://accounts.google.com/", error="invalid_token"`)
 		(&apiError{code: 401, status: "UNAUTHENTICATED", reason: "authError",
-			message: "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."}).write(w)
+			message: "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."}).write(w, r)
 		return
 	}
 	if r.Method == http.MethodPost && r.URL.Path == "/batch/gmail/v1" {
@@ -703,12 +762,12 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 	e := s.takeFault("batch")
 	s.mu.Unlock()
 	if e != nil {
-		e.write(w)
+		e.write(w, r)
 		return
 	}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/mixed" || params["boundary"] == "" {
-		errInvalid("Invalid batch request: Content-Type must be multipart/mixed with a boundary").write(w)
+		errInvalid("Invalid batch request: Content-Type must be multipart/mixed with a boundary").write(w, r)
 		return
 	}
 	type answer struct {
@@ -723,20 +782,20 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		if err != nil {
-			errInvalid("Invalid batch request: " + err.Error()).write(w)
+			errInvalid("Invalid batch request: "+err.Error()).write(w, r)
 			return
 		}
 		if len(answers) >= s.opts.MaxBatch {
-			errInvalid(fmt.Sprintf("Too many requests in batch (maximum %d)", s.opts.MaxBatch)).write(w)
+			errInvalid(fmt.Sprintf("Too many requests in batch (maximum %d)", s.opts.MaxBatch)).write(w, r)
 			return
 		}
 		if ct := part.Header.Get("Content-Type"); ct != "application/http" {
-			errInvalid("Invalid batch part Content-Type " + ct).write(w)
+			errInvalid("Invalid batch part Content-Type "+ct).write(w, r)
 			return
 		}
 		inner, err := readInnerRequest(part)
 		if err != nil {
-			errInvalid("Invalid batch part: " + err.Error()).write(w)
+			errInvalid("Invalid batch part: "+err.Error()).write(w, r)
 			return
 		}
 		inner = inner.WithContext(r.Context())

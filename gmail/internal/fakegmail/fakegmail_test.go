@@ -306,3 +306,56 @@ func TestFaults(t *testing.T) {
 		t.Fatal(codes)
 	}
 }
+
+// The query parameters: each method's own plus Google's system
+// parameters (alt, prettyPrint, fields …); any other is refused as
+// Google's front end refuses it. Answers are indented unless
+// prettyPrint=false.
+func TestQueryParameters(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	s.Deliver([]byte("Subject: x\r\n\r\nhi\r\n"))
+	get := func(path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+s.Token())
+		resp, err := s.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("gmail/v1/users/me/profile?alt=json&prettyPrint=false")
+	if code != 200 || strings.Contains(body, "\n") || !strings.Contains(body, `"emailAddress":"support@example.com"`) {
+		t.Errorf("compact: %d %s", code, body)
+	}
+	code, body = get("gmail/v1/users/me/profile")
+	if code != 200 || !strings.Contains(body, "{\n  \"emailAddress\": ") {
+		t.Errorf("pretty by default: %d %s", code, body)
+	}
+	code, body = get("gmail/v1/users/me/messages?labelIds=INBOX&maxResults=10&fields=messages%2Fid&quotaUser=x&prettyPrint=true")
+	if code != 200 || !strings.Contains(body, `"messages"`) {
+		t.Errorf("system parameters: %d %s", code, body)
+	}
+	for path, want := range map[string]string{
+		"gmail/v1/users/me/profile?foo=1":                                    `Unknown name \"foo\": Cannot bind query parameter`,
+		"gmail/v1/users/me/history?startHistoryId=4100&format=raw":           `Unknown name \"format\"`,
+		"gmail/v1/users/me/messages?labelId=INBOX":                           `Unknown name \"labelId\"`,
+		"gmail/v1/users/me/messages?alt=media":                               "alt=json only",
+		"gmail/v1/users/me/labels?prettyPrint=maybe":                         "pretty_print",
+		"gmail/v1/users/me/messages/18c9a1b2c3d401d7?format=raw&%24.xgafv=3": "xgafv",
+	} {
+		code, body := get(path)
+		var e struct {
+			Error struct {
+				Code   int
+				Status string
+			}
+		}
+		if code != 400 || json.Unmarshal([]byte(body), &e) != nil || e.Error.Code != 400 || e.Error.Status != "INVALID_ARGUMENT" || !strings.Contains(body, want) {
+			t.Errorf("%s: %d %s, want 400 with %q", path, code, body, want)
+		}
+	}
+}
