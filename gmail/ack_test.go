@@ -3,8 +3,11 @@ package gmail_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/gmail"
@@ -131,7 +134,8 @@ func TestAckMoveTargetDeletedMeanwhile(t *testing.T) {
 func TestAckDeleteTrashes(t *testing.T) {
 	e := newEnv(t, fakegmail.Options{})
 	ids := e.deliver("m", 70)
-	c := e.connector()
+	inflight := &inflightTransport{base: latencyTransport{base: e.fake.Client().Transport, delay: 2 * time.Millisecond}}
+	c := e.connector(func(o *gmail.Options) { o.HTTPClient = &http.Client{Transport: inflight} })
 	gone := "18c9a1b2c3d3ffff"
 	e.fake.ResetStats()
 	for round := 0; round < 2; round++ {
@@ -140,13 +144,51 @@ func TestAckDeleteTrashes(t *testing.T) {
 		}
 	}
 	for _, id := range ids {
-		if l := labelsOf(t, e.fake, id); !slices.Contains(l, "TRASH") {
+		if l := labelsOf(t, e.fake, id); !slices.Contains(l, "TRASH") || slices.Contains(l, "INBOX") {
 			t.Fatalf("%s not trashed: %q", id, l)
 		}
 	}
-	if st := e.fake.Stats(); st.ByOp["messages.delete"] != 0 || st.ByOp["messages.batchDelete"] != 0 || st.BatchRequests != 4 {
+	// One messages.trash per message and round (the gone one answers 404),
+	// never a permanent delete, a few calls in flight at once.
+	if st := e.fake.Stats(); st.ByOp["messages.trash"] != 2*71 || st.Requests != 2*71 || st.ByOp["messages.delete"] != 0 || st.ByOp["messages.batchDelete"] != 0 {
 		t.Errorf("trash: %+v", st)
 	}
+	if m := inflight.max.Load(); m < 2 || m > 4 {
+		t.Errorf("%d trash calls in flight at most, want 2 to 4", m)
+	}
+}
+
+// A trash call that fails for good stops the others and is returned.
+func TestAckTrashFailureStops(t *testing.T) {
+	e := newEnv(t, fakegmail.Options{})
+	ids := e.deliver("m", 40)
+	c := e.connector()
+	e.fake.InjectFault(fakegmail.Fault{Op: "messages.trash", Status: 403, Reason: "insufficientPermissions", After: 5})
+	err := c.Ack(context.Background(), refsOf(ids), mailsync.PostAction{Kind: mailsync.Delete})
+	if !errors.Is(err, mailsync.ErrAuth) {
+		t.Fatalf("got %v", err)
+	}
+	if n := e.fake.Stats().ByOp["messages.trash"]; n >= 40 {
+		t.Errorf("%d trash calls after a permanent failure", n)
+	}
+}
+
+// inflightTransport records the largest number of concurrent requests.
+type inflightTransport struct {
+	base     http.RoundTripper
+	cur, max atomic.Int64
+}
+
+func (it *inflightTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	n := it.cur.Add(1)
+	defer it.cur.Add(-1)
+	for {
+		m := it.max.Load()
+		if n <= m || it.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return it.base.RoundTrip(r)
 }
 
 func TestAckPermanentDelete(t *testing.T) {

@@ -3,9 +3,6 @@ package gmail
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/mailsync/mailsync"
@@ -65,16 +62,11 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 		return nil, err
 	}
 	defer c.Close()
-	var prof struct {
-		EmailAddress  string `json:"emailAddress"`
-		MessagesTotal int    `json:"messagesTotal"`
-		HistoryID     string `json:"historyId"`
-	}
-	if err := c.api.call(ctx, "users.getProfile", http.MethodGet, "profile", nil, nil, &prof); err != nil {
+	prof, err := c.profile(ctx)
+	if err != nil {
 		return nil, err
 	}
-	res := &CheckResult{EmailAddress: prof.EmailAddress, MessagesTotal: prof.MessagesTotal}
-	res.HistoryID, _ = strconv.ParseUint(prof.HistoryID, 10, 64)
+	res := &CheckResult{EmailAddress: prof.EmailAddress, MessagesTotal: int(prof.MessagesTotal), HistoryID: prof.HistoryId}
 	if conn.User != "" && c.cfg.user == "me" && !strings.EqualFold(conn.User, prof.EmailAddress) {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("the connection's user %q is not the mailbox's address %q the token belongs to", conn.User, prof.EmailAddress))
 	}
@@ -83,15 +75,14 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 		return nil, err
 	}
 	for _, l := range labels {
-		var lj labelJSON
-		err := c.api.call(ctx, "labels.get", http.MethodGet, "labels/"+url.PathEscape(l.ID), nil, nil, &lj)
+		lj, err := c.getLabel(ctx, l.ID)
 		if isNotFound(err) {
 			return nil, fmt.Errorf("gmail: label %q: %w", l.Name, mailsync.ErrFolderNotFound)
 		}
 		if err != nil {
 			return nil, err
 		}
-		res.Labels = append(res.Labels, LabelStatus{Name: l.Name, ID: l.ID, MessagesTotal: lj.MessagesTotal, MessagesUnread: lj.MessagesUnread})
+		res.Labels = append(res.Labels, LabelStatus{Name: l.Name, ID: l.ID, MessagesTotal: int(lj.MessagesTotal), MessagesUnread: int(lj.MessagesUnread)})
 	}
 	res.Requests = c.Requests()
 	return res, nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	gmailapi "google.golang.org/api/gmail/v1"
+
 	"github.com/mailsync/mailsync"
 )
 
@@ -16,7 +18,7 @@ type Connector struct {
 	api *api
 
 	batchSize int               // current batch size; shrinks while throttled
-	allLabels []labelJSON       // labels.list, loaded on demand
+	allLabels []*gmailapi.Label // labels.list, loaded on demand
 	targets   map[string]string // move target name → id
 	closed    bool
 }
@@ -28,16 +30,21 @@ var errClosed = errors.New("gmail: connector is closed")
 
 // New returns a Connector for conn. It validates conn and opts (problems
 // come back as a *mailsync.ConfigError; a plain-http endpoint that is not
-// loopback as mailsync.ErrPlaintextRefused) and builds the token source
-// from conn.OAuth with oauthx unless opts.TokenSource is set. It sends no
-// request: List is the first. ctx is used for the token source's values
-// only.
+// loopback as mailsync.ErrPlaintextRefused), builds the token source
+// from conn.OAuth with oauthx unless opts.TokenSource is set, and makes
+// the google.golang.org/api/gmail/v1 client. It sends no request: List is
+// the first. ctx is used for the token source's and the client's
+// construction only.
 func New(ctx context.Context, conn mailsync.Connection, opts Options) (*Connector, error) {
 	cfg, err := newConfig(ctx, conn, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Connector{cfg: cfg, api: &api{cfg: cfg}, batchSize: cfg.batchSize, targets: map[string]string{}}, nil
+	a, err := newAPI(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Connector{cfg: cfg, api: a, batchSize: cfg.batchSize, targets: map[string]string{}}, nil
 }
 
 // Connection returns the configuration the connector was made from.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+	"google.golang.org/api/googleapi"
 
 	"github.com/mailsync/mailsync"
 )
@@ -32,7 +33,9 @@ import (
 //   - 404 and 400 wrap nothing, except where the provider knows what they
 //     mean (an unknown label: mailsync.ErrFolderNotFound).
 //
-// It never contains a token.
+// When the generated client google.golang.org/api/gmail/v1 made the call,
+// the APIError also wraps its *googleapi.Error, so errors.As finds that
+// too. It never contains a token.
 type APIError struct {
 	// Op is the API method, e.g. "messages.list".
 	Op string
@@ -46,7 +49,8 @@ type APIError struct {
 	Message string
 
 	retryAfter time.Duration
-	kind       error
+	kind       error // the mailsync sentinel
+	cause      error // the generated client's *googleapi.Error, if it reported the error
 }
 
 // Error describes the failure: method, status, reason and message.
@@ -64,8 +68,18 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// Unwrap returns the mailsync sentinel the error matches, if any.
-func (e *APIError) Unwrap() error { return e.kind }
+// Unwrap returns the mailsync sentinel the error matches, if any, and
+// the *googleapi.Error of the generated client google.golang.org/api/gmail/v1
+// when the error came from it.
+func (e *APIError) Unwrap() []error {
+	var errs []error
+	for _, err := range []error{e.kind, e.cause} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
 
 // retryable reports whether the call may succeed if repeated later.
 func (e *APIError) retryable() bool {
@@ -103,44 +117,101 @@ func isInvalidLabel(err error) bool {
 
 var retryAfterInMessage = regexp.MustCompile(`Retry after (\d{4}-\d\d-\d\dT[0-9:.]+Z)`)
 
-// parseAPIError builds an *APIError from an HTTP error answer.
+// errorBody is Google's JSON error shape.
+type errorBody struct {
+	Error struct {
+		Message string `json:"message"`
+		Status  string `json:"status"`
+		Errors  []struct {
+			Reason string `json:"reason"`
+			Domain string `json:"domain"`
+		} `json:"errors"`
+		Details []struct {
+			Reason string `json:"reason"`
+		} `json:"details"`
+	} `json:"error"`
+}
+
+// parseErrorBody reads the message, canonical status and first reason of
+// an error answer; ok is false when body is not Google's JSON error shape.
+func parseErrorBody(body []byte) (msg, status, reason string, ok bool) {
+	var env errorBody
+	if json.Unmarshal(body, &env) != nil {
+		return "", "", "", false
+	}
+	for _, e := range env.Error.Errors {
+		if e.Reason != "" {
+			reason = e.Reason
+			break
+		}
+	}
+	for _, d := range env.Error.Details {
+		if reason == "" && d.Reason != "" {
+			reason = d.Reason
+		}
+	}
+	return env.Error.Message, env.Error.Status, reason, true
+}
+
+// plainMessage is the message of an error answer that is not JSON: the
+// text itself when short, otherwise the status text (HTML pages are not
+// worth repeating).
+func plainMessage(code int, body []byte) string {
+	m := strings.TrimSpace(string(body))
+	if len(m) > 200 || strings.ContainsAny(m, "<>") {
+		m = http.StatusText(code)
+	}
+	return m
+}
+
+// parseAPIError builds an *APIError from a raw HTTP error answer (a
+// batch part, or send's requests).
 func parseAPIError(op string, code int, header http.Header, body []byte, now time.Time) *APIError {
 	e := &APIError{Op: op, Code: code}
-	var env struct {
-		Error struct {
-			Message string `json:"message"`
-			Status  string `json:"status"`
-			Errors  []struct {
-				Reason string `json:"reason"`
-				Domain string `json:"domain"`
-			} `json:"errors"`
-			Details []struct {
-				Reason string `json:"reason"`
-			} `json:"details"`
-		} `json:"error"`
+	var ok bool
+	if e.Message, e.Status, e.Reason, ok = parseErrorBody(body); !ok {
+		e.Message = plainMessage(code, body)
 	}
-	if json.Unmarshal(body, &env) == nil {
-		e.Message = env.Error.Message
-		e.Status = env.Error.Status
-		if len(env.Error.Errors) > 0 {
-			e.Reason = env.Error.Errors[0].Reason
-		}
-		for _, d := range env.Error.Details {
-			if e.Reason == "" && d.Reason != "" {
-				e.Reason = d.Reason
-			}
-		}
-	} else {
-		e.Message = strings.TrimSpace(string(body))
-		if len(e.Message) > 200 || strings.ContainsAny(e.Message, "<>") {
-			e.Message = http.StatusText(code)
+	return e.classify(header, now)
+}
+
+// fromGoogleAPI maps an error of the generated client onto an *APIError,
+// which keeps it (errors.As finds the *googleapi.Error too). It uses the
+// typed fields (Code, Message, Errors[].Reason, Header for Retry-After)
+// and the raw body only for what googleapi.Error does not keep: Google's
+// canonical status and the details' reason.
+func fromGoogleAPI(op string, ge *googleapi.Error, now time.Time) *APIError {
+	e := &APIError{Op: op, Code: ge.Code, Message: ge.Message, cause: ge}
+	for _, it := range ge.Errors {
+		if it.Reason != "" {
+			e.Reason = it.Reason
+			break
 		}
 	}
+	msg, status, reason, ok := parseErrorBody([]byte(ge.Body))
+	switch {
+	case ok:
+		e.Status = status
+		if e.Reason == "" {
+			e.Reason = reason
+		}
+		if e.Message == "" {
+			e.Message = msg
+		}
+	case e.Message == "" && len(ge.Errors) == 0:
+		e.Message = plainMessage(ge.Code, []byte(ge.Body))
+	}
+	return e.classify(ge.Header, now)
+}
+
+// classify sets the retry delay and the sentinel the error wraps.
+func (e *APIError) classify(header http.Header, now time.Time) *APIError {
 	e.retryAfter = retryAfter(header, e.Message, now)
 	if strings.EqualFold(e.Reason, "dailyLimitExceeded") && e.retryAfter == 0 {
 		// Not worth retrying within the sync: the quota refills over the day.
 		e.retryAfter = time.Hour
 	}
+	code := e.Code
 	switch {
 	case code == http.StatusUnauthorized:
 		e.kind = mailsync.ErrAuth

@@ -68,8 +68,10 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 	return nil
 }
 
+// rawTarget is the path and query of messages.get format=raw for key,
+// with prettyPrint=false as the generated client sends it.
 func (c *Connector) rawTarget(key string) (string, url.Values) {
-	return c.api.userPath("messages/" + url.PathEscape(key)), url.Values{"format": {"raw"}}
+	return c.api.userPath("messages/" + url.PathEscape(key)), url.Values{"format": {"raw"}, "prettyPrint": {"false"}}
 }
 
 // fetchOne fetches one message without the batch envelope.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/api/googleapi"
+
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/connectortest"
 	"github.com/mailsync/mailsync/gmail"
@@ -203,6 +205,11 @@ func TestInsufficientScopeIsAuth(t *testing.T) {
 	err := c.Ack(context.Background(), refsOf(ids), mailsync.PostAction{Kind: mailsync.MarkRead})
 	if !errors.Is(err, mailsync.ErrAuth) || mailsync.Temporary(err) || !strings.Contains(err.Error(), "scope") {
 		t.Fatalf("got %v", err)
+	}
+	// The generated client's error is kept.
+	var ge *googleapi.Error
+	if !errors.As(err, &ge) || ge.Code != 403 || len(ge.Errors) != 1 || ge.Errors[0].Reason != "insufficientPermissions" {
+		t.Fatalf("googleapi.Error: %#v", ge)
 	}
 }
 

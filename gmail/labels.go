@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
+
+	gmailapi "google.golang.org/api/gmail/v1"
 
 	"github.com/mailsync/mailsync"
 )
@@ -16,43 +17,40 @@ type label struct {
 	ID   string
 }
 
-type labelJSON struct {
-	ID             string `json:"id"`
-	Name           string `json:"name"`
-	Type           string `json:"type,omitempty"`
-	MessagesTotal  int    `json:"messagesTotal,omitempty"`
-	MessagesUnread int    `json:"messagesUnread,omitempty"`
-}
-
-// loadLabels fetches the mailbox's labels (once per connector unless
-// fresh is set).
-func (c *Connector) loadLabels(ctx context.Context, fresh bool) ([]labelJSON, error) {
+// loadLabels fetches the mailbox's labels with labels.list (once per
+// connector unless fresh is set).
+func (c *Connector) loadLabels(ctx context.Context, fresh bool) ([]*gmailapi.Label, error) {
 	if c.allLabels != nil && !fresh {
 		return c.allLabels, nil
 	}
-	var out struct {
-		Labels []labelJSON `json:"labels"`
-	}
-	if err := c.api.call(ctx, "labels.list", http.MethodGet, "labels", nil, nil, &out); err != nil {
+	var res *gmailapi.ListLabelsResponse
+	err := c.api.do(ctx, "labels.list", func(ctx context.Context) (err error) {
+		res, err = c.api.svc.Users.Labels.List(c.cfg.user).Context(ctx).Do()
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	if out.Labels == nil {
-		out.Labels = []labelJSON{}
+	all := make([]*gmailapi.Label, 0, len(res.Labels))
+	for _, l := range res.Labels {
+		if l != nil && l.Id != "" {
+			all = append(all, l)
+		}
 	}
-	c.allLabels = out.Labels
-	return out.Labels, nil
+	c.allLabels = all
+	return all, nil
 }
 
 // findLabel matches name against the labels: exact name, then id, then
 // name ignoring case (Gmail refuses names differing only in case).
-func findLabel(all []labelJSON, name string) (labelJSON, bool) {
+func findLabel(all []*gmailapi.Label, name string) (*gmailapi.Label, bool) {
 	for _, l := range all {
 		if l.Name == name {
 			return l, true
 		}
 	}
 	for _, l := range all {
-		if l.ID == name {
+		if l.Id == name {
 			return l, true
 		}
 	}
@@ -61,7 +59,7 @@ func findLabel(all []labelJSON, name string) (labelJSON, bool) {
 			return l, true
 		}
 	}
-	return labelJSON{}, false
+	return nil, false
 }
 
 // resolve maps the configured label names to ids. System labels need no
@@ -83,7 +81,7 @@ func (c *Connector) resolve(ctx context.Context, fresh bool) ([]label, error) {
 		if !ok {
 			return nil, fmt.Errorf("gmail: %s: label %q: %w", c.cfg.conn.Name, name, mailsync.ErrFolderNotFound)
 		}
-		out = append(out, label{Name: name, ID: l.ID})
+		out = append(out, label{Name: name, ID: l.Id})
 	}
 	return out, nil
 }
@@ -103,19 +101,22 @@ func (c *Connector) targetLabel(ctx context.Context, name string) (string, error
 		return "", err
 	}
 	if l, ok := findLabel(all, name); ok {
-		c.targets[name] = l.ID
-		return l.ID, nil
+		c.targets[name] = l.Id
+		return l.Id, nil
 	}
-	var created labelJSON
-	err = c.api.call(ctx, "labels.create", http.MethodPost, "labels", nil, map[string]string{
-		"name": name, "labelListVisibility": "labelShow", "messageListVisibility": "show",
-	}, &created)
+	var created *gmailapi.Label
+	err = c.api.do(ctx, "labels.create", func(ctx context.Context) (err error) {
+		created, err = c.api.svc.Users.Labels.Create(c.cfg.user, &gmailapi.Label{
+			Name: name, LabelListVisibility: "labelShow", MessageListVisibility: "show",
+		}).Context(ctx).Do()
+		return err
+	})
 	switch {
-	case err == nil && created.ID != "":
-		c.cfg.log.InfoContext(ctx, "gmail: created label", "label", name, "id", created.ID)
+	case err == nil && created.Id != "":
+		c.cfg.log.InfoContext(ctx, "gmail: created label", "label", name, "id", created.Id)
 		c.allLabels = append(c.allLabels, created)
-		c.targets[name] = created.ID
-		return created.ID, nil
+		c.targets[name] = created.Id
+		return created.Id, nil
 	case err == nil:
 		return "", fmt.Errorf("gmail: labels.create %q: answer without id", name)
 	case isStatus(err, http.StatusConflict):
@@ -125,8 +126,8 @@ func (c *Connector) targetLabel(ctx context.Context, name string) (string, error
 			return "", lerr
 		}
 		if l, ok := findLabel(all, name); ok {
-			c.targets[name] = l.ID
-			return l.ID, nil
+			c.targets[name] = l.Id
+			return l.Id, nil
 		}
 	case isStatus(err, http.StatusBadRequest):
 		return "", fmt.Errorf("gmail: cannot create label %q (%w): %w", name, err, mailsync.ErrFolderNotFound)
@@ -134,9 +135,19 @@ func (c *Connector) targetLabel(ctx context.Context, name string) (string, error
 	return "", err
 }
 
+// getLabel returns label id with its counts (labels.get).
+func (c *Connector) getLabel(ctx context.Context, id string) (*gmailapi.Label, error) {
+	var l *gmailapi.Label
+	err := c.api.do(ctx, "labels.get", func(ctx context.Context) (err error) {
+		l, err = c.api.svc.Users.Labels.Get(c.cfg.user, id).Context(ctx).Do()
+		return err
+	})
+	return l, err
+}
+
 // labelExists reports whether label id exists (labels.get).
 func (c *Connector) labelExists(ctx context.Context, id string) (bool, error) {
-	err := c.api.call(ctx, "labels.get", http.MethodGet, "labels/"+url.PathEscape(id), nil, nil, nil)
+	_, err := c.getLabel(ctx, id)
 	if isNotFound(err) {
 		return false, nil
 	}

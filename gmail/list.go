@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+
+	gmailapi "google.golang.org/api/gmail/v1"
 
 	"github.com/mailsync/mailsync"
 )
@@ -168,24 +169,25 @@ func names(ls []label) string {
 	return strings.Join(s, ", ")
 }
 
-type msgRef struct {
-	ID       string   `json:"id"`
-	ThreadID string   `json:"threadId"`
-	LabelIDs []string `json:"labelIds"`
+// profile reads the mailbox's profile (users.getProfile).
+func (c *Connector) profile(ctx context.Context) (*gmailapi.Profile, error) {
+	var prof *gmailapi.Profile
+	err := c.api.do(ctx, "users.getProfile", func(ctx context.Context) (err error) {
+		prof, err = c.api.svc.Users.GetProfile(c.cfg.user).Context(ctx).Do()
+		return err
+	})
+	return prof, err
 }
 
 // listAll is the full listing: profile, then every page of every label.
 func (c *Connector) listAll(ctx context.Context, labels []label) (*mailsync.Listing, error) {
-	var prof struct {
-		EmailAddress string `json:"emailAddress"`
-		HistoryID    string `json:"historyId"`
-	}
-	if err := c.api.call(ctx, "users.getProfile", http.MethodGet, "profile", nil, nil, &prof); err != nil {
+	prof, err := c.profile(ctx)
+	if err != nil {
 		return nil, err
 	}
-	hid, err := strconv.ParseUint(prof.HistoryID, 10, 64)
-	if err != nil || hid == 0 {
-		return nil, fmt.Errorf("gmail: users.getProfile: bad historyId %q", prof.HistoryID)
+	hid := prof.HistoryId
+	if hid == 0 {
+		return nil, fmt.Errorf("gmail: users.getProfile: answer without historyId")
 	}
 	seen := map[string]bool{}
 	var keys []string
@@ -215,34 +217,27 @@ func (c *Connector) listAll(ctx context.Context, labels []label) (*mailsync.List
 // ids oldest first (the API lists newest first).
 func (c *Connector) listLabel(ctx context.Context, l label) ([]string, error) {
 	var ids []string
-	token := ""
-	for page := 0; ; page++ {
-		q := url.Values{"labelIds": {l.ID}, "maxResults": {strconv.Itoa(c.cfg.pageSize)}}
+	err := c.api.pages(ctx, "messages.list", func(ctx context.Context, token string) (string, error) {
+		call := c.api.svc.Users.Messages.List(c.cfg.user).LabelIds(l.ID).MaxResults(int64(c.cfg.pageSize)).Context(ctx)
 		if token != "" {
-			q.Set("pageToken", token)
+			call.PageToken(token)
 		}
-		var out struct {
-			Messages      []msgRef `json:"messages"`
-			NextPageToken string   `json:"nextPageToken"`
+		res, err := call.Do()
+		if err != nil {
+			return "", err
 		}
-		if err := c.api.call(ctx, "messages.list", http.MethodGet, "messages", q, nil, &out); err != nil {
-			if isNotFound(err) || isInvalidLabel(err) {
-				return nil, fmt.Errorf("gmail: label %q (%s): %w: %w", l.Name, l.ID, mailsync.ErrFolderNotFound, err)
-			}
-			return nil, err
-		}
-		for _, m := range out.Messages {
-			if m.ID != "" {
-				ids = append(ids, m.ID)
+		for _, m := range res.Messages {
+			if m != nil && m.Id != "" {
+				ids = append(ids, m.Id)
 			}
 		}
-		if out.NextPageToken == "" || out.NextPageToken == token {
-			break
+		return res.NextPageToken, nil
+	})
+	if err != nil {
+		if isNotFound(err) || isInvalidLabel(err) {
+			return nil, fmt.Errorf("gmail: label %q (%s): %w: %w", l.Name, l.ID, mailsync.ErrFolderNotFound, err)
 		}
-		token = out.NextPageToken
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	slices.Reverse(ids)
 	return ids, nil
@@ -263,65 +258,54 @@ func (c *Connector) history(ctx context.Context, start uint64, labels []label) (
 	deleted := map[string]bool{}
 	next := uint64(0)
 	for _, l := range labels {
-		token := ""
 		var last uint64
-		for {
-			q := url.Values{
-				"startHistoryId": {strconv.FormatUint(start, 10)},
-				"historyTypes":   {"messageAdded", "messageDeleted"},
-				"labelId":        {l.ID},
-				"maxResults":     {strconv.Itoa(c.cfg.pageSize)},
-			}
+		err := c.api.pages(ctx, "history.list", func(ctx context.Context, token string) (string, error) {
+			call := c.api.svc.Users.History.List(c.cfg.user).StartHistoryId(start).
+				HistoryTypes("messageAdded", "messageDeleted").LabelId(l.ID).MaxResults(int64(c.cfg.pageSize)).Context(ctx)
 			if token != "" {
-				q.Set("pageToken", token)
+				call.PageToken(token)
 			}
-			var out struct {
-				History []struct {
-					ID            string `json:"id"`
-					MessagesAdded []struct {
-						Message msgRef `json:"message"`
-					} `json:"messagesAdded"`
-					MessagesDeleted []struct {
-						Message msgRef `json:"message"`
-					} `json:"messagesDeleted"`
-				} `json:"history"`
-				HistoryID     string `json:"historyId"`
-				NextPageToken string `json:"nextPageToken"`
-			}
-			err := c.api.call(ctx, "history.list", http.MethodGet, "history", q, nil, &out)
-			if isNotFound(err) {
-				return nil, &historyGone{why: "history.list answered HTTP 404"}
-			}
-			if isInvalidLabel(err) {
-				if _, sys := systemLabel(l.Name); !sys {
-					// The label was deleted (and maybe made again with
-					// another id): List looks it up and lists in full.
-					return nil, &historyGone{why: fmt.Sprintf("label %q no longer has id %s", l.Name, l.ID)}
-				}
-				return nil, fmt.Errorf("gmail: label %q (%s): %w: %w", l.Name, l.ID, mailsync.ErrFolderNotFound, err)
-			}
+			res, err := call.Do()
 			if err != nil {
-				return nil, err
+				return "", err
 			}
-			for _, h := range out.History {
-				rec, _ := strconv.ParseUint(h.ID, 10, 64)
+			for _, h := range res.History {
+				if h == nil {
+					continue
+				}
 				for _, ma := range h.MessagesAdded {
-					if id := ma.Message.ID; id != "" && !seen[id] {
+					if ma == nil || ma.Message == nil {
+						continue
+					}
+					if id := ma.Message.Id; id != "" && !seen[id] {
 						seen[id] = true
-						all = append(all, added{id, rec})
+						all = append(all, added{id, h.Id})
 					}
 				}
 				for _, md := range h.MessagesDeleted {
-					deleted[md.Message.ID] = true
+					if md != nil && md.Message != nil {
+						deleted[md.Message.Id] = true
+					}
 				}
 			}
-			if h, err := strconv.ParseUint(out.HistoryID, 10, 64); err == nil {
-				last = h
+			if res.HistoryId != 0 {
+				last = res.HistoryId
 			}
-			if out.NextPageToken == "" || out.NextPageToken == token {
-				break
+			return res.NextPageToken, nil
+		})
+		if isNotFound(err) {
+			return nil, &historyGone{why: "history.list answered HTTP 404"}
+		}
+		if isInvalidLabel(err) {
+			if _, sys := systemLabel(l.Name); !sys {
+				// The label was deleted (and maybe made again with
+				// another id): List looks it up and lists in full.
+				return nil, &historyGone{why: fmt.Sprintf("label %q no longer has id %s", l.Name, l.ID)}
 			}
-			token = out.NextPageToken
+			return nil, fmt.Errorf("gmail: label %q (%s): %w: %w", l.Name, l.ID, mailsync.ErrFolderNotFound, err)
+		}
+		if err != nil {
+			return nil, err
 		}
 		// With several labels, keep the smallest of their history ids: a
 		// message that arrived between the calls is listed again next

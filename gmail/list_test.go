@@ -335,3 +335,37 @@ func TestOptionsDoNotPrintTokens(t *testing.T) {
 		}
 	}
 }
+
+// A throttled page is asked for again on its own: the listing does not
+// restart from the first page, and each page has its own retries.
+func TestThrottledPageRetriedAlone(t *testing.T) {
+	e := newEnv(t, fakegmail.Options{})
+	ids := e.deliver("m", 5)
+	hook := &hookTransport{base: e.fake.Client().Transport}
+	armed := false
+	hook.before = func(r *http.Request) {
+		if r.URL.Query().Get("pageToken") == "p4" && !armed {
+			armed = true
+			e.fake.InjectFault(fakegmail.Fault{Op: "messages.list", Status: 403, Reason: "userRateLimitExceeded", Times: 2})
+		}
+	}
+	c := e.connector(func(o *gmail.Options) {
+		o.PageSize = 2
+		o.MaxRetries = 2
+		o.HTTPClient = &http.Client{Transport: hook}
+	})
+	// Pages 2 and 3 are each throttled twice: 4 failures in all, more than
+	// MaxRetries, but never more than 2 for one page.
+	e.fake.InjectFault(fakegmail.Fault{Op: "messages.list", Status: 429, After: 1, Times: 2})
+	e.fake.ResetStats()
+	l, err := c.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(keys(l), ids) {
+		t.Fatalf("listing %q, want %q", keys(l), ids)
+	}
+	if n := e.fake.Stats().ByOp["messages.list"]; n != 3+4 || !armed {
+		t.Errorf("%d messages.list calls, want 3 pages + 4 throttled", n)
+	}
+}

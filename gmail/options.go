@@ -33,8 +33,9 @@ const (
 // Options configure New and Check. The zero value reads INBOX with the
 // token source built from the connection's OAuth block.
 type Options struct {
-	// TokenSource yields the OAuth 2.0 access tokens (the counterpart of
-	// google.golang.org/api's option.WithTokenSource). When nil and the
+	// TokenSource yields the OAuth 2.0 access tokens (what
+	// google.golang.org/api's option.WithTokenSource would take; the
+	// provider adds the tokens itself, see the package doc). When nil and the
 	// connection has an OAuth block, New builds one with oauthx from it,
 	// configured by OAuth. A source with an Invalidate(*oauth2.Token)
 	// method (oauthx's has one) is told when the API rejects a token, so
@@ -45,13 +46,18 @@ type Options struct {
 	// OAuth configures the oauthx token source New builds when TokenSource
 	// is nil; set OAuth.OnRefreshToken to store rotated refresh tokens.
 	OAuth oauthx.Options
-	// HTTPClient sends the API requests (option.WithHTTPClient). Its
-	// transport must not add authentication when TokenSource or the OAuth
-	// block is used; with neither, it must authenticate the requests
-	// itself. Default: http.DefaultTransport's settings with a 60 s
-	// response-header timeout and no overall timeout (messages stream).
+	// HTTPClient sends the API requests. Its Transport carries them under
+	// the provider's own, which adds the access token and counts the
+	// requests; the resulting client goes to gmail/v1 with
+	// option.WithHTTPClient and serves the batch and raw requests too.
+	// Its transport must not add authentication when TokenSource or the
+	// OAuth block is used; with neither, it must authenticate the
+	// requests itself. Default: http.DefaultTransport's settings with a
+	// 60 s response-header timeout and no overall timeout (messages
+	// stream).
 	HTTPClient *http.Client
-	// Endpoint is the API root URL (option.WithEndpoint), default
+	// Endpoint is the API root URL (given to gmail/v1 with
+	// option.WithEndpoint, and the root of the batch endpoint), default
 	// DefaultEndpoint. Plain http is refused unless the host is loopback
 	// (tests), since the access token travels in a header.
 	Endpoint string
