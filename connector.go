@@ -248,7 +248,10 @@ type Connector interface {
 	List(ctx context.Context, cursor Cursor) (*Listing, error)
 	// Fetch streams the raw RFC 5322 bytes of refs, in order, to fn. The
 	// reader is valid only during the call to fn. An error from fn stops
-	// the fetch and is returned. Refs gone from the mailbox are skipped.
+	// the fetch and is returned. For a ref that is gone from the mailbox,
+	// call fn(ref, nil): Sync records it as gone and may move the cursor
+	// past it. A ref that is neither delivered nor reported gone keeps the
+	// cursor where it was, so it is listed again next time.
 	Fetch(ctx context.Context, refs []MessageRef, fn func(MessageRef, io.Reader) error) error
 	// Ack applies action to refs, whose tickets the sink has stored.
 	// A connector that cannot perform an action returns ErrUnsupported.

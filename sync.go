@@ -25,6 +25,7 @@ const (
 	StatusFailed      Status = "failed"       // left for the next run
 	StatusFollowUp    Status = "follow_up"    // added to an existing ticket (see Outcome.Rule)
 	StatusDropped     Status = "dropped"      // routed to RouteDrop: no ticket, mail left untouched
+	StatusGone        Status = "gone"         // listed, but deleted from the mailbox before it was fetched
 )
 
 // Outcome is what happened to one message.
@@ -53,6 +54,7 @@ type Report struct {
 	AlreadyDone int           `json:"already_done"` // skipped by state, or duplicates the sink already had
 	FollowUps   int           `json:"follow_ups"`   // added to existing tickets
 	Dropped     int           `json:"dropped"`      // routed to RouteDrop
+	Gone        int           `json:"gone"`         // deleted before they could be fetched
 	Quarantined int           `json:"quarantined"`
 	Failed      int           `json:"failed"`
 	// Cursor is the cursor stored at the end ("" if unchanged because something failed).
@@ -71,6 +73,8 @@ func (r *Report) add(o Outcome) {
 		r.FollowUps++
 	case StatusDropped:
 		r.Dropped++
+	case StatusGone:
+		r.Gone++
 	case StatusQuarantined:
 		r.Quarantined++
 	case StatusFailed:
@@ -356,6 +360,12 @@ func (e *engine) batch(ctx context.Context, refs []MessageRef) error {
 		err := e.c.Fetch(ctx, fetch, func(ref MessageRef, r io.Reader) error {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if r == nil { // the connector says the message is gone
+				handled[ref.Key] = true
+				acc = append(acc, accepted{ref: ref, outcome: Outcome{Key: ref.Key, Status: StatusGone}})
+				e.tick()
+				return nil
 			}
 			a, err := e.process(ctx, ref, r)
 			if err != nil {

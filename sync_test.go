@@ -24,6 +24,8 @@ type fakeConnector struct {
 	ackErr    error
 	acked     []string
 	lists     int
+	gone      map[string]bool // keys reported gone with fn(ref, nil)
+	dropped   map[string]bool // keys silently not delivered
 }
 
 type fakeMsg struct {
@@ -55,6 +57,15 @@ func (f *fakeConnector) Fetch(ctx context.Context, refs []mailsync.MessageRef, f
 			err := f.fetchErrs[0]
 			f.fetchErrs = f.fetchErrs[1:]
 			return err
+		}
+		if f.gone[r.Key] {
+			if err := fn(r, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		if f.dropped[r.Key] {
+			continue
 		}
 		for _, m := range f.msgs {
 			if m.key == r.Key {
@@ -237,5 +248,21 @@ func TestPermanentFetchErrorStopsButKeepsWork(t *testing.T) {
 	}
 	if rep.Created != 1 || len(state.ProcessedKeys("fake")) != 1 {
 		t.Fatalf("created %d processed %v: the message before the error must be kept", rep.Created, state.ProcessedKeys("fake"))
+	}
+}
+
+func TestGoneMessagesLetTheCursorMove(t *testing.T) {
+	f := newFake(3)
+	f.gone = map[string]bool{"1": true}
+	rep, err := mailsync.Sync(context.Background(), f, mapping, mailsync.NewMemorySink())
+	if err != nil || rep.Created != 2 || rep.Gone != 1 || rep.Cursor != "3" {
+		t.Fatalf("created %d gone %d cursor %q err %v; want 2, 1, \"3\"", rep.Created, rep.Gone, rep.Cursor, err)
+	}
+	// A message neither delivered nor reported gone holds the cursor back.
+	f = newFake(3)
+	f.dropped = map[string]bool{"1": true}
+	rep, err = mailsync.Sync(context.Background(), f, mapping, mailsync.NewMemorySink())
+	if err != nil || rep.Created != 2 || rep.Cursor != "" || len(rep.Notes) == 0 {
+		t.Fatalf("created %d cursor %q notes %v err %v; want 2 and the cursor kept", rep.Created, rep.Cursor, rep.Notes, err)
 	}
 }

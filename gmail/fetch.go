@@ -80,7 +80,7 @@ func (c *Connector) fetchOne(ctx context.Context, ref mailsync.MessageRef, fn fu
 	resp, err := c.api.send(ctx, request{op: "messages.get", method: http.MethodGet, path: path, query: q})
 	if isNotFound(err) {
 		c.cfg.log.DebugContext(ctx, "gmail: message gone, skipped", "key", ref.Key)
-		return 1, nil
+		return 1, fn(ref, nil) // tell Sync it is gone, so the cursor may move on
 	}
 	if err != nil {
 		return 0, err
@@ -134,7 +134,11 @@ func (c *Connector) fetchBatch(ctx context.Context, refs []mailsync.MessageRef, 
 				return done, e.retry, nil
 			case e.err != nil:
 				return done, nil, e.err
-			case !e.gone:
+			case e.gone:
+				if err := fn(refs[done], nil); err != nil { // tell Sync it is gone
+					return done, nil, err
+				}
+			default:
 				if err := fn(refs[done], bytes.NewReader(e.raw)); err != nil {
 					return done, nil, err
 				}
@@ -177,6 +181,9 @@ func (c *Connector) fetchBatch(ctx context.Context, refs []mailsync.MessageRef, 
 			}
 		case http.StatusNotFound:
 			c.cfg.log.DebugContext(ctx, "gmail: message gone, skipped", "key", refs[idx].Key)
+			if err := fn(refs[idx], nil); err != nil {
+				return done, nil, err
+			}
 		default:
 			retry, err := partError(part)
 			return done, retry, err

@@ -64,6 +64,10 @@ func TestFetchBatchingOrderAndGone(t *testing.T) {
 		if st := e.fake.Stats(); st.Requests != 3 || st.BatchRequests != 3 || st.ByOp["messages.get"] != 120 {
 			t.Errorf("reverse %v: %+v", reverse, st)
 		}
+		// The gone ones are reported to Sync, so its cursor can move on.
+		if g := fetchGone(t, c, refsOf(ids)); !slices.Equal(g, gone) {
+			t.Fatalf("reverse %v: reported gone %v, want %v", reverse, g, gone)
+		}
 	}
 }
 

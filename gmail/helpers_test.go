@@ -97,12 +97,33 @@ func keys(l *mailsync.Listing) []string {
 	return out
 }
 
+// fetchGone fetches refs and returns the keys reported gone (fn(ref, nil)).
+func fetchGone(t *testing.T, c mailsync.Connector, refs []mailsync.MessageRef) []string {
+	t.Helper()
+	var gone []string
+	err := c.Fetch(context.Background(), refs, func(r mailsync.MessageRef, rd io.Reader) error {
+		if rd == nil {
+			gone = append(gone, r.Key)
+			return nil
+		}
+		_, err := io.Copy(io.Discard, rd)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	return gone
+}
+
 // fetchAll fetches refs and returns the bodies by key, in delivery order.
 func fetchAll(t *testing.T, c mailsync.Connector, refs []mailsync.MessageRef) ([]string, map[string][]byte) {
 	t.Helper()
 	var order []string
 	got := map[string][]byte{}
 	err := c.Fetch(context.Background(), refs, func(r mailsync.MessageRef, rd io.Reader) error {
+		if rd == nil { // reported gone; see fetchGone
+			return nil
+		}
 		b, err := io.ReadAll(rd)
 		if err != nil {
 			return err

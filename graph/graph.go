@@ -515,6 +515,9 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 			return fe.err
 		case !called && statusOf(err) == http.StatusNotFound:
 			c.log.DebugContext(ctx, "graph: message gone before fetch", "key", ref.Key)
+			if err := fn(ref, nil); err != nil { // tell Sync it is gone
+				return err
+			}
 		default:
 			return mapError(ctx, "fetch "+ref.Key, err, nil)
 		}

@@ -453,8 +453,12 @@ func TestFetchStreamsAndSkipsGoneMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.fake.Remove(ids[1])
-	var got []string
+	var got, gone []string
 	err = c.Fetch(context.Background(), l.Messages, func(ref mailsync.MessageRef, r io.Reader) error {
+		if r == nil {
+			gone = append(gone, ref.Key)
+			return nil
+		}
 		b, err := io.ReadAll(r)
 		if err != nil {
 			return err
@@ -467,6 +471,9 @@ func TestFetchStreamsAndSkipsGoneMessages(t *testing.T) {
 	})
 	if err != nil || strings.Join(got, ",") != ids[0]+","+ids[2] {
 		t.Fatalf("fetched %q (%v); want the two remaining messages in order", got, err)
+	}
+	if strings.Join(gone, ",") != ids[1] {
+		t.Fatalf("reported gone %q, want %q", gone, ids[1])
 	}
 	boom := errors.New("sink full")
 	err = c.Fetch(context.Background(), l.Messages, func(mailsync.MessageRef, io.Reader) error { return boom })
