@@ -53,53 +53,59 @@ func rootCAs(cc connectionConfig) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func imapOptions(ctx context.Context, c *cli, cc connectionConfig, logger *slog.Logger) (imap.Options, error) {
-	o := imap.Options{Folder: cc.Folder, AllowPlaintextLogin: cc.AllowPlaintextLogin, Logger: logger}
-	switch strings.ToLower(cc.Security) {
-	case "":
-	case "tls":
-		o.Security = imap.ImplicitTLS
-	case "starttls":
-		o.Security = imap.StartTLS
-	case "plaintext":
-		o.Security = imap.Plaintext
-	default:
-		return o, fmt.Errorf("security %q is not tls, starttls or plaintext", cc.Security)
-	}
+// mailAuth is what both mail protocols need to log in.
+type mailAuth struct {
+	rootCAs     *x509.CertPool
+	password    mailsync.Secret
+	tokenSource oauth2.TokenSource
+}
+
+func (c *cli) mailAuth(ctx context.Context, cc connectionConfig, logger *slog.Logger) (mailAuth, error) {
+	var a mailAuth
 	var err error
-	if o.RootCAs, err = rootCAs(cc); err != nil {
-		return o, err
+	if a.rootCAs, err = rootCAs(cc); err != nil {
+		return a, err
 	}
 	if cc.OAuth != nil {
-		o.TokenSource, err = c.tokenSource(ctx, cc, logger)
+		a.tokenSource, err = c.tokenSource(ctx, cc, logger)
 	} else {
-		o.Password, err = c.password(cc.Name, cc.User)
+		a.password, err = c.password(cc.Name, cc.User)
 	}
+	return a, err
+}
+
+// security maps the file's "security" value to tls, starttls, plaintext or "" (by port).
+func security(cc connectionConfig) (string, error) {
+	switch s := strings.ToLower(cc.Security); s {
+	case "", "tls", "plaintext":
+		return s, nil
+	case "starttls", "stls":
+		return "starttls", nil
+	}
+	return "", fmt.Errorf("security %q is not tls, starttls or plaintext", cc.Security)
+}
+
+func imapOptions(ctx context.Context, c *cli, cc connectionConfig, logger *slog.Logger) (imap.Options, error) {
+	o := imap.Options{Folder: cc.Folder, AllowPlaintextLogin: cc.AllowPlaintextLogin, Logger: logger}
+	sec, err := security(cc)
+	if err != nil {
+		return o, err
+	}
+	o.Security = map[string]imap.Security{"tls": imap.ImplicitTLS, "starttls": imap.StartTLS, "plaintext": imap.Plaintext}[sec]
+	a, err := c.mailAuth(ctx, cc, logger)
+	o.RootCAs, o.Password, o.TokenSource = a.rootCAs, a.password, a.tokenSource
 	return o, err
 }
 
 func pop3Options(ctx context.Context, c *cli, cc connectionConfig, logger *slog.Logger) (pop3.Options, error) {
 	o := pop3.Options{AllowPlaintextLogin: cc.AllowPlaintextLogin, Logger: logger}
-	switch strings.ToLower(cc.Security) {
-	case "":
-	case "tls":
-		o.Security = pop3.ImplicitTLS
-	case "starttls", "stls":
-		o.Security = pop3.STLS
-	case "plaintext":
-		o.Security = pop3.Plaintext
-	default:
-		return o, fmt.Errorf("security %q is not tls, starttls or plaintext", cc.Security)
-	}
-	var err error
-	if o.RootCAs, err = rootCAs(cc); err != nil {
+	sec, err := security(cc)
+	if err != nil {
 		return o, err
 	}
-	if cc.OAuth != nil {
-		o.TokenSource, err = c.tokenSource(ctx, cc, logger)
-	} else {
-		o.Password, err = c.password(cc.Name, cc.User)
-	}
+	o.Security = map[string]pop3.Security{"tls": pop3.ImplicitTLS, "starttls": pop3.STLS, "plaintext": pop3.Plaintext}[sec]
+	a, err := c.mailAuth(ctx, cc, logger)
+	o.RootCAs, o.Password, o.TokenSource = a.rootCAs, a.password, a.tokenSource
 	return o, err
 }
 
