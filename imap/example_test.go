@@ -27,7 +27,9 @@ func exampleServer() (addr string, stop func()) {
 	user.Append("INBOX", literal{bytes.NewReader([]byte(raw))}, &imap.AppendOptions{})
 	mem.AddUser(user)
 	srv := imapserver.New(&imapserver.Options{
-		NewSession:   func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) { return mem.NewSession(), nil, nil },
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return mem.NewSession(), nil, nil
+		},
 		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}},
 		InsecureAuth: true, // loopback demo only
 		Logger:       discardLogger{},

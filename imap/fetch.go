@@ -75,30 +75,39 @@ func (s *session) fetchBatch(ctx context.Context, batch []target, fn func(mailsy
 	// go-imap writes UID first in a UID FETCH and routes a response to
 	// this command only once it has seen the UID.
 	cmd := s.client.Fetch(set, &imap.FetchOptions{UID: true, BodySection: bodyPeek})
-	var failed error
-	for failed == nil {
-		msg := cmd.Next()
-		if msg == nil {
-			break
+	claim := func(uid imap.UID) (*target, bool) {
+		i, ok := byUID[uid]
+		if !ok || delivered[i] {
+			return nil, false
 		}
-		failed = s.deliver(ctx, msg, func(uid imap.UID) (*target, bool) {
-			i, ok := byUID[uid]
-			if !ok || delivered[i] {
-				return nil, false
+		delivered[i] = true
+		return &batch[i], true
+	}
+	var failed error
+	if s.cfg.opts.ReadAhead > 0 {
+		// The producer has closed (or abandoned) the command.
+		if failed = s.fetchBatchAhead(ctx, cmd, claim, fn); failed != nil {
+			s.abandon()
+			return failed
+		}
+	} else {
+		for failed == nil {
+			msg := cmd.Next()
+			if msg == nil {
+				break
 			}
-			delivered[i] = true
-			return &batch[i], true
-		}, fn)
-	}
-	if failed != nil && s.abandon() {
-		return failed
-	}
-	// Close drains what is left of the batch (bounded by BatchBytes).
-	if err := cmd.Close(); err != nil && failed == nil {
-		failed = s.check(ctx, "fetch", err)
-	}
-	if failed != nil {
-		return failed
+			failed = s.deliver(ctx, msg, claim, fn)
+		}
+		if failed != nil && s.abandon() {
+			return failed
+		}
+		// Close drains what is left of the batch (bounded by BatchBytes).
+		if err := cmd.Close(); err != nil && failed == nil {
+			failed = s.check(ctx, "fetch", err)
+		}
+		if failed != nil {
+			return failed
+		}
 	}
 	var missing []target
 	for i, ok := range delivered {
@@ -139,8 +148,10 @@ func (s *session) deliver(ctx context.Context, msg *imapclient.FetchMessageData,
 					continue
 				}
 			}
-			var body io.Reader = item.Literal
-			if item.Literal == nil {
+			var body io.Reader
+			if item.Literal != nil {
+				body = &literalReader{r: item.Literal, left: item.Literal.Size()}
+			} else {
 				s.cfg.log.Warn("imap: server returned NIL for a message body", slog.String("key", t.ref.Key))
 				body = bytes.NewReader(nil)
 			}
@@ -151,6 +162,23 @@ func (s *session) deliver(ctx context.Context, msg *imapclient.FetchMessageData,
 	}
 }
 
+// literalReader turns a literal that ends early (the server closed the
+// connection cleanly in the middle) into io.ErrUnexpectedEOF: go-imap
+// reports io.EOF, and a truncated message must never pass for a whole one.
+type literalReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *literalReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if err == io.EOF && l.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
 // call runs fn on one message body and sorts out whose error it is.
 func (s *session) call(ctx context.Context, ref mailsync.MessageRef, body io.Reader, fn func(mailsync.MessageRef, io.Reader) error) error {
 	br := &bodyReader{r: body, m: s.raw}
@@ -159,7 +187,7 @@ func (s *session) call(ctx context.Context, ref mailsync.MessageRef, body io.Rea
 	s.raw.paused.Add(-1)
 	br.done = true
 	if br.err != nil {
-		s.literalFailed = true
+		s.literalFailed.Store(true)
 		// The literal could not be read: the connection broke (or ctx
 		// closed it), whatever fn made of it.
 		return s.check(ctx, "fetch "+ref.Key, br.err)
@@ -239,10 +267,9 @@ func (s *session) fetchMissing(ctx context.Context, missing []target, fn func(ma
 // drained instead (Close): the decoder waits for the literal it handed out
 // to be consumed, even on a closed connection.
 func (s *session) abandon() bool {
-	if !s.literalFailed {
+	if !s.literalFailed.Swap(false) {
 		return false
 	}
-	s.literalFailed = false
 	s.markBroken()
 	s.raw.Conn.Close()
 	return true

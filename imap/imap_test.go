@@ -213,7 +213,9 @@ func countOf(s []string, v string) int {
 	return n
 }
 
-func TestFetchOrderAndGoneRefs(t *testing.T) {
+func TestFetchOrderAndGoneRefs(t *testing.T) { bothReadAhead(t, testFetchOrderAndGoneRefs) }
+
+func testFetchOrderAndGoneRefs(t *testing.T) {
 	ctx := testCtx(t)
 	m := startMem(t, memOptions{insecureAuth: true})
 	for i := 1; i <= 5; i++ {
@@ -245,6 +247,10 @@ func TestFetchOrderAndGoneRefs(t *testing.T) {
 }
 
 func TestFetchCallbackErrorAndExpiredReader(t *testing.T) {
+	bothReadAhead(t, testFetchCallbackErrorAndExpiredReader)
+}
+
+func testFetchCallbackErrorAndExpiredReader(t *testing.T) {
 	ctx := testCtx(t)
 	m := startMem(t, memOptions{insecureAuth: true})
 	for i := 1; i <= 4; i++ {
@@ -475,7 +481,9 @@ func TestUIDValidityChange(t *testing.T) {
 // A connection cut in the middle of a FETCH: the connector reports
 // ErrConnection, the next call reconnects, and a retry loop like the
 // engine's gets every message exactly once.
-func TestCutMidFetchReconnects(t *testing.T) {
+func TestCutMidFetchReconnects(t *testing.T) { bothReadAhead(t, testCutMidFetchReconnects) }
+
+func testCutMidFetchReconnects(t *testing.T) {
 	ctx := testCtx(t)
 	m := startMem(t, memOptions{insecureAuth: true})
 	want := map[string][32]byte{}
@@ -543,7 +551,9 @@ func TestCutMidFetchReconnects(t *testing.T) {
 	}
 }
 
-func TestUIDAfterBodyLiteral(t *testing.T) {
+func TestUIDAfterBodyLiteral(t *testing.T) { bothReadAhead(t, testUIDAfterBodyLiteral) }
+
+func testUIDAfterBodyLiteral(t *testing.T) {
 	ctx := testCtx(t)
 	f := startFake(t, &fakeServer{uidAfterBody: true, msgs: [][]byte{mail(1, "a"), mail(2, "b"), mail(3, "c")}})
 	c := newConnector(t, connection(t, f.Addr), plainOpts())
@@ -580,6 +590,10 @@ func TestStalledServerTimesOut(t *testing.T) {
 }
 
 func TestCancelMidFetchReturnsPromptly(t *testing.T) {
+	bothReadAhead(t, testCancelMidFetchReturnsPromptly)
+}
+
+func testCancelMidFetchReturnsPromptly(t *testing.T) {
 	ctx := testCtx(t)
 	f := startFake(t, &fakeServer{stallFetchAfter: 100, msgs: [][]byte{mail(1, strings.Repeat("z", 10_000))}})
 	c := newConnector(t, connection(t, f.Addr), plainOpts())
@@ -877,6 +891,20 @@ func TestStartTLSDefenses(t *testing.T) {
 			if !errors.Is(err, tc.sentinel) || !strings.Contains(err.Error(), tc.text) {
 				t.Fatalf("got %v; want %v mentioning %q", err, tc.sentinel, tc.text)
 			}
+		})
+	}
+}
+
+// testReadAhead is Options.ReadAhead for plainOpts; bothReadAhead runs a
+// test with read-ahead (the default) and without.
+var testReadAhead int64
+
+func bothReadAhead(t *testing.T, f func(t *testing.T)) {
+	for _, ra := range []int64{0, -1} {
+		t.Run(fmt.Sprintf("ReadAhead=%d", ra), func(t *testing.T) {
+			testReadAhead = ra
+			defer func() { testReadAhead = 0 }()
+			f(t)
 		})
 	}
 }

@@ -394,5 +394,5 @@ func drain(ctx context.Context, c mailsync.Connector, refs []mailsync.MessageRef
 
 // plainOpts are options for the memserver's plain listener.
 func plainOpts() mimap.Options {
-	return mimap.Options{Password: testPassword, Security: mimap.Plaintext, AllowPlaintextLogin: true}
+	return mimap.Options{Password: testPassword, Security: mimap.Plaintext, AllowPlaintextLogin: true, ReadAhead: testReadAhead}
 }

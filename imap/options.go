@@ -86,6 +86,12 @@ type Options struct {
 	// to be drained when a fetch is abandoned.
 	BatchBytes int64
 
+	// ReadAhead is how many bytes of the batch being fetched may be read
+	// from the network ahead of the Fetch callback, so the server keeps
+	// sending while the callback parses; default 4 MiB, negative disables
+	// it (bodies then stream straight from the connection).
+	ReadAhead int64
+
 	// DialTimeout bounds connecting, the TLS handshake and the greeting;
 	// default 30s.
 	DialTimeout time.Duration
@@ -108,6 +114,7 @@ const (
 	DefaultFolder         = "INBOX"
 	DefaultBatchSize      = 100
 	DefaultBatchBytes     = 16 << 20
+	DefaultReadAhead      = 4 << 20
 	DefaultDialTimeout    = 30 * time.Second
 	DefaultCommandTimeout = 2 * time.Minute
 )
@@ -203,6 +210,9 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 	}
 	if opts.BatchBytes == 0 {
 		opts.BatchBytes = DefaultBatchBytes
+	}
+	if opts.ReadAhead == 0 {
+		opts.ReadAhead = DefaultReadAhead
 	}
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = DefaultDialTimeout

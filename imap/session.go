@@ -39,7 +39,7 @@ type session struct {
 	conn          *clientConn         // what go-imap reads and writes
 	tls           tls.ConnectionState // zero without TLS
 	strayBodies   atomic.Int64        // message bodies the client could not route
-	literalFailed bool                // a body literal returned a read error
+	literalFailed atomic.Bool         // a body literal returned a read error
 
 	mu     sync.Mutex
 	killed error // why we closed the connection (context, stall)

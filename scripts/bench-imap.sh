@@ -12,27 +12,34 @@
 # measuring wall time and peak RSS with /usr/bin/time -v. One warm-up round
 # of each runs first (Dovecot builds its index, files enter the page cache).
 #
-# Needs: go, dovecot (dovecot-imapd), mbsync (isync), /usr/bin/time (time).
-# Usage: scripts/bench-imap.sh            ROUNDS=5 MESSAGES=2000 MB=125 MODE=sync
+# Both write to the same place: mbsync its Maildir, mailsync the temporary
+# files its parser spools large parts to (TMPDIR). STORE=/dev/shm puts both
+# on tmpfs, taking the disk out of the comparison.
+#
+# Needs: go, dovecot (dovecot-imapd), mbsync (isync), /usr/bin/time (time), bc.
+# Usage: scripts/bench-imap.sh
+#        ROUNDS=5 MESSAGES=2000 MB=125 MODE=sync STORE=/dev/shm scripts/bench-imap.sh
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 MESSAGES=${MESSAGES:-2000}
 MB=${MB:-125}
 MODE=${MODE:-sync} # or "fetch": the connector alone, no parsing
+STORE=${STORE:-}   # where mbsync's Maildir and mailsync's spool files go (default: the work dir)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-for tool in go mbsync /usr/bin/time; do
+for tool in go mbsync /usr/bin/time bc; do
 	command -v "$tool" >/dev/null || { echo "bench-imap: $tool not found (apt-get install golang isync time)" >&2; exit 1; }
 done
 command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ] || { echo "bench-imap: dovecot not found (apt-get install dovecot-imapd)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/bench-imap.XXXXXX)
+store=$(mktemp -d "${STORE:-$work}/bench-imap-store.XXXXXX")
 server_pid=""
 cleanup() {
 	touch "$work/stop"
 	if [ -n "$server_pid" ]; then wait "$server_pid" 2>/dev/null || true; fi
-	rm -rf "$work"
+	rm -rf "$store" "$work"
 }
 trap cleanup EXIT
 
@@ -71,8 +78,8 @@ IMAPStore remote
 Account bench
 
 MaildirStore local
-Path $work/mbsync/
-Inbox $work/mbsync/INBOX
+Path $store/mbsync/
+Inbox $store/mbsync/INBOX
 
 Channel bench
 Far :remote:INBOX
@@ -94,12 +101,12 @@ measure() {
 	printf '  %-9s %7.2f s  %6.1f MiB   %s\n' "$name" "$wall" "$(echo "$rss / 1024" | bc -l)" "$(tr '\n' ' ' <"$work/out.txt" | cut -c1-90)"
 }
 
-run_mailsync() { measure mailsync "$work/benchtool" -env "$work/env" -mode "$MODE"; }
+run_mailsync() { measure mailsync env TMPDIR="$store" "$work/benchtool" -env "$work/env" -mode "$MODE"; }
 run_mbsync() {
-	rm -rf "$work/mbsync" && mkdir -p "$work/mbsync"
+	rm -rf "$store/mbsync" && mkdir -p "$store/mbsync"
 	measure mbsync mbsync -q -c "$work/mbsyncrc" -a
 	local n
-	n=$(find "$work/mbsync/INBOX" -type f -path '*/cur/*' -o -type f -path '*/new/*' | wc -l)
+	n=$(find "$store/mbsync/INBOX" -type f -path '*/cur/*' -o -type f -path '*/new/*' | wc -l)
 	[ "$n" -eq "$BENCH_MESSAGES" ] || { echo "bench-imap: mbsync pulled $n messages, want $BENCH_MESSAGES" >&2; exit 1; }
 }
 
@@ -113,7 +120,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "$BENCH_MESSAGES messages, $(echo "$BENCH_BYTES / 1000000" | bc) MB, IMAPS on loopback, $ROUNDS rounds, median (min–max):"
+echo "$BENCH_MESSAGES messages, $(echo "$BENCH_BYTES / 1000000" | bc) MB, IMAPS on loopback, store $(df --output=fstype "$store" | tail -1), $ROUNDS rounds, median (min–max):"
 for name in mailsync mbsync; do
 	awk -v n="$name" '$1 == n {print $2, $3}' "$work/results" | sort -n | awk -v n="$name" '
 		{ t[NR] = $1; r[NR] = $2 }

@@ -33,6 +33,7 @@ func main() {
 	mode := flag.String("mode", "sync", "sync (mailsync.Sync into a no-op sink) or fetch (connector List+Fetch only)")
 	verbose := flag.Bool("v", false, "log at debug level to stderr")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	readAhead := flag.Int64("readahead", 0, "imap.Options.ReadAhead (0: default, negative: off)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -43,14 +44,14 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*envFile, *mode, *verbose); err != nil {
+	if err := run(*envFile, *mode, *verbose, *readAhead); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "benchtool:", err)
 		os.Exit(1)
 	}
 }
 
-func run(envFile, mode string, verbose bool) error {
+func run(envFile, mode string, verbose bool, readAhead int64) error {
 	env, err := readEnv(envFile)
 	if err != nil {
 		return err
@@ -74,7 +75,8 @@ func run(envFile, mode string, verbose bool) error {
 	if verbose {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	opts := imap.Options{Password: mailsync.Secret(env["BENCH_PASSWORD"]), Security: imap.ImplicitTLS, RootCAs: pool, Logger: logger}
+	opts := imap.Options{Password: mailsync.Secret(env["BENCH_PASSWORD"]), Security: imap.ImplicitTLS, RootCAs: pool,
+		Logger: logger, ReadAhead: readAhead}
 	c, err := imap.New(conn, opts)
 	if err != nil {
 		return err
