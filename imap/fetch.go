@@ -15,7 +15,8 @@ import (
 
 // Fetch streams the raw bytes of refs to fn, in order, in batches of UID
 // FETCH (UID BODY.PEEK[]) — PEEK, so the server does not set \Seen. The
-// reader passed to fn is the network literal itself, valid only during fn.
+// reader passed to fn streams the literal from the network, at most
+// Options.ReadAhead bytes ahead of fn, and is valid only during fn.
 // Refs no longer in the folder (expunged, or from an older UIDVALIDITY)
 // are skipped. An error from fn stops the fetch and is returned as is; a
 // broken connection is an error wrapping mailsync.ErrConnection and the
