@@ -24,6 +24,10 @@ type fakeServer struct {
 	stallFetchAfter int
 	// stallCommand: never answer a command starting with this ("UID FETCH").
 	stallCommand string
+	// replies overrides the answer to commands starting with a key
+	// ("LOGIN", "SELECT", "UID FETCH"); "%[1]s" in the value is the tag.
+	// The connection is closed after an override that ends without CRLF.
+	replies map[string]string
 
 	uidValidity uint32
 	msgs        [][]byte // message i has UID i+1 and sequence number i+1
@@ -113,6 +117,14 @@ func (f *fakeServer) serve(c net.Conn) {
 			return
 		}
 		upper := strings.ToUpper(cmd)
+		if reply, ok := f.override(upper); ok {
+			fmt.Fprintf(w, reply, tag)
+			w.Flush()
+			if !strings.HasSuffix(reply, "\r\n") {
+				return
+			}
+			continue
+		}
 		switch {
 		case strings.HasPrefix(upper, "CAPABILITY"):
 			fmt.Fprintf(w, "* CAPABILITY IMAP4rev1 AUTH=PLAIN UIDPLUS\r\n%s OK done\r\n", tag)
@@ -154,6 +166,15 @@ func (f *fakeServer) serve(c net.Conn) {
 			return
 		}
 	}
+}
+
+func (f *fakeServer) override(upperCmd string) (string, bool) {
+	for prefix, reply := range f.replies {
+		if strings.HasPrefix(upperCmd, prefix) {
+			return reply, true
+		}
+	}
+	return "", false
 }
 
 // uids expands a UID set such as "1:3,5" or "4:*" over the messages.

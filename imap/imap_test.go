@@ -908,3 +908,79 @@ func bothReadAhead(t *testing.T, f func(t *testing.T)) {
 		})
 	}
 }
+
+// Server answers that mean "later" or "busy" map to the retryable errors.
+func TestTemporaryServerAnswers(t *testing.T) {
+	ctx := testCtx(t)
+	cases := []struct {
+		name, cmd, reply string
+		sentinel         error
+	}{
+		{"login unavailable", "LOGIN", "%[1]s NO [UNAVAILABLE] Backend down\r\n", mailsync.ErrConnection},
+		{"login limit", "LOGIN", "%[1]s NO [LIMIT] Too many connections for this user\r\n", mailsync.ErrThrottled},
+		{"select in use", "SELECT", "%[1]s NO [INUSE] Mailbox is locked by another session\r\n", mailsync.ErrMailboxBusy},
+		{"fetch throttled", "UID FETCH", "%[1]s NO [THROTTLED] Slow down\r\n", mailsync.ErrThrottled},
+		{"select missing", "SELECT", "%[1]s NO [NONEXISTENT] Mailbox doesn't exist: INBOX\r\n", mailsync.ErrFolderNotFound},
+		{"bye on login", "LOGIN", "* BYE Server shutting down\r\n", mailsync.ErrConnection},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFake(t, &fakeServer{msgs: [][]byte{mail(1, "x")}, replies: map[string]string{tc.cmd: tc.reply}})
+			c := newConnector(t, connection(t, f.Addr), plainOpts())
+			_, err := c.List(ctx, "")
+			if !errors.Is(err, tc.sentinel) {
+				t.Fatalf("got %v; want %v", err, tc.sentinel)
+			}
+			var te *mailsync.ThrottledError
+			if errors.As(err, &te) && te.RetryAfter <= 0 {
+				t.Errorf("ThrottledError without a delay: %v", te)
+			}
+		})
+	}
+}
+
+// Garbage from the server fails the call with an error, never a panic or
+// a hang, and the next call starts afresh.
+func TestHostileServerAnswers(t *testing.T) {
+	ctx := testCtx(t)
+	garbage := map[string]string{
+		"binary noise":        "\x00\xff\xfe garbage \x01\x02\r\n",
+		"bad literal size":    "* 1 FETCH (UID 1 BODY[] {99999999999999999999}\r\n",
+		"literal then close":  "* 1 FETCH (UID 1 BODY[] {5000}\r\nonly a few bytes",
+		"unknown tag":         "Z999 OK what\r\n",
+		"unterminated list":   "* 1 FETCH (UID 1 RFC822.SIZE 10 (((((\r\n",
+		"continuation":        "+ send more\r\n",
+		"negative size":       "* 1 FETCH (UID 1 RFC822.SIZE -5)\r\n%[1]s OK done\r\n",
+		"uid zero":            "* 1 FETCH (UID 0 BODY[] {3}\r\nabc)\r\n%[1]s OK done\r\n",
+		"dynamic search":      "* SEARCH 1:*\r\n%[1]s OK done\r\n",
+		"truncated response":  "* 1 FET",
+		"huge line":           strings.Repeat("A", 200_000) + "\r\n",
+		"fetch for other uid": "* 1 FETCH (UID 77 BODY[] {3}\r\nabc)\r\n%[1]s OK done\r\n",
+	}
+	for name, reply := range garbage {
+		t.Run(name, func(t *testing.T) {
+			f := startFake(t, &fakeServer{msgs: [][]byte{mail(1, "x")}, replies: map[string]string{"UID FETCH 1 ": reply, "UID SEARCH": reply, "SEARCH": reply}})
+			opts := plainOpts()
+			opts.CommandTimeout = 2 * time.Second
+			c := newConnector(t, connection(t, f.Addr), opts)
+			if _, err := c.List(ctx, ""); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			got, err := drain(ctx, c, []mailsync.MessageRef{{Key: "42:1", Size: -1}})
+			t.Logf("fetch: %d messages, %v", len(got), err)
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("took %s", d)
+			}
+			if err != nil && !errors.Is(err, mailsync.ErrConnection) {
+				t.Errorf("error does not wrap ErrConnection: %v", err)
+			}
+			if b, ok := got["42:1"]; ok {
+				t.Errorf("delivered %q from a garbage answer", b)
+			}
+			if _, err := c.List(ctx, ""); err != nil {
+				t.Errorf("the next call did not recover: %v", err)
+			}
+		})
+	}
+}

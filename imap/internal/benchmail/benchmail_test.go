@@ -8,7 +8,7 @@ import (
 )
 
 func TestGenerate(t *testing.T) {
-	const n, target = 500, 31 << 20
+	const n, target = 250, 16 << 20
 	sum := func() ([32]byte, int64, int) {
 		h := sha256.New()
 		big := 0
