@@ -150,6 +150,9 @@ func BenchmarkFetchMemServer(b *testing.B) {
 			b.Fatal(err)
 		}
 		if err := c.Fetch(ctx, l.Messages, func(_ mailsync.MessageRef, r io.Reader) error {
+			if r == nil {
+				return nil
+			}
 			_, err := io.Copy(io.Discard, r)
 			return err
 		}); err != nil {

@@ -252,21 +252,23 @@ type target struct {
 }
 
 // targets keeps the refs of the selected UIDVALIDITY; the others name
-// messages that no longer exist under those keys and are skipped.
-func (s *session) targets(refs []mailsync.MessageRef) []target {
-	out := make([]target, 0, len(refs))
+// messages that no longer exist under those keys (gone).
+func (s *session) targets(refs []mailsync.MessageRef) (out []target, gone []mailsync.MessageRef) {
+	out = make([]target, 0, len(refs))
 	for _, r := range refs {
 		uv, uid, ok := parseKey(r.Key)
 		if !ok {
-			s.cfg.log.Warn("imap: ignoring a message key this connector did not make", slog.String("key", r.Key))
+			s.cfg.log.Warn("imap: a message key this connector did not make names no message", slog.String("key", r.Key))
+			gone = append(gone, r)
 			continue
 		}
 		if uv != s.sel.UIDValidity {
+			gone = append(gone, r)
 			continue
 		}
 		out = append(out, target{ref: r, uid: uid})
 	}
-	return out
+	return out, gone
 }
 
 // Close logs out and releases the connection. It is safe to call twice.
@@ -302,7 +304,7 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 		if err := s.ensureSelected(ctx); err != nil {
 			return err
 		}
-		ts := s.targets(refs)
+		ts, _ := s.targets(refs) // acting on what is gone is a no-op
 		for len(ts) > 0 {
 			n := min(len(ts), 500)
 			var set imap.UIDSet

@@ -17,8 +17,10 @@ import (
 // FETCH (UID BODY.PEEK[]) — PEEK, so the server does not set \Seen. The
 // reader passed to fn streams the literal from the network, at most
 // Options.ReadAhead bytes ahead of fn, and is valid only during fn.
-// Refs no longer in the folder (expunged, or from an older UIDVALIDITY)
-// are skipped. An error from fn stops the fetch and is returned as is; a
+// For refs no longer in the folder (expunged, or from an older
+// UIDVALIDITY) fn is called with a nil reader, as mailsync.Connector
+// specifies; stale keys are reported first, expunged ones after the batch
+// that missed them. An error from fn stops the fetch and is returned as is; a
 // broken connection is an error wrapping mailsync.ErrConnection and the
 // next call reconnects.
 func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) error {
@@ -29,7 +31,13 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 		if err := s.ensureSelected(ctx); err != nil {
 			return err
 		}
-		for _, batch := range s.batches(s.targets(refs)) {
+		ts, gone := s.targets(refs)
+		for _, r := range gone {
+			if err := s.reportGone(r, fn); err != nil {
+				return err
+			}
+		}
+		for _, batch := range s.batches(ts) {
 			if err := s.fetchBatch(ctx, batch, fn); err != nil {
 				return err
 			}
@@ -163,6 +171,13 @@ func (s *session) deliver(ctx context.Context, msg *imapclient.FetchMessageData,
 	}
 }
 
+// reportGone tells fn that ref is no longer in the folder.
+func (s *session) reportGone(ref mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) error {
+	s.raw.paused.Add(1)
+	defer s.raw.paused.Add(-1)
+	return fn(ref, nil)
+}
+
 // literalReader turns a literal that ends early (the server closed the
 // connection cleanly in the middle) into io.ErrUnexpectedEOF: go-imap
 // reports io.EOF, and a truncated message must never pass for a whole one.
@@ -212,14 +227,22 @@ func (s *session) fetchMissing(ctx context.Context, missing []target, fn func(ma
 		return s.check(ctx, "search missing", err)
 	}
 	present, _ := data.All.(imap.UIDSet)
-	if len(present) == 0 {
-		return nil // expunged meanwhile
+	if len(present) == 0 { // all expunged meanwhile
+		for _, t := range missing {
+			if err := s.reportGone(t.ref, fn); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	s.cfg.log.Warn("imap: the server did not deliver messages that still exist (UID after the body?); fetching them one by one",
 		slog.Int("count", len(missing)), slog.Int64("unrouted_bodies", s.strayBodies.Load()))
 	for i := range missing {
 		t := &missing[i]
 		if !present.Contains(t.uid) {
+			if err := s.reportGone(t.ref, fn); err != nil {
+				return err
+			}
 			continue
 		}
 		sd, err := s.client.Search(&imap.SearchCriteria{UID: []imap.UIDSet{imap.UIDSetNum(t.uid)}}, nil).Wait()
@@ -228,8 +251,14 @@ func (s *session) fetchMissing(ctx context.Context, missing []target, fn func(ma
 		}
 		seqs, _ := sd.All.(imap.SeqSet)
 		nums, ok := seqs.Nums()
+		if ok && len(nums) == 0 {
+			if err := s.reportGone(t.ref, fn); err != nil { // expunged meanwhile
+				return err
+			}
+			continue
+		}
 		if !ok || len(nums) != 1 {
-			continue // gone meanwhile
+			continue // a nonsensical answer: leave it for the next sync
 		}
 		cmd := s.client.Fetch(imap.SeqSetNum(nums[0]), &imap.FetchOptions{UID: true, BodySection: bodyPeek})
 		var failed error

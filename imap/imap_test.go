@@ -226,8 +226,12 @@ func testFetchOrderAndGoneRefs(t *testing.T) {
 		t.Fatal(err)
 	}
 	refs := []mailsync.MessageRef{{Key: "1:4"}, {Key: "1:2"}, {Key: "1:99"}, {Key: "7:1"}, {Key: "1:3"}, {Key: "1:5"}}
-	var order []string
+	var order, gone []string
 	err := c.Fetch(ctx, refs, func(r mailsync.MessageRef, body io.Reader) error {
+		if body == nil {
+			gone = append(gone, r.Key)
+			return nil
+		}
 		b, err := io.ReadAll(body)
 		if err != nil {
 			return err
@@ -242,7 +246,11 @@ func testFetchOrderAndGoneRefs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want := []string{"1:4", "1:2", "1:3", "1:5"}; !slices.Equal(order, want) {
-		t.Fatalf("delivered %v, want %v (gone and stale refs skipped, order kept)", order, want)
+		t.Fatalf("delivered %v, want %v (order kept)", order, want)
+	}
+	slices.Sort(gone)
+	if want := []string{"1:99", "7:1"}; !slices.Equal(gone, want) {
+		t.Fatalf("reported gone %v, want %v (expunged, and from an old UIDVALIDITY)", gone, want)
 	}
 }
 
@@ -465,10 +473,17 @@ func TestUIDValidityChange(t *testing.T) {
 			t.Errorf("key %s still uses the old UIDVALIDITY %s", r.Key, oldUV)
 		}
 	}
-	// Refs of the old UIDVALIDITY name nothing any more.
-	calls := 0
-	if err := c.Fetch(ctx, l.Messages, func(mailsync.MessageRef, io.Reader) error { calls++; return nil }); err != nil || calls != 0 {
-		t.Errorf("fetch of stale refs: %d calls, %v; want 0, nil", calls, err)
+	// Refs of the old UIDVALIDITY name nothing any more: reported gone.
+	gone := 0
+	err = c.Fetch(ctx, l.Messages, func(_ mailsync.MessageRef, body io.Reader) error {
+		if body != nil {
+			return errors.New("a stale ref was delivered")
+		}
+		gone++
+		return nil
+	})
+	if err != nil || gone != len(l.Messages) {
+		t.Errorf("fetch of stale refs: %d reported gone, %v; want %d, nil", gone, err, len(l.Messages))
 	}
 	if err := c.Ack(ctx, l.Messages, mailsync.PostAction{Kind: mailsync.Delete}); err != nil {
 		t.Errorf("ack of stale refs: %v", err)

@@ -379,6 +379,9 @@ func isDigits(s string) bool {
 func drain(ctx context.Context, c mailsync.Connector, refs []mailsync.MessageRef) (map[string][]byte, error) {
 	got := map[string][]byte{}
 	err := c.Fetch(ctx, refs, func(r mailsync.MessageRef, body io.Reader) error {
+		if body == nil { // gone
+			return nil
+		}
 		b, err := io.ReadAll(body)
 		if err != nil {
 			return err

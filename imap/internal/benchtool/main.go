@@ -105,6 +105,9 @@ func run(envFile, mode string, verbose bool, readAhead int64) error {
 		}
 		h := sha256.New()
 		err = c.Fetch(ctx, l.Messages, func(_ mailsync.MessageRef, r io.Reader) error {
+			if r == nil { // gone meanwhile
+				return nil
+			}
 			n, err := io.Copy(h, r)
 			bytes += n
 			messages++
