@@ -100,6 +100,7 @@ type Parser struct {
 	SpoolThreshold int
 
 	policy *bluemonday.Policy
+	bufs   *bufferPool // set by Sync: spool buffers reused across messages
 }
 
 func (p *Parser) htmlPolicy() *bluemonday.Policy {
@@ -373,7 +374,7 @@ func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, param
 	if left := memSpoolBudget - ps.memSpooled; int64(threshold) > left {
 		threshold = int(max(left, 0))
 	}
-	sp := newSpool(ps.p.TempDir, threshold)
+	sp := newSpool(ps.p.TempDir, threshold, ps.p.bufs)
 	ps.msg.closers = append(ps.msg.closers, sp)
 	if _, err := io.Copy(sp, r); err != nil {
 		return err

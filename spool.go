@@ -14,16 +14,42 @@ import (
 type spool struct {
 	dir       string
 	threshold int
-	mem       bytes.Buffer
+	mem       *bytes.Buffer
 	file      *os.File
 	size      int64
+	pool      *bufferPool
 
 	mu     sync.Mutex
 	closed bool
 }
 
-func newSpool(dir string, threshold int) *spool {
-	return &spool{dir: dir, threshold: threshold}
+// bufferPool recycles spool buffers across the messages of one Sync, so a
+// sync does not allocate and zero a fresh buffer per message. Each Sync
+// has its own; nil means no recycling.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+}
+
+func (bp *bufferPool) get() *bytes.Buffer {
+	if bp == nil {
+		return new(bytes.Buffer)
+	}
+	b := bp.p.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+// put returns b for reuse; buffers that grew past max are dropped.
+func (bp *bufferPool) put(b *bytes.Buffer, max int) {
+	if bp != nil && b != nil && b.Cap() <= max {
+		bp.p.Put(b)
+	}
+}
+
+func newSpool(dir string, threshold int, pool *bufferPool) *spool {
+	return &spool{dir: dir, threshold: threshold, pool: pool, mem: pool.get()}
 }
 
 // Write appends p, moving to a temporary file once the threshold is passed.
@@ -42,7 +68,8 @@ func (s *spool) Write(p []byte) (int, error) {
 			f.Close()
 			return 0, err
 		}
-		s.mem = bytes.Buffer{}
+		s.pool.put(s.mem, 2*s.threshold+64<<10)
+		s.mem = nil
 		s.file = f
 	}
 	var n int
@@ -64,6 +91,9 @@ func (s *spool) Reader() io.Reader {
 	if s.file != nil {
 		return io.NewSectionReader(s.file, 0, s.size)
 	}
+	if s.mem == nil {
+		return bytes.NewReader(nil)
+	}
 	return bytes.NewReader(s.mem.Bytes())
 }
 
@@ -82,7 +112,10 @@ func (s *spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.mem = bytes.Buffer{}
+	// Readers handed out earlier must be done by now (the sink's contract),
+	// so the buffer can serve the next message.
+	s.pool.put(s.mem, 2*s.threshold+64<<10)
+	s.mem = nil
 	if s.file != nil {
 		err := s.file.Close()
 		s.file = nil

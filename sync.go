@@ -183,6 +183,7 @@ func Sync(ctx context.Context, c Connector, m Mapping, sink Sink, opts ...Option
 		o.maxAttempts = 1
 	}
 	o.parser.Limits = o.parser.Limits.withDefaults()
+	o.parser.bufs = newBufferPool()
 	conn := c.Connection()
 	if o.provider == "" {
 		o.provider = providerName(conn)
@@ -463,7 +464,7 @@ func (e *engine) settle(ctx context.Context, acc []accepted) error {
 // the next run; an error stops the fetch (ctx cancelled).
 func (e *engine) process(ctx context.Context, ref MessageRef, r io.Reader) (*accepted, error) {
 	defer e.tick()
-	raw := newSpool(e.o.parser.TempDir, 1<<20)
+	raw := newSpool(e.o.parser.TempDir, 1<<20, e.o.parser.bufs)
 	defer raw.Close()
 	hash := sha256.New()
 	limit := e.o.parser.Limits.MaxMessageBytes
