@@ -358,26 +358,61 @@ func (e *engine) batch(ctx context.Context, refs []MessageRef) error {
 	var fatal error
 	attempt := 0
 	for len(fetch) > 0 {
+		// Two stages: the fetch callback only spools and hashes each raw
+		// message (so the connection keeps streaming), one worker parses
+		// and hands it to the sink, in order. The sink is never called
+		// concurrently.
+		jobs := make(chan *spooled, 4)
+		results := make(chan workResult, 1)
+		stop := make(chan struct{}) // closed when the worker gave up
+		go func() {
+			var wr workResult
+			for j := range jobs {
+				if wr.err != nil {
+					j.close()
+					continue
+				}
+				a, err := e.process(ctx, j)
+				j.close()
+				if err != nil {
+					wr.err = err
+					close(stop)
+					continue
+				}
+				if a != nil {
+					wr.acc = append(wr.acc, *a)
+				}
+			}
+			results <- wr
+		}()
 		err := e.c.Fetch(ctx, fetch, func(ref MessageRef, r io.Reader) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			var j *spooled
 			if r == nil { // the connector says the message is gone
+				j = &spooled{ref: ref, gone: true}
+			} else {
+				var err error
+				if j, err = e.spool(ctx, ref, r); err != nil {
+					return err
+				}
+			}
+			select {
+			case jobs <- j:
 				handled[ref.Key] = true
-				acc = append(acc, accepted{ref: ref, outcome: Outcome{Key: ref.Key, Status: StatusGone}})
-				e.tick()
 				return nil
+			case <-stop:
+				j.close()
+				return errWorkerStopped
 			}
-			a, err := e.process(ctx, ref, r)
-			if err != nil {
-				return err
-			}
-			handled[ref.Key] = true
-			if a != nil {
-				acc = append(acc, *a)
-			}
-			return nil
 		})
+		close(jobs)
+		wr := <-results
+		acc = append(acc, wr.acc...)
+		if wr.err != nil && (err == nil || errors.Is(err, errWorkerStopped)) {
+			err = wr.err
+		}
 		var rest []MessageRef
 		for _, r := range fetch {
 			if !handled[r.Key] {
@@ -462,31 +497,79 @@ func (e *engine) settle(ctx context.Context, acc []accepted) error {
 // process turns one raw message into a ticket or a quarantined message.
 // A nil *accepted with a nil error means the message failed and stays for
 // the next run; an error stops the fetch (ctx cancelled).
-func (e *engine) process(ctx context.Context, ref MessageRef, r io.Reader) (*accepted, error) {
-	defer e.tick()
-	raw := newSpool(e.o.parser.TempDir, 1<<20, e.o.parser.bufs)
-	defer raw.Close()
+// rawSpoolMemory is how much of one raw message stays in memory before it
+// spools to a temporary file. At most six messages are in flight (one being
+// read, four queued, one being processed), so this bounds memory at 6 MiB.
+const rawSpoolMemory = 1 << 20
+
+// spooled is one raw message read off the connection, waiting for the worker.
+type spooled struct {
+	ref   MessageRef
+	gone  bool   // the connector reported it deleted
+	raw   *spool // the bytes, up to the size limit
+	n     int64  // bytes spooled
+	total int64  // the whole size when it was over the limit, else n
+	sum   []byte // SHA-256 of the raw bytes
+}
+
+func (j *spooled) close() {
+	if j.raw != nil {
+		j.raw.Close()
+	}
+}
+
+type workResult struct {
+	acc []accepted
+	err error
+}
+
+// errWorkerStopped aborts a fetch once the worker stopped on an error.
+var errWorkerStopped = errors.New("mailsync: processing stopped")
+
+// spool reads one message off the connection into a spool, hashing it. A
+// message over the size limit is drained (the connection must stay usable)
+// and only its head kept.
+func (e *engine) spool(ctx context.Context, ref MessageRef, r io.Reader) (*spooled, error) {
+	raw := newSpool(e.o.parser.TempDir, rawSpoolMemory, e.o.parser.bufs)
 	hash := sha256.New()
 	limit := e.o.parser.Limits.MaxMessageBytes
 	n, err := io.Copy(io.MultiWriter(raw, hash), io.LimitReader(r, limit+1))
+	total := n
+	if err == nil && n > limit {
+		var rest int64
+		rest, err = io.Copy(io.Discard, r)
+		total += rest
+	}
 	if err != nil {
+		raw.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("%w: reading message %s: %w", ErrConnection, ref.Key, err)
 	}
+	return &spooled{ref: ref, raw: raw, n: n, total: total, sum: hash.Sum(nil)}, nil
+}
+
+// process turns one spooled message into a ticket, a follow-up or a
+// quarantined message. A nil *accepted with a nil error means the message
+// failed and stays for the next run; an error stops the sync (ctx cancelled).
+func (e *engine) process(ctx context.Context, j *spooled) (*accepted, error) {
+	defer e.tick()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ref, raw, n := j.ref, j.raw, j.n
+	if j.gone {
+		return &accepted{ref: ref, outcome: Outcome{Key: ref.Key, Status: StatusGone}}, nil
+	}
+	limit := e.o.parser.Limits.MaxMessageBytes
 	src := Source{Connection: e.conn.Name, Provider: e.o.provider, MessageKey: ref.Key, Received: time.Now().UTC()}
 	if n > limit {
-		// Drain the rest so the connection stays usable, then quarantine the head.
-		rest, err := io.Copy(io.Discard, r)
-		if err != nil {
-			return nil, fmt.Errorf("%w: reading message %s: %w", ErrConnection, ref.Key, err)
-		}
-		q := &Quarantined{IdempotencyKey: keyForRef(e.conn.Name, ref.Key), Source: src, Raw: io.LimitReader(raw.Reader(), limit), Size: n + rest, Truncated: true,
-			Err: &MessageError{Key: ref.Key, Kind: ErrOversized, Reason: fmt.Sprintf("%d bytes, more than the limit of %d", n+rest, limit)}}
+		q := &Quarantined{IdempotencyKey: keyForRef(e.conn.Name, ref.Key), Source: src, Raw: io.LimitReader(raw.Reader(), limit), Size: j.total, Truncated: true,
+			Err: &MessageError{Key: ref.Key, Kind: ErrOversized, Reason: fmt.Sprintf("%d bytes, more than the limit of %d", j.total, limit)}}
 		return e.quarantine(ctx, ref, q, false)
 	}
-	digest := hex.EncodeToString(hash.Sum(nil))
+	digest := hex.EncodeToString(j.sum)
 	msg, perr := e.o.parser.Parse(raw.Reader())
 	if perr != nil {
 		q := &Quarantined{IdempotencyKey: keyForContent(e.conn.Name, "", digest), Source: src, Raw: raw.Reader(), Size: n,
