@@ -64,8 +64,9 @@ type OAuth struct {
 	TenantID string `json:"tenant_id,omitempty"`
 	// RefreshToken is the long-lived token that yields access tokens. It never prints.
 	RefreshToken Secret `json:"refresh_token"`
-	// TokenURL is the token endpoint; Microsoft only. Empty means
-	// https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token.
+	// TokenURL is the token endpoint (the admin form asks it for Microsoft).
+	// Empty means https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token
+	// for Microsoft and https://oauth2.googleapis.com/token for Google.
 	TokenURL string `json:"token_url,omitempty"`
 	// Scopes are the permissions asked for.
 	Scopes []string `json:"scopes,omitempty"`

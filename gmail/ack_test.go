@@ -11,7 +11,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/gmail"
-	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegmail"
 )
 
 func labelsOf(t *testing.T, f *fakegmail.Server, id string) []string {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/gmail"
-	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegmail"
 	"github.com/mailsync/mailsync/oauthx"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/mailsync/mailsync/connectortest"
-	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegmail"
 )
 
 func TestConformance(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/gmail"
-	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegmail"
 )
 
 // A host syncs a Gmail mailbox into tickets and marks the mail read.

@@ -16,7 +16,7 @@ import (
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/connectortest"
 	"github.com/mailsync/mailsync/gmail"
-	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegmail"
 )
 
 func TestFetchRawEncodings(t *testing.T) {

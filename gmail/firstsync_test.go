@@ -11,7 +11,7 @@ import (
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/connectortest"
 	"github.com/mailsync/mailsync/gmail"
-	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegmail"
 )
 
 // latencyTransport adds a fixed delay to every HTTP request, a stand-in

@@ -20,7 +20,7 @@ import (
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/connectortest"
 	"github.com/mailsync/mailsync/gmail"
-	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegmail"
 )
 
 // env is one fake mailbox and the options that reach it.

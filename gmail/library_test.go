@@ -11,7 +11,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/gmail"
-	"github.com/mailsync/mailsync/gmail/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegmail"
 )
 
 // Every JSON call goes through google.golang.org/api/gmail/v1 (its

@@ -19,7 +19,7 @@ import (
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/connectortest"
 	"github.com/mailsync/mailsync/graph"
-	"github.com/mailsync/mailsync/graph/internal/fakegraph"
+	"github.com/mailsync/mailsync/internal/fakegraph"
 	"github.com/mailsync/mailsync/oauthx"
 	"golang.org/x/oauth2"
 )

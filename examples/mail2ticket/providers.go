@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -26,9 +27,14 @@ func (c *cli) tokenSource(ctx context.Context, cc connectionConfig, logger *slog
 	case cc.Protocol != "" && cc.OAuth.Provider == mailsync.GmailAPI:
 		scopes = oauthx.GmailIMAPScopes()
 	}
+	client, err := httpClient(cc, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
 	return oauthx.New(ctx, cc.OAuth, oauthx.Options{
-		Scopes: scopes,
-		Logger: logger,
+		HTTPClient: client,
+		Scopes:     scopes,
+		Logger:     logger,
 		OnRefreshToken: func(ctx context.Context, newToken mailsync.Secret) error {
 			return saveRefreshToken(c.configPath, cc.Name, newToken)
 		},
