@@ -112,7 +112,7 @@ type config struct {
 	addr     string
 	security Security
 	tls      *tls.Config
-	password string
+	password mailsync.Secret // revealed only on the PASS line
 	tokens   oauth2.TokenSource
 	dialTO   time.Duration
 	cmdTO    time.Duration
@@ -184,7 +184,7 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 		conn:     conn,
 		addr:     joinHostPort(conn.Server, port),
 		security: sec,
-		password: opts.Password.Reveal(),
+		password: opts.Password,
 		tokens:   opts.TokenSource,
 		dialTO:   opts.DialTimeout,
 		cmdTO:    opts.CommandTimeout,

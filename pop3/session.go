@@ -206,7 +206,7 @@ func (s *session) do(ctx context.Context, verb string, f func() error) error {
 		s.kill()
 		return wrapTransport(ctx, verb, err)
 	}
-	return &serverError{cmd: verb, text: sanitize(strings.TrimPrefix(err.Error(), "unknown response: "), s.cfg.password)}
+	return &serverError{cmd: verb, text: sanitize(strings.TrimPrefix(err.Error(), "unknown response: "), s.cfg.password.Reveal())}
 }
 
 // cmd sends a single-line command through go-pop3.
@@ -233,7 +233,7 @@ func (s *session) login(ctx context.Context) error {
 	if _, err := s.cmd(ctx, "USER", cfg.conn.User); err != nil {
 		return loginError(err)
 	}
-	if _, err := s.cmd(ctx, "PASS", cfg.password); err != nil {
+	if _, err := s.cmd(ctx, "PASS", cfg.password.Reveal()); err != nil {
 		return loginError(err)
 	}
 	return nil
