@@ -12,7 +12,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	mimap "github.com/mailsync/mailsync/imap"
-	"github.com/mailsync/mailsync/imap/internal/benchmail"
+	"github.com/mailsync/mailsync/internal/benchmail"
 	"github.com/mailsync/mailsync/internal/dovecottest"
 )
 
