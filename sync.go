@@ -133,7 +133,8 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(o *options) { o.maxAttempts, o.backoff = attempts, backoff }
 }
 
-// WithProgress sets a callback called after every message.
+// WithProgress sets a callback called after every message, one call at a
+// time, from the goroutine that processes messages.
 func WithProgress(f func(Progress)) Option { return func(o *options) { o.progress = f } }
 
 // WithThreading configures how replies find their ticket (default: the

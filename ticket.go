@@ -71,7 +71,8 @@ type Quarantined struct {
 
 // Sink is the host's side: it stores tickets. Both methods must be idempotent
 // on the key they are given, because after a crash Sync may hand over the same
-// message again.
+// message again. One Sync calls its sink from one goroutine at a time, in
+// mailbox order.
 type Sink interface {
 	// CreateTicket stores t, or reports Duplicate when a ticket with
 	// t.IdempotencyKey exists. Returning nil means the ticket is durable.
