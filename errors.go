@@ -55,6 +55,7 @@ type Problem struct {
 	Message string `json:"message"`
 }
 
+// String formats the problem as "field message".
 func (p Problem) String() string { return p.Field + " " + p.Message }
 
 // ConfigError lists every problem of a configuration. It matches ErrInvalidConfig.
@@ -66,6 +67,7 @@ func (e *ConfigError) add(field, msg string) {
 	e.Problems = append(e.Problems, Problem{Field: field, Message: msg})
 }
 
+// Error lists every problem.
 func (e *ConfigError) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
@@ -98,6 +100,7 @@ type ThrottledError struct {
 	Err        error
 }
 
+// Error says how long the server asked to wait.
 func (e *ThrottledError) Error() string {
 	s := fmt.Sprintf("mailsync: throttled, retry after %s", e.RetryAfter)
 	if e.Err != nil {
@@ -121,6 +124,7 @@ type MessageError struct {
 	Err    error  // the cause, if any
 }
 
+// Error names the message key and the reason.
 func (e *MessageError) Error() string {
 	s := fmt.Sprintf("mailsync: message %s: %s", e.Key, e.Reason)
 	if e.Err != nil && !strings.Contains(e.Reason, e.Err.Error()) {

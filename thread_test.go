@@ -299,3 +299,29 @@ func (p plainSink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsy
 func (p plainSink) Quarantine(ctx context.Context, q *mailsync.Quarantined) error {
 	return p.m.Quarantine(ctx, q)
 }
+
+// A MessageIDSigner gives the host's notifications Message-IDs that carry
+// the ticket id and an HMAC: replies thread without any state, and a forged
+// id does not.
+func ExampleMessageIDSigner() {
+	s := &mailsync.MessageIDSigner{Key: "a-long-random-secret-key", Domain: "helpdesk.example.com"}
+	id, _ := s.New("4711") // put it in the notification's Message-ID header
+	ticket, ok := s.Verify("<" + id + ">")
+	fmt.Println(ticket, ok)
+	_, ok = s.Verify("<tkt.4711.aaaaaaaaaaaaa.bbbbbbbbbbbbbbbb@helpdesk.example.com>")
+	fmt.Println(ok)
+	// Output:
+	// 4711 true
+	// false
+}
+
+// Classify tells auto-replies, bounces, bulk mail and loops from mail a
+// person wrote; never send an automatic answer to Automatic() mail.
+func ExampleClassify() {
+	msg, _ := (&mailsync.Parser{}).Parse(strings.NewReader(
+		"From: ana@example.com\r\nSubject: Out of office: Pedido 12\r\nAuto-Submitted: auto-replied\r\n\r\nBack on Monday.\r\n"))
+	defer msg.Close()
+	c := mailsync.Classify(msg, mailsync.ClassifyOptions{})
+	fmt.Println(c.Kind, c.Automatic(), c.Reasons[0])
+	// Output: auto_reply true Auto-Submitted: auto-replied
+}
