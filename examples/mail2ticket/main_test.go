@@ -116,3 +116,28 @@ func TestPasswordInConfigIsRefused(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// The shipped example configuration stays loadable and valid.
+func TestExampleConfigIsValid(t *testing.T) {
+	cfg, err := loadConfig("example-config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Connections {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+		if err := c.PostAction.Validate(); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+		tt := c.ConnectedWith[0]
+		if _, ok := cfg.mapping(tt); !ok {
+			t.Errorf("%s: no mapping for %q", c.Name, tt)
+		}
+	}
+	for _, m := range cfg.Mappings {
+		if err := m.Validate(); err != nil {
+			t.Errorf("mapping %s: %v", m.TicketType, err)
+		}
+	}
+}
