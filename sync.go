@@ -342,11 +342,13 @@ type accepted struct {
 func (e *engine) batch(ctx context.Context, refs []MessageRef) error {
 	var acc []accepted
 	var fetch []MessageRef
+	var fatal error
 	for _, r := range refs {
 		if r.Size > e.o.parser.Limits.MaxMessageBytes {
 			a, err := e.quarantineUnfetched(ctx, r)
-			if err != nil {
-				return err
+			if err != nil { // ctx cancelled: keep what is done, fetch nothing
+				fatal, fetch = err, nil
+				break
 			}
 			if a != nil {
 				acc = append(acc, *a)
@@ -356,7 +358,6 @@ func (e *engine) batch(ctx context.Context, refs []MessageRef) error {
 		fetch = append(fetch, r)
 	}
 	handled := map[string]bool{}
-	var fatal error
 	attempt := 0
 	for len(fetch) > 0 {
 		// Two stages: the fetch callback only spools and hashes each raw
