@@ -13,6 +13,7 @@ import (
 	"github.com/mailsync/mailsync"
 	mimap "github.com/mailsync/mailsync/imap"
 	"github.com/mailsync/mailsync/internal/benchmail"
+	"github.com/mailsync/mailsync/internal/benchsink"
 	"github.com/mailsync/mailsync/internal/dovecottest"
 )
 
@@ -63,34 +64,6 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// nopSink creates nothing; it reads attachments through, as a real sink
-// storing them would.
-type nopSink struct{ tickets int }
-
-func (s *nopSink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsync.Receipt, error) {
-	for _, a := range t.Attachments {
-		rc, err := a.Open()
-		if err != nil {
-			return mailsync.Receipt{}, err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return mailsync.Receipt{}, err
-		}
-	}
-	s.tickets++
-	return mailsync.Receipt{TicketID: strconv.Itoa(s.tickets)}, nil
-}
-
-func (s *nopSink) Quarantine(ctx context.Context, q *mailsync.Quarantined) error {
-	if q.Raw != nil {
-		_, err := io.Copy(io.Discard, q.Raw)
-		return err
-	}
-	return nil
-}
-
 // BenchmarkSyncDovecot syncs a 200-message (~12 MB) mailbox from a real
 // Dovecot over IMAPS into a no-op sink, from scratch each iteration.
 // scripts/bench-imap.sh runs the full 2,000-message comparison with mbsync.
@@ -117,7 +90,7 @@ func BenchmarkSyncDovecot(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		sink := &nopSink{}
+		sink := &benchsink.DiscardSink{}
 		rep, err := mailsync.Sync(ctx, c, mailsync.DefaultMapping("bench"), sink)
 		c.Close()
 		if err != nil || rep.Created != 200 {

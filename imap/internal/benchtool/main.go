@@ -26,6 +26,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/imap"
+	"github.com/mailsync/mailsync/internal/benchsink"
 )
 
 func main() {
@@ -88,7 +89,7 @@ func run(envFile, mode string, verbose bool, readAhead int64) error {
 	var bytes int64
 	switch mode {
 	case "sync":
-		sink := &nopSink{}
+		sink := &benchsink.DiscardSink{}
 		rep, err := mailsync.Sync(ctx, c, mailsync.DefaultMapping("bench"), sink, mailsync.WithLogger(logger))
 		if err != nil {
 			return err
@@ -96,7 +97,7 @@ func run(envFile, mode string, verbose bool, readAhead int64) error {
 		if rep.Failed > 0 || rep.Created+rep.Quarantined != rep.Seen {
 			return fmt.Errorf("sync incomplete: %+v", rep)
 		}
-		messages, bytes = rep.Created+rep.Quarantined, sink.bytes
+		messages, bytes = rep.Created+rep.Quarantined, sink.MessageBytes.Load()
 		defer fmt.Printf("  (created %d, quarantined %d)\n", rep.Created, rep.Quarantined)
 	case "fetch":
 		l, err := c.List(ctx, "")
@@ -141,39 +142,4 @@ func readEnv(path string) (map[string]string, error) {
 		}
 	}
 	return env, sc.Err()
-}
-
-// nopSink stores nothing but reads every attachment through, as a sink
-// storing them would; bytes counts what it read.
-type nopSink struct {
-	n     int
-	bytes int64
-}
-
-func (s *nopSink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsync.Receipt, error) {
-	if t.Message != nil {
-		s.bytes += t.Message.Size
-	}
-	for _, a := range t.Attachments {
-		rc, err := a.Open()
-		if err != nil {
-			return mailsync.Receipt{}, err
-		}
-		_, err = io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return mailsync.Receipt{}, err
-		}
-	}
-	s.n++
-	return mailsync.Receipt{TicketID: strconv.Itoa(s.n)}, nil
-}
-
-func (s *nopSink) Quarantine(ctx context.Context, q *mailsync.Quarantined) error {
-	if q.Raw != nil {
-		n, err := io.Copy(io.Discard, q.Raw)
-		s.bytes += n
-		return err
-	}
-	return nil
 }

@@ -18,10 +18,10 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/benchsink"
 	"github.com/mailsync/mailsync/pop3"
 )
 
@@ -71,46 +71,17 @@ func main() {
 		}
 		fmt.Printf("raw: %d messages, %d bytes, sha256 %x, %s\n", n, bytes, h.Sum(nil)[:8], time.Since(start).Round(time.Millisecond))
 	case "sync":
-		sink := &discardSink{}
+		sink := &benchsink.DiscardSink{}
 		rep, err := mailsync.Sync(ctx, c, mailsync.DefaultMapping("incident"), sink)
 		if err != nil {
 			log.Fatal(err)
 		}
 		fmt.Printf("sync: seen %d, created %d, quarantined %d, failed %d; %d attachment bytes read; %s\n",
-			rep.Seen, rep.Created, rep.Quarantined, rep.Failed, sink.bytes.Load(), time.Since(start).Round(time.Millisecond))
+			rep.Seen, rep.Created, rep.Quarantined, rep.Failed, sink.AttachmentBytes.Load(), time.Since(start).Round(time.Millisecond))
 		if rep.Failed > 0 {
 			os.Exit(1)
 		}
 	default:
 		log.Fatalf("unknown mode %q", *mode)
 	}
-}
-
-// discardSink reads every attachment and raw quarantined message and keeps
-// nothing, like fetchmail delivering to /dev/null.
-type discardSink struct{ n, bytes atomic.Int64 }
-
-func (s *discardSink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsync.Receipt, error) {
-	for _, a := range t.Attachments {
-		rc, err := a.Open()
-		if err != nil {
-			return mailsync.Receipt{}, err
-		}
-		k, err := io.Copy(io.Discard, rc)
-		rc.Close()
-		if err != nil {
-			return mailsync.Receipt{}, err
-		}
-		s.bytes.Add(k)
-	}
-	return mailsync.Receipt{TicketID: strconv.FormatInt(s.n.Add(1), 10)}, nil
-}
-
-func (s *discardSink) Quarantine(ctx context.Context, q *mailsync.Quarantined) error {
-	if q.Raw != nil {
-		k, err := io.Copy(io.Discard, q.Raw)
-		s.bytes.Add(k)
-		return err
-	}
-	return nil
 }
