@@ -91,7 +91,7 @@ func BenchmarkSyncDovecot(b *testing.B) {
 			b.Fatal(err)
 		}
 		sink := &benchsink.DiscardSink{}
-		rep, err := mailsync.Sync(ctx, c, mailsync.DefaultMapping("bench"), sink)
+		rep, err := mailsync.Sync(ctx, c, mailsync.DefaultMapping(conn.ConnectedWith[0]), sink)
 		c.Close()
 		if err != nil || rep.Created != 200 {
 			b.Fatalf("created %d, %v", rep.Created, err)
