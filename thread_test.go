@@ -325,3 +325,29 @@ func ExampleClassify() {
 	fmt.Println(c.Kind, c.Automatic(), c.Reasons[0])
 	// Output: auto_reply true Auto-Submitted: auto-replied
 }
+
+func TestSyncClassifyOptionsAndProviderName(t *testing.T) {
+	f := newFake(0)
+	f.msgs = append(f.msgs,
+		fakeMsg{key: "0", raw: []byte(mail("a@cliente.pt", "Re: x", "l0@x", "X-Helpdesk-Loop: 1\r\n"))},
+		fakeMsg{key: "1", raw: []byte(mail("alias@empresa.pt", "Re: y", "l1@x"))},
+		fakeMsg{key: "2", raw: []byte(mail("b@cliente.pt", "Pedido", "n0@x"))})
+	sink := mailsync.NewMemorySink()
+	rep, err := mailsync.Sync(context.Background(), f, mapping, sink, mailsync.WithProviderName("my-provider"),
+		mailsync.WithClassify(mailsync.ClassifyOptions{LoopHeader: "X-Helpdesk-Loop", OwnAddresses: []string{"alias@empresa.pt"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]mailsync.Kind{}
+	for _, o := range rep.Messages {
+		kinds[o.Key] = o.Kind
+	}
+	if kinds["0"] != mailsync.KindLoop || kinds["1"] != mailsync.KindLoop || kinds["2"] != mailsync.KindNormal {
+		t.Fatalf("kinds %v", kinds)
+	}
+	for _, tk := range sink.Tickets() {
+		if tk.Source.Provider != "my-provider" {
+			t.Errorf("provider %q", tk.Source.Provider)
+		}
+	}
+}
