@@ -33,7 +33,7 @@ type MemorySink struct {
 	byKey       map[string]*StoredTicket
 	quarantined []*StoredQuarantine
 	qByKey      map[string]bool
-	fuKeys      map[string]bool
+	fuKeys      map[string]string // follow-up key → ticket id
 }
 
 var _ FollowUpSink = (*MemorySink)(nil)
@@ -116,9 +116,9 @@ func (s *MemorySink) CreateTicket(ctx context.Context, t *Ticket) (Receipt, erro
 		return Receipt{}, err
 	}
 	s.mu.Lock()
-	if old, ok := s.byKey[t.IdempotencyKey]; ok {
+	if id, dup := s.seenKey(t.IdempotencyKey); dup {
 		s.mu.Unlock()
-		return Receipt{TicketID: old.ID, Duplicate: true}, nil
+		return Receipt{TicketID: id, Duplicate: true}, nil
 	}
 	s.mu.Unlock()
 	if s.BeforeCreate != nil {
@@ -145,8 +145,8 @@ func (s *MemorySink) CreateTicket(ctx context.Context, t *Ticket) (Receipt, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.byKey[t.IdempotencyKey]; ok { // a concurrent duplicate won
-		return Receipt{TicketID: old.ID, Duplicate: true}, nil
+	if id, dup := s.seenKey(t.IdempotencyKey); dup { // a concurrent duplicate won
+		return Receipt{TicketID: id, Duplicate: true}, nil
 	}
 	if s.byKey == nil {
 		s.byKey = map[string]*StoredTicket{}
@@ -204,9 +204,9 @@ func (s *MemorySink) AddFollowUp(ctx context.Context, f *FollowUp) (Receipt, err
 		s.mu.Unlock()
 		return Receipt{}, fmt.Errorf("memory sink: no ticket %q", f.TicketID)
 	}
-	if s.fuKeys[f.IdempotencyKey] {
+	if id, dup := s.seenKey(f.IdempotencyKey); dup {
 		s.mu.Unlock()
-		return Receipt{TicketID: t.ID, Duplicate: true}, nil
+		return Receipt{TicketID: id, Duplicate: true}, nil
 	}
 	if t.Closed && !s.ReopenClosed {
 		s.mu.Unlock()
@@ -227,16 +227,27 @@ func (s *MemorySink) AddFollowUp(ctx context.Context, f *FollowUp) (Receipt, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fuKeys[f.IdempotencyKey] {
-		return Receipt{TicketID: t.ID, Duplicate: true}, nil
+	if id, dup := s.seenKey(f.IdempotencyKey); dup {
+		return Receipt{TicketID: id, Duplicate: true}, nil
 	}
 	if s.fuKeys == nil {
-		s.fuKeys = map[string]bool{}
+		s.fuKeys = map[string]string{}
 	}
-	s.fuKeys[f.IdempotencyKey] = true
+	s.fuKeys[f.IdempotencyKey] = t.ID
 	t.Closed = false
 	t.FollowUps = append(t.FollowUps, fu)
 	return Receipt{TicketID: t.ID}, nil
+}
+
+// seenKey reports whether key is already a ticket or a follow-up, and the
+// ticket it belongs to: tickets and follow-ups share one key space, so a
+// message is stored once whichever way a re-run routes it. Call with mu held.
+func (s *MemorySink) seenKey(key string) (string, bool) {
+	if t, ok := s.byKey[key]; ok {
+		return t.ID, true
+	}
+	id, ok := s.fuKeys[key]
+	return id, ok
 }
 
 // CloseTicket marks a ticket closed, for tests of follow-ups to closed tickets.

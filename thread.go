@@ -121,7 +121,11 @@ type FollowUp struct {
 type FollowUpSink interface {
 	Sink
 	// AddFollowUp adds f to ticket f.TicketID, idempotent on
-	// f.IdempotencyKey. It may return ErrFollowUpRefused.
+	// f.IdempotencyKey. Tickets and follow-ups share one key space: a key
+	// already stored as a ticket (or as a follow-up) must be reported as a
+	// Duplicate by both AddFollowUp and CreateTicket, because a re-run may
+	// route the same message the other way (e.g. once a sender's rate limit
+	// is reached). It may return ErrFollowUpRefused.
 	AddFollowUp(ctx context.Context, f *FollowUp) (Receipt, error)
 	// TicketInfo says whether ticketID exists, is closed, and whether
 	// sender may post on it.

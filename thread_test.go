@@ -351,3 +351,32 @@ func TestSyncClassifyOptionsAndProviderName(t *testing.T) {
 		}
 	}
 }
+
+// A message the sink already holds as a ticket is not stored again as a
+// follow-up when a re-run routes it differently (here: its sender is now
+// over the rate limit).
+func TestReRunRoutedDifferentlyStoresNothingTwice(t *testing.T) {
+	f := newFake(0)
+	for i := 1; i <= 3; i++ {
+		f.msgs = append(f.msgs, fakeMsg{key: fmt.Sprint(i), raw: []byte(mail("robot@x.example", fmt.Sprintf("Auto %d", i), fmt.Sprintf("rr%d@x", i)))})
+	}
+	sink := mailsync.NewMemorySink()
+	if _, err := mailsync.Sync(context.Background(), f, mapping, sink); err != nil { // no limit: 3 tickets
+		t.Fatal(err)
+	}
+	// The state is lost, a new mail from the same sender comes first, and
+	// the sender is now limited to 1 ticket: the three old messages are
+	// routed as follow-ups this time, but the sink already has them.
+	f.msgs = append([]fakeMsg{{key: "0", raw: []byte(mail("robot@x.example", "Auto 0", "rr0@x"))}}, f.msgs...)
+	rep, err := mailsync.Sync(context.Background(), f, mapping, sink, mailsync.WithSenderLimit(mailsync.NewSenderLimiter(1, time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	followUps := 0
+	for _, tk := range sink.Tickets() {
+		followUps += len(tk.FollowUps)
+	}
+	if len(sink.Tickets()) != 4 || followUps != 0 || rep.Created != 1 || rep.AlreadyDone != 3 {
+		t.Fatalf("%d tickets, %d follow-ups, created %d, already done %d; want 4, 0, 1, 3", len(sink.Tickets()), followUps, rep.Created, rep.AlreadyDone)
+	}
+}
