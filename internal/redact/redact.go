@@ -1,0 +1,141 @@
+// Package redact removes secrets from text that came back from a server.
+//
+// A server may echo what it was sent — an IMAP NO that repeats the LOGIN
+// line, a token endpoint whose error_description quotes the form body, a
+// SASL failure that returns the initial response — so every error text
+// that leaves a connector passes through a Scrubber that knows the secrets
+// the request carried. A secret is removed in every encoding a request
+// could have carried it in: raw, URL-encoded (query and path forms, upper
+// and lower case hex), JSON- and IMAP-quoted, and base64 (standard and
+// URL alphabets, padded or not, at each of the three byte alignments, so
+// a secret inside a longer base64 blob such as a SASL PLAIN or XOAUTH2
+// response is found too).
+package redact
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/url"
+	"strings"
+)
+
+// Mark replaces a secret in scrubbed text.
+const Mark = "[REDACTED]"
+
+// MinLen is the shortest secret that is scrubbed: shorter values would
+// blank ordinary words.
+const MinLen = 4
+
+// Scrubber removes a set of secrets, in all their encodings, from text.
+// The zero value removes nothing. It is not safe for concurrent Add.
+type Scrubber struct {
+	forms []string
+}
+
+// New returns a Scrubber for secrets (values shorter than MinLen are ignored).
+func New(secrets ...string) *Scrubber {
+	s := &Scrubber{}
+	s.Add(secrets...)
+	return s
+}
+
+// Add adds secrets (and all their encoded forms).
+func (s *Scrubber) Add(secrets ...string) {
+	for _, v := range secrets {
+		if len(v) < MinLen {
+			continue
+		}
+		s.forms = append(s.forms, Forms(v)...)
+	}
+	// Longest first, so a form that contains another is replaced whole.
+	sortByLenDesc(s.forms)
+}
+
+// Scrub returns text with every known secret form replaced by Mark.
+func (s *Scrubber) Scrub(text string) string {
+	if s == nil {
+		return text
+	}
+	for _, f := range s.forms {
+		if strings.Contains(text, f) {
+			text = strings.ReplaceAll(text, f, Mark)
+		}
+	}
+	return text
+}
+
+// String scrubs text of secrets; a shortcut for New(secrets...).Scrub(text).
+func String(text string, secrets ...string) string { return New(secrets...).Scrub(text) }
+
+// Forms returns the encodings of secret that a request may have carried
+// and a server may echo. Base64 forms are the stable inner part of the
+// encoding at each alignment (the characters that do not depend on the
+// bytes around the secret), so they match inside a longer encoded blob.
+func Forms(secret string) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(f string) {
+		if len(f) >= MinLen && !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	add(secret)
+	add(url.QueryEscape(secret))
+	add(url.PathEscape(secret))
+	add(strings.ReplaceAll(url.QueryEscape(secret), "+", "%20"))
+	add(lowerHex(url.QueryEscape(secret)))
+	if j, err := json.Marshal(secret); err == nil {
+		add(strings.Trim(string(j), `"`))
+	}
+	add(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(secret)) // IMAP quoted string
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		for shift := 0; shift < 3; shift++ {
+			add(innerBase64(enc, secret, shift))
+		}
+	}
+	return out
+}
+
+// innerBase64 is the part of the base64 encoding of secret, preceded by
+// shift arbitrary bytes, that does not depend on those bytes or on what
+// follows: the characters covering only the secret's bytes.
+func innerBase64(enc *base64.Encoding, secret string, shift int) string {
+	pre := strings.Repeat("\x00", shift)
+	full := enc.WithPadding(base64.NoPadding).EncodeToString([]byte(pre + secret))
+	// Characters 4k..4k+3 encode bytes 3k..3k+2. Skip the group(s) that
+	// mix in the prefix; drop the last group, which may mix in a suffix
+	// (or padding) — unless the secret ends exactly on a group boundary.
+	start := 0
+	if shift > 0 {
+		start = 4
+	}
+	n := shift + len(secret)
+	end := (n / 3) * 4
+	if end <= start {
+		return ""
+	}
+	return full[start:end]
+}
+
+func lowerHex(s string) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			for k := i + 1; k <= i+2; k++ {
+				if b[k] >= 'A' && b[k] <= 'F' {
+					b[k] += 'a' - 'A'
+				}
+			}
+		}
+	}
+	return string(b)
+}
+
+func sortByLenDesc(a []string) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && len(a[j]) > len(a[j-1]); j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}

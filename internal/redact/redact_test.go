@@ -1,0 +1,63 @@
+package redact
+
+import (
+	"encoding/base64"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func TestScrubEveryEncoding(t *testing.T) {
+	const secret = `s3cr3t/Pa ss+wo"rd\é`
+	cases := map[string]string{
+		"raw":           "NO [AUTHENTICATIONFAILED] LOGIN user " + secret,
+		"query":         "error_description=client_secret=" + url.QueryEscape(secret) + "&x=1",
+		"path":          "GET /" + url.PathEscape(secret),
+		"imap quoted":   `NO LOGIN "user" "s3cr3t/Pa ss+wo\"rd\\é"`,
+		"json":          `{"error":"bad","echo":"s3cr3t/Pa ss+wo\"rd\\é"}`,
+		"sasl plain":    "NO echo " + base64.StdEncoding.EncodeToString([]byte("\x00user\x00"+secret)),
+		"sasl xoauth2":  "NO echo " + base64.StdEncoding.EncodeToString([]byte("user=u@x\x01auth=Bearer "+secret+"\x01\x01")),
+		"base64url":     "echo " + base64.URLEncoding.EncodeToString([]byte("ab"+secret+"cd")),
+		"lower hex url": "x=" + lowerHex(url.QueryEscape(secret)),
+	}
+	for name, text := range cases {
+		got := String(text, secret)
+		if !strings.Contains(got, Mark) {
+			t.Errorf("%s: nothing scrubbed in %q", name, got)
+		}
+		for _, f := range Forms(secret) {
+			if strings.Contains(got, f) {
+				t.Errorf("%s: form %q left in %q", name, f, got)
+			}
+		}
+		// Enough of the secret's base64 is gone that it cannot be decoded back.
+		if strings.Contains(got, secret) {
+			t.Errorf("%s: raw secret left", name)
+		}
+	}
+}
+
+func TestBase64InnerFormsDecodeBackNothing(t *testing.T) {
+	const secret = "refresh-token-0123456789"
+	for shift := 0; shift < 3; shift++ {
+		blob := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", shift) + secret + "tail"))
+		got := String(blob, secret)
+		dec, _ := base64.StdEncoding.DecodeString(strings.ReplaceAll(got, Mark, ""))
+		if strings.Contains(string(dec), "0123456789") {
+			t.Errorf("shift %d: %q still decodes to the secret", shift, got)
+		}
+		if !strings.Contains(got, Mark) {
+			t.Errorf("shift %d: not scrubbed: %q", shift, got)
+		}
+	}
+}
+
+func TestShortAndEmptySecretsIgnored(t *testing.T) {
+	if got := String("a ab abc", "", "ab", "abc"); got != "a ab abc" {
+		t.Fatalf("short secrets scrubbed: %q", got)
+	}
+	var s *Scrubber
+	if s.Scrub("x") != "x" {
+		t.Fatal("nil scrubber changed text")
+	}
+}
