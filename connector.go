@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // Protocol is the mail protocol of a password connection.
@@ -158,8 +159,8 @@ func (c Connection) Validate() error {
 	case IMAP, POP3:
 		if strings.TrimSpace(c.Server) == "" {
 			e.add("server", "is required for "+string(c.Protocol))
-		} else if strings.ContainsAny(c.Server, " /\r\n\x00") {
-			e.add("server", "must be a host name or IP address")
+		} else if problem := checkServerName(c.Server); problem != "" {
+			e.add("server", problem)
 		}
 	case "":
 		if !api {
@@ -203,12 +204,8 @@ func (c Connection) Validate() error {
 			e.add("oauth.tenant_id", "is only used with Microsoft Graph")
 		}
 		if o.TokenURL != "" {
-			u, err := url.Parse(o.TokenURL)
-			switch {
-			case err != nil || u.Host == "":
-				e.add("oauth.token_url", "is not an absolute URL")
-			case u.Scheme != "https":
-				e.add("oauth.token_url", "must use https")
+			if problem := CheckEndpointURL(o.TokenURL); problem != "" {
+				e.add("oauth.token_url", problem)
 			}
 		}
 		for i, s := range o.Scopes {
@@ -221,6 +218,82 @@ func (c Connection) Validate() error {
 		return nil
 	}
 	return &e
+}
+
+// checkServerName returns what is wrong with a server name, or "": it must
+// be a bare host name or IP address — no port (the port has its own
+// field), no brackets, no scheme or path, no white space or control
+// characters.
+func checkServerName(server string) string {
+	switch {
+	case hasControl(server) || strings.ContainsAny(server, " "):
+		return "must not contain spaces or control characters"
+	case strings.Contains(server, "://") || strings.Contains(server, "/"):
+		return "must be a host name or IP address, not a URL"
+	case strings.HasPrefix(server, "["):
+		return "write an IPv6 address without brackets (the port goes in the port field)"
+	case net.ParseIP(server) != nil:
+		return ""
+	case strings.Contains(server, ":"):
+		return "must not include a port: put it in the port field"
+	case len(server) > 253:
+		return "is longer than 253 characters"
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(server, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return "is not a valid host name (empty or over-long label)"
+		}
+		for _, r := range label {
+			ok := r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r > 0x7f && unicode.IsLetter(r)
+			if !ok {
+				return fmt.Sprintf("is not a valid host name (%q)", r)
+			}
+		}
+	}
+	return ""
+}
+
+// CheckEndpointURL returns what is wrong with an OAuth or API endpoint URL,
+// or "" when it is acceptable: absolute, https (plain http only for a
+// loopback host, for tests and local proxies), and without user
+// information (credentials in a URL end up in logs). oauthx applies the
+// same rule.
+func CheckEndpointURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || u.Opaque != "":
+		return "is not an absolute URL"
+	case u.User != nil:
+		return "must not carry a user name or password (user:pass@)"
+	case hasControl(raw):
+		return "must not contain control characters"
+	case u.Scheme == "https":
+		return ""
+	case u.Scheme == "http" && IsLoopbackHost(u.Hostname()):
+		return ""
+	case u.Scheme == "http":
+		return "must use https (plain http is allowed only for a loopback host)"
+	}
+	return "must use https"
+}
+
+// IsLoopbackHost reports whether host (without port) is "localhost" or a
+// loopback IP address (127.0.0.0/8, ::1).
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return true
+		}
+	}
+	return false
 }
 
 // ServesTicketType reports whether ticketType is in ConnectedWith.
@@ -321,6 +394,10 @@ func (a PostAction) Validate() error {
 	case MoveToFolder:
 		if strings.TrimSpace(a.Folder) == "" {
 			e.add("post_action.folder", "is required with \"move\"")
+		} else if hasControl(a.Folder) {
+			e.add("post_action.folder", "must not contain control characters (CR, LF, TAB, NUL …)")
+		} else if len(a.Folder) > 255 {
+			e.add("post_action.folder", "is longer than 255 bytes")
 		}
 	default:
 		e.add("post_action.kind", fmt.Sprintf("%q is not one of \"\", mark_read, move, delete", a.Kind))

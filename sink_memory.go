@@ -63,6 +63,7 @@ type StoredTicket struct {
 type StoredFollowUp struct {
 	IdempotencyKey string
 	Rule           ThreadRule
+	NonParticipant bool // the sender was not allowed on the ticket; the host let it in
 	From           Address
 	Fields         map[string]string
 	Attachments    []StoredBlob
@@ -217,7 +218,7 @@ func (s *MemorySink) AddFollowUp(ctx context.Context, f *FollowUp) (Receipt, err
 	if err != nil {
 		return Receipt{}, err
 	}
-	fu := &StoredFollowUp{IdempotencyKey: f.IdempotencyKey, Rule: f.Rule, Fields: map[string]string{}, Attachments: blobs,
+	fu := &StoredFollowUp{IdempotencyKey: f.IdempotencyKey, Rule: f.Rule, NonParticipant: f.NonParticipant, Fields: map[string]string{}, Attachments: blobs,
 		Classification: f.Classification, Source: f.Source}
 	for k, v := range f.Fields {
 		fu.Fields[k] = v

@@ -12,6 +12,17 @@ import (
 // package for a durable single file, or their own database.
 //
 // A State never holds a password, token or message content.
+//
+// The rules every State keeps:
+//   - Record is atomic: after a crash all of it or none of it is there.
+//   - Threads belong to all connections together; a Message-ID that is
+//     already mapped keeps its ticket (the first ticket to own an id keeps
+//     it), so a later mail that reuses the id cannot re-point the replies.
+//   - Record with the empty connection name "" only stores Threads (that is
+//     how RegisterOutgoing records the host's own Message-IDs).
+//   - Sync hands it keys already bounded by StateKey (at most 200 bytes of
+//     printable UTF-8, or a fixed-size hash), so a State need not cope with
+//     hostile key lengths.
 type State interface {
 	// Cursor returns the connection's stored cursor, "" when there is none.
 	Cursor(ctx context.Context, connection string) (Cursor, error)
@@ -33,8 +44,19 @@ type Record struct {
 	// Cursor, when non-nil, replaces the stored cursor.
 	Cursor *Cursor
 	// Threads maps Message-IDs to ticket ids, for threading replies. They
-	// are kept for all connections together.
+	// are kept for all connections together; an id already mapped keeps
+	// its first ticket.
 	Threads map[string]string
+}
+
+// FailureCounter is an optional interface of a State: it counts, per
+// message, the syncs in which the sink refused to store it. Sync uses it to
+// quarantine a message whose storage keeps failing (WithSinkFailureLimit)
+// instead of trying it forever; a State without it keeps such a message
+// failing, and the cursor where it was, until the sink takes it.
+type FailureCounter interface {
+	// CountFailure adds one to key's count and returns the new count.
+	CountFailure(ctx context.Context, connection, key string) (int, error)
 }
 
 // MemoryState is a State in memory, for tests and examples. It is safe for
@@ -46,8 +68,9 @@ type MemoryState struct {
 }
 
 type memoryConn struct {
-	cursor Cursor
-	done   map[string]string
+	cursor   Cursor
+	done     map[string]string
+	failures map[string]int
 }
 
 // NewMemoryState returns an empty in-memory State.
@@ -58,7 +81,7 @@ func NewMemoryState() *MemoryState {
 func (s *MemoryState) conn(name string) *memoryConn {
 	c := s.conns[name]
 	if c == nil {
-		c = &memoryConn{done: map[string]string{}}
+		c = &memoryConn{done: map[string]string{}, failures: map[string]int{}}
 		s.conns[name] = c
 	}
 	return c
@@ -87,17 +110,32 @@ func (s *MemoryState) Processed(_ context.Context, connection string, keys []str
 func (s *MemoryState) Record(_ context.Context, connection string, r Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for id, t := range r.Threads {
+		if _, taken := s.threads[id]; !taken {
+			s.threads[id] = t
+		}
+	}
+	if connection == "" {
+		return nil
+	}
 	c := s.conn(connection)
 	for k, v := range r.Done {
 		c.done[k] = v
+		delete(c.failures, k)
 	}
 	if r.Cursor != nil {
 		c.cursor = *r.Cursor
 	}
-	for id, t := range r.Threads {
-		s.threads[id] = t
-	}
 	return nil
+}
+
+// CountFailure implements FailureCounter.
+func (s *MemoryState) CountFailure(_ context.Context, connection, key string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.conn(connection)
+	c.failures[key]++
+	return c.failures[key], nil
 }
 
 // Threads implements State.
@@ -125,6 +163,11 @@ func (s *MemoryState) Prune(_ context.Context, connection string, present []stri
 	for k := range c.done {
 		if !keep[k] {
 			delete(c.done, k)
+		}
+	}
+	for k := range c.failures {
+		if !keep[k] {
+			delete(c.failures, k)
 		}
 	}
 	return nil

@@ -38,6 +38,16 @@ type Outcome struct {
 	Rule ThreadRule `json:"rule,omitempty"`
 	// Kind is the classification of the mail (auto-reply, bounce, …).
 	Kind Kind `json:"kind,omitempty"`
+	// RelatedTicketID is, for a new ticket, the ticket a reply pointed to
+	// but could not join (closed and refused, gone, or the sender is not a
+	// participant); Reason says which.
+	RelatedTicketID string `json:"related_ticket_id,omitempty"`
+	// Reason explains a decision that is not obvious from the status, e.g.
+	// why a reply became a new ticket.
+	Reason string `json:"reason,omitempty"`
+	// Warnings are problems with this message that did not stop it, e.g.
+	// side data (its thread entry) the State could not record.
+	Warnings []string `json:"warnings,omitempty"`
 	// Err says why a message was quarantined or failed.
 	Err error `json:"-"`
 }
@@ -105,6 +115,7 @@ type options struct {
 	threading   Threading
 	limiter     *SenderLimiter
 	classify    ClassifyOptions
+	sinkFailMax int
 }
 
 // WithState sets where cursors and processed keys persist (default: a fresh
@@ -150,6 +161,13 @@ func WithSenderLimit(l *SenderLimiter) Option { return func(o *options) { o.limi
 // the host's loop header for Classify.
 func WithClassify(c ClassifyOptions) Option { return func(o *options) { o.classify = c } }
 
+// WithSinkFailureLimit sets after how many syncs in which the sink refused
+// to store a message's ticket the message is quarantined instead (default
+// 3; the count needs a State that implements FailureCounter, as MemoryState
+// and boltstate do). One message the sink cannot store, e.g. for a file name
+// its storage rejects, then stops holding the cursor back for good.
+func WithSinkFailureLimit(n int) Option { return func(o *options) { o.sinkFailMax = n } }
+
 // WithProviderName sets the provider name recorded in Ticket.Source (default
 // the connection's protocol or OAuth provider).
 func WithProviderName(name string) Option { return func(o *options) { o.provider = name } }
@@ -167,7 +185,7 @@ func WithProviderName(name string) Option { return func(o *options) { o.provider
 // report then still says what was done. Messages that failed individually
 // are in the report, not in the error.
 func Sync(ctx context.Context, c Connector, m Mapping, sink Sink, opts ...Option) (*Report, error) {
-	o := options{maxAttempts: 5, backoff: 500 * time.Millisecond, maxWait: 30 * time.Second, batchSize: 50}
+	o := options{maxAttempts: 5, backoff: 500 * time.Millisecond, maxWait: 30 * time.Second, batchSize: 50, sinkFailMax: 3}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -276,7 +294,7 @@ func (e *engine) run(ctx context.Context) error {
 
 	keys := make([]string, len(listing.Messages))
 	for i, r := range listing.Messages {
-		keys[i] = r.Key
+		keys[i] = StateKey(r.Key)
 	}
 	processed, err := e.o.state.Processed(ctx, e.conn.Name, keys)
 	if err != nil {
@@ -475,23 +493,67 @@ func (e *engine) settle(ctx context.Context, acc []accepted) error {
 			}
 		}
 	}
-	for _, a := range acc {
+	outcomes := make([]Outcome, len(acc))
+	for i, a := range acc {
 		o := a.outcome
-		if o.MessageID != "" && o.TicketID != "" {
-			rec.Threads[o.MessageID] = o.TicketID // the ticket exists, acknowledged or not
+		if k := StateKey(o.MessageID); o.MessageID != "" && o.TicketID != "" && rec.Threads[k] == "" {
+			rec.Threads[k] = o.TicketID // the ticket exists, acknowledged or not; the first owner keeps the id
 		}
 		if err, bad := ackFailed[a.ref.Key]; bad {
 			o.Status, o.Err = StatusFailed, fmt.Errorf("post-action %s: %w", e.o.action.Kind, err)
 		} else {
-			rec.Done[a.ref.Key] = o.TicketID
+			rec.Done[StateKey(a.ref.Key)] = o.TicketID
 		}
+		outcomes[i] = o
+	}
+	var err error
+	if len(rec.Done) > 0 || len(rec.Threads) > 0 {
+		if err = e.o.state.Record(bg, e.conn.Name, rec); err != nil {
+			err = e.recordEach(bg, outcomes, err)
+		}
+	}
+	for _, o := range outcomes {
 		e.rep.add(o)
 	}
-	if len(rec.Done) == 0 && len(rec.Threads) == 0 {
-		return nil
+	return err
+}
+
+// recordEach records the outcomes one message at a time after the batch's
+// Record failed, so that one message's data cannot stop the mailbox: a
+// message whose thread entry cannot be stored is recorded as done without
+// it, with a warning. Only when not even that works for any message (the
+// State is down) does the sync stop.
+func (e *engine) recordEach(ctx context.Context, outcomes []Outcome, batchErr error) error {
+	e.log.Warn("mailsync: saving the batch failed; saving message by message", "err", batchErr)
+	var stored, failed int
+	var lastErr error
+	for i := range outcomes {
+		o := &outcomes[i]
+		if o.Status == StatusFailed {
+			continue
+		}
+		rec := Record{Done: map[string]string{StateKey(o.Key): o.TicketID}}
+		if o.MessageID != "" && o.TicketID != "" {
+			rec.Threads = map[string]string{StateKey(o.MessageID): o.TicketID}
+		}
+		err := e.o.state.Record(ctx, e.conn.Name, rec)
+		if err != nil && rec.Threads != nil {
+			rec.Threads = nil
+			if err = e.o.state.Record(ctx, e.conn.Name, rec); err == nil {
+				o.Warnings = append(o.Warnings, "its thread entry could not be saved: replies to it will not find its ticket by Message-ID")
+				e.log.Warn("mailsync: thread entry not saved", "key", o.Key, "ticket", o.TicketID)
+			}
+		}
+		if err != nil {
+			// The sink holds it: a re-run finds it again and the sink reports a duplicate.
+			failed, lastErr = failed+1, err
+			o.Warnings = append(o.Warnings, "not recorded as done in the state: "+err.Error())
+			continue
+		}
+		stored++
 	}
-	if err := e.o.state.Record(bg, e.conn.Name, rec); err != nil {
-		return fmt.Errorf("mailsync: saving state: %w", err)
+	if stored == 0 && failed > 0 {
+		return fmt.Errorf("mailsync: saving state: %w", lastErr)
 	}
 	return nil
 }
@@ -606,6 +668,12 @@ func (e *engine) process(ctx context.Context, j *spooled) (*accepted, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if times, ok := e.countSinkFailure(ctx, ref); ok && times >= e.o.sinkFailMax {
+			e.log.Warn("mailsync: sink refused the message again; quarantining it", "key", ref.Key, "message_id", msg.MessageID, "times", times, "err", err)
+			q := &Quarantined{IdempotencyKey: t.IdempotencyKey, Source: src, Raw: raw.Reader(), Size: n,
+				Err: &MessageError{Key: ref.Key, Kind: ErrSink, Reason: fmt.Sprintf("the sink refused its ticket in %d syncs: %v", times, err), Err: err}}
+			return e.quarantine(ctx, ref, q, true)
+		}
 		e.log.Warn("mailsync: sink refused the message; left for the next run", "key", ref.Key, "message_id", msg.MessageID, "err", err)
 		base.Status, base.Err = StatusFailed, fmt.Errorf("%w: %w", ErrSink, err)
 		e.rep.add(base)
@@ -615,49 +683,48 @@ func (e *engine) process(ctx context.Context, j *spooled) (*accepted, error) {
 		q := &Quarantined{IdempotencyKey: t.IdempotencyKey, Source: src, Raw: raw.Reader(), Size: n, Err: o.Err}
 		return e.quarantine(ctx, ref, q, true)
 	}
-	if msg.MessageID != "" && o.TicketID != "" {
-		e.threads[msg.MessageID] = o.TicketID
+	if k := StateKey(msg.MessageID); msg.MessageID != "" && o.TicketID != "" && e.threads[k] == "" {
+		e.threads[k] = o.TicketID // the first ticket to own an id keeps it
 	}
 	e.log.Debug("mailsync: delivered", "key", ref.Key, "message_id", msg.MessageID, "ticket", o.TicketID, "status", o.Status, "rule", o.Rule, "kind", o.Kind)
 	return &accepted{ref: ref, postable: true, outcome: o}, nil
 }
 
 // deliver hands a parsed message to the sink: as a follow-up when a
-// threading rule matches (or a bounce finds its ticket, or its sender is over
-// the rate limit), otherwise as a new ticket. An outcome with
-// StatusQuarantined means the caller must quarantine the message.
+// threading rule matches a ticket the sender may post on (or a bounce finds
+// its ticket, or its sender is over the rate limit), otherwise as a new
+// ticket. An outcome with StatusQuarantined means the caller must
+// quarantine the message.
 func (e *engine) deliver(ctx context.Context, t *Ticket, o Outcome) (Outcome, error) {
-	msg := t.Message
 	fs, threading := e.sink.(FollowUpSink)
 	if threading {
-		var ticketID string
-		var rule ThreadRule
-		if t.Classification.Kind == KindBounce && e.m.route(KindBounce) == RouteFollowUpOriginal && t.Classification.OriginalMessageID != "" {
-			if id := e.lookupThread(ctx, []string{t.Classification.OriginalMessageID}); id != "" {
-				ticketID, rule = id, RuleBounce
-			}
+		m, err := e.findThread(ctx, fs, t)
+		if err != nil {
+			return o, err
 		}
-		if ticketID == "" {
-			var err error
-			if ticketID, rule, err = e.matchThread(ctx, fs, msg); err != nil {
-				return o, err
-			}
-		}
-		if ticketID != "" {
-			return e.followUp(ctx, fs, t, o, ticketID, rule)
+		if m != nil {
+			return e.followUp(ctx, fs, t, o, *m)
 		}
 	}
-	sender := msg.From.Address
+	sender := t.Message.From.Address
 	if e.o.limiter != nil && sender != "" {
 		if ok, last := e.o.limiter.allow(sender); !ok {
 			if threading && last != "" {
-				return e.followUp(ctx, fs, t, o, last, RuleRateLimit)
+				info, err := fs.TicketInfo(ctx, last, t.Message.From)
+				if err != nil {
+					return o, err
+				}
+				return e.followUp(ctx, fs, t, o, threadMatch{ticketID: last, rule: RuleRateLimit, info: info})
 			}
 			o.Status = StatusQuarantined
 			o.Err = &MessageError{Key: o.Key, Kind: ErrRateLimited, Reason: fmt.Sprintf("%s opened too many tickets recently", sender)}
 			return o, nil
 		}
 	}
+	return e.createTicket(ctx, t, o)
+}
+
+func (e *engine) createTicket(ctx context.Context, t *Ticket, o Outcome) (Outcome, error) {
 	rc, err := e.sink.CreateTicket(ctx, t)
 	if err != nil {
 		return o, err
@@ -666,81 +733,113 @@ func (e *engine) deliver(ctx context.Context, t *Ticket, o Outcome) (Outcome, er
 	if rc.Duplicate {
 		o.Status = StatusDuplicate
 	}
-	if e.o.limiter != nil && sender != "" && !rc.Duplicate {
+	if sender := t.Message.From.Address; e.o.limiter != nil && sender != "" && !rc.Duplicate {
 		e.o.limiter.opened(sender, rc.TicketID)
 	}
 	return o, nil
 }
 
-// followUp adds t to ticketID; a refused follow-up becomes a new ticket
-// that names the refused one.
-func (e *engine) followUp(ctx context.Context, fs FollowUpSink, t *Ticket, o Outcome, ticketID string, rule ThreadRule) (Outcome, error) {
-	info, err := fs.TicketInfo(ctx, ticketID, t.Message.From)
-	if err != nil {
-		return o, err
-	}
-	if info.Exists {
-		rc, err := fs.AddFollowUp(ctx, &FollowUp{Ticket: *t, TicketID: ticketID, Rule: rule, TicketClosed: info.Closed})
+// threadMatch is an existing ticket a message may belong to.
+type threadMatch struct {
+	ticketID string
+	rule     ThreadRule
+	info     TicketInfo // what the sink said of the ticket and the sender
+}
+
+// participant reports whether the sender may post on the matched ticket.
+// Bounces (from a mailer daemon, about the host's own notification) and a
+// sender's own latest ticket under the rate limit need no check.
+func (m threadMatch) participant() bool {
+	return m.info.SenderAllowed || m.rule == RuleBounce || m.rule == RuleRateLimit
+}
+
+// followUp adds t to the matched ticket. The mail becomes a new ticket that
+// names the matched one (RelatedTicketID) instead when the ticket is gone,
+// the sink refuses the follow-up (e.g. closed), or the sender is not a
+// participant and Threading.AllowNonParticipants is off.
+func (e *engine) followUp(ctx context.Context, fs FollowUpSink, t *Ticket, o Outcome, m threadMatch) (Outcome, error) {
+	var reason string
+	switch {
+	case !m.info.Exists:
+		reason = fmt.Sprintf("ticket %s found by rule %s no longer exists", m.ticketID, m.rule)
+	case !m.participant() && !e.o.threading.AllowNonParticipants:
+		reason = fmt.Sprintf("the sender is not a participant of ticket %s (rule %s)", m.ticketID, m.rule)
+		e.log.Warn("mailsync: reply from a sender not allowed on its ticket; made a new ticket", "ticket", m.ticketID, "rule", m.rule)
+	default:
+		nonParticipant := !m.participant()
+		rc, err := fs.AddFollowUp(ctx, &FollowUp{Ticket: *t, TicketID: m.ticketID, Rule: m.rule, TicketClosed: m.info.Closed, NonParticipant: nonParticipant})
 		switch {
 		case err == nil:
-			o.Status, o.TicketID, o.Rule = StatusFollowUp, rc.TicketID, rule
+			o.Status, o.TicketID, o.Rule = StatusFollowUp, rc.TicketID, m.rule
 			if rc.Duplicate {
 				o.Status = StatusDuplicate
+			}
+			if nonParticipant {
+				o.Reason = fmt.Sprintf("the sender is not a participant of ticket %s; accepted (Threading.AllowNonParticipants)", m.ticketID)
 			}
 			return o, nil
 		case !errors.Is(err, ErrFollowUpRefused):
 			return o, err
 		}
+		reason = fmt.Sprintf("ticket %s refused the follow-up (rule %s): %v", m.ticketID, m.rule, err)
 	}
-	t.RelatedTicketID = ticketID
-	rc, err := e.sink.CreateTicket(ctx, t)
-	if err != nil {
-		return o, err
-	}
-	o.Status, o.TicketID = StatusCreated, rc.TicketID
-	if rc.Duplicate {
-		o.Status = StatusDuplicate
-	}
-	return o, nil
+	t.RelatedTicketID = m.ticketID
+	o.RelatedTicketID, o.Reason = m.ticketID, reason
+	return e.createTicket(ctx, t, o)
 }
 
-// matchThread tries the threading rules in order.
-func (e *engine) matchThread(ctx context.Context, fs FollowUpSink, msg *Message) (string, ThreadRule, error) {
-	for _, rule := range e.o.threading.rules() {
-		switch rule {
-		case RuleReferences:
-			ids := append(append([]string(nil), msg.InReplyTo...), msg.References...)
-			if id := e.lookupThread(ctx, ids); id != "" {
-				return id, rule, nil
-			}
-		case RuleSubject:
-			if m := e.subjectRE.FindStringSubmatch(msg.Subject); m != nil {
-				if ok, err := e.mayPost(ctx, fs, m[1], msg.From); ok || err != nil {
-					return m[1], rule, err
-				}
-			}
-		case RulePlusAddress:
-			if id := e.plusAddressID(msg); id != "" {
-				if ok, err := e.mayPost(ctx, fs, id, msg.From); ok || err != nil {
-					return id, rule, err
-				}
-			}
+// findThread returns the ticket t belongs to, or nil. The rules are tried
+// in order; the sink is asked about each candidate ticket once (TicketInfo),
+// and the first one the sender may post on wins. When the sender may post
+// on none, the first existing candidate is returned, so that the mail
+// becomes a new ticket linked to it (or, with AllowNonParticipants, a
+// flagged follow-up) — never a follow-up a stranger slipped into someone
+// else's ticket.
+func (e *engine) findThread(ctx context.Context, fs FollowUpSink, t *Ticket) (*threadMatch, error) {
+	msg := t.Message
+	var first *threadMatch
+	asked := map[string]bool{}
+	try := func(id string, rule ThreadRule) (*threadMatch, error) {
+		if id == "" || asked[id] {
+			return nil, nil
+		}
+		asked[id] = true
+		info, err := fs.TicketInfo(ctx, id, msg.From)
+		if err != nil {
+			return nil, err
+		}
+		m := &threadMatch{ticketID: id, rule: rule, info: info}
+		switch {
+		case info.Exists && m.participant():
+			return m, nil
+		case first == nil && (info.Exists || rule == RuleReferences):
+			// A reference to a ticket that is gone still links the new one.
+			first = m
+		}
+		return nil, nil
+	}
+	if t.Classification.Kind == KindBounce && e.m.route(KindBounce) == RouteFollowUpOriginal && t.Classification.OriginalMessageID != "" {
+		if m, err := try(e.lookupThread(ctx, []string{t.Classification.OriginalMessageID}), RuleBounce); m != nil || err != nil {
+			return m, err
 		}
 	}
-	return "", "", nil
-}
-
-// mayPost asks the sink whether sender may write into ticketID. An unknown
-// sender quoting a ticket number must not write into someone else's ticket.
-func (e *engine) mayPost(ctx context.Context, fs FollowUpSink, ticketID string, sender Address) (bool, error) {
-	info, err := fs.TicketInfo(ctx, ticketID, sender)
-	if err != nil {
-		return false, err
+	for _, rule := range e.o.threading.rules() {
+		var id string
+		switch rule {
+		case RuleReferences:
+			id = e.lookupThread(ctx, append(append([]string(nil), msg.InReplyTo...), msg.References...))
+		case RuleSubject:
+			if sm := e.subjectRE.FindStringSubmatch(msg.Subject); sm != nil {
+				id = sm[1]
+			}
+		case RulePlusAddress:
+			id = e.plusAddressID(msg)
+		}
+		if m, err := try(id, rule); m != nil || err != nil {
+			return m, err
+		}
 	}
-	if info.Exists && !info.SenderAllowed {
-		e.log.Warn("mailsync: ticket reference from a sender not allowed on it; not threaded", "ticket", ticketID)
-	}
-	return info.Exists && info.SenderAllowed, nil
+	return first, nil
 }
 
 // lookupThread finds the ticket of the first known Message-ID: this sync's,
@@ -750,16 +849,20 @@ func (e *engine) lookupThread(ctx context.Context, ids []string) string {
 		return ""
 	}
 	for _, id := range ids {
-		if t, ok := e.threads[id]; ok {
+		if t, ok := e.threads[StateKey(id)]; ok {
 			return t
 		}
 	}
-	known, err := e.o.state.Threads(ctx, ids)
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = StateKey(id)
+	}
+	known, err := e.o.state.Threads(ctx, keys)
 	if err != nil {
 		e.log.Warn("mailsync: reading threads from state", "err", err)
 	}
-	for _, id := range ids {
-		if t, ok := known[id]; ok {
+	for i, id := range ids {
+		if t, ok := known[keys[i]]; ok {
 			return t
 		}
 		if s := e.o.threading.Signer; s != nil {
@@ -793,6 +896,21 @@ func (e *engine) plusAddressID(msg *Message) string {
 		}
 	}
 	return ""
+}
+
+// countSinkFailure counts one more sync in which the sink refused ref, when
+// the State can count (FailureCounter).
+func (e *engine) countSinkFailure(ctx context.Context, ref MessageRef) (int, bool) {
+	fc, ok := e.o.state.(FailureCounter)
+	if !ok || e.o.sinkFailMax <= 0 {
+		return 0, false
+	}
+	n, err := fc.CountFailure(context.WithoutCancel(ctx), e.conn.Name, StateKey(ref.Key))
+	if err != nil {
+		e.log.Warn("mailsync: counting a sink failure", "key", ref.Key, "err", err)
+		return 0, false
+	}
+	return n, true
 }
 
 func (e *engine) quarantine(ctx context.Context, ref MessageRef, q *Quarantined, postable bool) (*accepted, error) {
@@ -871,18 +989,4 @@ func (e *engine) wait(ctx context.Context, err error, attempt int) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// keyForContent is the idempotency key of a downloaded message: it depends
-// on the connection, the Message-ID and the raw bytes, not on the provider's
-// key, so that a changed UIDVALIDITY or a restarted delta gives the same key.
-func keyForContent(connection, messageID, digest string) string {
-	h := sha256.Sum256([]byte("mailsync/v1\x00" + connection + "\x00" + messageID + "\x00" + digest))
-	return "ms1-" + hex.EncodeToString(h[:16])
-}
-
-// keyForRef is the idempotency key of a message that was not downloaded.
-func keyForRef(connection, key string) string {
-	h := sha256.Sum256([]byte("mailsync/v1/ref\x00" + connection + "\x00" + key))
-	return "ms1r-" + hex.EncodeToString(h[:16])
 }

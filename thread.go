@@ -53,6 +53,12 @@ type Threading struct {
 	SubjectPattern string `json:"subject_pattern,omitempty"`
 	// Signer recognises the Message-IDs the host gave its notifications.
 	Signer *MessageIDSigner `json:"-"`
+	// AllowNonParticipants lets a reply from a sender the sink does not
+	// allow on the ticket (TicketInfo.SenderAllowed false, e.g. a colleague
+	// in Cc) join the ticket as a follow-up flagged NonParticipant. By
+	// default such a reply, whatever rule found the ticket, becomes a new
+	// ticket whose RelatedTicketID names it.
+	AllowNonParticipants bool `json:"allow_non_participants,omitempty"`
 }
 
 func (t Threading) rules() []ThreadRule {
@@ -98,8 +104,9 @@ type TicketInfo struct {
 	// new linked ticket, or refuse.
 	Closed bool
 	// SenderAllowed says the sender may post on the ticket (the requester,
-	// a participant, an agent). A subject or plus-address reference from
-	// anyone else never threads.
+	// a participant, an agent). A reply from anyone else, whatever rule
+	// found the ticket (a reference, the subject, a plus address, a signed
+	// Message-ID), does not join it unless Threading.AllowNonParticipants.
 	SenderAllowed bool
 }
 
@@ -114,6 +121,9 @@ type FollowUp struct {
 	Rule ThreadRule
 	// TicketClosed is true when the ticket is closed.
 	TicketClosed bool
+	// NonParticipant is true when the sender is not allowed on the ticket
+	// and the host accepted it anyway (Threading.AllowNonParticipants).
+	NonParticipant bool
 }
 
 // FollowUpSink is a Sink that also takes follow-ups. Sync threads replies
@@ -183,7 +193,7 @@ func (s *MessageIDSigner) Verify(messageID string) (string, bool) {
 // RegisterOutgoing records that the host sent a mail with messageID about
 // ticketID, so replies to it thread onto that ticket (RuleReferences).
 func RegisterOutgoing(ctx context.Context, s State, messageID, ticketID string) error {
-	return s.Record(ctx, "", Record{Threads: map[string]string{strings.Trim(messageID, "<> "): ticketID}})
+	return s.Record(ctx, "", Record{Threads: map[string]string{StateKey(strings.Trim(messageID, "<> ")): ticketID}})
 }
 
 // SenderLimiter stops a mail loop from opening hundreds of tickets: each

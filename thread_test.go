@@ -150,10 +150,12 @@ func TestThreadingThroughSync(t *testing.T) {
 	}{
 		{"Outlook reply (RE:, In-Reply-To)", mail("João <joao@cliente.pt>", "RE: Impressora não imprime", "r1@cliente.pt", "In-Reply-To: <first@cliente.pt>\r\nReferences: <first@cliente.pt>\r\nThread-Topic: Impressora\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
 		{"Gmail reply to a reply (References chain)", mail("Maria <maria@cliente.pt>", "Re: Impressora não imprime", "r2@cliente.pt", "In-Reply-To: <r1@cliente.pt>\r\nReferences: <first@cliente.pt> <r1@cliente.pt>\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
-		{"Thunderbird German AW: with only References", mail("Jörg <joerg@partner.de>", "AW: Impressora", "r3@partner.de", "References: <unknown@x> <r2@cliente.pt>\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
+		{"Thunderbird German AW: with only References, from a participant", mail("Maria <maria@cliente.pt>", "AW: Impressora", "r3@cliente.pt", "References: <unknown@x> <r2@cliente.pt>\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
+		{"reply by References from a non-participant: new linked ticket", mail("Jörg <joerg@partner.de>", "AW: Impressora", "r3b@partner.de", "References: <unknown@x> <r2@cliente.pt>\r\n"), mailsync.StatusCreated, ""},
 		{"Portuguese RES: with subject reference from the requester", mail("joao@cliente.pt", "RES: [Ticket#"+tid+"] Impressora", "r4@cliente.pt"), mailsync.StatusFollowUp, mailsync.RuleSubject},
 		{"Enc: forward with subject reference from a stranger", mail("Intruso <x@evil.example>", "Enc: [Ticket#"+tid+"] Impressora", "f1@evil.example"), mailsync.StatusCreated, ""},
 		{"reply to the host's signed notification", mail("joao@cliente.pt", "Re: Atualização do pedido", "r5@cliente.pt", "In-Reply-To: <"+mustSign(t, signer, tid)+">\r\n"), mailsync.StatusFollowUp, mailsync.RuleReferences},
+		{"genuine signed id from a stranger: new linked ticket", mail("x@evil.example", "Re: Atualização do pedido", "r5b@evil.example", "In-Reply-To: <"+mustSign(t, signer, tid)+">\r\n"), mailsync.StatusCreated, ""},
 		{"forged signed id", mail("x@evil.example", "Re: Atualização", "r6@evil.example", "In-Reply-To: <tkt."+tid+".aaaaaaaaaaaaa.bbbbbbbbbbbbbbbb@helpdesk.empresa.pt>\r\n"), mailsync.StatusCreated, ""},
 		{"plus address from a participant", strings.Replace(mail("maria@cliente.pt", "mais uma coisa", "p1@cliente.pt"), "To: Suporte <suporte@empresa.pt>", "To: suporte+"+tid+"@EMPRESA.pt", 1), mailsync.StatusFollowUp, mailsync.RulePlusAddress},
 		{"new topic", mail("ana@outra.pt", "Pedido novo", "n1@outra.pt"), mailsync.StatusCreated, ""},
@@ -166,6 +168,14 @@ func TestThreadingThroughSync(t *testing.T) {
 			}
 			if tc.status == mailsync.StatusFollowUp && !strings.EqualFold(o.TicketID, tid) {
 				t.Fatalf("threaded onto %s, want %s", o.TicketID, tid)
+			}
+			if strings.Contains(tc.name, "new linked ticket") {
+				if o.RelatedTicketID != tid || !strings.Contains(o.Reason, "not a participant") {
+					t.Fatalf("want a new ticket linked to %s with the reason, got %+v", tid, o)
+				}
+				if st := storedTicket(b.sink, o.TicketID); st == nil || st.RelatedTicketID != tid {
+					t.Fatalf("stored ticket %s is not linked to %s: %+v", o.TicketID, tid, st)
+				}
 			}
 		})
 	}

@@ -73,10 +73,23 @@ type Quarantined struct {
 // on the key they are given, because after a crash Sync may hand over the same
 // message again. One Sync calls its sink from one goroutine at a time, in
 // mailbox order.
+//
+// The rule that keeps mail from being lost: the post-action (move, delete)
+// removes from the mailbox only what the sink holds. Returning nil from
+// CreateTicket means the ticket and everything the mapping handed over with
+// it (fields, attachments) is durable; returning nil from Quarantine means
+// the raw bytes are durable. A sink that keeps less than it is given (e.g.
+// hashes attachments instead of storing them) must refuse a destructive
+// post-action at start-up, or keep everything when one is configured.
+//
+// A sink that keeps failing on one message (CreateTicket returns an error
+// in several syncs) gets it as a Quarantine instead after
+// WithSinkFailureLimit syncs, so one message cannot hold a mailbox back.
 type Sink interface {
 	// CreateTicket stores t, or reports Duplicate when a ticket with
 	// t.IdempotencyKey exists. Returning nil means the ticket is durable.
 	CreateTicket(ctx context.Context, t *Ticket) (Receipt, error)
-	// Quarantine stores a message that cannot be a ticket, with its raw bytes.
+	// Quarantine stores a message that cannot be a ticket, with its raw
+	// bytes (all of them unless Truncated). Returning nil means they are durable.
 	Quarantine(ctx context.Context, q *Quarantined) error
 }

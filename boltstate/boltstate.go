@@ -9,6 +9,7 @@ package boltstate
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -22,6 +23,7 @@ var (
 	bucketConnections = []byte("connections")
 	bucketDone        = []byte("done")
 	bucketThreads     = []byte("threads")
+	bucketFailures    = []byte("failures")
 	keyCursor         = []byte("cursor")
 )
 
@@ -31,7 +33,10 @@ type Store struct {
 	db *bolt.DB
 }
 
-var _ mailsync.State = (*Store)(nil)
+var (
+	_ mailsync.State          = (*Store)(nil)
+	_ mailsync.FailureCounter = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the state file at path. It fails after a
 // second if another process holds the file.
@@ -112,11 +117,14 @@ func (s *Store) Record(ctx context.Context, connection string, r mailsync.Record
 	return s.db.Update(func(tx *bolt.Tx) error {
 		threads := tx.Bucket(bucketThreads)
 		for id, t := range r.Threads {
+			if threads.Get([]byte(id)) != nil {
+				continue // the first ticket to own an id keeps it
+			}
 			if err := threads.Put([]byte(id), []byte(t)); err != nil {
 				return err
 			}
 		}
-		if len(r.Done) == 0 && r.Cursor == nil {
+		if connection == "" || (len(r.Done) == 0 && r.Cursor == nil) {
 			return nil
 		}
 		b, err := connBucket(tx, connection, true)
@@ -124,9 +132,15 @@ func (s *Store) Record(ctx context.Context, connection string, r mailsync.Record
 			return err
 		}
 		done := b.Bucket(bucketDone)
+		failures := b.Bucket(bucketFailures)
 		for k, v := range r.Done {
 			if err := done.Put([]byte(k), []byte("t"+v)); err != nil {
 				return err
+			}
+			if failures != nil {
+				if err := failures.Delete([]byte(k)); err != nil {
+					return err
+				}
 			}
 		}
 		if r.Cursor != nil {
@@ -134,6 +148,30 @@ func (s *Store) Record(ctx context.Context, connection string, r mailsync.Record
 		}
 		return nil
 	})
+}
+
+// CountFailure implements mailsync.FailureCounter: one fsynced transaction.
+func (s *Store) CountFailure(ctx context.Context, connection, key string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := connBucket(tx, connection, true)
+		if err != nil {
+			return err
+		}
+		f, err := b.CreateBucketIfNotExists(bucketFailures)
+		if err != nil {
+			return err
+		}
+		if v := f.Get([]byte(key)); len(v) == 8 {
+			n = int(binary.BigEndian.Uint64(v))
+		}
+		n++
+		return f.Put([]byte(key), binary.BigEndian.AppendUint64(nil, uint64(n)))
+	})
+	return n, err
 }
 
 // Threads implements mailsync.State.
@@ -163,12 +201,19 @@ func (s *Store) Prune(ctx context.Context, connection string, present []string) 
 		if b == nil {
 			return nil
 		}
-		return b.Bucket(bucketDone).ForEach(func(k, _ []byte) error {
+		collect := func(k, _ []byte) error {
 			if !keep[string(k)] {
 				gone = append(gone, append([]byte(nil), k...))
 			}
 			return nil
-		})
+		}
+		if err := b.Bucket(bucketDone).ForEach(collect); err != nil {
+			return err
+		}
+		if f := b.Bucket(bucketFailures); f != nil {
+			return f.ForEach(collect)
+		}
+		return nil
 	}); err != nil || len(gone) == 0 {
 		return err // nothing to forget: no write, no fsync
 	}
@@ -177,10 +222,15 @@ func (s *Store) Prune(ctx context.Context, connection string, present []string) 
 		if b == nil {
 			return nil
 		}
-		done := b.Bucket(bucketDone)
-		for _, k := range gone {
-			if err := done.Delete(k); err != nil {
-				return err
+		for _, name := range [][]byte{bucketDone, bucketFailures} {
+			bk := b.Bucket(name)
+			if bk == nil {
+				continue
+			}
+			for _, k := range gone {
+				if err := bk.Delete(k); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
