@@ -45,8 +45,18 @@ var (
 	ErrOversized = errors.New("mailsync: message too large")
 	// ErrMalformed: a message could not be parsed or breaks a parsing limit.
 	ErrMalformed = errors.New("mailsync: malformed message")
-	// ErrSink: the host's sink failed. The message is left for the next run.
+	// ErrSink: the host's sink failed. The message is left for the next run
+	// (and quarantined once the sink has refused it WithSinkFailureLimit times).
 	ErrSink = errors.New("mailsync: sink failed")
+	// ErrFollowUpRefused is returned by a FollowUpSink that will not add a
+	// follow-up (e.g. to a closed ticket): the mail then becomes a new
+	// ticket whose RelatedTicketID names the refused one.
+	ErrFollowUpRefused = errors.New("mailsync: follow-up refused")
+	// ErrRateLimited marks mail held back by a SenderLimiter.
+	ErrRateLimited = errors.New("mailsync: sender over its rate limit")
+	// ErrRouted marks mail quarantined because Mapping.Routes sends its
+	// kind (auto-reply, bulk, …) to quarantine.
+	ErrRouted = errors.New("mailsync: routed to quarantine")
 )
 
 // Problem is one wrong field of a configuration.

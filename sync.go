@@ -2,175 +2,14 @@ package mailsync
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
-
-// Status is the outcome of one message in a sync.
-type Status string
-
-// The outcomes.
-const (
-	StatusCreated     Status = "created"      // a new ticket
-	StatusDuplicate   Status = "duplicate"    // the sink already had the ticket (a re-run after a crash)
-	StatusAlreadyDone Status = "already_done" // the state says it was done; not downloaded
-	StatusQuarantined Status = "quarantined"  // handed to the sink raw, with the reason
-	StatusFailed      Status = "failed"       // left for the next run
-	StatusFollowUp    Status = "follow_up"    // added to an existing ticket (see Outcome.Rule)
-	StatusDropped     Status = "dropped"      // routed to RouteDrop: no ticket, mail left untouched
-	StatusGone        Status = "gone"         // listed, but deleted from the mailbox before it was fetched
-)
-
-// Outcome is what happened to one message.
-type Outcome struct {
-	Key       string `json:"key"`
-	MessageID string `json:"message_id,omitempty"`
-	Status    Status `json:"status"`
-	TicketID  string `json:"ticket_id,omitempty"`
-	// Rule is the threading rule that made it a follow-up.
-	Rule ThreadRule `json:"rule,omitempty"`
-	// Kind is the classification of the mail (auto-reply, bounce, …).
-	Kind Kind `json:"kind,omitempty"`
-	// RelatedTicketID is, for a new ticket, the ticket a reply pointed to
-	// but could not join (closed and refused, gone, or the sender is not a
-	// participant); Reason says which.
-	RelatedTicketID string `json:"related_ticket_id,omitempty"`
-	// Reason explains a decision that is not obvious from the status, e.g.
-	// why a reply became a new ticket.
-	Reason string `json:"reason,omitempty"`
-	// Warnings are problems with this message that did not stop it, e.g.
-	// side data (its thread entry) the State could not record.
-	Warnings []string `json:"warnings,omitempty"`
-	// Err says why a message was quarantined or failed.
-	Err error `json:"-"`
-}
-
-// Report summarises a sync.
-type Report struct {
-	Connection  string        `json:"connection"`
-	Provider    string        `json:"provider"`
-	Started     time.Time     `json:"started"`
-	Duration    time.Duration `json:"duration"`
-	ListTime    time.Duration `json:"list_time"`
-	Seen        int           `json:"seen"`         // messages listed
-	Created     int           `json:"created"`      // new tickets
-	AlreadyDone int           `json:"already_done"` // skipped by state, or duplicates the sink already had
-	FollowUps   int           `json:"follow_ups"`   // added to existing tickets
-	Dropped     int           `json:"dropped"`      // routed to RouteDrop
-	Gone        int           `json:"gone"`         // deleted before they could be fetched
-	Quarantined int           `json:"quarantined"`
-	Failed      int           `json:"failed"`
-	// Cursor is the cursor stored at the end ("" if unchanged because something failed).
-	Cursor   Cursor    `json:"-"`
-	Notes    []string  `json:"notes,omitempty"`
-	Messages []Outcome `json:"messages,omitempty"`
-}
-
-func (r *Report) add(o Outcome) {
-	switch o.Status {
-	case StatusCreated:
-		r.Created++
-	case StatusDuplicate, StatusAlreadyDone:
-		r.AlreadyDone++
-	case StatusFollowUp:
-		r.FollowUps++
-	case StatusDropped:
-		r.Dropped++
-	case StatusGone:
-		r.Gone++
-	case StatusQuarantined:
-		r.Quarantined++
-	case StatusFailed:
-		r.Failed++
-	}
-	r.Messages = append(r.Messages, o)
-}
-
-// Progress is reported during long syncs.
-type Progress struct {
-	Done, Total int
-}
-
-// Option configures Sync.
-type Option func(*options)
-
-type options struct {
-	state       State
-	logger      *slog.Logger
-	action      PostAction
-	parser      Parser
-	batchSize   int
-	maxAttempts int
-	backoff     time.Duration
-	maxWait     time.Duration
-	progress    func(Progress)
-	provider    string
-	threading   Threading
-	limiter     *SenderLimiter
-	classify    ClassifyOptions
-	sinkFailMax int
-}
-
-// WithState sets where cursors and processed keys persist (default: a fresh
-// MemoryState, so every Sync starts from scratch — pass a durable one).
-func WithState(s State) Option { return func(o *options) { o.state = s } }
-
-// WithLogger sets the logger (default: discard).
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithPostAction sets what happens to a message once its ticket is stored
-// (default LeaveUntouched).
-func WithPostAction(a PostAction) Option { return func(o *options) { o.action = a } }
-
-// WithLimits sets the per-message limits (default DefaultLimits).
-func WithLimits(l Limits) Option { return func(o *options) { o.parser.Limits = l } }
-
-// WithTempDir sets where large messages and attachments are spooled.
-func WithTempDir(dir string) Option { return func(o *options) { o.parser.TempDir = dir } }
-
-// WithBatchSize sets how many messages one Fetch asks for (default 50).
-func WithBatchSize(n int) Option { return func(o *options) { o.batchSize = n } }
-
-// WithRetry sets how often a failing connector call is tried (default 5)
-// and the first back-off delay (default 500 ms, doubling, at most 30 s).
-func WithRetry(attempts int, backoff time.Duration) Option {
-	return func(o *options) { o.maxAttempts, o.backoff = attempts, backoff }
-}
-
-// WithProgress sets a callback called after every message, one call at a
-// time, from the goroutine that processes messages.
-func WithProgress(f func(Progress)) Option { return func(o *options) { o.progress = f } }
-
-// WithThreading configures how replies find their ticket (default: the
-// references rule, then the subject rule). Threading needs a FollowUpSink.
-func WithThreading(t Threading) Option { return func(o *options) { o.threading = t } }
-
-// WithSenderLimit stops mail loops: each sender opens at most l's number
-// of tickets per window; more of its mail is held as follow-ups on its
-// latest ticket, or quarantined. Keep one limiter across syncs.
-func WithSenderLimit(l *SenderLimiter) Option { return func(o *options) { o.limiter = l } }
-
-// WithClassify sets the connection's own addresses (besides its User) and
-// the host's loop header for Classify.
-func WithClassify(c ClassifyOptions) Option { return func(o *options) { o.classify = c } }
-
-// WithSinkFailureLimit sets after how many syncs in which the sink refused
-// to store a message's ticket the message is quarantined instead (default
-// 3; the count needs a State that implements FailureCounter, as MemoryState
-// and boltstate do). One message the sink cannot store, e.g. for a file name
-// its storage rejects, then stops holding the cursor back for good.
-func WithSinkFailureLimit(n int) Option { return func(o *options) { o.sinkFailMax = n } }
-
-// WithProviderName sets the provider name recorded in Ticket.Source (default
-// the connection's protocol or OAuth provider).
-func WithProviderName(name string) Option { return func(o *options) { o.provider = name } }
 
 // Sync turns the new mail of connector c into tickets through sink.
 //
@@ -213,12 +52,8 @@ func Sync(ctx context.Context, c Connector, m Mapping, sink Sink, opts ...Option
 	if err := validateSync(conn, m, o.action, o.threading); err != nil {
 		return rep, err
 	}
-	e := &engine{c: c, conn: conn, m: m, sink: sink, o: o, rep: rep, log: o.logger.With("connection", conn.Name), threads: map[string]string{}}
-	pattern := o.threading.SubjectPattern
-	if pattern == "" {
-		pattern = DefaultSubjectPattern
-	}
-	e.subjectRE = regexp.MustCompile(pattern) // validated above
+	e := &engine{c: c, conn: conn, m: m, sink: sink, o: o, rep: rep, log: o.logger.With("connection", conn.Name)}
+	e.th = newThreader(o.threading, conn.User, o.state, e.log)
 	e.classify = o.classify
 	if strings.Contains(conn.User, "@") {
 		e.classify.OwnAddresses = append([]string{conn.User}, o.classify.OwnAddresses...)
@@ -265,9 +100,8 @@ type engine struct {
 	done, total int
 	missing     int // listed but not delivered by Fetch
 
-	classify  ClassifyOptions
-	subjectRE *regexp.Regexp
-	threads   map[string]string // Message-ID → ticket id, made in this sync
+	classify ClassifyOptions
+	th       *threader
 }
 
 func (e *engine) run(ctx context.Context) error {
@@ -362,7 +196,7 @@ func (e *engine) batch(ctx context.Context, refs []MessageRef) error {
 	var fetch []MessageRef
 	var fatal error
 	for _, r := range refs {
-		if r.Size > e.o.parser.Limits.MaxMessageBytes {
+		if e.oversized(r.Size) {
 			a, err := e.quarantineUnfetched(ctx, r)
 			if err != nil { // ctx cancelled: keep what is done, fetch nothing
 				fatal, fetch = err, nil
@@ -460,23 +294,30 @@ func (e *engine) batch(ctx context.Context, refs []MessageRef) error {
 		e.log.Warn("mailsync: fetch failed, retrying", "attempt", attempt, "remaining", len(rest), "err", err)
 		fetch = rest
 	}
-	if err := e.settle(ctx, acc); err != nil && fatal == nil {
+	if err := e.settle(ctx, refs, acc); err != nil && fatal == nil {
 		fatal = err
 	}
 	return fatal
 }
 
-// settle runs the post-action on accepted messages and records them as done.
-// It runs even when ctx was cancelled, so that finished work is kept.
-func (e *engine) settle(ctx context.Context, acc []accepted) error {
+// settle runs the post-action on the messages the sink holds, records them
+// as done, and adds every outcome of the batch to the report once, in
+// mailbox order (the order of refs). It runs even when ctx was cancelled,
+// so that finished work is kept.
+func (e *engine) settle(ctx context.Context, refs []MessageRef, acc []accepted) error {
 	if len(acc) == 0 {
 		return nil
 	}
+	pos := make(map[string]int, len(refs))
+	for i, r := range refs {
+		pos[r.Key] = i
+	}
+	sort.SliceStable(acc, func(i, k int) bool { return pos[acc[i].ref.Key] < pos[acc[k].ref.Key] })
 	bg := context.WithoutCancel(ctx)
 	rec := Record{Done: map[string]string{}, Threads: map[string]string{}}
 	var post []MessageRef
 	for _, a := range acc {
-		if a.postable && e.o.action.Kind != LeaveUntouched {
+		if a.postable && a.outcome.Status != StatusFailed && e.o.action.Kind != LeaveUntouched {
 			post = append(post, a.ref)
 		}
 	}
@@ -501,7 +342,7 @@ func (e *engine) settle(ctx context.Context, acc []accepted) error {
 		}
 		if err, bad := ackFailed[a.ref.Key]; bad {
 			o.Status, o.Err = StatusFailed, fmt.Errorf("post-action %s: %w", e.o.action.Kind, err)
-		} else {
+		} else if o.Status != StatusFailed {
 			rec.Done[StateKey(a.ref.Key)] = o.TicketID
 		}
 		outcomes[i] = o
@@ -558,30 +399,6 @@ func (e *engine) recordEach(ctx context.Context, outcomes []Outcome, batchErr er
 	return nil
 }
 
-// process turns one raw message into a ticket or a quarantined message.
-// A nil *accepted with a nil error means the message failed and stays for
-// the next run; an error stops the fetch (ctx cancelled).
-// rawSpoolMemory is how much of one raw message stays in memory before it
-// spools to a temporary file. At most six messages are in flight (one being
-// read, four queued, one being processed), so this bounds memory at 6 MiB.
-const rawSpoolMemory = 1 << 20
-
-// spooled is one raw message read off the connection, waiting for the worker.
-type spooled struct {
-	ref   MessageRef
-	gone  bool   // the connector reported it deleted
-	raw   *spool // the bytes, up to the size limit
-	n     int64  // bytes spooled
-	total int64  // the whole size when it was over the limit, else n
-	sum   []byte // SHA-256 of the raw bytes
-}
-
-func (j *spooled) close() {
-	if j.raw != nil {
-		j.raw.Close()
-	}
-}
-
 type workResult struct {
 	acc []accepted
 	err error
@@ -590,403 +407,9 @@ type workResult struct {
 // errWorkerStopped aborts a fetch once the worker stopped on an error.
 var errWorkerStopped = errors.New("mailsync: processing stopped")
 
-// spool reads one message off the connection into a spool, hashing it. A
-// message over the size limit is drained (the connection must stay usable)
-// and only its head kept.
-func (e *engine) spool(ctx context.Context, ref MessageRef, r io.Reader) (*spooled, error) {
-	raw := newSpool(e.o.parser.TempDir, rawSpoolMemory, e.o.parser.bufs)
-	hash := sha256.New()
-	limit := e.o.parser.Limits.MaxMessageBytes
-	n, err := io.Copy(io.MultiWriter(raw, hash), io.LimitReader(r, limit+1))
-	total := n
-	if err == nil && n > limit {
-		var rest int64
-		rest, err = io.Copy(io.Discard, r)
-		total += rest
-	}
-	if err != nil {
-		raw.Close()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: reading message %s: %w", ErrConnection, ref.Key, err)
-	}
-	return &spooled{ref: ref, raw: raw, n: n, total: total, sum: hash.Sum(nil)}, nil
-}
-
-// process turns one spooled message into a ticket, a follow-up or a
-// quarantined message. A nil *accepted with a nil error means the message
-// failed and stays for the next run; an error stops the sync (ctx cancelled).
-func (e *engine) process(ctx context.Context, j *spooled) (*accepted, error) {
-	defer e.tick()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ref, raw, n := j.ref, j.raw, j.n
-	if j.gone {
-		return &accepted{ref: ref, outcome: Outcome{Key: ref.Key, Status: StatusGone}}, nil
-	}
-	limit := e.o.parser.Limits.MaxMessageBytes
-	src := Source{Connection: e.conn.Name, Provider: e.o.provider, MessageKey: ref.Key, Received: time.Now().UTC()}
-	if n > limit {
-		q := &Quarantined{IdempotencyKey: keyForRef(e.conn.Name, ref.Key), Source: src, Raw: io.LimitReader(raw.Reader(), limit), Size: j.total, Truncated: true,
-			Err: &MessageError{Key: ref.Key, Kind: ErrOversized, Reason: fmt.Sprintf("%d bytes, more than the limit of %d", j.total, limit)}}
-		return e.quarantine(ctx, ref, q, false)
-	}
-	digest := hex.EncodeToString(j.sum)
-	msg, perr := e.o.parser.Parse(raw.Reader())
-	if perr != nil {
-		q := &Quarantined{IdempotencyKey: keyForContent(e.conn.Name, "", digest), Source: src, Raw: raw.Reader(), Size: n,
-			Err: &MessageError{Key: ref.Key, Kind: kindOf(perr), Reason: perr.Error(), Err: perr}}
-		return e.quarantine(ctx, ref, q, true)
-	}
-	defer msg.Close()
-	src.MessageID = msg.MessageID
-	t := &Ticket{
-		IdempotencyKey: keyForContent(e.conn.Name, msg.MessageID, digest),
-		Type:           e.m.TicketType,
-		Fields:         e.m.Apply(msg),
-		Source:         src,
-		Message:        msg,
-		Classification: Classify(msg, e.classify),
-	}
-	if e.m.MapsAttachments() {
-		t.Attachments = msg.Attachments
-	}
-	base := Outcome{Key: ref.Key, MessageID: msg.MessageID, Kind: t.Classification.Kind}
-	switch e.m.route(t.Classification.Kind) {
-	case RouteDrop:
-		base.Status = StatusDropped
-		return &accepted{ref: ref, outcome: base}, nil
-	case RouteQuarantine:
-		q := &Quarantined{IdempotencyKey: t.IdempotencyKey, Source: src, Raw: raw.Reader(), Size: n,
-			Err: &MessageError{Key: ref.Key, Reason: fmt.Sprintf("routed to quarantine: %s (%s)", t.Classification.Kind, strings.Join(t.Classification.Reasons, "; "))}}
-		return e.quarantine(ctx, ref, q, true)
-	}
-	o, err := e.deliver(ctx, t, base)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if times, ok := e.countSinkFailure(ctx, ref); ok && times >= e.o.sinkFailMax {
-			e.log.Warn("mailsync: sink refused the message again; quarantining it", "key", ref.Key, "message_id", msg.MessageID, "times", times, "err", err)
-			q := &Quarantined{IdempotencyKey: t.IdempotencyKey, Source: src, Raw: raw.Reader(), Size: n,
-				Err: &MessageError{Key: ref.Key, Kind: ErrSink, Reason: fmt.Sprintf("the sink refused its ticket in %d syncs: %v", times, err), Err: err}}
-			return e.quarantine(ctx, ref, q, true)
-		}
-		e.log.Warn("mailsync: sink refused the message; left for the next run", "key", ref.Key, "message_id", msg.MessageID, "err", err)
-		base.Status, base.Err = StatusFailed, fmt.Errorf("%w: %w", ErrSink, err)
-		e.rep.add(base)
-		return nil, nil
-	}
-	if o.Status == StatusQuarantined {
-		q := &Quarantined{IdempotencyKey: t.IdempotencyKey, Source: src, Raw: raw.Reader(), Size: n, Err: o.Err}
-		return e.quarantine(ctx, ref, q, true)
-	}
-	if k := StateKey(msg.MessageID); msg.MessageID != "" && o.TicketID != "" && e.threads[k] == "" {
-		e.threads[k] = o.TicketID // the first ticket to own an id keeps it
-	}
-	e.log.Debug("mailsync: delivered", "key", ref.Key, "message_id", msg.MessageID, "ticket", o.TicketID, "status", o.Status, "rule", o.Rule, "kind", o.Kind)
-	return &accepted{ref: ref, postable: true, outcome: o}, nil
-}
-
-// deliver hands a parsed message to the sink: as a follow-up when a
-// threading rule matches a ticket the sender may post on (or a bounce finds
-// its ticket, or its sender is over the rate limit), otherwise as a new
-// ticket. An outcome with StatusQuarantined means the caller must
-// quarantine the message.
-func (e *engine) deliver(ctx context.Context, t *Ticket, o Outcome) (Outcome, error) {
-	fs, threading := e.sink.(FollowUpSink)
-	if threading {
-		m, err := e.findThread(ctx, fs, t)
-		if err != nil {
-			return o, err
-		}
-		if m != nil {
-			return e.followUp(ctx, fs, t, o, *m)
-		}
-	}
-	sender := t.Message.From.Address
-	if e.o.limiter != nil && sender != "" {
-		if ok, last := e.o.limiter.allow(sender); !ok {
-			if threading && last != "" {
-				info, err := fs.TicketInfo(ctx, last, t.Message.From)
-				if err != nil {
-					return o, err
-				}
-				return e.followUp(ctx, fs, t, o, threadMatch{ticketID: last, rule: RuleRateLimit, info: info})
-			}
-			o.Status = StatusQuarantined
-			o.Err = &MessageError{Key: o.Key, Kind: ErrRateLimited, Reason: fmt.Sprintf("%s opened too many tickets recently", sender)}
-			return o, nil
-		}
-	}
-	return e.createTicket(ctx, t, o)
-}
-
-func (e *engine) createTicket(ctx context.Context, t *Ticket, o Outcome) (Outcome, error) {
-	rc, err := e.sink.CreateTicket(ctx, t)
-	if err != nil {
-		return o, err
-	}
-	o.Status, o.TicketID = StatusCreated, rc.TicketID
-	if rc.Duplicate {
-		o.Status = StatusDuplicate
-	}
-	if sender := t.Message.From.Address; e.o.limiter != nil && sender != "" && !rc.Duplicate {
-		e.o.limiter.opened(sender, rc.TicketID)
-	}
-	return o, nil
-}
-
-// threadMatch is an existing ticket a message may belong to.
-type threadMatch struct {
-	ticketID string
-	rule     ThreadRule
-	info     TicketInfo // what the sink said of the ticket and the sender
-}
-
-// participant reports whether the sender may post on the matched ticket.
-// Bounces (from a mailer daemon, about the host's own notification) and a
-// sender's own latest ticket under the rate limit need no check.
-func (m threadMatch) participant() bool {
-	return m.info.SenderAllowed || m.rule == RuleBounce || m.rule == RuleRateLimit
-}
-
-// followUp adds t to the matched ticket. The mail becomes a new ticket that
-// names the matched one (RelatedTicketID) instead when the ticket is gone,
-// the sink refuses the follow-up (e.g. closed), or the sender is not a
-// participant and Threading.AllowNonParticipants is off.
-func (e *engine) followUp(ctx context.Context, fs FollowUpSink, t *Ticket, o Outcome, m threadMatch) (Outcome, error) {
-	var reason string
-	switch {
-	case !m.info.Exists:
-		reason = fmt.Sprintf("ticket %s found by rule %s no longer exists", m.ticketID, m.rule)
-	case !m.participant() && !e.o.threading.AllowNonParticipants:
-		reason = fmt.Sprintf("the sender is not a participant of ticket %s (rule %s)", m.ticketID, m.rule)
-		e.log.Warn("mailsync: reply from a sender not allowed on its ticket; made a new ticket", "ticket", m.ticketID, "rule", m.rule)
-	default:
-		nonParticipant := !m.participant()
-		rc, err := fs.AddFollowUp(ctx, &FollowUp{Ticket: *t, TicketID: m.ticketID, Rule: m.rule, TicketClosed: m.info.Closed, NonParticipant: nonParticipant})
-		switch {
-		case err == nil:
-			o.Status, o.TicketID, o.Rule = StatusFollowUp, rc.TicketID, m.rule
-			if rc.Duplicate {
-				o.Status = StatusDuplicate
-			}
-			if nonParticipant {
-				o.Reason = fmt.Sprintf("the sender is not a participant of ticket %s; accepted (Threading.AllowNonParticipants)", m.ticketID)
-			}
-			return o, nil
-		case !errors.Is(err, ErrFollowUpRefused):
-			return o, err
-		}
-		reason = fmt.Sprintf("ticket %s refused the follow-up (rule %s): %v", m.ticketID, m.rule, err)
-	}
-	t.RelatedTicketID = m.ticketID
-	o.RelatedTicketID, o.Reason = m.ticketID, reason
-	return e.createTicket(ctx, t, o)
-}
-
-// findThread returns the ticket t belongs to, or nil. The rules are tried
-// in order; the sink is asked about each candidate ticket once (TicketInfo),
-// and the first one the sender may post on wins. When the sender may post
-// on none, the first existing candidate is returned, so that the mail
-// becomes a new ticket linked to it (or, with AllowNonParticipants, a
-// flagged follow-up) — never a follow-up a stranger slipped into someone
-// else's ticket.
-func (e *engine) findThread(ctx context.Context, fs FollowUpSink, t *Ticket) (*threadMatch, error) {
-	msg := t.Message
-	var first *threadMatch
-	asked := map[string]bool{}
-	try := func(id string, rule ThreadRule) (*threadMatch, error) {
-		if id == "" || asked[id] {
-			return nil, nil
-		}
-		asked[id] = true
-		info, err := fs.TicketInfo(ctx, id, msg.From)
-		if err != nil {
-			return nil, err
-		}
-		m := &threadMatch{ticketID: id, rule: rule, info: info}
-		switch {
-		case info.Exists && m.participant():
-			return m, nil
-		case first == nil && (info.Exists || rule == RuleReferences):
-			// A reference to a ticket that is gone still links the new one.
-			first = m
-		}
-		return nil, nil
-	}
-	if t.Classification.Kind == KindBounce && e.m.route(KindBounce) == RouteFollowUpOriginal && t.Classification.OriginalMessageID != "" {
-		if m, err := try(e.lookupThread(ctx, []string{t.Classification.OriginalMessageID}), RuleBounce); m != nil || err != nil {
-			return m, err
-		}
-	}
-	for _, rule := range e.o.threading.rules() {
-		var id string
-		switch rule {
-		case RuleReferences:
-			id = e.lookupThread(ctx, append(append([]string(nil), msg.InReplyTo...), msg.References...))
-		case RuleSubject:
-			if sm := e.subjectRE.FindStringSubmatch(msg.Subject); sm != nil {
-				id = sm[1]
-			}
-		case RulePlusAddress:
-			id = e.plusAddressID(msg)
-		}
-		if m, err := try(id, rule); m != nil || err != nil {
-			return m, err
-		}
-	}
-	return first, nil
-}
-
-// lookupThread finds the ticket of the first known Message-ID: this sync's,
-// the state's, or one the host's MessageIDSigner made.
-func (e *engine) lookupThread(ctx context.Context, ids []string) string {
-	if len(ids) == 0 {
-		return ""
-	}
-	for _, id := range ids {
-		if t, ok := e.threads[StateKey(id)]; ok {
-			return t
-		}
-	}
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = StateKey(id)
-	}
-	known, err := e.o.state.Threads(ctx, keys)
-	if err != nil {
-		e.log.Warn("mailsync: reading threads from state", "err", err)
-	}
-	for i, id := range ids {
-		if t, ok := known[keys[i]]; ok {
-			return t
-		}
-		if s := e.o.threading.Signer; s != nil {
-			if t, ok := s.Verify(id); ok {
-				return t
-			}
-		}
-	}
-	return ""
-}
-
-// plusAddressID finds "+<id>" on the connection's own address among the recipients.
-func (e *engine) plusAddressID(msg *Message) string {
-	local, domain, ok := strings.Cut(strings.ToLower(e.conn.User), "@")
-	if !ok {
-		return ""
-	}
-	var addrs []string
-	for _, a := range append(append([]Address(nil), msg.To...), msg.Cc...) {
-		addrs = append(addrs, a.Address)
-	}
-	addrs = append(addrs, msg.Header.Values("Delivered-To")...)
-	addrs = append(addrs, msg.Header.Values("X-Original-To")...)
-	for _, a := range addrs {
-		l, d, ok := strings.Cut(strings.Trim(strings.TrimSpace(a), "<>"), "@")
-		if !ok || !strings.EqualFold(d, domain) {
-			continue
-		}
-		if base, id, ok := strings.Cut(l, "+"); ok && strings.EqualFold(base, local) && id != "" {
-			return id // as written: ticket ids may be case-sensitive
-		}
-	}
-	return ""
-}
-
-// countSinkFailure counts one more sync in which the sink refused ref, when
-// the State can count (FailureCounter).
-func (e *engine) countSinkFailure(ctx context.Context, ref MessageRef) (int, bool) {
-	fc, ok := e.o.state.(FailureCounter)
-	if !ok || e.o.sinkFailMax <= 0 {
-		return 0, false
-	}
-	n, err := fc.CountFailure(context.WithoutCancel(ctx), e.conn.Name, StateKey(ref.Key))
-	if err != nil {
-		e.log.Warn("mailsync: counting a sink failure", "key", ref.Key, "err", err)
-		return 0, false
-	}
-	return n, true
-}
-
-func (e *engine) quarantine(ctx context.Context, ref MessageRef, q *Quarantined, postable bool) (*accepted, error) {
-	e.log.Warn("mailsync: quarantining message", "key", ref.Key, "reason", q.Err)
-	if err := e.sink.Quarantine(ctx, q); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		e.rep.add(Outcome{Key: ref.Key, Status: StatusFailed, Err: fmt.Errorf("%w: quarantine: %w", ErrSink, err)})
-		return nil, nil
-	}
-	return &accepted{ref: ref, postable: postable, outcome: Outcome{Key: ref.Key, Status: StatusQuarantined, Err: q.Err}}, nil
-}
-
-// quarantineUnfetched quarantines a message whose announced size is over the
-// limit without downloading it. The mail stays on the server untouched.
-func (e *engine) quarantineUnfetched(ctx context.Context, ref MessageRef) (*accepted, error) {
-	defer e.tick()
-	limit := e.o.parser.Limits.MaxMessageBytes
-	q := &Quarantined{IdempotencyKey: keyForRef(e.conn.Name, ref.Key), Size: ref.Size, Truncated: true,
-		Source: Source{Connection: e.conn.Name, Provider: e.o.provider, MessageKey: ref.Key, Received: time.Now().UTC()},
-		Err:    &MessageError{Key: ref.Key, Kind: ErrOversized, Reason: fmt.Sprintf("%d bytes, more than the limit of %d; not downloaded", ref.Size, limit)}}
-	a, err := e.quarantine(ctx, ref, q, false)
-	return a, err
-}
-
 func (e *engine) tick() {
 	e.done++
 	if e.o.progress != nil {
 		e.o.progress(Progress{Done: e.done, Total: e.total})
-	}
-}
-
-func kindOf(err error) error {
-	if errors.Is(err, ErrOversized) {
-		return ErrOversized
-	}
-	return ErrMalformed
-}
-
-// retry calls f until it succeeds, fails permanently, or the attempts run out.
-func (e *engine) retry(ctx context.Context, what string, f func() error) error {
-	for attempt := 1; ; attempt++ {
-		err := f()
-		if err == nil || ctx.Err() != nil || !Temporary(err) || attempt >= e.o.maxAttempts {
-			if err != nil && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		e.log.Warn("mailsync: retrying", "op", what, "attempt", attempt, "err", err)
-		if werr := e.wait(ctx, err, attempt); werr != nil {
-			return werr
-		}
-	}
-}
-
-// wait sleeps before retry number attempt: the server's Retry-After when it
-// gave one, otherwise exponential back-off.
-func (e *engine) wait(ctx context.Context, err error, attempt int) error {
-	d := e.o.backoff << (attempt - 1)
-	var te *ThrottledError
-	if errors.As(err, &te) && te.RetryAfter > 0 {
-		d = te.RetryAfter
-		if d > 10*e.o.maxWait {
-			return err // the server wants us gone for long: stop, the next run resumes
-		}
-	} else if d > e.o.maxWait || d <= 0 {
-		d = e.o.maxWait
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

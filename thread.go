@@ -6,8 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
-	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -90,11 +90,6 @@ func (t Threading) Validate() error {
 	}
 	return &e
 }
-
-// ErrFollowUpRefused is returned by a FollowUpSink that will not add a
-// follow-up (e.g. to a closed ticket): the mail then becomes a new ticket
-// whose RelatedTicketID names the refused one.
-var ErrFollowUpRefused = errors.New("mailsync: follow-up refused")
 
 // TicketInfo is what the sink tells the engine about an existing ticket.
 type TicketInfo struct {
@@ -240,5 +235,153 @@ func (l *SenderLimiter) opened(sender, ticketID string) {
 	l.last[sender] = ticketID
 }
 
-// ErrRateLimited marks mail held back by a SenderLimiter.
-var ErrRateLimited = errors.New("mailsync: sender over its rate limit")
+// threader finds the ticket a reply belongs to. Every threading rule lives
+// here: to add one, add a ThreadRule, accept it in Threading.Validate and
+// give it a case in find.
+type threader struct {
+	cfg       Threading
+	subjectRE *regexp.Regexp
+	user      string // the connection's address, for plus addressing
+	state     State
+	seen      map[string]string // StateKey(Message-ID) → ticket, made in this sync
+	log       *slog.Logger
+}
+
+func newThreader(cfg Threading, user string, state State, log *slog.Logger) *threader {
+	pattern := cfg.SubjectPattern
+	if pattern == "" {
+		pattern = DefaultSubjectPattern
+	}
+	return &threader{cfg: cfg, subjectRE: regexp.MustCompile(pattern), // validated before
+		user: user, state: state, seen: map[string]string{}, log: log}
+}
+
+// threadMatch is an existing ticket a message may belong to.
+type threadMatch struct {
+	ticketID string
+	rule     ThreadRule
+	info     TicketInfo // what the sink said of the ticket and the sender
+}
+
+// participant reports whether the sender may post on the matched ticket.
+// Bounces (from a mailer daemon, about the host's own notification) and a
+// sender's own latest ticket under the rate limit need no check.
+func (m threadMatch) participant() bool {
+	return m.info.SenderAllowed || m.rule == RuleBounce || m.rule == RuleRateLimit
+}
+
+// find returns the ticket msg belongs to, or nil. A bounce whose kind is
+// routed to its original ticket is tried first, then the rules in order.
+// The sink is asked about each candidate ticket once (TicketInfo), and the
+// first one the sender may post on wins. When the sender may post on none,
+// the first candidate that exists (or that a reference named) is returned,
+// so that the caller makes the mail a new ticket linked to it (or, with
+// AllowNonParticipants, a flagged follow-up) — never a follow-up a stranger
+// slipped into someone else's ticket.
+func (th *threader) find(ctx context.Context, fs FollowUpSink, msg *Message, c Classification, bounceToOriginal bool) (*threadMatch, error) {
+	var first *threadMatch
+	asked := map[string]bool{}
+	try := func(id string, rule ThreadRule) (*threadMatch, error) {
+		if id == "" || asked[id] {
+			return nil, nil
+		}
+		asked[id] = true
+		info, err := fs.TicketInfo(ctx, id, msg.From)
+		if err != nil {
+			return nil, err
+		}
+		m := &threadMatch{ticketID: id, rule: rule, info: info}
+		switch {
+		case info.Exists && m.participant():
+			return m, nil
+		case first == nil && (info.Exists || rule == RuleReferences):
+			// A reference to a ticket that is gone still links the new one.
+			first = m
+		}
+		return nil, nil
+	}
+	if bounceToOriginal && c.Kind == KindBounce && c.OriginalMessageID != "" {
+		if m, err := try(th.lookup(ctx, []string{c.OriginalMessageID}), RuleBounce); m != nil || err != nil {
+			return m, err
+		}
+	}
+	for _, rule := range th.cfg.rules() {
+		var id string
+		switch rule {
+		case RuleReferences:
+			id = th.lookup(ctx, append(append([]string(nil), msg.InReplyTo...), msg.References...))
+		case RuleSubject:
+			if sm := th.subjectRE.FindStringSubmatch(msg.Subject); sm != nil {
+				id = sm[1]
+			}
+		case RulePlusAddress:
+			id = th.plusAddressID(msg)
+		}
+		if m, err := try(id, rule); m != nil || err != nil {
+			return m, err
+		}
+	}
+	return first, nil
+}
+
+// lookup finds the ticket of the first known Message-ID: this sync's, the
+// state's, or one the host's MessageIDSigner made.
+func (th *threader) lookup(ctx context.Context, ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = StateKey(id)
+		if t, ok := th.seen[keys[i]]; ok {
+			return t
+		}
+	}
+	known, err := th.state.Threads(ctx, keys)
+	if err != nil {
+		th.log.Warn("mailsync: reading threads from state", "err", err)
+	}
+	for i, id := range ids {
+		if t, ok := known[keys[i]]; ok {
+			return t
+		}
+		if s := th.cfg.Signer; s != nil {
+			if t, ok := s.Verify(id); ok {
+				return t
+			}
+		}
+	}
+	return ""
+}
+
+// remember maps messageID to ticketID for the rest of this sync; the first
+// ticket to own an id keeps it.
+func (th *threader) remember(messageID, ticketID string) {
+	if k := StateKey(messageID); messageID != "" && ticketID != "" && th.seen[k] == "" {
+		th.seen[k] = ticketID
+	}
+}
+
+// plusAddressID finds "+<id>" on the connection's own address among the recipients.
+func (th *threader) plusAddressID(msg *Message) string {
+	local, domain, ok := strings.Cut(strings.ToLower(th.user), "@")
+	if !ok {
+		return ""
+	}
+	var addrs []string
+	for _, a := range append(append([]Address(nil), msg.To...), msg.Cc...) {
+		addrs = append(addrs, a.Address)
+	}
+	addrs = append(addrs, msg.Header.Values("Delivered-To")...)
+	addrs = append(addrs, msg.Header.Values("X-Original-To")...)
+	for _, a := range addrs {
+		l, d, ok := strings.Cut(strings.Trim(strings.TrimSpace(a), "<>"), "@")
+		if !ok || !strings.EqualFold(d, domain) {
+			continue
+		}
+		if base, id, ok := strings.Cut(l, "+"); ok && strings.EqualFold(base, local) && id != "" {
+			return id // as written: ticket ids may be case-sensitive
+		}
+	}
+	return ""
+}

@@ -29,8 +29,10 @@ type Ticket struct {
 	// bulk mail or a loop. Never send an automatic answer when
 	// Classification.Automatic() is true.
 	Classification Classification
-	// RelatedTicketID names the ticket this mail referred to when that
-	// ticket refused the follow-up (ErrFollowUpRefused), e.g. a closed one.
+	// RelatedTicketID names the ticket this mail replied to but could not
+	// join: the ticket refused the follow-up (ErrFollowUpRefused, e.g. a
+	// closed one), no longer exists, or the sender is not a participant of
+	// it (TicketInfo.SenderAllowed). Outcome.Reason says which.
 	RelatedTicketID string
 }
 

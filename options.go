@@ -1,0 +1,80 @@
+package mailsync
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Option configures Sync.
+type Option func(*options)
+
+type options struct {
+	state       State
+	logger      *slog.Logger
+	action      PostAction
+	parser      Parser
+	batchSize   int
+	maxAttempts int
+	backoff     time.Duration
+	maxWait     time.Duration
+	progress    func(Progress)
+	provider    string
+	threading   Threading
+	limiter     *SenderLimiter
+	classify    ClassifyOptions
+	sinkFailMax int
+}
+
+// WithState sets where cursors and processed keys persist (default: a fresh
+// MemoryState, so every Sync starts from scratch — pass a durable one).
+func WithState(s State) Option { return func(o *options) { o.state = s } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithPostAction sets what happens to a message once its ticket is stored
+// (default LeaveUntouched).
+func WithPostAction(a PostAction) Option { return func(o *options) { o.action = a } }
+
+// WithLimits sets the per-message limits (default DefaultLimits).
+func WithLimits(l Limits) Option { return func(o *options) { o.parser.Limits = l } }
+
+// WithTempDir sets where large messages and attachments are spooled.
+func WithTempDir(dir string) Option { return func(o *options) { o.parser.TempDir = dir } }
+
+// WithBatchSize sets how many messages one Fetch asks for (default 50).
+func WithBatchSize(n int) Option { return func(o *options) { o.batchSize = n } }
+
+// WithRetry sets how often a failing connector call is tried (default 5)
+// and the first back-off delay (default 500 ms, doubling, at most 30 s).
+func WithRetry(attempts int, backoff time.Duration) Option {
+	return func(o *options) { o.maxAttempts, o.backoff = attempts, backoff }
+}
+
+// WithProgress sets a callback called after every message, one call at a
+// time, from the goroutine that processes messages.
+func WithProgress(f func(Progress)) Option { return func(o *options) { o.progress = f } }
+
+// WithThreading configures how replies find their ticket (default: the
+// references rule, then the subject rule). Threading needs a FollowUpSink.
+func WithThreading(t Threading) Option { return func(o *options) { o.threading = t } }
+
+// WithSenderLimit stops mail loops: each sender opens at most l's number
+// of tickets per window; more of its mail is held as follow-ups on its
+// latest ticket, or quarantined. Keep one limiter across syncs.
+func WithSenderLimit(l *SenderLimiter) Option { return func(o *options) { o.limiter = l } }
+
+// WithClassify sets the connection's own addresses (besides its User) and
+// the host's loop header for Classify.
+func WithClassify(c ClassifyOptions) Option { return func(o *options) { o.classify = c } }
+
+// WithSinkFailureLimit sets after how many syncs in which the sink refused
+// to store a message's ticket the message is quarantined instead (default
+// 3; the count needs a State that implements FailureCounter, as MemoryState
+// and boltstate do). One message the sink cannot store, e.g. for a file name
+// its storage rejects, then stops holding the cursor back for good.
+func WithSinkFailureLimit(n int) Option { return func(o *options) { o.sinkFailMax = n } }
+
+// WithProviderName sets the provider name recorded in Ticket.Source (default
+// the connection's protocol or OAuth provider).
+func WithProviderName(name string) Option { return func(o *options) { o.provider = name } }
