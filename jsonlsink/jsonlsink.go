@@ -180,7 +180,7 @@ func Open(path string, saveFiles bool) (*Sink, error) {
 	end, err := readLines(f, func(rec Record) { s.load(rec) })
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("jsonlsink: %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if st, err := f.Stat(); err != nil {
 		f.Close()
@@ -427,7 +427,7 @@ func (s *Sink) record(e entry, ticketID string) (Record, error) {
 	class.Reasons = clipAll(class.Reasons, maxShortText, maxWarnings)
 	class.OriginalMessageID = clip(class.OriginalMessageID, maxShortText)
 	class.OriginalRecipient = clip(class.OriginalRecipient, maxShortText)
-	rec := Record{Kind: e.kind, TicketID: ticketID, IdempotencyKey: t.IdempotencyKey, Type: t.Type, Source: t.Source,
+	rec := Record{Kind: e.kind, TicketID: ticketID, IdempotencyKey: t.IdempotencyKey, Type: t.Type, Source: clipSource(t.Source),
 		Classification: &class, RelatedTicketID: t.RelatedTicketID}
 	dir := s.keyDir(t.IdempotencyKey)
 	wrote := false
@@ -493,6 +493,13 @@ func (s *Sink) record(e entry, ticketID string) (Record, error) {
 		}
 	}
 	return rec, nil
+}
+
+// clipSource bounds the Message-ID a mail may make arbitrarily long
+// (RFC 5322 lines end at 998 characters).
+func clipSource(src mailsync.Source) mailsync.Source {
+	src.MessageID = clip(src.MessageID, maxReason)
+	return src
 }
 
 func clipAll(in []string, each, count int) []string {
@@ -579,7 +586,7 @@ func (s *Sink) Quarantine(ctx context.Context, q *mailsync.Quarantined) error {
 	if s.qkeys[q.IdempotencyKey] {
 		return nil
 	}
-	rec := Record{Kind: KindQuarantine, IdempotencyKey: q.IdempotencyKey, Source: q.Source, Truncated: q.Truncated}
+	rec := Record{Kind: KindQuarantine, IdempotencyKey: q.IdempotencyKey, Source: clipSource(q.Source), Truncated: q.Truncated}
 	if q.Err != nil {
 		rec.Reason = clip(q.Err.Error(), maxReason)
 	}
