@@ -25,7 +25,9 @@
 //
 // Lines are bounded: besides field values, recorded file names, content
 // types, warnings and reasons are cut to a few KiB (Attachment.Filename
-// keeps the start of a longer name and sets FilenameTruncated). Reading
+// keeps the start of a longer name and sets FilenameTruncated); the
+// participant addresses are bounded by the parser's header limit
+// (mailsync.Limits.MaxHeaderBytes). Reading
 // has no line-length limit, so any line the sink wrote (or an older
 // version wrote) reads back.
 //
