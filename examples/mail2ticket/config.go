@@ -17,7 +17,12 @@ type fileConfig struct {
 	StateFile string `json:"state_file,omitempty"`
 	// TicketsFile is the JSON-lines ticket file; default "tickets.jsonl".
 	TicketsFile string `json:"tickets_file,omitempty"`
-	// SaveFiles writes attachments and quarantined mail next to TicketsFile.
+	// SaveFiles writes attachments next to TicketsFile (in
+	// "<tickets_file>.files/"); without it they are only hashed.
+	// Quarantined raw mail is written there in any case. A post_action that
+	// removes mail from the server ("delete", "move") needs save_files:
+	// true, or the attachments would be kept nowhere; the tool refuses to
+	// start otherwise.
 	SaveFiles   bool               `json:"save_files,omitempty"`
 	Connections []connectionConfig `json:"connections"`
 	Mappings    []mailsync.Mapping `json:"mappings"`
@@ -71,6 +76,9 @@ func loadConfig(path string) (*fileConfig, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	if cfg.StateFile == "" {
 		cfg.StateFile = "mailsync-state.db"
 	}
@@ -78,6 +86,29 @@ func loadConfig(path string) (*fileConfig, error) {
 		cfg.TicketsFile = "tickets.jsonl"
 	}
 	return &cfg, nil
+}
+
+// validate checks what only the tool knows: the sink keeps attachments
+// only with save_files, so a post-action that removes mail from the server
+// would lose them (the post-action must remove only what the sink holds).
+func (c *fileConfig) validate() error {
+	var problems []mailsync.Problem
+	for i, cc := range c.Connections {
+		switch k := cc.PostAction.Kind; k {
+		case mailsync.Delete, mailsync.MoveToFolder:
+			if !c.SaveFiles {
+				problems = append(problems, mailsync.Problem{
+					Field: fmt.Sprintf("connections[%d].post_action", i),
+					Message: fmt.Sprintf("%q (connection %q) removes the mail from the server, but save_files is false, so its attachments would be kept nowhere: "+
+						"set \"save_files\": true, or use post_action \"mark_read\" or none", k, cc.Name),
+				})
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return mailsync.NewConfigError(problems...)
+	}
+	return nil
 }
 
 func (c *fileConfig) mapping(ticketType string) (mailsync.Mapping, bool) {

@@ -7,6 +7,18 @@
 // -password-stdin. State (cursors, processed messages) persists in a bbolt
 // file, so a re-run only fetches what is new and never duplicates a ticket.
 //
+// Tickets go to a jsonlsink file, which also takes follow-ups: a reply to
+// a ticket (In-Reply-To/References, or "[Ticket#id]" in the subject from
+// someone who took part in it) is added to that ticket instead of opening
+// a new one, and every line records the mail's classification (normal,
+// auto_reply, bounce, bulk, loop). Quarantined raw mail is always written
+// to "<tickets_file>.files/"; attachments only with "save_files": true,
+// which a "delete" or "move" post_action requires (the tool refuses to
+// start otherwise: it must not remove from the server what it did not keep).
+//
+// The exit code is 0 only when every connection synced and no message
+// failed (e.g. its post-action); otherwise the last line says which.
+//
 //	go run ./examples/mail2ticket -config mail2ticket.json            # sync every enabled connection
 //	go run ./examples/mail2ticket -config mail2ticket.json -check     # test the connections
 //	go run ./examples/mail2ticket -config mail2ticket.json -connection Suporte
@@ -110,39 +122,98 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	defer sink.Close()
 
-	failed := 0
+	var failedConns, failedMsgs []string
 	for _, cc := range conns {
 		if !cc.Enabled {
 			fmt.Fprintf(stdout, "- %s: disabled, skipped\n", cc.Name)
 			continue
 		}
-		if err := c.syncOne(ctx, cfg, cc, state, sink, logger); err != nil {
-			failed++
-			fmt.Fprintf(stdout, "✗ %s: %v\n", cc.Name, err)
-			if errors.Is(err, context.Canceled) {
-				break
-			}
+		rep, err := c.syncOne(ctx, cfg, cc, state, sink, logger)
+		if err != nil {
+			failedConns = append(failedConns, cc.Name)
+		}
+		if rep != nil && rep.Failed > 0 {
+			failedMsgs = append(failedMsgs, fmt.Sprintf("%s (%d)", cc.Name, rep.Failed))
+		}
+		if errors.Is(err, context.Canceled) {
+			break
 		}
 	}
-	fmt.Fprintf(stdout, "%s now holds %d tickets\n", cfg.TicketsFile, sink.Tickets())
-	if failed > 0 {
-		return fmt.Errorf("%d connection(s) failed", failed)
+	fmt.Fprintf(stdout, "%s now holds %d tickets and %d follow-ups\n", cfg.TicketsFile, sink.Tickets(), sink.FollowUps())
+	var problems []string
+	if len(failedConns) > 0 {
+		problems = append(problems, fmt.Sprintf("%d connection(s) failed: %s", len(failedConns), strings.Join(failedConns, ", ")))
+	}
+	if len(failedMsgs) > 0 {
+		problems = append(problems, fmt.Sprintf("messages failed (left for the next run) in: %s", strings.Join(failedMsgs, ", ")))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
 }
 
-func (c *cli) syncOne(ctx context.Context, cfg *fileConfig, cc connectionConfig, state mailsync.State, sink mailsync.Sink, logger *slog.Logger) error {
+// counts formats a report's numbers.
+func counts(rep *mailsync.Report) string {
+	s := fmt.Sprintf("seen %d, created %d, follow-ups %d, already done %d, quarantined %d, failed %d",
+		rep.Seen, rep.Created, rep.FollowUps, rep.AlreadyDone, rep.Quarantined, rep.Failed)
+	if rep.Dropped > 0 {
+		s += fmt.Sprintf(", dropped %d", rep.Dropped)
+	}
+	if rep.Gone > 0 {
+		s += fmt.Sprintf(", gone %d", rep.Gone)
+	}
+	return s
+}
+
+// printReport prints one connection's outcome: "✓" only when the sync ran
+// to the end and no message failed; a sync that could not run shows only
+// the failure, one that stopped part-way also what it did before.
+func (c *cli) printReport(name string, rep *mailsync.Report, err error) {
+	switch {
+	case err != nil:
+		fmt.Fprintf(c.stdout, "✗ %s: %v\n", name, err)
+		if rep != nil && (rep.Seen > 0 || len(rep.Messages) > 0) {
+			fmt.Fprintf(c.stdout, "  before it stopped: %s\n", counts(rep))
+		}
+	case rep.Failed > 0:
+		fmt.Fprintf(c.stdout, "✗ %s: %d message(s) failed: %s in %s\n", name, rep.Failed, counts(rep), rep.Duration.Round(time.Millisecond))
+	default:
+		fmt.Fprintf(c.stdout, "✓ %s: %s in %s\n", name, counts(rep), rep.Duration.Round(time.Millisecond))
+	}
+	if rep == nil {
+		return
+	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(c.stdout, "  note: %s\n", n)
+	}
+	for _, o := range rep.Messages {
+		if o.Status == mailsync.StatusFailed || o.Status == mailsync.StatusQuarantined {
+			fmt.Fprintf(c.stdout, "  %s %s: %v\n", o.Status, o.Key, o.Err)
+		}
+	}
+}
+
+// syncOne syncs one connection and prints its outcome. The report is nil
+// when the sync could not start.
+func (c *cli) syncOne(ctx context.Context, cfg *fileConfig, cc connectionConfig, state mailsync.State, sink mailsync.Sink, logger *slog.Logger) (*mailsync.Report, error) {
+	rep, err := c.syncConn(ctx, cfg, cc, state, sink, logger)
+	c.printReport(cc.Name, rep, err)
+	return rep, err
+}
+
+func (c *cli) syncConn(ctx context.Context, cfg *fileConfig, cc connectionConfig, state mailsync.State, sink mailsync.Sink, logger *slog.Logger) (*mailsync.Report, error) {
 	ticketType := cc.TicketType
 	if ticketType == "" && len(cc.ConnectedWith) > 0 {
 		ticketType = cc.ConnectedWith[0]
 	}
 	m, ok := cfg.mapping(ticketType)
 	if !ok {
-		return fmt.Errorf("no mapping for ticket type %q", ticketType)
+		return nil, fmt.Errorf("no mapping for ticket type %q", ticketType)
 	}
 	conn, err := c.connector(ctx, cfg, cc, logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
 	last := time.Now()
@@ -154,19 +225,7 @@ func (c *cli) syncOne(ctx context.Context, cfg *fileConfig, cc connectionConfig,
 				fmt.Fprintf(c.stderr, "  %s: %d/%d messages\n", cc.Name, p.Done, p.Total)
 			}
 		}))
-	if rep != nil {
-		fmt.Fprintf(c.stdout, "✓ %s: seen %d, created %d, already done %d, quarantined %d, failed %d in %s\n",
-			cc.Name, rep.Seen, rep.Created, rep.AlreadyDone, rep.Quarantined, rep.Failed, rep.Duration.Round(time.Millisecond))
-		for _, n := range rep.Notes {
-			fmt.Fprintf(c.stdout, "  note: %s\n", n)
-		}
-		for _, o := range rep.Messages {
-			if o.Status == mailsync.StatusFailed || o.Status == mailsync.StatusQuarantined {
-				fmt.Fprintf(c.stdout, "  %s %s: %v\n", o.Status, o.Key, o.Err)
-			}
-		}
-	}
-	return err
+	return rep, err
 }
 
 // password returns the connection's password: MAILSYNC_PASSWORD, the first
