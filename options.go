@@ -23,6 +23,8 @@ type options struct {
 	limiter     *SenderLimiter
 	classify    ClassifyOptions
 	sinkFailMax int
+	leaseHolder string
+	leaseTTL    time.Duration
 }
 
 // WithState sets where cursors and processed keys persist (default: a fresh

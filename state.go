@@ -2,8 +2,10 @@ package mailsync
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
+	"time"
 )
 
 // State persists, per connection, the cursor and the keys of messages
@@ -46,7 +48,11 @@ type Record struct {
 	// Threads maps Message-IDs to ticket ids, for threading replies. They
 	// are kept for all connections together; an id already mapped keeps
 	// its first ticket.
-	Threads map[string]string
+	Threads map[string]string	// Fence, when set, is the lease the writer holds (see Leaser): a State
+	// that implements Leaser refuses the whole Record with ErrLeaseLost,
+	// atomically with the write, unless Fence is the connection's current
+	// lease and has not expired. Others ignore it.
+	Fence *Lease
 }
 
 // FailureCounter is an optional interface of a State: it counts, per
@@ -65,6 +71,9 @@ type MemoryState struct {
 	mu      sync.Mutex
 	conns   map[string]*memoryConn
 	threads map[string]string
+	leases  map[string]Lease
+	tokens  map[string]int64
+	now     func() time.Time
 }
 
 type memoryConn struct {
@@ -75,7 +84,8 @@ type memoryConn struct {
 
 // NewMemoryState returns an empty in-memory State.
 func NewMemoryState() *MemoryState {
-	return &MemoryState{conns: map[string]*memoryConn{}, threads: map[string]string{}}
+	return &MemoryState{conns: map[string]*memoryConn{}, threads: map[string]string{},
+		leases: map[string]Lease{}, tokens: map[string]int64{}, now: time.Now}
 }
 
 func (s *MemoryState) conn(name string) *memoryConn {
@@ -110,6 +120,11 @@ func (s *MemoryState) Processed(_ context.Context, connection string, keys []str
 func (s *MemoryState) Record(_ context.Context, connection string, r Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r.Fence != nil {
+		if cur, ok := s.leases[connection]; !ok || cur.Token != r.Fence.Token || !s.now().Before(cur.Expires) {
+			return fmt.Errorf("%w: %s (token %d)", ErrLeaseLost, connection, r.Fence.Token)
+		}
+	}
 	for id, t := range r.Threads {
 		if _, taken := s.threads[id]; !taken {
 			s.threads[id] = t
@@ -136,6 +151,51 @@ func (s *MemoryState) CountFailure(_ context.Context, connection, key string) (i
 	c := s.conn(connection)
 	c.failures[key]++
 	return c.failures[key], nil
+}
+
+// AcquireLease implements Leaser.
+func (s *MemoryState) AcquireLease(_ context.Context, connection, holder string, ttl time.Duration) (Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if cur, ok := s.leases[connection]; ok && now.Before(cur.Expires) {
+		return Lease{}, fmt.Errorf("%w: %s is held by %s until %s", ErrBusy, connection, cur.Holder, cur.Expires.Format(time.RFC3339))
+	}
+	s.tokens[connection]++
+	l := Lease{Connection: connection, Holder: holder, Expires: now.Add(ttl), Token: s.tokens[connection]}
+	s.leases[connection] = l
+	return l, nil
+}
+
+// RenewLease implements Leaser.
+func (s *MemoryState) RenewLease(_ context.Context, l Lease, ttl time.Duration) (Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	cur, ok := s.leases[l.Connection]
+	if !ok || cur.Token != l.Token || !now.Before(cur.Expires) {
+		return Lease{}, fmt.Errorf("%w: %s (token %d)", ErrLeaseLost, l.Connection, l.Token)
+	}
+	cur.Expires = now.Add(ttl)
+	s.leases[l.Connection] = cur
+	return cur, nil
+}
+
+// ReleaseLease implements Leaser.
+func (s *MemoryState) ReleaseLease(_ context.Context, l Lease) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.leases[l.Connection]; ok && cur.Token == l.Token {
+		delete(s.leases, l.Connection)
+	}
+	return nil
+}
+
+// SetClock replaces the clock leases are measured with; for tests.
+func (s *MemoryState) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
 }
 
 // Threads implements State.

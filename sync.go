@@ -58,7 +58,19 @@ func Sync(ctx context.Context, c Connector, m Mapping, sink Sink, opts ...Option
 	if strings.Contains(conn.User, "@") {
 		e.classify.OwnAddresses = append([]string{conn.User}, o.classify.OwnAddresses...)
 	}
-	return rep, e.run(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lease, err := holdLease(ctx, o.state, conn.Name, o.leaseHolder, o.leaseTTL, cancel)
+	if err != nil {
+		return rep, fmt.Errorf("mailsync: %s: %w", conn.Name, err)
+	}
+	defer lease.release(ctx)
+	e.lease = lease
+	err = e.run(ctx)
+	if lost := lease.err(); lost != nil {
+		err = lost // the lease was lost: nothing after that was recorded
+	}
+	return rep, err
 }
 
 func providerName(c Connection) string {
@@ -102,6 +114,7 @@ type engine struct {
 
 	classify ClassifyOptions
 	th       *threader
+	lease    *leaseKeeper // nil unless the State is a Leaser
 }
 
 func (e *engine) run(ctx context.Context) error {
@@ -162,7 +175,7 @@ func (e *engine) run(ctx context.Context) error {
 	}
 	if e.rep.Failed == 0 && e.missing == 0 && listing.Cursor != cursor {
 		cur := listing.Cursor
-		if err := e.o.state.Record(context.WithoutCancel(ctx), e.conn.Name, Record{Cursor: &cur}); err != nil {
+		if err := e.o.state.Record(context.WithoutCancel(ctx), e.conn.Name, Record{Cursor: &cur, Fence: e.lease.fence()}); err != nil {
 			return fmt.Errorf("mailsync: saving cursor: %w", err)
 		}
 		e.rep.Cursor = cur
@@ -314,7 +327,7 @@ func (e *engine) settle(ctx context.Context, refs []MessageRef, acc []accepted) 
 	}
 	sort.SliceStable(acc, func(i, k int) bool { return pos[acc[i].ref.Key] < pos[acc[k].ref.Key] })
 	bg := context.WithoutCancel(ctx)
-	rec := Record{Done: map[string]string{}, Threads: map[string]string{}}
+	rec := Record{Done: map[string]string{}, Threads: map[string]string{}, Fence: e.lease.fence()}
 	var post []MessageRef
 	for _, a := range acc {
 		if a.postable && a.outcome.Status != StatusFailed && e.o.action.Kind != LeaveUntouched {
@@ -365,6 +378,9 @@ func (e *engine) settle(ctx context.Context, refs []MessageRef, acc []accepted) 
 // it, with a warning. Only when not even that works for any message (the
 // State is down) does the sync stop.
 func (e *engine) recordEach(ctx context.Context, outcomes []Outcome, batchErr error) error {
+	if errors.Is(batchErr, ErrLeaseLost) {
+		return fmt.Errorf("mailsync: saving state: %w", batchErr) // fenced: nothing may be written
+	}
 	e.log.Warn("mailsync: saving the batch failed; saving message by message", "err", batchErr)
 	var stored, failed int
 	var lastErr error
@@ -373,7 +389,7 @@ func (e *engine) recordEach(ctx context.Context, outcomes []Outcome, batchErr er
 		if o.Status == StatusFailed {
 			continue
 		}
-		rec := Record{Done: map[string]string{StateKey(o.Key): o.TicketID}}
+		rec := Record{Done: map[string]string{StateKey(o.Key): o.TicketID}, Fence: e.lease.fence()}
 		if o.MessageID != "" && o.TicketID != "" {
 			rec.Threads = map[string]string{StateKey(o.MessageID): o.TicketID}
 		}

@@ -7,15 +7,18 @@
 //	}
 //
 // When the State implements mailsync.FailureCounter, its rules are tested
-// too.
+// too; RunLeases tests the optional mailsync.Leaser (one holder at a time,
+// growing fencing tokens, fenced writes refused after the lease is lost).
 package statetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailsync/mailsync"
 )
@@ -258,5 +261,116 @@ func testFailureCounter(t *testing.T, s mailsync.State) {
 	must(t, s.Prune(ctx, "a", []string{"k"}))
 	if n, _ := fc.CountFailure(ctx, "a", "gone"); n != 1 {
 		t.Fatalf("count after Prune = %d, want 1 (forgotten)", n)
+	}
+}
+
+// RunLeases runs the rules of the optional Leaser interface. The TTLs are
+// short real durations (hundreds of milliseconds), so a State that measures
+// time on a database server must keep its clock close to the test's.
+func RunLeases(t *testing.T, newState Maker) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(*testing.T, mailsync.Leaser, mailsync.State)
+	}{
+		{"OneHolderAtATime", testLeaseExclusive},
+		{"ExpiredLeaseIsTakenWithLargerToken", testLeaseExpiry},
+		{"RenewKeepsIt", testLeaseRenew},
+		{"FencedRecordRefusedAfterLoss", testLeaseFence},
+		{"ReleaseFreesIt", testLeaseRelease},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newState(t)
+			l, ok := s.(mailsync.Leaser)
+			if !ok {
+				t.Skip("the State does not implement mailsync.Leaser (optional)")
+			}
+			tc.fn(t, l, s)
+		})
+	}
+}
+
+const shortTTL = 400 * time.Millisecond
+
+func acquire(t *testing.T, l mailsync.Leaser, conn, holder string, ttl time.Duration) mailsync.Lease {
+	t.Helper()
+	lease, err := l.AcquireLease(ctx, conn, holder, ttl)
+	if err != nil {
+		t.Fatalf("AcquireLease(%s, %s): %v", conn, holder, err)
+	}
+	if lease.Connection != conn || lease.Holder != holder || lease.Token <= 0 || !lease.Expires.After(time.Now()) {
+		t.Fatalf("lease %+v", lease)
+	}
+	return lease
+}
+
+func testLeaseExclusive(t *testing.T, l mailsync.Leaser, _ mailsync.State) {
+	acquire(t, l, "a", "h1", time.Minute)
+	if _, err := l.AcquireLease(ctx, "a", "h2", time.Minute); !errors.Is(err, mailsync.ErrBusy) {
+		t.Fatalf("second holder: %v, want ErrBusy", err)
+	}
+	acquire(t, l, "b", "h2", time.Minute) // another connection is free
+}
+
+func testLeaseExpiry(t *testing.T, l mailsync.Leaser, _ mailsync.State) {
+	first := acquire(t, l, "a", "h1", shortTTL)
+	time.Sleep(shortTTL + 200*time.Millisecond)
+	second := acquire(t, l, "a", "h2", time.Minute)
+	if second.Token <= first.Token {
+		t.Fatalf("token %d after %d: the fencing token must grow", second.Token, first.Token)
+	}
+	if _, err := l.RenewLease(ctx, first, time.Minute); !errors.Is(err, mailsync.ErrLeaseLost) {
+		t.Fatalf("renewing a lost lease: %v, want ErrLeaseLost", err)
+	}
+}
+
+func testLeaseRenew(t *testing.T, l mailsync.Leaser, _ mailsync.State) {
+	lease := acquire(t, l, "a", "h1", shortTTL)
+	for i := 0; i < 4; i++ {
+		time.Sleep(shortTTL / 2)
+		var err error
+		if lease, err = l.RenewLease(ctx, lease, shortTTL); err != nil {
+			t.Fatalf("renew %d: %v", i, err)
+		}
+	}
+	if _, err := l.AcquireLease(ctx, "a", "h2", time.Minute); !errors.Is(err, mailsync.ErrBusy) {
+		t.Fatalf("a renewed lease was taken: %v", err)
+	}
+}
+
+func testLeaseFence(t *testing.T, l mailsync.Leaser, s mailsync.State) {
+	old := acquire(t, l, "a", "h1", shortTTL)
+	must(t, s.Record(ctx, "a", mailsync.Record{Done: map[string]string{"k1": "T"}, Fence: &old}))
+	// h1 pauses (GC, partition) past its TTL; h2 takes over.
+	time.Sleep(shortTTL + 200*time.Millisecond)
+	if err := s.Record(ctx, "a", mailsync.Record{Done: map[string]string{"k2": "T"}, Fence: &old}); !errors.Is(err, mailsync.ErrLeaseLost) {
+		t.Fatalf("write with an expired lease: %v, want ErrLeaseLost", err)
+	}
+	cur := acquire(t, l, "a", "h2", time.Minute)
+	c := mailsync.Cursor("stale")
+	if err := s.Record(ctx, "a", mailsync.Record{Done: map[string]string{"k3": "T"}, Cursor: &c, Fence: &old}); !errors.Is(err, mailsync.ErrLeaseLost) {
+		t.Fatalf("write with a superseded lease: %v, want ErrLeaseLost", err)
+	}
+	if p := processed(t, s, "a", "k1", "k2", "k3"); p != "100" {
+		t.Fatalf("processed %s: a fenced write left something behind", p)
+	}
+	if got, _ := s.Cursor(ctx, "a"); got != "" {
+		t.Fatalf("a fenced write stored the cursor %q", got)
+	}
+	must(t, s.Record(ctx, "a", mailsync.Record{Done: map[string]string{"k4": "T"}, Fence: &cur}))
+}
+
+func testLeaseRelease(t *testing.T, l mailsync.Leaser, _ mailsync.State) {
+	lease := acquire(t, l, "a", "h1", time.Minute)
+	must(t, l.ReleaseLease(ctx, lease))
+	next := acquire(t, l, "a", "h2", time.Minute)
+	if next.Token <= lease.Token {
+		t.Fatalf("token %d after release of %d", next.Token, lease.Token)
+	}
+	// Releasing a lease that was lost does not free the new holder's.
+	must(t, l.ReleaseLease(ctx, lease))
+	if _, err := l.AcquireLease(ctx, "a", "h3", time.Minute); !errors.Is(err, mailsync.ErrBusy) {
+		t.Fatalf("a stale release freed the current lease: %v", err)
 	}
 }

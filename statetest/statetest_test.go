@@ -10,7 +10,9 @@ import (
 )
 
 func TestMemoryState(t *testing.T) {
-	statetest.Run(t, func(t *testing.T) mailsync.State { return mailsync.NewMemoryState() })
+	mk := func(t *testing.T) mailsync.State { return mailsync.NewMemoryState() }
+	statetest.Run(t, mk)
+	statetest.RunLeases(t, mk)
 }
 
 func TestBoltState(t *testing.T) {
