@@ -48,7 +48,8 @@ type Record struct {
 	// Threads maps Message-IDs to ticket ids, for threading replies. They
 	// are kept for all connections together; an id already mapped keeps
 	// its first ticket.
-	Threads map[string]string // Fence, when set, is the lease the writer holds (see Leaser): a State
+	Threads map[string]string
+	// Fence, when set, is the lease the writer holds (see Leaser): a State
 	// that implements Leaser refuses the whole Record with ErrLeaseLost,
 	// atomically with the write, unless Fence is the connection's current
 	// lease and has not expired. Others ignore it.
