@@ -82,3 +82,25 @@ func TestValidateServerAndEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionValidate(t *testing.T) {
+	c := mailsync.Connection{Protocol: "smtp", Port: -1, OAuth: &mailsync.OAuth{Provider: mailsync.MicrosoftGraph, TokenURL: "http://login.example.com/token", Scopes: []string{"a b"}}}
+	err := c.Validate()
+	var ce *mailsync.ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v", err)
+	}
+	for _, field := range []string{"name", "user", "protocol", "port", "connected_with", "oauth.client_id", "oauth.client_secret",
+		"oauth.refresh_token", "oauth.tenant_id", "oauth.token_url", "oauth.scopes[0]"} {
+		if !ce.Field(field) {
+			t.Errorf("no problem reported for %s in %v", field, err)
+		}
+	}
+	ok := mailsync.Connection{Name: "n", Enabled: true, User: "u", OAuth: &mailsync.OAuth{Provider: mailsync.GmailAPI, ClientID: "c", ClientSecret: "s", RefreshToken: "r"}, ConnectedWith: []string{"t"}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid Gmail API connection: %v", err)
+	}
+	if got := (&mailsync.OAuth{Provider: mailsync.MicrosoftGraph, TenantID: "contoso"}).EffectiveTokenURL(); got != "https://login.microsoftonline.com/contoso/oauth2/v2.0/token" {
+		t.Errorf("default Microsoft token URL = %q", got)
+	}
+}
