@@ -58,16 +58,11 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 		res.TLSVersion = tls.VersionName(s.tls.Version)
 	}
 	var capa []string
-	err = s.do(ctx, "CAPA", func() error {
-		b, err := s.pc.Cmd("CAPA", true)
-		if err == nil {
-			for _, l := range strings.Split(b.String(), "\r\n") {
-				if l = strings.TrimSpace(l); l != "" {
-					capa = append(capa, sanitize(l))
-				}
-			}
+	err = s.multi(ctx, "CAPA", maxCapaLines, maxCapaLines*128, func(line []byte) error {
+		if l := strings.TrimSpace(string(line)); l != "" {
+			capa = append(capa, s.sanitize(l))
 		}
-		return err
+		return nil
 	})
 	var se *serverError
 	if err != nil && !errors.As(err, &se) { // -ERR: a server without CAPA
@@ -93,7 +88,7 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 		if res.Messages > 0 {
 			_, err = s.cmd(ctx, "UIDL", 1)
 		} else {
-			err = s.do(ctx, "UIDL", func() error { _, err := s.pc.Uidl(0); return err })
+			err = s.multi(ctx, "UIDL", 16, maxLineAnswer, func([]byte) error { return nil })
 		}
 		if errors.As(err, &se) {
 			return nil, fmt.Errorf("pop3: %w: the server has no UIDL, needed for stable message keys: %w", mailsync.ErrUnsupported, se)

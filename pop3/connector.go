@@ -125,6 +125,13 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 		return err
 	}
 	for _, ref := range refs {
+		if s.dead {
+			// retr closed the session rather than skip the rest of a long
+			// message the caller stopped reading: open a new one.
+			if s, _, err = c.session(ctx, true); err != nil {
+				return err
+			}
+		}
 		num, ok := s.keys[ref.Key]
 		if !ok {
 			c.cfg.log.Debug("pop3 fetch: message gone", slog.String("key", ref.Key))

@@ -17,4 +17,13 @@
 // so a Connector keeps one session open from List through Fetch until Ack
 // (with Delete) or Close ends it; a later call opens a new session and maps
 // the keys again. Use Check to test a configuration from an admin form.
+//
+// A hostile or broken server cannot exhaust memory or hold a call for
+// ever: response lines outside message bodies are limited to 8 KiB, UIDL
+// and LIST answers to Options.MaxMessages lines, CAPA to 1,000 lines, and
+// each command to Options.CommandTimeout of silence and, in all, to
+// CommandTimeout plus the time its bytes take at 32 KiB/s. Breaking a
+// limit fails the call with an error wrapping mailsync.ErrConnection and
+// ErrServerLimit and closes the session. Message bodies are streamed; the
+// caller bounds their size (mailsync.Limits.MaxMessageBytes).
 package pop3

@@ -36,6 +36,18 @@ func (e *serverError) code() string {
 	return ""
 }
 
+// ErrServerLimit is wrapped (with mailsync.ErrConnection) by the error of
+// a command whose answer broke a limit: a line too long, a UIDL, LIST or
+// CAPA answer with too many lines or bytes, or an answer that took longer
+// than Options.CommandTimeout plus the time its bytes take at a minimum
+// rate. The session is closed; a later call reconnects.
+var ErrServerLimit = errors.New("pop3: the server's answer breaks a limit")
+
+// limitError is a broken limit, as wire and multi report it.
+func limitError(format string, args ...any) error {
+	return fmt.Errorf("%w: %w: "+format, append([]any{mailsync.ErrConnection, ErrServerLimit}, args...)...)
+}
+
 // errBroken marks a session that can no longer be used.
 var errBroken = errors.New("pop3: session closed")
 
@@ -53,7 +65,7 @@ func isTransport(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) || errors.As(err, &ne) ||
-		isTLSError(err) || errors.Is(err, errBroken)
+		isTLSError(err) || errors.Is(err, errBroken) || errors.Is(err, mailsync.ErrConnection)
 }
 
 // isTLSError reports whether err is a certificate or handshake failure.

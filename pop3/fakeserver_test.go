@@ -58,6 +58,19 @@ type fakeKnobs struct {
 	noSTLS     bool              // STLS answers -ERR
 	challenge  bool              // a bad XOAUTH2 token first gets a "+ <base64>" challenge
 	retrErr    map[string]string // uid → -ERR text for RETR
+
+	// hostileOn makes the answer to this verb hostile, as hostileMode says:
+	//   "lines":       +OK, then valid lines without end, as fast as possible
+	//   "line":        "+OK " and one line that never ends
+	//   "trickle":     +OK, then one valid line every trickleEvery, forever
+	//   "trickle-line": "+OK " and one byte every trickleEvery, never a CRLF
+	// Whatever the mode, the server stops sending after hostileCap bytes
+	// (default 128 MiB) and stalls, so that a client without limits fails
+	// its test instead of eating the machine.
+	hostileOn    string
+	hostileMode  string
+	trickleEvery time.Duration
+	hostileCap   int64
 }
 
 // set changes the knobs; sessions read them under the same lock.
@@ -83,6 +96,89 @@ func (s *fakeServer) stall(c net.Conn) {
 	case <-s.done:
 	case <-time.After(time.Minute):
 	}
+}
+
+// hostile sends the hostile answer to verb that k describes, then stalls.
+// It allocates nothing per line, so that the client's memory is what a
+// test measures.
+func (s *fakeServer) hostile(c net.Conn, w *bufio.Writer, verb string, k fakeKnobs) {
+	limit := k.hostileCap
+	if limit == 0 {
+		limit = 128 << 20
+	}
+	every := k.trickleEvery
+	if every == 0 {
+		every = 100 * time.Millisecond
+	}
+	var sent int64
+	write := func(b []byte) bool {
+		if sent >= limit {
+			return false
+		}
+		if _, err := w.Write(b); err != nil || w.Flush() != nil {
+			return false
+		}
+		sent += int64(len(b))
+		return true
+	}
+	// line appends the i-th valid line of a multi-line answer to verb.
+	line := func(b []byte, i int64) []byte {
+		if verb == "CAPA" {
+			b = append(b, "X-CAPA-"...)
+		}
+		b = strconv.AppendInt(b, i, 10)
+		switch verb {
+		case "CAPA":
+		case "LIST":
+			b = append(b, " 4096"...)
+		default: // UIDL, RETR: a 64-character unique id
+			b = append(b, " uid-0000000000000000000000000000000000000000000000000000000-"...)
+			b = strconv.AppendInt(b, i, 10)
+		}
+		return append(b, "\r\n"...)
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	wait := func() bool {
+		select {
+		case <-s.done:
+			return false
+		case <-tick.C:
+			return true
+		}
+	}
+	buf := make([]byte, 0, 64<<10)
+	switch k.hostileMode {
+	case "lines":
+		ok := write([]byte("+OK\r\n"))
+		for i := int64(1); ok; {
+			buf = buf[:0]
+			for len(buf) < 60<<10 {
+				buf = line(buf, i)
+				i++
+			}
+			ok = write(buf)
+		}
+	case "line":
+		for i := range cap(buf) {
+			buf = append(buf, 'a'+byte(i%26))
+		}
+		ok := write([]byte("+OK "))
+		for ok {
+			ok = write(buf)
+		}
+	case "trickle":
+		ok := write([]byte("+OK\r\n"))
+		for i := int64(1); ok && wait(); i++ {
+			ok = write(line(buf[:0], i))
+		}
+	case "trickle-line":
+		ok := write([]byte("+OK "))
+		for ok && wait() {
+			ok = write([]byte("x"))
+		}
+	}
+	s.stall(c)
 }
 
 type fakeMsg struct {
@@ -212,6 +308,10 @@ func (s *fakeServer) session(c net.Conn) {
 		s.commands = append(s.commands, verb)
 		k = s.knobs
 		s.mu.Unlock()
+		if k.hostileOn == verb && (authed || verb == "USER" || verb == "PASS" || verb == "CAPA") {
+			s.hostile(c, w, verb, k)
+			return
+		}
 		stall := k.stallOn == verb
 		if stall && verb != "RETR" {
 			s.stall(c)
