@@ -75,13 +75,13 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 	}
 	f := strings.Fields(stat)
 	if len(f) < 2 {
-		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", sanitize(stat))
+		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", s.sanitize(stat))
 	}
 	if res.Messages, err = strconv.Atoi(f[0]); err != nil || res.Messages < 0 {
-		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", sanitize(stat))
+		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", s.sanitize(stat))
 	}
 	if res.Bytes, err = strconv.ParseInt(f[1], 10, 64); err != nil {
-		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", sanitize(stat))
+		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", s.sanitize(stat))
 	}
 	if !hasCapa(capa, "UIDL") {
 		// No CAPA, or a server that does not list UIDL: ask for it.

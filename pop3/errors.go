@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/redact"
 )
 
 // serverError is a -ERR (or otherwise unexpected) answer of the server.
@@ -125,15 +126,15 @@ func classifyCommand(se *serverError) error {
 	return se
 }
 
-// sanitize makes server text safe for an error message: printable ASCII
-// only, at most 200 bytes, and with the given secrets blanked in case a
-// server echoes a command.
-func sanitize(text string, secrets ...string) string {
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			text = strings.ReplaceAll(text, s, "[REDACTED]")
-		}
-	}
+// sanitize makes server text safe for an error message, a note or a log
+// line: every secret sc knows is removed in all the encodings a request
+// could have carried it in (raw, URL, quoted, base64 at any alignment, see
+// internal/redact), in case a server echoes a command; then the text is
+// cut to printable ASCII, at most 200 bytes. Scrubbing comes first, so
+// that neither the cut nor the replacement of other bytes can leave part
+// of a secret behind. sc may be nil before any secret was sent.
+func sanitize(text string, sc *redact.Scrubber) string {
+	text = sc.Scrub(text)
 	var b strings.Builder
 	for _, r := range text {
 		if b.Len() >= 200 {

@@ -58,6 +58,10 @@ type fakeKnobs struct {
 	noSTLS     bool              // STLS answers -ERR
 	challenge  bool              // a bad XOAUTH2 token first gets a "+ <base64>" challenge
 	retrErr    map[string]string // uid → -ERR text for RETR
+	// errEcho, when set and not "", makes PASS, AUTH (after the
+	// challenge, if any), RETR and DELE answer "-ERR " + errEcho(verb,
+	// argument), as servers that echo what they were sent do.
+	errEcho func(verb, arg string) string
 
 	// hostileOn makes the answer to this verb hostile, as hostileMode says:
 	//   "lines":       +OK, then valid lines without end, as fast as possible
@@ -361,6 +365,8 @@ func (s *fakeServer) session(c net.Conn) {
 			send("+OK")
 		case verb == "PASS" && !authed:
 			switch {
+			case k.errEcho != nil && k.errEcho(verb, arg) != "":
+				send("-ERR %s", k.errEcho(verb, arg))
 			case k.passErr != "":
 				send("-ERR %s", k.passErr)
 			case user == s.user && arg == s.pass:
@@ -385,6 +391,10 @@ func (s *fakeServer) session(c net.Conn) {
 					send("-ERR [AUTH] expected an empty response to the challenge")
 					continue
 				}
+			}
+			if k.errEcho != nil && k.errEcho(verb, arg) != "" {
+				send("-ERR %s", k.errEcho(verb, arg))
+				continue
 			}
 			send("-ERR [AUTH] Authentication failed.")
 		case !authed:
@@ -424,6 +434,8 @@ func (s *fakeServer) session(c net.Conn) {
 				send("%d %s", i+1, uid)
 			}
 			send(".")
+		case (verb == "RETR" || verb == "DELE") && k.errEcho != nil && k.errEcho(verb, arg) != "":
+			send("-ERR %s", k.errEcho(verb, arg))
 		case verb == "RETR":
 			n, m := msg(arg)
 			if m == nil {

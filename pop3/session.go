@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/redact"
 )
 
 // retrBufferSize is the read buffer of the streaming RETR reader.
@@ -36,6 +37,10 @@ type session struct {
 	tls  *tls.ConnectionState
 	mech string // "USER/PASS" or "XOAUTH2"
 	dead bool
+
+	// scrub knows every secret this session sent (the password, each
+	// access token and SASL response) and removes them from server text.
+	scrub *redact.Scrubber
 
 	// keys maps UIDL to message number in this session; nil until mapped.
 	keys map[string]int
@@ -206,7 +211,7 @@ func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, erro
 		return nil, fail("greeting", err)
 	}
 	if !bytes.HasPrefix(greeting, []byte("+OK")) {
-		return nil, fmt.Errorf("pop3: %w: server refused the connection: %q", mailsync.ErrConnection, sanitize(string(greeting)))
+		return nil, fmt.Errorf("pop3: %w: server refused the connection: %q", mailsync.ErrConnection, sanitize(string(greeting), nil))
 	}
 	replay := append(append([]byte{}, greeting...), '\r', '\n')
 	if cfg.security == STLS {
@@ -218,7 +223,7 @@ func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, erro
 			return nil, fail("STLS", err)
 		}
 		if !bytes.HasPrefix(line, []byte("+OK")) {
-			return nil, fmt.Errorf("pop3: %w: server refused STLS: %q", mailsync.ErrTLS, sanitize(string(line)))
+			return nil, fmt.Errorf("pop3: %w: server refused STLS: %q", mailsync.ErrTLS, sanitize(string(line), nil))
 		}
 		if gr.Buffered() > 0 {
 			// Bytes sent before the handshake would be taken as if they
@@ -243,7 +248,8 @@ func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, erro
 	if !stop() {
 		return nil, fail("connect", net.ErrClosed)
 	}
-	return &session{cfg: cfg, raw: raw, wire: w, pc: pc, br: bufio.NewReaderSize(w, retrBufferSize), tls: state}, nil
+	return &session{cfg: cfg, raw: raw, wire: w, pc: pc, br: bufio.NewReaderSize(w, retrBufferSize), tls: state,
+		scrub: redact.New(cfg.password.Reveal())}, nil
 }
 
 // readLine reads one CRLF-terminated line of at most the reader's buffer.
@@ -290,11 +296,11 @@ func (s *session) doLimited(ctx context.Context, verb string, maxBytes int64, f 
 		s.kill()
 		return wrapTransport(ctx, verb, err)
 	}
-	return &serverError{cmd: verb, text: sanitize(strings.TrimPrefix(err.Error(), "unknown response: "), s.cfg.password.Reveal())}
+	return &serverError{cmd: verb, text: s.sanitize(strings.TrimPrefix(err.Error(), "unknown response: "))}
 }
 
 // sanitize makes server text safe for an error message or a note.
-func (s *session) sanitize(text string) string { return sanitize(text, s.cfg.password.Reveal()) }
+func (s *session) sanitize(text string) string { return sanitize(text, s.scrub) }
 
 // cmd sends a single-line command through go-pop3.
 func (s *session) cmd(ctx context.Context, verb string, args ...any) (string, error) {
@@ -435,6 +441,7 @@ func (s *session) token(ctx context.Context) (*oauth2.Token, error) {
 
 func (s *session) authXOAUTH2(ctx context.Context, tok *oauth2.Token) error {
 	ir := base64.StdEncoding.EncodeToString([]byte("user=" + s.cfg.conn.User + "\x01auth=Bearer " + tok.AccessToken + "\x01\x01"))
+	s.scrub.Add(tok.AccessToken, ir)
 	_, err := s.cmd(ctx, "AUTH", "XOAUTH2", ir)
 	var se *serverError
 	if errors.As(err, &se) && strings.HasPrefix(se.text, "+") {
@@ -451,7 +458,6 @@ func (s *session) authXOAUTH2(ctx context.Context, tok *oauth2.Token) error {
 		}
 	}
 	if errors.As(err, &se) {
-		se.text = sanitize(se.text, tok.AccessToken, ir)
 		return fmt.Errorf("pop3: XOAUTH2 login: %w", classifyLogin(se))
 	}
 	return err
@@ -586,7 +592,7 @@ func (s *session) retr(ctx context.Context, num int, fn func(io.Reader) error) (
 		return transport(err)
 	}
 	if !bytes.HasPrefix(status, []byte("+OK")) {
-		se := &serverError{cmd: "RETR", text: sanitize(strings.TrimPrefix(string(status), "-ERR "))}
+		se := &serverError{cmd: "RETR", text: s.sanitize(strings.TrimPrefix(string(status), "-ERR "))}
 		if !bytes.HasPrefix(status, []byte("-ERR")) {
 			s.kill()
 			return true, fmt.Errorf("pop3: %w: protocol error: %w", mailsync.ErrConnection, se)
