@@ -26,4 +26,14 @@
 // limit fails the call with an error wrapping mailsync.ErrConnection and
 // ErrServerLimit and closes the session. Message bodies are streamed; the
 // caller bounds their size (mailsync.Limits.MaxMessageBytes).
+//
+// A server may impose a minimum delay between logins (RFC 2449
+// LOGIN-DELAY) and refuse an early one with [LOGIN-DELAY]. The login then
+// fails with a *mailsync.ThrottledError whose RetryAfter is the server's
+// delay: the response code's argument if it has one, else the value of the
+// LOGIN-DELAY capability (asked with CAPA after the refusal), else
+// DefaultLoginDelay. Until that time has passed the Connector does not try
+// to log in again: every call fails at once with a ThrottledError carrying
+// the time left, so a retry loop cannot spend its attempts on the server.
+// Schedule the next sync after RetryAfter instead.
 package pop3

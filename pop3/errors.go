@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/internal/redact"
@@ -27,14 +28,36 @@ func (e *serverError) Error() string { return fmt.Sprintf("pop3: %s: server said
 
 // code returns the RFC 2449/3206 response code, e.g. "IN-USE", or "".
 func (e *serverError) code() string {
+	c, _ := e.codeArg()
+	return c
+}
+
+// codeArg returns the response code and what follows it inside the
+// brackets, if anything: "[LOGIN-DELAY 120]" gives "LOGIN-DELAY", "120".
+func (e *serverError) codeArg() (code, arg string) {
 	t := e.text
 	if !strings.HasPrefix(t, "[") {
-		return ""
+		return "", ""
 	}
-	if i := strings.IndexByte(t, ']'); i > 0 {
-		return strings.ToUpper(t[1:i])
+	i := strings.IndexByte(t, ']')
+	if i <= 0 {
+		return "", ""
 	}
-	return ""
+	code, arg, _ = strings.Cut(strings.TrimSpace(t[1:i]), " ")
+	return strings.ToUpper(code), strings.TrimSpace(arg)
+}
+
+// parseDelay reads the seconds of a LOGIN-DELAY value ("60", "900 USER").
+func parseDelay(v string) (time.Duration, bool) {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 0 || n > 7*24*3600 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
 }
 
 // ErrServerLimit is wrapped (with mailsync.ErrConnection) by the error of
@@ -102,15 +125,22 @@ func wrapTransport(ctx context.Context, op string, err error) error {
 // classifyLogin maps a refused login to the mailsync sentinels: [IN-USE]
 // is ErrMailboxBusy (retryable), [SYS/TEMP] ErrConnection (retryable),
 // [LOGIN-DELAY] a ThrottledError and anything else, [AUTH] included,
-// ErrAuth.
-func classifyLogin(se *serverError) error {
-	switch c := se.code(); {
+// ErrAuth. The ThrottledError's RetryAfter is the code's argument when the
+// server gave one ("[LOGIN-DELAY 120]"), otherwise delay(), which asks the
+// server (see session.loginDelay).
+func classifyLogin(se *serverError, delay func() time.Duration) error {
+	switch c, arg := se.codeArg(); {
 	case c == "IN-USE":
 		return fmt.Errorf("%w: %w", mailsync.ErrMailboxBusy, se)
 	case c == "SYS/TEMP":
 		return fmt.Errorf("%w: %w", mailsync.ErrConnection, se)
 	case c == "LOGIN-DELAY":
-		return &mailsync.ThrottledError{Err: se}
+		d, ok := parseDelay(arg)
+		if !ok {
+			d = delay()
+		}
+		return &mailsync.ThrottledError{RetryAfter: d,
+			Err: fmt.Errorf("pop3: login refused inside the server's LOGIN-DELAY; do not log in again for %s: %w", d, se)}
 	}
 	return fmt.Errorf("%w: %w", mailsync.ErrAuth, se)
 }

@@ -62,6 +62,8 @@ type fakeKnobs struct {
 	// challenge, if any), RETR and DELE answer "-ERR " + errEcho(verb,
 	// argument), as servers that echo what they were sent do.
 	errEcho func(verb, arg string) string
+	// loginDelay, when not "", is announced in CAPA as "LOGIN-DELAY <loginDelay>".
+	loginDelay string
 
 	// hostileOn makes the answer to this verb hostile, as hostileMode says:
 	//   "lines":       +OK, then valid lines without end, as fast as possible
@@ -342,6 +344,9 @@ func (s *fakeServer) session(c net.Conn) {
 			}
 			if !k.noUIDL {
 				send("UIDL")
+			}
+			if k.loginDelay != "" {
+				send("LOGIN-DELAY %s", k.loginDelay)
 			}
 			send(".")
 		case verb == "STLS" && !authed && !secure:

@@ -248,3 +248,8 @@ func hasProblem(ps []mailsync.Problem, field string) bool {
 	}
 	return false
 }
+
+// DefaultLoginDelay is the RetryAfter of a login refused with the RFC 2449
+// [LOGIN-DELAY] response code when the server says neither in the code nor
+// in its CAPA LOGIN-DELAY how long to wait.
+const DefaultLoginDelay = 5 * time.Minute

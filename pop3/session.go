@@ -357,7 +357,9 @@ func (s *session) multi(ctx context.Context, verb string, maxLines int, maxBytes
 	})
 }
 
-// login authenticates with XOAUTH2 or USER/PASS.
+// login authenticates with XOAUTH2 or USER/PASS. A login refused with
+// [LOGIN-DELAY] comes back as a *mailsync.ThrottledError whose RetryAfter
+// is the server's delay (see loginDelay).
 func (s *session) login(ctx context.Context) error {
 	cfg := s.cfg
 	if cfg.tokens != nil {
@@ -366,20 +368,44 @@ func (s *session) login(ctx context.Context) error {
 	}
 	s.mech = "USER/PASS"
 	if _, err := s.cmd(ctx, "USER", cfg.conn.User); err != nil {
-		return loginError(err)
+		return s.loginError(ctx, "login", err)
 	}
 	if _, err := s.cmd(ctx, "PASS", cfg.password.Reveal()); err != nil {
-		return loginError(err)
+		return s.loginError(ctx, "login", err)
 	}
 	return nil
 }
 
-func loginError(err error) error {
+// loginError classifies a refused login (see classifyLogin).
+func (s *session) loginError(ctx context.Context, op string, err error) error {
 	var se *serverError
 	if errors.As(err, &se) {
-		return fmt.Errorf("pop3: login: %w", classifyLogin(se))
+		return fmt.Errorf("pop3: %s: %w", op, classifyLogin(se, func() time.Duration { return s.loginDelay(ctx) }))
 	}
 	return err
+}
+
+// loginDelay asks the server, after a login it refused with [LOGIN-DELAY]
+// (still in the AUTHORIZATION state), for its LOGIN-DELAY capability (RFC
+// 2449 §6.5: "LOGIN-DELAY <seconds> [USER]"). Without an answer it returns
+// DefaultLoginDelay.
+func (s *session) loginDelay(ctx context.Context) time.Duration {
+	d := DefaultLoginDelay
+	if s.dead {
+		return d
+	}
+	err := s.multi(ctx, "CAPA", maxCapaLines, maxCapaLines*128, func(line []byte) error {
+		if tag, v, _ := strings.Cut(string(line), " "); strings.EqualFold(tag, "LOGIN-DELAY") {
+			if v, ok := parseDelay(v); ok {
+				d = v
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.cfg.log.Debug("pop3: CAPA after a LOGIN-DELAY refusal failed", slog.Any("error", err))
+	}
+	return d
 }
 
 // loginXOAUTH2 sends AUTH XOAUTH2 with the initial response on the same
@@ -458,7 +484,7 @@ func (s *session) authXOAUTH2(ctx context.Context, tok *oauth2.Token) error {
 		}
 	}
 	if errors.As(err, &se) {
-		return fmt.Errorf("pop3: XOAUTH2 login: %w", classifyLogin(se))
+		return s.loginError(ctx, "XOAUTH2 login", se)
 	}
 	return err
 }
