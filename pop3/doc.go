@@ -13,6 +13,15 @@
 // message and then QUIT, and reports success only when the server
 // acknowledged the QUIT, since POP3 servers apply deletions only then.
 //
+// LeaveUntouched sends nothing, but POP3 gives the client no say over a
+// read flag, and some servers set one when a message is retrieved:
+// Courier marks mail read on RETR, and so does Dovecot unless
+// pop3_no_flag_updates is set. On those servers mail that mailsync
+// downloaded shows as read to IMAP or webmail users even with
+// LeaveUntouched; "leave untouched" cannot be kept there over POP3. A
+// connectortest harness for such a server declares it with
+// connectortest.FetchMarksReader.
+//
 // A POP3 session holds the maildrop lock and numbers messages per session,
 // so a Connector keeps one session open from List through Fetch until Ack
 // (with Delete) or Close ends it; a later call opens a new session and maps

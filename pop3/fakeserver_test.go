@@ -2,6 +2,7 @@ package pop3_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -64,6 +65,8 @@ type fakeKnobs struct {
 	errEcho func(verb, arg string) string
 	// loginDelay, when not "", is announced in CAPA as "LOGIN-DELAY <loginDelay>".
 	loginDelay string
+	// retrMarksRead makes RETR set the message's read flag, as Courier does.
+	retrMarksRead bool
 
 	// hostileOn makes the answer to this verb hostile, as hostileMode says:
 	//   "lines":       +OK, then valid lines without end, as fast as possible
@@ -191,6 +194,7 @@ type fakeMsg struct {
 	uid     string
 	body    []byte
 	deleted bool // committed by a QUIT
+	seen    bool // read flag, set by RETR with retrMarksRead
 }
 
 // startFake starts a server for user/pass (and, if token is set, XOAUTH2).
@@ -463,6 +467,11 @@ func (s *fakeServer) session(c net.Conn) {
 			if w.Flush() != nil {
 				return
 			}
+			if k.retrMarksRead {
+				s.mu.Lock()
+				m.seen = true
+				s.mu.Unlock()
+			}
 			_ = n
 		case verb == "DELE":
 			if n, m := msg(arg); m != nil {
@@ -506,20 +515,26 @@ func (s *fakeServer) session(c net.Conn) {
 
 // stuffed is body dot-stuffed and terminated, as RETR sends it.
 func stuffed(body []byte) []byte {
-	var b strings.Builder
-	bol := true
-	for _, c := range body {
-		if bol && c == '.' {
-			b.WriteByte('.')
+	out := make([]byte, 0, len(body)+len(body)/64+8)
+	if len(body) > 0 && body[0] == '.' {
+		out = append(out, '.')
+	}
+	for len(body) > 0 {
+		i := bytes.IndexByte(body, '\n')
+		if i < 0 {
+			out = append(out, body...)
+			break
 		}
-		b.WriteByte(c)
-		bol = c == '\n'
+		out = append(out, body[:i+1]...)
+		body = body[i+1:]
+		if len(body) > 0 && body[0] == '.' {
+			out = append(out, '.')
+		}
 	}
-	if !bol {
-		b.WriteString("\r\n")
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\r', '\n')
 	}
-	b.WriteString(".\r\n")
-	return []byte(b.String())
+	return append(out, ".\r\n"...)
 }
 
 // fakeCert makes a self-signed certificate for 127.0.0.1 and a pool trusting it.
