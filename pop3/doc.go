@@ -3,7 +3,9 @@
 // It implements mailsync.Connector on top of github.com/knadh/go-pop3
 // v1.0.1, adding what that library lacks: implicit TLS and STLS with the
 // caller's CA pool, USER/PASS and XOAUTH2 logins, context cancellation,
-// per-command idle timeouts, typed errors and a streaming RETR with
+// per-command idle and total timeouts, limits on what a server may send,
+// typed errors, secrets scrubbed from server text, its own line-by-line
+// reading of UIDL, LIST and CAPA answers, and a streaming RETR with
 // dot-unstuffing, so a message is never held whole in memory.
 //
 // POP3 has no notion of "new since": List returns the whole maildrop (one
