@@ -161,8 +161,8 @@ func TestHostileServers(t *testing.T) {
 			heap, rss := m.stop()
 			t.Logf("%-32s peak heap %6.1f MiB, peak RSS %6.1f MiB, %6.2fs: %v", tc.name, heap, rss, elapsed.Seconds(), err)
 			if tc.wantErr {
-				if !errors.Is(err, mailsync.ErrConnection) || errors.Is(err, context.DeadlineExceeded) {
-					t.Errorf("error %v, want one wrapping mailsync.ErrConnection (not the caller's deadline)", err)
+				if !errors.Is(err, mailsync.ErrConnection) || !errors.Is(err, pop3.ErrServerLimit) || errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("error %v, want one wrapping mailsync.ErrConnection and pop3.ErrServerLimit (not the caller's deadline)", err)
 				}
 			} else if err != nil {
 				t.Errorf("error %v, want none: the reader stopped by itself", err)
@@ -209,5 +209,23 @@ func TestLargeMaildropWithinLimits(t *testing.T) {
 	_, got := fetchAll(t, c2)
 	if len(got) != 1 {
 		t.Fatalf("fetched %d messages", len(got))
+	}
+}
+
+// Options.MaxMessages bounds the listing, and raising it admits more.
+func TestMaxMessages(t *testing.T) {
+	s := newFake(t)
+	for i := range 11 {
+		s.add("m"+strconv.Itoa(i), []byte("a\r\n"))
+	}
+	opts := fakeOpts(s)
+	opts.MaxMessages = 10
+	_, err := mustNew(t, s.connection(), opts).List(ctxT(t), "")
+	if !errors.Is(err, pop3.ErrServerLimit) || !errors.Is(err, mailsync.ErrConnection) {
+		t.Fatalf("11 messages with MaxMessages 10: %v, want ErrServerLimit", err)
+	}
+	opts.MaxMessages = 11
+	if l, err := mustNew(t, s.connection(), opts).List(ctxT(t), ""); err != nil || len(l.Messages) != 11 {
+		t.Fatalf("11 messages with MaxMessages 11: %v", err)
 	}
 }
