@@ -58,16 +58,11 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 		res.TLSVersion = tls.VersionName(s.tls.Version)
 	}
 	var capa []string
-	err = s.do(ctx, "CAPA", func() error {
-		b, err := s.pc.Cmd("CAPA", true)
-		if err == nil {
-			for _, l := range strings.Split(b.String(), "\r\n") {
-				if l = strings.TrimSpace(l); l != "" {
-					capa = append(capa, sanitize(l))
-				}
-			}
+	err = s.multi(ctx, "CAPA", maxCapaLines, maxCapaLines*128, func(line []byte) error {
+		if l := strings.TrimSpace(string(line)); l != "" {
+			capa = append(capa, s.sanitize(l))
 		}
-		return err
+		return nil
 	})
 	var se *serverError
 	if err != nil && !errors.As(err, &se) { // -ERR: a server without CAPA
@@ -80,20 +75,20 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 	}
 	f := strings.Fields(stat)
 	if len(f) < 2 {
-		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", sanitize(stat))
+		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", s.sanitize(stat))
 	}
 	if res.Messages, err = strconv.Atoi(f[0]); err != nil || res.Messages < 0 {
-		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", sanitize(stat))
+		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", s.sanitize(stat))
 	}
 	if res.Bytes, err = strconv.ParseInt(f[1], 10, 64); err != nil {
-		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", sanitize(stat))
+		return nil, fmt.Errorf("pop3: STAT: malformed answer %q", s.sanitize(stat))
 	}
 	if !hasCapa(capa, "UIDL") {
 		// No CAPA, or a server that does not list UIDL: ask for it.
 		if res.Messages > 0 {
 			_, err = s.cmd(ctx, "UIDL", 1)
 		} else {
-			err = s.do(ctx, "UIDL", func() error { _, err := s.pc.Uidl(0); return err })
+			err = s.multi(ctx, "UIDL", 16, maxLineAnswer, func([]byte) error { return nil })
 		}
 		if errors.As(err, &se) {
 			return nil, fmt.Errorf("pop3: %w: the server has no UIDL, needed for stable message keys: %w", mailsync.ErrUnsupported, se)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/mailsync/mailsync"
 )
@@ -20,6 +21,12 @@ type Connector struct {
 	mu     sync.Mutex
 	sess   *session
 	closed bool
+
+	// After a login refused with [LOGIN-DELAY], no login is tried before
+	// notBefore: calls fail at once with a ThrottledError built on
+	// delayErr, so retries do not spend themselves on the server.
+	notBefore time.Time
+	delayErr  error
 }
 
 var _ mailsync.Connector = (*Connector)(nil)
@@ -52,7 +59,15 @@ func (c *Connector) session(ctx context.Context, mapKeys bool) (*session, []stri
 		c.sess = nil
 	}
 	if c.sess == nil {
+		if wait := time.Until(c.notBefore); wait > 0 {
+			wait = (wait + time.Millisecond - 1).Truncate(time.Millisecond)
+			return nil, nil, &mailsync.ThrottledError{RetryAfter: wait, Err: c.delayErr}
+		}
 		s, err := open(ctx, c.cfg)
+		var te *mailsync.ThrottledError
+		if errors.As(err, &te) && te.RetryAfter > 0 {
+			c.notBefore, c.delayErr = time.Now().Add(te.RetryAfter), te.Err
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -125,6 +140,13 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 		return err
 	}
 	for _, ref := range refs {
+		if s.dead {
+			// retr closed the session rather than skip the rest of a long
+			// message the caller stopped reading: open a new one.
+			if s, _, err = c.session(ctx, true); err != nil {
+				return err
+			}
+		}
 		num, ok := s.keys[ref.Key]
 		if !ok {
 			c.cfg.log.Debug("pop3 fetch: message gone", slog.String("key", ref.Key))

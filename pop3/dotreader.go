@@ -89,7 +89,11 @@ func (d *dotReader) fill() {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		d.err = fmt.Errorf("%w: message cut short: %w", mailsync.ErrConnection, err)
+		if errors.Is(err, mailsync.ErrConnection) {
+			d.err = fmt.Errorf("message cut short: %w", err)
+		} else {
+			d.err = fmt.Errorf("%w: message cut short: %w", mailsync.ErrConnection, err)
+		}
 	}
 }
 

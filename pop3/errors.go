@@ -12,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/redact"
 )
 
 // serverError is a -ERR (or otherwise unexpected) answer of the server.
@@ -26,14 +28,48 @@ func (e *serverError) Error() string { return fmt.Sprintf("pop3: %s: server said
 
 // code returns the RFC 2449/3206 response code, e.g. "IN-USE", or "".
 func (e *serverError) code() string {
+	c, _ := e.codeArg()
+	return c
+}
+
+// codeArg returns the response code and what follows it inside the
+// brackets, if anything: "[LOGIN-DELAY 120]" gives "LOGIN-DELAY", "120".
+func (e *serverError) codeArg() (code, arg string) {
 	t := e.text
 	if !strings.HasPrefix(t, "[") {
-		return ""
+		return "", ""
 	}
-	if i := strings.IndexByte(t, ']'); i > 0 {
-		return strings.ToUpper(t[1:i])
+	i := strings.IndexByte(t, ']')
+	if i <= 0 {
+		return "", ""
 	}
-	return ""
+	code, arg, _ = strings.Cut(strings.TrimSpace(t[1:i]), " ")
+	return strings.ToUpper(code), strings.TrimSpace(arg)
+}
+
+// parseDelay reads the seconds of a LOGIN-DELAY value ("60", "900 USER").
+func parseDelay(v string) (time.Duration, bool) {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 0 || n > 7*24*3600 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// ErrServerLimit is wrapped (with mailsync.ErrConnection) by the error of
+// a command whose answer broke a limit: a line too long, a UIDL, LIST or
+// CAPA answer with too many lines or bytes, or an answer that took longer
+// than Options.CommandTimeout plus the time its bytes take at a minimum
+// rate. The session is closed; a later call reconnects.
+var ErrServerLimit = errors.New("pop3: the server's answer breaks a limit")
+
+// limitError is a broken limit, as wire and multi report it.
+func limitError(format string, args ...any) error {
+	return fmt.Errorf("%w: %w: "+format, append([]any{mailsync.ErrConnection, ErrServerLimit}, args...)...)
 }
 
 // errBroken marks a session that can no longer be used.
@@ -53,7 +89,7 @@ func isTransport(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) || errors.As(err, &ne) ||
-		isTLSError(err) || errors.Is(err, errBroken)
+		isTLSError(err) || errors.Is(err, errBroken) || errors.Is(err, mailsync.ErrConnection)
 }
 
 // isTLSError reports whether err is a certificate or handshake failure.
@@ -89,15 +125,22 @@ func wrapTransport(ctx context.Context, op string, err error) error {
 // classifyLogin maps a refused login to the mailsync sentinels: [IN-USE]
 // is ErrMailboxBusy (retryable), [SYS/TEMP] ErrConnection (retryable),
 // [LOGIN-DELAY] a ThrottledError and anything else, [AUTH] included,
-// ErrAuth.
-func classifyLogin(se *serverError) error {
-	switch c := se.code(); {
+// ErrAuth. The ThrottledError's RetryAfter is the code's argument when the
+// server gave one ("[LOGIN-DELAY 120]"), otherwise delay(), which asks the
+// server (see session.loginDelay).
+func classifyLogin(se *serverError, delay func() time.Duration) error {
+	switch c, arg := se.codeArg(); {
 	case c == "IN-USE":
 		return fmt.Errorf("%w: %w", mailsync.ErrMailboxBusy, se)
 	case c == "SYS/TEMP":
 		return fmt.Errorf("%w: %w", mailsync.ErrConnection, se)
 	case c == "LOGIN-DELAY":
-		return &mailsync.ThrottledError{Err: se}
+		d, ok := parseDelay(arg)
+		if !ok {
+			d = delay()
+		}
+		return &mailsync.ThrottledError{RetryAfter: d,
+			Err: fmt.Errorf("pop3: login refused inside the server's LOGIN-DELAY; do not log in again for %s: %w", d, se)}
 	}
 	return fmt.Errorf("%w: %w", mailsync.ErrAuth, se)
 }
@@ -113,15 +156,15 @@ func classifyCommand(se *serverError) error {
 	return se
 }
 
-// sanitize makes server text safe for an error message: printable ASCII
-// only, at most 200 bytes, and with the given secrets blanked in case a
-// server echoes a command.
-func sanitize(text string, secrets ...string) string {
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			text = strings.ReplaceAll(text, s, "[REDACTED]")
-		}
-	}
+// sanitize makes server text safe for an error message, a note or a log
+// line: every secret sc knows is removed in all the encodings a request
+// could have carried it in (raw, URL, quoted, base64 at any alignment, see
+// internal/redact), in case a server echoes a command; then the text is
+// cut to printable ASCII, at most 200 bytes. Scrubbing comes first, so
+// that neither the cut nor the replacement of other bytes can leave part
+// of a secret behind. sc may be nil before any secret was sent.
+func sanitize(text string, sc *redact.Scrubber) string {
+	text = sc.Scrub(text)
 	var b strings.Builder
 	for _, r := range text {
 		if b.Len() >= 200 {

@@ -404,6 +404,7 @@ func TestNewValidates(t *testing.T) {
 		"imap":           {func() mailsync.Connection { c := ok; c.Protocol = mailsync.IMAP; return c }(), pop3.Options{Password: "x"}, "protocol"},
 		"no server":      {func() mailsync.Connection { c := ok; c.Server = ""; return c }(), pop3.Options{Password: "x"}, "server"},
 		"bad security":   {ok, pop3.Options{Password: "x", Security: 42}, "security"},
+		"max messages":   {ok, pop3.Options{Password: "x", MaxMessages: -1}, "max_messages"},
 	} {
 		_, err := pop3.New(tc.conn, tc.opts)
 		var ce *mailsync.ConfigError

@@ -2,6 +2,7 @@ package pop3_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -58,6 +59,27 @@ type fakeKnobs struct {
 	noSTLS     bool              // STLS answers -ERR
 	challenge  bool              // a bad XOAUTH2 token first gets a "+ <base64>" challenge
 	retrErr    map[string]string // uid → -ERR text for RETR
+	// errEcho, when set and not "", makes PASS, AUTH (after the
+	// challenge, if any), RETR and DELE answer "-ERR " + errEcho(verb,
+	// argument), as servers that echo what they were sent do.
+	errEcho func(verb, arg string) string
+	// loginDelay, when not "", is announced in CAPA as "LOGIN-DELAY <loginDelay>".
+	loginDelay string
+	// retrMarksRead makes RETR set the message's read flag, as Courier does.
+	retrMarksRead bool
+
+	// hostileOn makes the answer to this verb hostile, as hostileMode says:
+	//   "lines":       +OK, then valid lines without end, as fast as possible
+	//   "line":        "+OK " and one line that never ends
+	//   "trickle":     +OK, then one valid line every trickleEvery, forever
+	//   "trickle-line": "+OK " and one byte every trickleEvery, never a CRLF
+	// Whatever the mode, the server stops sending after hostileCap bytes
+	// (default 128 MiB) and stalls, so that a client without limits fails
+	// its test instead of eating the machine.
+	hostileOn    string
+	hostileMode  string
+	trickleEvery time.Duration
+	hostileCap   int64
 }
 
 // set changes the knobs; sessions read them under the same lock.
@@ -85,10 +107,94 @@ func (s *fakeServer) stall(c net.Conn) {
 	}
 }
 
+// hostile sends the hostile answer to verb that k describes, then stalls.
+// It allocates nothing per line, so that the client's memory is what a
+// test measures.
+func (s *fakeServer) hostile(c net.Conn, w *bufio.Writer, verb string, k fakeKnobs) {
+	limit := k.hostileCap
+	if limit == 0 {
+		limit = 128 << 20
+	}
+	every := k.trickleEvery
+	if every == 0 {
+		every = 100 * time.Millisecond
+	}
+	var sent int64
+	write := func(b []byte) bool {
+		if sent >= limit {
+			return false
+		}
+		if _, err := w.Write(b); err != nil || w.Flush() != nil {
+			return false
+		}
+		sent += int64(len(b))
+		return true
+	}
+	// line appends the i-th valid line of a multi-line answer to verb.
+	line := func(b []byte, i int64) []byte {
+		if verb == "CAPA" {
+			b = append(b, "X-CAPA-"...)
+		}
+		b = strconv.AppendInt(b, i, 10)
+		switch verb {
+		case "CAPA":
+		case "LIST":
+			b = append(b, " 4096"...)
+		default: // UIDL, RETR: a 64-character unique id
+			b = append(b, " uid-0000000000000000000000000000000000000000000000000000000-"...)
+			b = strconv.AppendInt(b, i, 10)
+		}
+		return append(b, "\r\n"...)
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	wait := func() bool {
+		select {
+		case <-s.done:
+			return false
+		case <-tick.C:
+			return true
+		}
+	}
+	buf := make([]byte, 0, 64<<10)
+	switch k.hostileMode {
+	case "lines":
+		ok := write([]byte("+OK\r\n"))
+		for i := int64(1); ok; {
+			buf = buf[:0]
+			for len(buf) < 60<<10 {
+				buf = line(buf, i)
+				i++
+			}
+			ok = write(buf)
+		}
+	case "line":
+		for i := range cap(buf) {
+			buf = append(buf, 'a'+byte(i%26))
+		}
+		ok := write([]byte("+OK "))
+		for ok {
+			ok = write(buf)
+		}
+	case "trickle":
+		ok := write([]byte("+OK\r\n"))
+		for i := int64(1); ok && wait(); i++ {
+			ok = write(line(buf[:0], i))
+		}
+	case "trickle-line":
+		ok := write([]byte("+OK "))
+		for ok && wait() {
+			ok = write([]byte("x"))
+		}
+	}
+	s.stall(c)
+}
+
 type fakeMsg struct {
 	uid     string
 	body    []byte
 	deleted bool // committed by a QUIT
+	seen    bool // read flag, set by RETR with retrMarksRead
 }
 
 // startFake starts a server for user/pass (and, if token is set, XOAUTH2).
@@ -212,6 +318,10 @@ func (s *fakeServer) session(c net.Conn) {
 		s.commands = append(s.commands, verb)
 		k = s.knobs
 		s.mu.Unlock()
+		if k.hostileOn == verb && (authed || verb == "USER" || verb == "PASS" || verb == "CAPA") {
+			s.hostile(c, w, verb, k)
+			return
+		}
 		stall := k.stallOn == verb
 		if stall && verb != "RETR" {
 			s.stall(c)
@@ -239,6 +349,9 @@ func (s *fakeServer) session(c net.Conn) {
 			if !k.noUIDL {
 				send("UIDL")
 			}
+			if k.loginDelay != "" {
+				send("LOGIN-DELAY %s", k.loginDelay)
+			}
 			send(".")
 		case verb == "STLS" && !authed && !secure:
 			if k.noSTLS {
@@ -261,6 +374,8 @@ func (s *fakeServer) session(c net.Conn) {
 			send("+OK")
 		case verb == "PASS" && !authed:
 			switch {
+			case k.errEcho != nil && k.errEcho(verb, arg) != "":
+				send("-ERR %s", k.errEcho(verb, arg))
 			case k.passErr != "":
 				send("-ERR %s", k.passErr)
 			case user == s.user && arg == s.pass:
@@ -285,6 +400,10 @@ func (s *fakeServer) session(c net.Conn) {
 					send("-ERR [AUTH] expected an empty response to the challenge")
 					continue
 				}
+			}
+			if k.errEcho != nil && k.errEcho(verb, arg) != "" {
+				send("-ERR %s", k.errEcho(verb, arg))
+				continue
 			}
 			send("-ERR [AUTH] Authentication failed.")
 		case !authed:
@@ -324,6 +443,8 @@ func (s *fakeServer) session(c net.Conn) {
 				send("%d %s", i+1, uid)
 			}
 			send(".")
+		case (verb == "RETR" || verb == "DELE") && k.errEcho != nil && k.errEcho(verb, arg) != "":
+			send("-ERR %s", k.errEcho(verb, arg))
 		case verb == "RETR":
 			n, m := msg(arg)
 			if m == nil {
@@ -345,6 +466,11 @@ func (s *fakeServer) session(c net.Conn) {
 			w.Write(data)
 			if w.Flush() != nil {
 				return
+			}
+			if k.retrMarksRead {
+				s.mu.Lock()
+				m.seen = true
+				s.mu.Unlock()
 			}
 			_ = n
 		case verb == "DELE":
@@ -389,20 +515,26 @@ func (s *fakeServer) session(c net.Conn) {
 
 // stuffed is body dot-stuffed and terminated, as RETR sends it.
 func stuffed(body []byte) []byte {
-	var b strings.Builder
-	bol := true
-	for _, c := range body {
-		if bol && c == '.' {
-			b.WriteByte('.')
+	out := make([]byte, 0, len(body)+len(body)/64+8)
+	if len(body) > 0 && body[0] == '.' {
+		out = append(out, '.')
+	}
+	for len(body) > 0 {
+		i := bytes.IndexByte(body, '\n')
+		if i < 0 {
+			out = append(out, body...)
+			break
 		}
-		b.WriteByte(c)
-		bol = c == '\n'
+		out = append(out, body[:i+1]...)
+		body = body[i+1:]
+		if len(body) > 0 && body[0] == '.' {
+			out = append(out, '.')
+		}
 	}
-	if !bol {
-		b.WriteString("\r\n")
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\r', '\n')
 	}
-	b.WriteString(".\r\n")
-	return []byte(b.String())
+	return append(out, ".\r\n"...)
 }
 
 // fakeCert makes a self-signed certificate for 127.0.0.1 and a pool trusting it.

@@ -79,6 +79,9 @@ const (
 	DefaultCommandTimeout = 60 * time.Second
 )
 
+// DefaultMaxMessages is the default Options.MaxMessages.
+const DefaultMaxMessages = 100_000
+
 // Options are the credentials and transport settings of a POP3 connector.
 // Exactly one of Password and TokenSource must be set.
 type Options struct {
@@ -99,9 +102,17 @@ type Options struct {
 	// DialTimeout bounds the TCP connect and TLS handshake; default 30 s.
 	DialTimeout time.Duration
 	// CommandTimeout is the longest the server may stay silent while a
-	// command is running (an idle timeout, so large messages are fine);
-	// default 60 s.
+	// command is running; default 60 s. It also bounds the total time of
+	// each command: CommandTimeout plus the time its answer's bytes take
+	// at 32 KiB/s (so large messages are fine, a server that trickles a
+	// line a second is not). A command over the limit fails with an error
+	// wrapping mailsync.ErrConnection and ErrServerLimit.
 	CommandTimeout time.Duration
+	// MaxMessages is the largest maildrop List accepts, default
+	// DefaultMaxMessages (at most about 25 MiB of memory for the listing). A
+	// server that lists more fails with mailsync.ErrConnection and
+	// ErrServerLimit. Raise it for larger maildrops.
+	MaxMessages int
 	// Logger receives debug logs; default discards. It never sees secrets.
 	Logger *slog.Logger
 }
@@ -116,6 +127,7 @@ type config struct {
 	tokens   oauth2.TokenSource
 	dialTO   time.Duration
 	cmdTO    time.Duration
+	maxMsgs  int
 	log      *slog.Logger
 }
 
@@ -156,6 +168,9 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 	if opts.Security < SecurityAuto || opts.Security > Plaintext {
 		problems = append(problems, mailsync.Problem{Field: "security", Message: fmt.Sprintf("%d is not a known mode", int(opts.Security))})
 	}
+	if opts.MaxMessages < 0 {
+		problems = append(problems, mailsync.Problem{Field: "max_messages", Message: "must not be negative"})
+	}
 	if opts.DialTimeout < 0 || opts.CommandTimeout < 0 {
 		problems = append(problems, mailsync.Problem{Field: "timeouts", Message: "must not be negative"})
 	}
@@ -188,6 +203,7 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 		tokens:   opts.TokenSource,
 		dialTO:   opts.DialTimeout,
 		cmdTO:    opts.CommandTimeout,
+		maxMsgs:  opts.MaxMessages,
 		log:      opts.Logger,
 	}
 	if c.dialTO == 0 {
@@ -195,6 +211,9 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 	}
 	if c.cmdTO == 0 {
 		c.cmdTO = DefaultCommandTimeout
+	}
+	if c.maxMsgs == 0 {
+		c.maxMsgs = DefaultMaxMessages
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -229,3 +248,8 @@ func hasProblem(ps []mailsync.Problem, field string) bool {
 	}
 	return false
 }
+
+// DefaultLoginDelay is the RetryAfter of a login refused with the RFC 2449
+// [LOGIN-DELAY] response code when the server says neither in the code nor
+// in its CAPA LOGIN-DELAY how long to wait.
+const DefaultLoginDelay = 5 * time.Minute

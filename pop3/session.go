@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/redact"
 )
 
 // retrBufferSize is the read buffer of the streaming RETR reader.
@@ -36,18 +38,66 @@ type session struct {
 	mech string // "USER/PASS" or "XOAUTH2"
 	dead bool
 
+	// scrub knows every secret this session sent (the password, each
+	// access token and SASL response) and removes them from server text.
+	scrub *redact.Scrubber
+
 	// keys maps UIDL to message number in this session; nil until mapped.
 	keys map[string]int
 }
+
+// Limits on what a server may send, so that a hostile or broken server
+// cannot exhaust memory or keep a command running for ever.
+const (
+	// maxLineLen bounds every line of an answer that is not a message body
+	// (RFC 2449 §4 allows 512 octets).
+	maxLineLen = 8 << 10
+	// maxLineAnswer bounds the bytes of a single-line answer.
+	maxLineAnswer = 64 << 10
+	// maxCapaLines bounds the CAPA answer.
+	maxCapaLines = 1000
+	// maxNotes bounds the notes about skipped UIDL entries.
+	maxNotes = 20
+	// minRate is the slowest transfer a command is allowed beyond
+	// CommandTimeout: a command may spend CommandTimeout plus the time its
+	// bytes take at minRate waiting for the server, in all.
+	minRate = 32 << 10 // bytes per second
+	// maxDrain is how much of a message the session reads and discards
+	// when the caller stopped reading early, to keep the session; beyond
+	// it, closing the connection is cheaper.
+	maxDrain = 4 << 20
+)
+
+// listingBytes bounds a UIDL or LIST answer of at most lines lines: each
+// is a message number, a space and a unique-id of at most 70 characters.
+func listingBytes(lines int) int64 { return int64(lines)*96 + 4096 }
 
 // wire is the connection handed to go-pop3. Every Read and Write pushes
 // the deadline CommandTimeout ahead (an idle timeout), and the first reads
 // replay the greeting that was consumed before go-pop3 took over (go-pop3
 // insists on reading a greeting, and after STLS there is none).
+//
+// It also enforces the limits of the command in progress (see begin): the
+// length of a line, the size of the answer and the total time spent
+// waiting for it, CommandTimeout plus the time its bytes take at minRate.
+// A broken limit fails every later Read with an error wrapping
+// mailsync.ErrConnection and ErrServerLimit.
 type wire struct {
 	net.Conn
 	idle   time.Duration
 	replay []byte
+
+	maxLine  int           // longest line; 0: no limit (message bodies)
+	maxBytes int64         // largest answer; 0: no limit
+	n        int64         // bytes read since begin
+	line     int           // bytes since the last LF
+	waited   time.Duration // time spent blocked in Read since begin
+	err      error         // the broken limit, sticky
+}
+
+// begin starts the limits of a new command.
+func (w *wire) begin(maxLine int, maxBytes int64) {
+	w.maxLine, w.maxBytes, w.n, w.line, w.waited = maxLine, maxBytes, 0, 0, 0
 }
 
 func (w *wire) Read(p []byte) (int, error) {
@@ -56,17 +106,50 @@ func (w *wire) Read(p []byte) (int, error) {
 		w.replay = w.replay[n:]
 		return n, nil
 	}
-	if err := w.Conn.SetReadDeadline(time.Now().Add(w.idle)); err != nil {
+	if w.err != nil {
+		return 0, w.err
+	}
+	budget := w.idle + time.Duration(w.n)*(time.Second/minRate)
+	left := budget - w.waited
+	if left <= 0 {
+		w.err = limitError("the answer took longer than %s", budget.Round(time.Millisecond))
+		return 0, w.err
+	}
+	d := min(w.idle, left)
+	start := time.Now()
+	if err := w.Conn.SetReadDeadline(start.Add(d)); err != nil {
 		return 0, err
 	}
-	return w.Conn.Read(p)
-}
-
-func (w *wire) Write(p []byte) (int, error) {
-	if err := w.Conn.SetWriteDeadline(time.Now().Add(w.idle)); err != nil {
-		return 0, err
+	n, err := w.Conn.Read(p)
+	w.waited += time.Since(start)
+	if err != nil && d < w.idle && errors.Is(err, os.ErrDeadlineExceeded) {
+		w.err = limitError("the answer took longer than %s", budget.Round(time.Millisecond))
+		return 0, w.err
 	}
-	return w.Conn.Write(p)
+	w.n += int64(n)
+	if w.maxBytes > 0 && w.n > w.maxBytes {
+		w.err = limitError("the answer is longer than %d bytes", w.maxBytes)
+		return 0, w.err
+	}
+	if w.maxLine > 0 {
+		for b := p[:n]; ; {
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				w.line += len(b)
+				break
+			}
+			if w.line+i > w.maxLine {
+				w.line += i
+				break
+			}
+			w.line, b = 0, b[i+1:]
+		}
+		if w.line > w.maxLine {
+			w.err = limitError("a line of the answer is longer than %d bytes", w.maxLine)
+			return 0, w.err
+		}
+	}
+	return n, err
 }
 
 // handoff is the go-pop3 Dialer that returns an already set-up connection.
@@ -128,7 +211,7 @@ func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, erro
 		return nil, fail("greeting", err)
 	}
 	if !bytes.HasPrefix(greeting, []byte("+OK")) {
-		return nil, fmt.Errorf("pop3: %w: server refused the connection: %q", mailsync.ErrConnection, sanitize(string(greeting)))
+		return nil, fmt.Errorf("pop3: %w: server refused the connection: %q", mailsync.ErrConnection, sanitize(string(greeting), nil))
 	}
 	replay := append(append([]byte{}, greeting...), '\r', '\n')
 	if cfg.security == STLS {
@@ -140,7 +223,7 @@ func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, erro
 			return nil, fail("STLS", err)
 		}
 		if !bytes.HasPrefix(line, []byte("+OK")) {
-			return nil, fmt.Errorf("pop3: %w: server refused STLS: %q", mailsync.ErrTLS, sanitize(string(line)))
+			return nil, fmt.Errorf("pop3: %w: server refused STLS: %q", mailsync.ErrTLS, sanitize(string(line), nil))
 		}
 		if gr.Buffered() > 0 {
 			// Bytes sent before the handshake would be taken as if they
@@ -165,7 +248,8 @@ func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, erro
 	if !stop() {
 		return nil, fail("connect", net.ErrClosed)
 	}
-	return &session{cfg: cfg, raw: raw, wire: w, pc: pc, br: bufio.NewReaderSize(w, retrBufferSize), tls: state}, nil
+	return &session{cfg: cfg, raw: raw, wire: w, pc: pc, br: bufio.NewReaderSize(w, retrBufferSize), tls: state,
+		scrub: redact.New(cfg.password.Reveal())}, nil
 }
 
 // readLine reads one CRLF-terminated line of at most the reader's buffer.
@@ -187,6 +271,11 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 // connection. Transport failures end the session and come back typed; -ERR
 // answers come back as *serverError.
 func (s *session) do(ctx context.Context, verb string, f func() error) error {
+	return s.doLimited(ctx, verb, maxLineAnswer, f)
+}
+
+// doLimited is do for an answer of at most maxBytes bytes.
+func (s *session) doLimited(ctx context.Context, verb string, maxBytes int64, f func() error) error {
 	if s.dead {
 		return fmt.Errorf("pop3: %s: %w: %w", verb, mailsync.ErrConnection, errBroken)
 	}
@@ -194,6 +283,7 @@ func (s *session) do(ctx context.Context, verb string, f func() error) error {
 		return fmt.Errorf("pop3: %s: %w", verb, context.Cause(ctx))
 	}
 	stop := context.AfterFunc(ctx, func() { s.raw.Close() })
+	s.wire.begin(maxLineLen, maxBytes)
 	err := f()
 	if !stop() {
 		s.dead = true
@@ -206,8 +296,11 @@ func (s *session) do(ctx context.Context, verb string, f func() error) error {
 		s.kill()
 		return wrapTransport(ctx, verb, err)
 	}
-	return &serverError{cmd: verb, text: sanitize(strings.TrimPrefix(err.Error(), "unknown response: "), s.cfg.password.Reveal())}
+	return &serverError{cmd: verb, text: s.sanitize(strings.TrimPrefix(err.Error(), "unknown response: "))}
 }
+
+// sanitize makes server text safe for an error message or a note.
+func (s *session) sanitize(text string) string { return sanitize(text, s.scrub) }
 
 // cmd sends a single-line command through go-pop3.
 func (s *session) cmd(ctx context.Context, verb string, args ...any) (string, error) {
@@ -222,7 +315,51 @@ func (s *session) cmd(ctx context.Context, verb string, args ...any) (string, er
 	return out, err
 }
 
-// login authenticates with XOAUTH2 or USER/PASS.
+// multi sends verb and reads its multi-line answer line by line (RFC
+// 1939 §3), calling fn with each line, dot-unstuffed and without its CRLF;
+// the slice is valid only during the call. An answer of more than
+// maxLines lines or maxBytes bytes fails with ErrServerLimit and ends the
+// session; so does an error from fn. A -ERR comes back as *serverError.
+func (s *session) multi(ctx context.Context, verb string, maxLines int, maxBytes int64, fn func(line []byte) error) error {
+	hint := ""
+	if verb == "UIDL" || verb == "LIST" {
+		hint = " (see Options.MaxMessages)"
+	}
+	return s.doLimited(ctx, verb, maxBytes, func() error {
+		if _, err := io.WriteString(s.wire, verb+"\r\n"); err != nil {
+			return err
+		}
+		status, err := readLine(s.br)
+		if err != nil {
+			return err
+		}
+		if !bytes.HasPrefix(status, []byte("+OK")) {
+			return errors.New(strings.TrimPrefix(string(status), "-ERR "))
+		}
+		for n := 0; ; n++ {
+			line, err := readLine(s.br)
+			if err != nil {
+				return err
+			}
+			if len(line) > 0 && line[0] == '.' {
+				if len(line) == 1 {
+					return nil
+				}
+				line = line[1:]
+			}
+			if n >= maxLines {
+				return limitError("the answer to %s has more than %d lines%s", verb, maxLines, hint)
+			}
+			if err := fn(line); err != nil {
+				return err
+			}
+		}
+	})
+}
+
+// login authenticates with XOAUTH2 or USER/PASS. A login refused with
+// [LOGIN-DELAY] comes back as a *mailsync.ThrottledError whose RetryAfter
+// is the server's delay (see loginDelay).
 func (s *session) login(ctx context.Context) error {
 	cfg := s.cfg
 	if cfg.tokens != nil {
@@ -231,20 +368,44 @@ func (s *session) login(ctx context.Context) error {
 	}
 	s.mech = "USER/PASS"
 	if _, err := s.cmd(ctx, "USER", cfg.conn.User); err != nil {
-		return loginError(err)
+		return s.loginError(ctx, "login", err)
 	}
 	if _, err := s.cmd(ctx, "PASS", cfg.password.Reveal()); err != nil {
-		return loginError(err)
+		return s.loginError(ctx, "login", err)
 	}
 	return nil
 }
 
-func loginError(err error) error {
+// loginError classifies a refused login (see classifyLogin).
+func (s *session) loginError(ctx context.Context, op string, err error) error {
 	var se *serverError
 	if errors.As(err, &se) {
-		return fmt.Errorf("pop3: login: %w", classifyLogin(se))
+		return fmt.Errorf("pop3: %s: %w", op, classifyLogin(se, func() time.Duration { return s.loginDelay(ctx) }))
 	}
 	return err
+}
+
+// loginDelay asks the server, after a login it refused with [LOGIN-DELAY]
+// (still in the AUTHORIZATION state), for its LOGIN-DELAY capability (RFC
+// 2449 §6.5: "LOGIN-DELAY <seconds> [USER]"). Without an answer it returns
+// DefaultLoginDelay.
+func (s *session) loginDelay(ctx context.Context) time.Duration {
+	d := DefaultLoginDelay
+	if s.dead {
+		return d
+	}
+	err := s.multi(ctx, "CAPA", maxCapaLines, maxCapaLines*128, func(line []byte) error {
+		if tag, v, _ := strings.Cut(string(line), " "); strings.EqualFold(tag, "LOGIN-DELAY") {
+			if v, ok := parseDelay(v); ok {
+				d = v
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.cfg.log.Debug("pop3: CAPA after a LOGIN-DELAY refusal failed", slog.Any("error", err))
+	}
+	return d
 }
 
 // loginXOAUTH2 sends AUTH XOAUTH2 with the initial response on the same
@@ -306,6 +467,7 @@ func (s *session) token(ctx context.Context) (*oauth2.Token, error) {
 
 func (s *session) authXOAUTH2(ctx context.Context, tok *oauth2.Token) error {
 	ir := base64.StdEncoding.EncodeToString([]byte("user=" + s.cfg.conn.User + "\x01auth=Bearer " + tok.AccessToken + "\x01\x01"))
+	s.scrub.Add(tok.AccessToken, ir)
 	_, err := s.cmd(ctx, "AUTH", "XOAUTH2", ir)
 	var se *serverError
 	if errors.As(err, &se) && strings.HasPrefix(se.text, "+") {
@@ -322,8 +484,7 @@ func (s *session) authXOAUTH2(ctx context.Context, tok *oauth2.Token) error {
 		}
 	}
 	if errors.As(err, &se) {
-		se.text = sanitize(se.text, tok.AccessToken, ir)
-		return fmt.Errorf("pop3: XOAUTH2 login: %w", classifyLogin(se))
+		return s.loginError(ctx, "XOAUTH2 login", se)
 	}
 	return err
 }
@@ -340,11 +501,42 @@ func isMailsyncSentinel(err error) bool {
 
 // mapKeys runs UIDL and records the key → number map of this session.
 // It returns the messages in maildrop order and notes on skipped entries.
+// A maildrop of more than Options.MaxMessages messages fails with
+// ErrServerLimit.
 func (s *session) mapKeys(ctx context.Context) ([]gopop3.MessageID, []string, error) {
-	var ids []gopop3.MessageID
-	err := s.do(ctx, "UIDL", func() (err error) {
-		ids, err = s.pc.Uidl(0)
-		return err
+	var (
+		out     []gopop3.MessageID
+		keys    = map[string]int{}
+		notes   []string
+		dropped int
+	)
+	note := func(format string, args ...any) {
+		if len(notes) < maxNotes {
+			notes = append(notes, fmt.Sprintf(format, args...))
+		} else {
+			dropped++
+		}
+	}
+	max := s.cfg.maxMsgs
+	err := s.multi(ctx, "UIDL", max, listingBytes(max), func(line []byte) error {
+		f := bytes.Fields(line)
+		num := 0
+		if len(f) == 2 {
+			num, _ = strconv.Atoi(string(f[0]))
+		}
+		switch {
+		case num < 1:
+			note("pop3: malformed UIDL line %q; skipped", s.sanitize(string(line)))
+		case !validUID(string(f[1])):
+			note("pop3: message %d has an invalid UIDL %q; skipped", num, s.sanitize(string(f[1])))
+		case keys[string(f[1])] != 0:
+			note("pop3: UIDL %q is listed twice; only the first message is used", s.sanitize(string(f[1])))
+		default:
+			uid := string(f[1])
+			keys[uid] = num
+			out = append(out, gopop3.MessageID{ID: num, UID: uid})
+		}
+		return nil
 	})
 	var se *serverError
 	if errors.As(err, &se) {
@@ -353,20 +545,8 @@ func (s *session) mapKeys(ctx context.Context) ([]gopop3.MessageID, []string, er
 	if err != nil {
 		return nil, nil, err
 	}
-	keys := make(map[string]int, len(ids))
-	out := ids[:0]
-	var notes []string
-	for _, m := range ids {
-		if !validUID(m.UID) {
-			notes = append(notes, fmt.Sprintf("pop3: message %d has an invalid UIDL %q; skipped", m.ID, sanitize(m.UID)))
-			continue
-		}
-		if _, dup := keys[m.UID]; dup {
-			notes = append(notes, fmt.Sprintf("pop3: UIDL %q is listed twice; only the first message is used", sanitize(m.UID)))
-			continue
-		}
-		keys[m.UID] = m.ID
-		out = append(out, m)
+	if dropped > 0 {
+		notes = append(notes, fmt.Sprintf("pop3: %d more UIDL entries skipped", dropped))
 	}
 	s.keys = keys
 	return out, notes, nil
@@ -385,19 +565,25 @@ func validUID(u string) bool {
 	return true
 }
 
-// sizes runs LIST and returns message number → size.
+// sizes runs LIST and returns message number → size. Malformed lines
+// are left out (their messages get size -1).
 func (s *session) sizes(ctx context.Context) (map[int]int64, error) {
-	var ids []gopop3.MessageID
-	err := s.do(ctx, "LIST", func() (err error) {
-		ids, err = s.pc.List(0)
-		return err
+	out := map[int]int64{}
+	max := s.cfg.maxMsgs
+	err := s.multi(ctx, "LIST", max, listingBytes(max), func(line []byte) error {
+		f := bytes.Fields(line)
+		if len(f) < 2 {
+			return nil
+		}
+		num, err1 := strconv.Atoi(string(f[0]))
+		size, err2 := strconv.ParseInt(string(f[1]), 10, 64)
+		if err1 == nil && err2 == nil && num > 0 && size >= 0 {
+			out[num] = size
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	out := make(map[int]int64, len(ids))
-	for _, m := range ids {
-		out[m.ID] = int64(m.Size)
 	}
 	return out, nil
 }
@@ -421,6 +607,9 @@ func (s *session) retr(ctx context.Context, num int, fn func(io.Reader) error) (
 		s.kill()
 		return true, wrapTransport(ctx, fmt.Sprintf("RETR %d", num), err)
 	}
+	// A message body has no line limit, and its size is the caller's to
+	// bound (Limits.MaxMessageBytes); its time is bounded by the rate.
+	s.wire.begin(0, 0)
 	if _, err := fmt.Fprintf(s.wire, "RETR %d\r\n", num); err != nil {
 		return transport(err)
 	}
@@ -429,7 +618,7 @@ func (s *session) retr(ctx context.Context, num int, fn func(io.Reader) error) (
 		return transport(err)
 	}
 	if !bytes.HasPrefix(status, []byte("+OK")) {
-		se := &serverError{cmd: "RETR", text: sanitize(strings.TrimPrefix(string(status), "-ERR "))}
+		se := &serverError{cmd: "RETR", text: s.sanitize(strings.TrimPrefix(string(status), "-ERR "))}
 		if !bytes.HasPrefix(status, []byte("-ERR")) {
 			s.kill()
 			return true, fmt.Errorf("pop3: %w: protocol error: %w", mailsync.ErrConnection, se)
@@ -441,12 +630,19 @@ func (s *session) retr(ctx context.Context, num int, fn func(io.Reader) error) (
 	}
 	dr := newDotReader(s.br)
 	ferr := fn(dr)
-	_, derr := io.Copy(io.Discard, dr) // keep the protocol in step
+	// Keep the protocol in step: skip what fn did not read, up to maxDrain.
+	_, derr := io.CopyN(io.Discard, dr, maxDrain)
 	dr.close()
 	if rerr := dr.readErr(); rerr != nil {
 		return transport(rerr)
 	}
-	if derr != nil {
+	switch {
+	case derr == nil:
+		// More than maxDrain left: reconnecting is cheaper than reading it.
+		s.cfg.log.Debug("pop3: message not read to its end; closing the session", slog.Int("message", num))
+		s.kill()
+		return true, ferr
+	case derr != io.EOF:
 		return transport(derr)
 	}
 	if s.br.Buffered() > 0 {
