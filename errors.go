@@ -149,8 +149,19 @@ func (e *MessageError) Is(target error) bool { return e.Kind != nil && target ==
 // Unwrap returns the cause.
 func (e *MessageError) Unwrap() error { return e.Err }
 
+// ErrServerLimit: a server's answer broke a bound the connector keeps (a
+// line, a literal or a list too long, a command that took longer than its
+// time budget). The connection is dropped. It also matches ErrConnection,
+// but Sync does not retry it within the sync: a hostile or broken server
+// would only repeat it. The next sync tries again.
+var ErrServerLimit = errors.New("mailsync: the server's answer breaks a limit")
+
 // Temporary reports whether err is worth retrying later in the same sync or
-// the next: a broken connection, throttling or a busy mailbox.
+// the next: a broken connection, throttling or a busy mailbox — but not a
+// server that broke a limit (ErrServerLimit).
 func Temporary(err error) bool {
+	if errors.Is(err, ErrServerLimit) {
+		return false
+	}
 	return errors.Is(err, ErrConnection) || errors.Is(err, ErrThrottled) || errors.Is(err, ErrMailboxBusy)
 }

@@ -30,7 +30,7 @@ func (e *engine) wait(ctx context.Context, err error, attempt int) error {
 	var te *ThrottledError
 	if errors.As(err, &te) && te.RetryAfter > 0 {
 		d = te.RetryAfter
-		if d > 10*e.o.maxWait {
+		if d > e.o.maxWait {
 			return err // the server wants us gone for long: stop, the next run resumes
 		}
 	} else if d > e.o.maxWait || d <= 0 {

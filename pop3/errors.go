@@ -64,8 +64,9 @@ func parseDelay(v string) (time.Duration, bool) {
 // a command whose answer broke a limit: a line too long, a UIDL, LIST or
 // CAPA answer with too many lines or bytes, or an answer that took longer
 // than Options.CommandTimeout plus the time its bytes take at a minimum
-// rate. The session is closed; a later call reconnects.
-var ErrServerLimit = errors.New("pop3: the server's answer breaks a limit")
+// rate. The session is closed; a later call reconnects. It is
+// mailsync.ErrServerLimit, which Sync does not retry within a sync.
+var ErrServerLimit = mailsync.ErrServerLimit
 
 // limitError is a broken limit, as wire and multi report it.
 func limitError(format string, args ...any) error {
