@@ -345,6 +345,9 @@ type MessageRef struct {
 	Key string
 	// Size is the raw size in bytes when the source knows it, otherwise -1.
 	Size int64
+	// Folder is the folder (or label) the message was listed in, for
+	// providers that read several; rules can test it ("folder").
+	Folder string
 }
 
 // Listing is the answer to Connector.List.

@@ -55,8 +55,10 @@ var (
 	// ErrRateLimited marks mail held back by a SenderLimiter.
 	ErrRateLimited = errors.New("mailsync: sender over its rate limit")
 	// ErrRouted marks mail quarantined because Mapping.Routes sends its
-	// kind (auto-reply, bulk, …) to quarantine.
+	// kind (auto-reply, bulk, …) to quarantine, or a routing rule does.
 	ErrRouted = errors.New("mailsync: routed to quarantine")
+	// ErrBlocked marks mail quarantined because its sender is blocked.
+	ErrBlocked = errors.New("mailsync: sender blocked")
 )
 
 // Problem is one wrong field of a configuration.

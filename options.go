@@ -25,7 +25,23 @@ type options struct {
 	sinkFailMax int
 	leaseHolder string
 	leaseTTL    time.Duration
+	routing     *Routing
+	dryRun      bool
 }
+
+// WithRouting sets the mappings of the connection's other ticket types, the
+// rules that choose among them, and the blocked senders (see Routing). The
+// mapping given to Sync stays the default.
+func WithRouting(r Routing) Option { return func(o *options) { o.routing = &r } }
+
+// WithDryRun makes a preview: Sync lists, per message, what would happen —
+// the ticket type, the rules that matched, the mapped fields
+// (Outcome.Fields) and the classification — without creating anything in
+// the sink (it may still ask TicketInfo), acknowledging, moving the cursor
+// or recording anything in the State. Report.DryRun is true. Providers
+// fetch without changing the mail (IMAP BODY.PEEK), except POP3 servers
+// that mark mail read on RETR.
+func WithDryRun() Option { return func(o *options) { o.dryRun = true } }
 
 // WithState sets where cursors and processed keys persist (default: a fresh
 // MemoryState, so every Sync starts from scratch — pass a durable one).

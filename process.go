@@ -86,6 +86,7 @@ type verdict struct {
 	related string        // verdictTicket: the ticket it refers to but may not join
 	reason  string        // why, when it is not obvious (Outcome.Reason)
 	err     *MessageError // verdictQuarantine: the reason, with its kind
+	routed                // the mapping, constant fields and rules the routing chose
 }
 
 // process turns one spooled message into an outcome. Every message gets
@@ -120,13 +121,17 @@ func (e *engine) process(ctx context.Context, j *spooled) (*accepted, error) {
 	key := keyForContent(e.conn.Name, msg.MessageID, digest)
 	base := Outcome{Key: ref.Key, MessageID: msg.MessageID, Kind: class.Kind}
 
-	v, err := e.decide(ctx, msg, class)
+	v, err := e.decide(ctx, ref, msg, class)
 	if err == nil {
 		var o Outcome
 		if o, err = e.apply(ctx, j, msg, class, key, src, base, v); err == nil {
 			if o.Status == StatusQuarantined {
 				q := &Quarantined{IdempotencyKey: key, Source: src, Raw: j.raw.Reader(), Size: j.n, Err: o.Err}
-				return e.quarantine(ctx, ref, q, true)
+				a, err := e.quarantine(ctx, ref, q, true)
+				if a != nil && a.outcome.Status == StatusQuarantined {
+					a.outcome.MessageID, a.outcome.Kind, a.outcome.Rules, a.outcome.Blocked = o.MessageID, o.Kind, o.Rules, o.Blocked
+				}
+				return a, err
 			}
 			if o.Status != StatusDropped {
 				e.th.remember(msg.MessageID, o.TicketID)
@@ -150,26 +155,41 @@ func (e *engine) process(ctx context.Context, j *spooled) (*accepted, error) {
 	return &accepted{ref: ref, outcome: base}, nil
 }
 
-// decide says what becomes of a parsed message: its kind's route first
-// (drop, quarantine), then a ticket it belongs to (threading, bounces), then
-// the sender's rate limit; otherwise a new ticket. It only asks the sink
-// (TicketInfo), it stores nothing.
-func (e *engine) decide(ctx context.Context, msg *Message, class Classification) (verdict, error) {
-	switch e.m.route(class.Kind) {
+// decide says what becomes of a parsed message: the block list and the
+// routing rules first (ticket type, drop, quarantine), then its kind's route
+// in the chosen mapping, then a ticket it belongs to (threading, bounces),
+// then the sender's rate limit; otherwise a new ticket. It only asks the
+// sink (TicketInfo), it stores nothing.
+func (e *engine) decide(ctx context.Context, ref MessageRef, msg *Message, class Classification) (verdict, error) {
+	r := routed{mapping: e.m}
+	if e.router != nil {
+		r = e.router.route(msg, class, ref, e.m)
+	}
+	switch {
+	case r.blocked && r.action == ActionQuarantine:
+		return verdict{kind: verdictQuarantine, routed: r, err: &MessageError{Kind: ErrBlocked, Reason: fmt.Sprintf("the sender %s is blocked", msg.From.Address)}}, nil
+	case r.action == ActionDrop:
+		return verdict{kind: verdictDrop, routed: r}, nil
+	case r.action == ActionQuarantine:
+		return verdict{kind: verdictQuarantine, routed: r, err: &MessageError{Kind: ErrRouted, Reason: fmt.Sprintf("routed to quarantine by rule %s", r.rules[len(r.rules)-1])}}, nil
+	}
+	switch r.mapping.route(class.Kind) {
 	case RouteDrop:
-		return verdict{kind: verdictDrop}, nil
+		return verdict{kind: verdictDrop, routed: r}, nil
 	case RouteQuarantine:
-		return verdict{kind: verdictQuarantine, err: &MessageError{Kind: ErrRouted,
+		return verdict{kind: verdictQuarantine, routed: r, err: &MessageError{Kind: ErrRouted,
 			Reason: fmt.Sprintf("routed to quarantine: %s (%s)", class.Kind, strings.Join(class.Reasons, "; "))}}, nil
 	}
 	fs, threading := e.sink.(FollowUpSink)
 	if threading {
-		m, err := e.th.find(ctx, fs, msg, class, e.m.route(KindBounce) == RouteFollowUpOriginal)
+		m, err := e.th.find(ctx, fs, msg, class, r.mapping.route(KindBounce) == RouteFollowUpOriginal)
 		if err != nil {
 			return verdict{}, err
 		}
 		if m != nil {
-			return e.join(*m), nil
+			v := e.join(*m)
+			v.routed = r
+			return v, nil
 		}
 	}
 	if sender := msg.From.Address; e.o.limiter != nil && sender != "" {
@@ -179,12 +199,14 @@ func (e *engine) decide(ctx context.Context, msg *Message, class Classification)
 				if err != nil {
 					return verdict{}, err
 				}
-				return e.join(threadMatch{ticketID: last, rule: RuleRateLimit, info: info}), nil
+				v := e.join(threadMatch{ticketID: last, rule: RuleRateLimit, info: info})
+				v.routed = r
+				return v, nil
 			}
-			return verdict{kind: verdictQuarantine, err: &MessageError{Kind: ErrRateLimited, Reason: fmt.Sprintf("%s opened too many tickets recently", sender)}}, nil
+			return verdict{kind: verdictQuarantine, routed: r, err: &MessageError{Kind: ErrRateLimited, Reason: fmt.Sprintf("%s opened too many tickets recently", sender)}}, nil
 		}
 	}
-	return verdict{kind: verdictTicket}, nil
+	return verdict{kind: verdictTicket, routed: r}, nil
 }
 
 // join decides between a follow-up on m's ticket and a new ticket linked
@@ -207,7 +229,10 @@ func (e *engine) join(m threadMatch) verdict {
 // follow-ups. An outcome with StatusQuarantined asks the caller to
 // quarantine the raw message with o.Err.
 func (e *engine) apply(ctx context.Context, j *spooled, msg *Message, class Classification, key string, src Source, o Outcome, v verdict) (Outcome, error) {
-	o.Reason = v.reason
+	o.Reason, o.Rules = v.reason, v.rules
+	if v.blocked {
+		o.Blocked = msg.From.Address
+	}
 	switch v.kind {
 	case verdictDrop:
 		o.Status = StatusDropped
@@ -217,9 +242,16 @@ func (e *engine) apply(ctx context.Context, j *spooled, msg *Message, class Clas
 		o.Status, o.Err = StatusQuarantined, v.err
 		return o, nil
 	}
-	t := &Ticket{IdempotencyKey: key, Type: e.m.TicketType, Fields: e.m.Apply(msg), Source: src, Message: msg, Classification: class}
-	if e.m.MapsAttachments() {
+	t := &Ticket{IdempotencyKey: key, Type: v.mapping.TicketType, Fields: v.mapping.Apply(msg), Source: src, Message: msg, Classification: class}
+	for k, val := range v.set {
+		t.Fields[k] = val
+	}
+	if v.mapping.MapsAttachments() {
 		t.Attachments = msg.Attachments
+	}
+	o.TicketType = t.Type
+	if e.o.dryRun {
+		return e.preview(t, o, v), nil
 	}
 	if v.kind == verdictFollowUp {
 		m := v.match
@@ -251,11 +283,24 @@ func (e *engine) apply(ctx context.Context, j *spooled, msg *Message, class Clas
 	return o, nil
 }
 
+// preview is apply in a dry run: the outcome the sink would have been asked
+// for, with the mapped fields, and nothing stored.
+func (e *engine) preview(t *Ticket, o Outcome, v verdict) Outcome {
+	o.Fields = t.Fields
+	o.Status = StatusCreated
+	if v.kind == verdictFollowUp {
+		o.Status, o.TicketID, o.Rule = StatusFollowUp, v.match.ticketID, v.match.rule
+	} else {
+		o.RelatedTicketID = v.related
+	}
+	return o
+}
+
 // countSinkFailure counts one more sync in which the sink refused ref, when
 // the State can count (FailureCounter).
 func (e *engine) countSinkFailure(ctx context.Context, ref MessageRef) (int, bool) {
 	fc, ok := e.o.state.(FailureCounter)
-	if !ok || e.o.sinkFailMax <= 0 {
+	if !ok || e.o.sinkFailMax <= 0 || e.o.dryRun {
 		return 0, false
 	}
 	n, err := fc.CountFailure(context.WithoutCancel(ctx), e.conn.Name, StateKey(ref.Key))
@@ -269,6 +314,9 @@ func (e *engine) countSinkFailure(ctx context.Context, ref MessageRef) (int, boo
 // quarantine hands q to the sink. A sink failure gives a failed outcome
 // (the message stays for the next run); only a cancelled ctx is an error.
 func (e *engine) quarantine(ctx context.Context, ref MessageRef, q *Quarantined, postable bool) (*accepted, error) {
+	if e.o.dryRun {
+		return &accepted{ref: ref, outcome: Outcome{Key: ref.Key, Status: StatusQuarantined, Err: q.Err}}, nil
+	}
 	e.log.Warn("mailsync: quarantining message", "key", ref.Key, "reason", q.Err)
 	if err := e.sink.Quarantine(ctx, q); err != nil {
 		if ctx.Err() != nil {

@@ -37,6 +37,16 @@ type Outcome struct {
 	// Warnings are problems with this message that did not stop it, e.g.
 	// side data (its thread entry) the State could not record.
 	Warnings []string `json:"warnings,omitempty"`
+	// TicketType is the ticket type of the ticket or follow-up (the one a
+	// rule chose, or the mapping's).
+	TicketType string `json:"ticket_type,omitempty"`
+	// Rules are the ids of the routing rules that matched, in order.
+	Rules []string `json:"rules,omitempty"`
+	// Blocked names the sender when its mail was blocked (block list or a
+	// block rule).
+	Blocked string `json:"blocked,omitempty"`
+	// Fields are the mapped ticket fields, in a dry run only.
+	Fields map[string]string `json:"fields,omitempty"`
 	// Err says why a message was quarantined or failed.
 	Err error `json:"-"`
 }
@@ -56,6 +66,9 @@ type Report struct {
 	Gone        int           `json:"gone"`         // deleted before they could be fetched
 	Quarantined int           `json:"quarantined"`
 	Failed      int           `json:"failed"`
+	Blocked     int           `json:"blocked"` // dropped or quarantined because the sender is blocked
+	// DryRun is true for a preview (WithDryRun): nothing was stored.
+	DryRun bool `json:"dry_run,omitempty"`
 	// Cursor is the cursor stored at the end ("" if unchanged because something failed).
 	Cursor   Cursor    `json:"-"`
 	Notes    []string  `json:"notes,omitempty"`
@@ -63,6 +76,9 @@ type Report struct {
 }
 
 func (r *Report) add(o Outcome) {
+	if o.Blocked != "" {
+		r.Blocked++
+	}
 	switch o.Status {
 	case StatusCreated:
 		r.Created++

@@ -49,24 +49,31 @@ func Sync(ctx context.Context, c Connector, m Mapping, sink Sink, opts ...Option
 	rep := &Report{Connection: conn.Name, Provider: o.provider, Started: time.Now()}
 	defer func() { rep.Duration = time.Since(rep.Started) }()
 
-	if err := validateSync(conn, m, o.action, o.threading); err != nil {
+	if err := validateSync(conn, m, o.action, o.threading, o.routing); err != nil {
 		return rep, err
 	}
+	rep.DryRun = o.dryRun
 	e := &engine{c: c, conn: conn, m: m, sink: sink, o: o, rep: rep, log: o.logger.With("connection", conn.Name)}
 	e.th = newThreader(o.threading, conn.User, o.state, e.log)
+	if o.routing != nil {
+		e.router = newRouter(*o.routing, m)
+	}
 	e.classify = o.classify
 	if strings.Contains(conn.User, "@") {
 		e.classify.OwnAddresses = append([]string{conn.User}, o.classify.OwnAddresses...)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	lease, err := holdLease(ctx, o.state, conn.Name, o.leaseHolder, o.leaseTTL, cancel)
-	if err != nil {
-		return rep, fmt.Errorf("mailsync: %s: %w", conn.Name, err)
+	var lease *leaseKeeper
+	if !o.dryRun { // a preview writes nothing, so it needs no lease
+		var err error
+		if lease, err = holdLease(ctx, o.state, conn.Name, o.leaseHolder, o.leaseTTL, cancel); err != nil {
+			return rep, fmt.Errorf("mailsync: %s: %w", conn.Name, err)
+		}
 	}
 	defer lease.release(ctx)
 	e.lease = lease
-	err = e.run(ctx)
+	err := e.run(ctx)
 	if lost := lease.err(); lost != nil {
 		err = lost // the lease was lost: nothing after that was recorded
 	}
@@ -80,9 +87,13 @@ func providerName(c Connection) string {
 	return string(c.Protocol)
 }
 
-func validateSync(conn Connection, m Mapping, a PostAction, t Threading) error {
+func validateSync(conn Connection, m Mapping, a PostAction, t Threading, r *Routing) error {
 	var problems []Problem
-	for _, err := range []error{conn.Validate(), m.Validate(), a.Validate(), t.Validate()} {
+	checks := []error{conn.Validate(), m.Validate(), a.Validate(), t.Validate()}
+	if r != nil {
+		checks = append(checks, r.Validate(conn, m))
+	}
+	for _, err := range checks {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
 			problems = append(problems, ce.Problems...)
@@ -115,6 +126,7 @@ type engine struct {
 	classify ClassifyOptions
 	th       *threader
 	lease    *leaseKeeper // nil unless the State is a Leaser
+	router   *router      // nil without WithRouting
 }
 
 func (e *engine) run(ctx context.Context) error {
@@ -155,7 +167,7 @@ func (e *engine) run(ctx context.Context) error {
 		}
 		todo = append(todo, r)
 	}
-	if listing.Complete {
+	if listing.Complete && !e.o.dryRun {
 		if err := e.o.state.Prune(ctx, e.conn.Name, keys); err != nil {
 			return fmt.Errorf("mailsync: pruning state: %w", err)
 		}
@@ -173,7 +185,7 @@ func (e *engine) run(ctx context.Context) error {
 	if e.missing > 0 {
 		e.rep.Notes = append(e.rep.Notes, fmt.Sprintf("%d listed messages were not delivered (gone from the mailbox?); the cursor stays for the next run", e.missing))
 	}
-	if e.rep.Failed == 0 && e.missing == 0 && listing.Cursor != cursor {
+	if e.rep.Failed == 0 && e.missing == 0 && listing.Cursor != cursor && !e.o.dryRun {
 		cur := listing.Cursor
 		if err := e.o.state.Record(context.WithoutCancel(ctx), e.conn.Name, Record{Cursor: &cur, Fence: e.lease.fence()}); err != nil {
 			return fmt.Errorf("mailsync: saving cursor: %w", err)
@@ -326,6 +338,12 @@ func (e *engine) settle(ctx context.Context, refs []MessageRef, acc []accepted) 
 		pos[r.Key] = i
 	}
 	sort.SliceStable(acc, func(i, k int) bool { return pos[acc[i].ref.Key] < pos[acc[k].ref.Key] })
+	if e.o.dryRun { // a preview: no post-action, no record
+		for _, a := range acc {
+			e.rep.add(a.outcome)
+		}
+		return nil
+	}
 	bg := context.WithoutCancel(ctx)
 	rec := Record{Done: map[string]string{}, Threads: map[string]string{}, Fence: e.lease.fence()}
 	var post []MessageRef
