@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/textproto"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	_ "github.com/emersion/go-message/charset" // windows-1252, ISO-2022-JP, iso-8859-*, …
 	"github.com/microcosm-cc/bluemonday"
@@ -198,6 +200,9 @@ type parseState struct {
 	textLeft, htmlLeft int64 // MaxTextBytes budgets
 
 	memSpooled int64 // attachment bytes held in memory
+
+	longLine []byte // readLine's buffer for header lines longer than a bufio buffer
+	fieldBuf []byte // readHeader's buffer for a field's unfolded value
 }
 
 func (ps *parseState) run() error {
@@ -284,7 +289,7 @@ func (ps *parseState) warn(format string, args ...any) {
 func (ps *parseState) header(h mimeHeader) {
 	m := ps.msg
 	for _, f := range h {
-		m.Header[f.key] = append(m.Header[f.key], ps.decodeText(f.value))
+		m.Header[f.key] = append(m.Header[f.key], ps.singleLine(f.key, ps.decodeText(f.value)))
 	}
 	if from := ps.addresses(h, "From"); len(from) > 0 {
 		m.From = from[0]
@@ -292,13 +297,13 @@ func (ps *parseState) header(h mimeHeader) {
 	m.To = ps.addresses(h, "To")
 	m.Cc = ps.addresses(h, "Cc")
 	m.ReplyTo = ps.addresses(h, "Reply-To")
-	m.Subject = strings.TrimSpace(ps.decodeText(h.get("Subject")))
+	m.Subject = strings.TrimSpace(ps.singleLine("Subject", ps.decodeText(h.get("Subject"))))
 	m.Date = ps.date(h.get("Date"))
-	if ids := msgIDs(h.get("Message-Id")); len(ids) > 0 {
+	if ids := msgIDs(ps.singleLine("Message-Id", h.get("Message-Id"))); len(ids) > 0 {
 		m.MessageID = ids[0]
 	}
-	m.InReplyTo = msgIDs(h.get("In-Reply-To"))
-	m.References = msgIDs(h.get("References"))
+	m.InReplyTo = msgIDs(ps.singleLine("In-Reply-To", h.get("In-Reply-To")))
+	m.References = msgIDs(ps.singleLine("References", h.get("References")))
 }
 
 // walk visits an entity; depth counts multipart levels.
@@ -364,7 +369,9 @@ func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, param
 	if filename == "" {
 		filename = params["name"]
 	}
-	filename = cleanFilename(filename)
+	if filename != "" {
+		filename = ps.attachmentName(filename)
+	}
 	r := ps.transferDecoder(h.get("Content-Transfer-Encoding"), body)
 	isBody := disp != "attachment" && filename == "" && (mediaType == "text/plain" || mediaType == "text/html")
 	if isBody {
@@ -382,7 +389,7 @@ func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, param
 	if sp.file == nil {
 		ps.memSpooled += sp.Size()
 	}
-	cid := strings.TrimSpace(msgIDOrRaw(h.get("Content-Id")))
+	cid := strings.TrimSpace(msgIDOrRaw(ps.singleLine("Content-Id", h.get("Content-Id"))))
 	if filename == "" && mediaType == "message/rfc822" {
 		filename = "message.eml"
 	}
@@ -515,23 +522,134 @@ func normalizeNewlines(s string) string {
 	return strings.ReplaceAll(s, "\r", "\n")
 }
 
-// cleanFilename keeps the last path element of a file name and drops control
-// characters, so a sink that stores attachments cannot be sent elsewhere.
-func cleanFilename(name string) string {
+// maxFilenameBytes bounds an attachment's file name: 255 bytes of UTF-8, the
+// limit of most file systems (NAME_MAX), so a sink that stores attachments
+// under their names never meets ENAMETOOLONG.
+const maxFilenameBytes = 255
+
+// maxFilenameExt is the longest extension kept when a name is shortened.
+const maxFilenameExt = 32
+
+// maxRawNameBytes bounds what the parser decodes of a filename or name
+// parameter (after joining RFC 2231 continuations, before percent escapes,
+// encoded words and charsets are decoded): longer values keep their first
+// bytes and their last rawNameTail bytes, which hold the extension. The
+// header block is already bounded by MaxHeaderBytes; this keeps a name of a
+// million characters from being decoded, copied and sanitised whole.
+const (
+	maxRawNameBytes = 4 << 10
+	rawNameTail     = 512
+)
+
+// capRawName cuts a raw parameter value of more than maxRawNameBytes to its
+// head and tail, with a warning.
+func (ps *parseState) capRawName(key, raw string) string {
+	if len(raw) <= maxRawNameBytes {
+		return raw
+	}
+	ps.warn("attachment name (%s parameter) of %d bytes: only its first and last bytes read", key, len(raw))
+	return raw[:maxRawNameBytes-rawNameTail] + raw[len(raw)-rawNameTail:]
+}
+
+// attachmentName sanitises a decoded file name (see cleanFilename) and
+// warns when that changed it.
+func (ps *parseState) attachmentName(name string) string {
+	clean, why := cleanFilename(name)
+	if len(why) > 0 {
+		ps.warn("attachment name %q changed to %q: %s", truncateForWarning([]byte(name)), truncateForWarning([]byte(clean)), strings.Join(why, ", "))
+	}
+	return clean
+}
+
+// cleanFilename makes a file name safe to store under: control characters
+// and Unicode format characters (bidi overrides and isolates, zero-width
+// characters, BOM, tag characters; category Cf) are removed, only the last
+// path element is kept and a drive prefix ("C:") removed, so a sink that
+// stores attachments cannot be sent elsewhere nor shown a name that reads
+// differently from what it is ("invoice\u202Efdp.exe"), and the name is
+// cut to 255 bytes of UTF-8 on a character boundary, keeping its extension.
+// It returns the reasons for any change beyond trimming white space.
+func cleanFilename(name string) (string, []string) {
+	var why []string
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	if strings.IndexFunc(name, invisibleInName) >= 0 {
+		name = strings.Map(func(r rune) rune {
+			if invisibleInName(r) {
+				return -1
+			}
+			return r
+		}, name)
+		why = append(why, "control or format characters removed")
+	}
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
+		why = append(why, "path removed")
 	}
-	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, name)
+	if len(name) >= 2 && name[1] == ':' && ('a' <= name[0]|0x20 && name[0]|0x20 <= 'z') {
+		name = name[2:]
+		why = append(why, "drive removed")
+	}
 	name = strings.TrimSpace(name)
 	if name == "." || name == ".." {
-		return ""
+		return "", append(why, "no name left")
 	}
-	return name
+	if len(name) > maxFilenameBytes {
+		why = append(why, fmt.Sprintf("shortened to %d bytes", maxFilenameBytes))
+		ext := ""
+		if dot := strings.LastIndexByte(name, '.'); dot > 0 && len(name)-dot <= maxFilenameExt && !strings.ContainsAny(name[dot:], " \t") {
+			ext = name[dot:]
+		}
+		name = truncateUTF8(name[:len(name)-len(ext)], maxFilenameBytes-len(ext)) + ext
+	}
+	return name, why
+}
+
+// invisibleInName reports the characters a file name must not hold:
+// controls (C0, DEL, C1), line and paragraph separators, and format
+// characters (Cf: U+200B–U+200F, U+202A–U+202E, U+2066–U+2069, U+FEFF, …).
+func invisibleInName(r rune) bool {
+	return r < 0x20 || (0x7f <= r && r <= 0x9f) || r == 0x2028 || r == 0x2029 || unicode.Is(unicode.Cf, r)
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// isLineControl reports the characters a single-line field must not hold:
+// C0 controls (CR, LF, NUL, …), DEL, C1 controls and the Unicode line and
+// paragraph separators.
+func isLineControl(r rune) bool {
+	return r < 0x20 || (0x7f <= r && r <= 0x9f) || r == 0x2028 || r == 0x2029
+}
+
+// singleLine replaces the control characters of a decoded single-line field
+// (CR and LF from an encoded word, NUL, …) by spaces, so a host that copies
+// it into a header of its own (a reply's Subject) cannot be made to inject
+// header lines. A tab, white space in a header, is replaced silently; any
+// other control character adds a warning naming the field.
+func (ps *parseState) singleLine(field, s string) string {
+	if strings.IndexFunc(s, isLineControl) < 0 {
+		return s
+	}
+	warn := false
+	s = strings.Map(func(r rune) rune {
+		if isLineControl(r) {
+			warn = warn || r != '\t'
+			return ' '
+		}
+		return r
+	}, s)
+	if warn {
+		ps.warn("control characters in %s replaced by spaces", field)
+	}
+	return s
 }
 
 // countingReader counts bytes and fails once more than max were read. It
