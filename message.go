@@ -70,7 +70,11 @@ type Message struct {
 
 // Attachment is an attachment or inline part of a message.
 type Attachment struct {
-	// Filename is the part's file name (RFC 2231 and encoded words decoded), maybe empty.
+	// Filename is the part's file name (RFC 2231 and encoded words decoded),
+	// maybe empty. It is safe to store under: at most 255 bytes of UTF-8
+	// (cut keeping the extension), without control or Unicode format
+	// characters (bidi overrides, zero-width), path or drive prefix; a
+	// changed name adds a warning to the message.
 	Filename    string
 	ContentType string
 	// ContentID is the inline part's Content-ID, without angle brackets.

@@ -682,7 +682,17 @@ func (ps *parseState) capRawName(key, raw string) string {
 		return raw
 	}
 	ps.warn("attachment name (%s parameter) of %d bytes: only its first and last bytes read", key, len(raw))
-	return raw[:maxRawNameBytes-rawNameTail] + raw[len(raw)-rawNameTail:]
+	return truncateUTF8(raw, maxRawNameBytes-rawNameTail) + raw[tailStart(raw, rawNameTail):]
+}
+
+// tailStart is where the last n bytes of s start, moved forward so as not
+// to split a UTF-8 character.
+func tailStart[T string | []byte](s T, n int) int {
+	i := max(0, len(s)-n)
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return i
 }
 
 // attachmentName sanitises a decoded file name (see cleanFilename) and

@@ -320,7 +320,7 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 			for i := len(ps2) - 1; i >= used && len(tail) < rawNameTail; i-- {
 				tail = append(decode(ps2[i]), tail...)
 			}
-			raw = append(raw[:min(len(raw), limit)], tail[max(0, len(tail)-rawNameTail):]...)
+			raw = append([]byte(truncateUTF8(string(raw[:min(len(raw), limit+utf8.UTFMax)]), limit)), tail[tailStart(tail, rawNameTail):]...)
 		}
 		params[base] = ps.decode2231(raw, cs, ps2[0].encoded)
 	}

@@ -194,3 +194,19 @@ func TestParseLongRawNames(t *testing.T) {
 		})
 	}
 }
+
+// TestParseLongRawNameCutOnCharacters: the raw cut of a long name does not
+// split a UTF-8 character (which would decode as windows-1252 junk with a
+// warning about 8-bit bytes).
+func TestParseLongRawNameCutOnCharacters(t *testing.T) {
+	for _, h := range []string{
+		"Content-Disposition: attachment; filename=\"" + strings.Repeat("€", 50000) + ".png\"",
+		"Content-Disposition: attachment; filename*0=\"" + strings.Repeat("€", 1001) + "\"; filename*1=\"" + strings.Repeat("€", 30000) + ".png\"",
+	} {
+		m := mustParse(t, string(multipartWith(h+"\r\n\r\ndata")))
+		got := m.Attachments[0].Filename
+		if got != strings.Repeat("€", 83)+".png" || containsWarning(m, "8-bit") || containsWarning(m, "not valid") {
+			t.Errorf("Filename = %q, warnings %q", got, m.Warnings)
+		}
+	}
+}
