@@ -315,12 +315,13 @@ func (rw *remoteRewriter) tag(tok *html.Token) bool {
 				keep = false
 			}
 		case "srcset":
-			remote, drop := false, false
+			remote, drop, n := false, false, 0
 			for _, cand := range strings.Split(a.Val, ",") {
 				f := strings.Fields(cand)
 				if len(f) == 0 {
 					continue
 				}
+				n++
 				switch classifyURL(f[0]) {
 				case urlRemote:
 					rw.add(f[0])
@@ -330,7 +331,7 @@ func (rw *remoteRewriter) tag(tok *html.Token) bool {
 				}
 			}
 			switch {
-			case drop:
+			case drop || n == 0:
 				keep = false
 			case remote && !rw.allow:
 				a.Key, changed = remotePrefix+a.Key, true

@@ -18,7 +18,8 @@ import (
 // a message has valid UTF-8 everywhere, Size equal to the input length,
 // attachments that read back exactly their Size, and Close works (twice);
 // single-line fields hold no control character and attachment names are at
-// most 255 bytes without invisible characters or paths (issue 10).
+// most 255 bytes without invisible characters or paths, and the HTML loads
+// nothing remote (issue 10).
 //
 // CI: go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s .
 func FuzzParse(f *testing.F) {
@@ -90,6 +91,9 @@ func FuzzParse(f *testing.F) {
 				t.Errorf("single-line field keeps a control character: %q", s)
 			}
 		}
+		if got := remoteLoad(m.HTML); got != "" {
+			t.Errorf("HTML loads remote content: %q", got)
+		}
 		if m.TextFromHTML && m.HTML == "" {
 			t.Error("TextFromHTML without HTML")
 		}
@@ -138,5 +142,6 @@ var fuzzSeeds = []string{
 	"Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Transfer-Encoding: quoted-printable\n\nx=3D=\ny=ZZ\n--b\n",
 	"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: inner\r\n\r\nhi\r\n--d--",
 	"Subject: =?utf-8?Q?a=0D=0ABcc:_x@y?=\r\nFrom: =?utf-8?B?RXZlDQo=?= <e\x00@x>\r\nMessage-ID: <a\x01b>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Disposition: attachment; filename=\"C:\u202eexe.txt\"\r\n\r\nx\r\n--b--\r\n",
+	"Content-Type: text/html\r\n\r\n<img src=https://t/p.gif srcset=\"//a/1.png 1x,cid:b 2x\"><table background=http://b/c><tr><td style=\"background-image:url(https://u/v);margin:-9px;width:99999px;float:left\">x</td></tr></table><img src=cid:c align=left>",
 	"Content-Type: text/plain; charset=shift_jis\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a\r\n#86)C\r\n`\r\nend\r\n",
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/html"
 )
 
 // remoteHTML refers to remote images every way sanitised HTML can load one,
@@ -118,4 +120,80 @@ func TestParseHTMLStaysInBox(t *testing.T) {
 			t.Errorf("lost %q: %s", s, m.HTML)
 		}
 	}
+}
+
+// remoteLoad returns the first attribute of h that would load a remote
+// resource when shown ("" if none): a src, srcset or background that is not
+// cid:, or a style with a url() that is not cid:.
+func remoteLoad(h string) string {
+	z := html.NewTokenizer(strings.NewReader(h))
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			return ""
+		case html.StartTagToken, html.SelfClosingTagToken:
+			for _, a := range z.Token().Attr {
+				v := strings.ToLower(strings.TrimSpace(a.Val))
+				switch a.Key {
+				case "src", "background":
+					if !strings.HasPrefix(v, "cid:") {
+						return a.Key + "=" + a.Val
+					}
+				case "srcset":
+					for _, cand := range strings.Split(v, ",") {
+						if f := strings.Fields(cand); len(f) > 0 && !strings.HasPrefix(f[0], "cid:") {
+							return a.Key + "=" + a.Val
+						}
+					}
+				case "style":
+					if strings.Contains(strings.ReplaceAll(v, "url(cid:", ""), "url(") || strings.Contains(v, `\`) {
+						return a.Key + "=" + a.Val
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestParseCorpusBlocksRemoteImages: no corpus mail's HTML loads anything
+// remote by default.
+func TestParseCorpusBlocksRemoteImages(t *testing.T) {
+	if got := remoteLoad(`<img src="https://x">`); got == "" {
+		t.Fatal("remoteLoad misses a remote image")
+	}
+	for _, name := range corpusFiles(t) {
+		m, err := parseCorpus(t, name)
+		if err != nil {
+			continue
+		}
+		if got := remoteLoad(m.HTML); got != "" {
+			t.Errorf("%s: HTML loads %q", name, got)
+		}
+	}
+}
+
+// FuzzParseHTMLRemote: whatever HTML a mail holds, the sanitised and
+// rewritten HTML loads nothing remote, and every remote URL it blocked is
+// listed.
+//
+//	go test -run '^$' -fuzz '^FuzzParseHTMLRemote$' -fuzztime 30s .
+func FuzzParseHTMLRemote(f *testing.F) {
+	f.Add(remoteHTML[strings.Index(remoteHTML, "\r\n\r\n")+4:])
+	f.Add(`<img SRC="HTTPS://x/y" srcset=" https://a/b 1x , cid:c 2x"><td BACKGROUND='//h/i' style="BACKGROUND-IMAGE: URL( 'https://u/v' ); color: red">`)
+	f.Add(`<div style="background-image: url(h\74tps://e/x); margin: -1px">`)
+	f.Fuzz(func(t *testing.T, h string) {
+		rw := &remoteRewriter{}
+		out := rw.rewrite(defaultHTMLPolicy.Sanitize(h))
+		if got := remoteLoad(out); got != "" {
+			t.Errorf("loads %q: %s", got, out)
+		}
+		z := html.NewTokenizer(strings.NewReader(out))
+		for tt := z.Next(); tt != html.ErrorToken; tt = z.Next() {
+			for _, a := range z.Token().Attr {
+				if a.Key == "data-remote-src" && !slices.Contains(rw.urls, strings.TrimSpace(a.Val)) {
+					t.Errorf("blocked %q not listed in %q", a.Val, rw.urls)
+				}
+			}
+		}
+	})
 }
