@@ -182,7 +182,7 @@ func tidyText(b []byte) string {
 // Remote content. Sanitised HTML may still load images from the sender's
 // servers when shown: img src and srcset, the background attribute of
 // tables and cells, and background-image url() in a style attribute. A
-// remote image is a tracking pixel as often as not, so rewriteRemote lists
+// remote image is a tracking pixel as often as not, so remoteRewriter lists
 // every remote URL and, unless allowed, renames the attribute that loads it
 // X to data-remote-X (a style attribute loses its background-image
 // declaration and keeps the whole original in data-remote-style). A host

@@ -138,7 +138,7 @@ func newHTMLPolicy() *bluemonday.Policy {
 	// negative or huge, so a mail stays inside the box it is shown in and
 	// cannot lay a fake dialog over the helpdesk UI. (AllowAttrs("style")
 	// alone would pass any CSS through.) The only url() kept is a
-	// background-image's, which the remote content pass (rewriteRemote)
+	// background-image's, which the remote content pass (remoteRewriter)
 	// blocks unless Parser.AllowRemoteImages.
 	pol.AllowAttrs("style").Globally()
 	for _, prop := range safeStyleProperties {
@@ -150,7 +150,7 @@ func newHTMLPolicy() *bluemonday.Policy {
 	pol.AllowElements("center", "font")
 	pol.AllowAttrs("color", "face", "size").OnElements("font")
 	pol.AllowAttrs("bgcolor", "align", "valign", "width", "height", "border", "cellpadding", "cellspacing").Globally()
-	// Image sources beyond img src; rewriteRemote checks their URLs.
+	// Image sources beyond img src; remoteRewriter checks their URLs.
 	pol.AllowAttrs("srcset").OnElements("img")
 	pol.AllowAttrs("background").OnElements("table", "tr", "td", "th")
 	return pol
