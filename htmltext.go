@@ -185,7 +185,7 @@ func tidyText(b []byte) string {
 // remote image is a tracking pixel as often as not, so remoteRewriter lists
 // every remote URL and, unless allowed, renames the attribute that loads it
 // X to data-remote-X (a style attribute loses its background-image
-// declaration and keeps the whole original in data-remote-style). A host
+// declaration; data-remote-style holds the style with it). A host
 // that offers "show remote content" renames them back. URLs that are
 // neither http(s) nor cid: (relative ones would load from the host's own
 // site) are dropped in any case.
