@@ -178,3 +178,267 @@ func tidyText(b []byte) string {
 	}
 	return strings.ToValidUTF8(out.String(), "\uFFFD")
 }
+
+// Remote content. Sanitised HTML may still load images from the sender's
+// servers when shown: img src and srcset, the background attribute of
+// tables and cells, and background-image url() in a style attribute. A
+// remote image is a tracking pixel as often as not, so remoteRewriter lists
+// every remote URL and, unless allowed, renames the attribute that loads it
+// X to data-remote-X (a style attribute loses its background-image
+// declaration; data-remote-style holds the style with it). A host
+// that offers "show remote content" renames them back. URLs that are
+// neither http(s) nor cid: (relative ones would load from the host's own
+// site) are dropped in any case.
+
+const (
+	// maxRemoteContent bounds Message.RemoteContent.
+	maxRemoteContent = 500
+	// maxRemoteURL is the longest URL listed in Message.RemoteContent;
+	// longer ones are still blocked.
+	maxRemoteURL = 8 << 10
+	// remotePrefix renames a blocked attribute.
+	remotePrefix = "data-remote-"
+)
+
+// urlKind classifies the URL of an image source.
+type urlKind int
+
+const (
+	urlDrop   urlKind = iota // neither remote nor inline: dropped
+	urlInline                // cid: a part of the message
+	urlRemote                // http, https or scheme-relative
+)
+
+func classifyURL(u string) urlKind {
+	u = strings.TrimSpace(u)
+	l := strings.ToLower(u[:min(len(u), 8)])
+	switch {
+	case strings.HasPrefix(l, "cid:"):
+		return urlInline
+	case strings.HasPrefix(l, "http://"), strings.HasPrefix(l, "https://"), strings.HasPrefix(l, "//"):
+		return urlRemote
+	}
+	return urlDrop
+}
+
+// remoteRewriter collects the remote URLs of a message's HTML parts.
+type remoteRewriter struct {
+	allow   bool
+	urls    []string
+	seen    map[string]bool
+	dropped int // URLs not listed: too many or too long
+}
+
+func (rw *remoteRewriter) add(u string) {
+	u = strings.TrimSpace(u)
+	if rw.seen[u] {
+		return
+	}
+	if len(rw.urls) >= maxRemoteContent || len(u) > maxRemoteURL {
+		rw.dropped++
+		return
+	}
+	if rw.seen == nil {
+		rw.seen = map[string]bool{}
+	}
+	rw.seen[u] = true
+	rw.urls = append(rw.urls, u)
+}
+
+// rewrite processes one sanitised HTML part. Tags it does not change are
+// copied byte for byte.
+func (rw *remoteRewriter) rewrite(src string) string {
+	if !strings.Contains(src, "=") { // no attribute at all
+		return src
+	}
+	var out strings.Builder
+	out.Grow(len(src))
+	z := html.NewTokenizer(strings.NewReader(src))
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			return out.String()
+		}
+		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+			out.Write(z.Raw())
+			continue
+		}
+		raw := z.Raw()
+		if !mayRewrite(raw) {
+			out.Write(raw)
+			continue
+		}
+		saved := string(raw)
+		tok := z.Token()
+		if rw.tag(&tok) {
+			out.WriteString(tok.String())
+		} else {
+			out.WriteString(saved)
+		}
+	}
+}
+
+// rewrittenAttrs are the attributes tag may change (sanitised HTML has
+// lower-case attribute names followed by "=").
+var rewrittenAttrs = [][]byte{
+	[]byte("src="), []byte("srcset="), []byte("background="), []byte("align="), []byte("width="),
+	[]byte("height="), []byte("cellpadding="), []byte("cellspacing="), []byte("border="),
+}
+
+// mayRewrite is a quick look at a raw start tag: false when tag would not
+// change it.
+func mayRewrite(raw []byte) bool {
+	for _, a := range rewrittenAttrs {
+		if bytes.Contains(raw, a) {
+			return true
+		}
+	}
+	return bytes.Contains(raw, []byte("style=")) && (bytes.Contains(raw, []byte(`\`)) ||
+		bytes.IndexByte(raw, '(') >= 0 && bytes.Contains(bytes.ToLower(raw), []byte("url(")))
+}
+
+// tag rewrites one start tag's attributes and reports whether it changed.
+func (rw *remoteRewriter) tag(tok *html.Token) bool {
+	changed := false
+	attrs := tok.Attr[:0]
+	for _, a := range tok.Attr {
+		keep := true
+		switch a.Key {
+		case "src", "background":
+			switch classifyURL(a.Val) {
+			case urlRemote:
+				rw.add(a.Val)
+				if !rw.allow {
+					a.Key, changed = remotePrefix+a.Key, true
+				}
+			case urlDrop:
+				keep = false
+			}
+		case "srcset":
+			remote, drop, n := false, false, 0
+			for _, cand := range strings.Split(a.Val, ",") {
+				f := strings.Fields(cand)
+				if len(f) == 0 {
+					continue
+				}
+				n++
+				switch classifyURL(f[0]) {
+				case urlRemote:
+					rw.add(f[0])
+					remote = true
+				case urlDrop:
+					drop = true
+				}
+			}
+			switch {
+			case drop || n == 0:
+				keep = false
+			case remote && !rw.allow:
+				a.Key, changed = remotePrefix+a.Key, true
+			}
+		case "style":
+			kept, withRemote, remote := rw.style(a.Val)
+			val := kept
+			switch {
+			case remote && rw.allow:
+				val = withRemote
+			case remote:
+				// What "show remote content" restores.
+				attrs = append(attrs, html.Attribute{Key: remotePrefix + "style", Val: withRemote})
+				changed = true
+			}
+			if val != a.Val {
+				a.Val, changed = val, true
+			}
+			keep = val != ""
+		case "align":
+			// align=left/right makes an image or a table float out of the
+			// text it is in, past the end of the mail's box.
+			if tok.Data == "img" || tok.Data == "table" {
+				v := strings.ToLower(strings.TrimSpace(a.Val))
+				keep = v != "left" && v != "right"
+			}
+		case "width", "height":
+			keep = htmlLengthWithin(a.Val, 2000)
+		case "cellpadding", "cellspacing":
+			keep = htmlLengthWithin(a.Val, 50)
+		case "border":
+			keep = htmlLengthWithin(a.Val, 20)
+		}
+		if keep {
+			attrs = append(attrs, a)
+		} else {
+			changed = true
+		}
+	}
+	tok.Attr = attrs
+	return changed
+}
+
+// htmlLengthWithin reports whether an HTML width, height or spacing
+// attribute is a number of at most max pixels, or a percentage of at most
+// 100.
+func htmlLengthWithin(v string, max int) bool {
+	v = strings.TrimSpace(v)
+	pct := strings.HasSuffix(v, "%")
+	if pct {
+		v = strings.TrimSuffix(v, "%")
+		max = 100
+	}
+	v = strings.TrimSuffix(v, "px")
+	if i := strings.IndexByte(v, '.'); i >= 0 {
+		v = v[:i]
+	}
+	if v == "" || len(v) > 6 {
+		return false
+	}
+	n := 0
+	for _, c := range []byte(v) {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n <= max
+}
+
+// style checks a sanitised style attribute ("prop: value; …") for images:
+// a background-image with a remote URL is listed; one with any other URL
+// but cid:, or a declaration with a CSS escape or a url() elsewhere, is
+// removed. It returns the declarations kept without remote images, those
+// kept with them, and whether there was a remote image.
+func (rw *remoteRewriter) style(v string) (kept, withRemote string, remote bool) {
+	if !strings.Contains(strings.ToLower(v), "url(") && !strings.Contains(v, `\`) {
+		return v, v, false
+	}
+	var without, with []string
+	for _, decl := range strings.Split(v, ";") {
+		prop, val, ok := strings.Cut(decl, ":")
+		if !ok {
+			continue
+		}
+		decl = strings.TrimSpace(decl)
+		prop = strings.ToLower(strings.TrimSpace(prop))
+		lval := strings.ToLower(val)
+		switch {
+		case strings.Contains(val, `\`):
+			continue
+		case !strings.Contains(lval, "url("):
+			without, with = append(without, decl), append(with, decl)
+			continue
+		case prop != "background-image":
+			continue
+		}
+		u := strings.TrimSpace(val[strings.Index(lval, "url(")+4:])
+		u = strings.Trim(strings.TrimSuffix(u, ")"), ` "'`)
+		switch classifyURL(u) {
+		case urlRemote:
+			rw.add(u)
+			remote = true
+			with = append(with, decl)
+		case urlInline:
+			without, with = append(without, decl), append(with, decl)
+		}
+	}
+	return strings.Join(without, "; "), strings.Join(with, "; "), remote
+}

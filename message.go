@@ -43,8 +43,18 @@ type Message struct {
 	// no text part (TextFromHTML is then true).
 	Text         string
 	TextFromHTML bool
-	// HTML is the text/html body, sanitised (no scripts, handlers or remote forms).
+	// HTML is the text/html body, sanitised (no scripts, handlers or remote
+	// forms, CSS that stays inside the box the mail is shown in). Remote
+	// images are blocked unless Parser.AllowRemoteImages: an attribute that
+	// would load one is renamed data-remote-<attribute> (data-remote-src,
+	// data-remote-srcset, data-remote-background, data-remote-style holding
+	// the style with its background-image); renaming them back shows them.
 	HTML string
+	// RemoteContent lists the URLs of the remote images the HTML refers to
+	// (img src and srcset, background attributes, background-image in
+	// style attributes), once each, in order, blocked or not; a host can
+	// offer "show remote content" when it is not empty.
+	RemoteContent []string
 	// Attachments are attachments and inline parts, in the order they appear.
 	Attachments []*Attachment
 	// Header holds every header field, decoded, by canonical name.
@@ -60,7 +70,11 @@ type Message struct {
 
 // Attachment is an attachment or inline part of a message.
 type Attachment struct {
-	// Filename is the part's file name (RFC 2231 and encoded words decoded), maybe empty.
+	// Filename is the part's file name (RFC 2231 and encoded words decoded),
+	// maybe empty. It is safe to store under: at most 255 bytes of UTF-8
+	// (cut keeping the extension), without control or Unicode format
+	// characters (bidi overrides, zero-width), path or drive prefix; a
+	// changed name adds a warning to the message.
 	Filename    string
 	ContentType string
 	// ContentID is the inline part's Content-ID, without angle brackets.

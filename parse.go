@@ -6,11 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/textproto"
+	"regexp"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	_ "github.com/emersion/go-message/charset" // windows-1252, ISO-2022-JP, iso-8859-*, …
 	"github.com/microcosm-cc/bluemonday"
+	"github.com/microcosm-cc/bluemonday/css"
 )
 
 // Limits bound what one message may cost. A message that breaks one is
@@ -98,6 +104,13 @@ type Parser struct {
 	// before it moves to a temporary file (default 1 MiB). Whatever the
 	// threshold, the attachments of one message hold at most 8 MiB of memory.
 	SpoolThreshold int
+	// AllowRemoteImages keeps the remote images of HTML mail loadable in
+	// Message.HTML. By default they are blocked: each attribute that would
+	// load one (img src and srcset, background, a style's background-image)
+	// is renamed data-remote-<attribute>, so that showing a mail does not
+	// tell its sender (tracking pixels); their URLs are listed in
+	// Message.RemoteContent either way, for a "show remote content" button.
+	AllowRemoteImages bool
 
 	policy *bluemonday.Policy
 	bufs   *bufferPool // set by Sync: spool buffers reused across messages
@@ -119,17 +132,34 @@ func newHTMLPolicy() *bluemonday.Policy {
 	pol.AllowURLSchemes("mailto", "http", "https", "cid")
 	// Keep the layout of mail, not its power over the page that shows it: a
 	// style attribute keeps only these properties, each value checked by
-	// bluemonday's CSS handlers. position, top/left, z-index, opacity,
-	// visibility, transform and url(…) backgrounds are dropped, so a mail
-	// cannot lay a fake dialog over the helpdesk UI or load remote CSS
-	// images. (AllowAttrs("style") alone would pass any CSS through.)
+	// bluemonday's CSS handler for it and, for lengths, by cssBounds.
+	// position, top/left, z-index, opacity, visibility, transform, float and
+	// viewport units are dropped, and margins, indents and offsets cannot be
+	// negative or huge, so a mail stays inside the box it is shown in and
+	// cannot lay a fake dialog over the helpdesk UI. (AllowAttrs("style")
+	// alone would pass any CSS through.) The only url() kept is a
+	// background-image's, which the remote content pass (remoteRewriter)
+	// blocks unless Parser.AllowRemoteImages.
 	pol.AllowAttrs("style").Globally()
-	pol.AllowStyles(safeStyleProperties...).Globally()
+	for _, prop := range safeStyleProperties {
+		pol.AllowStyles(prop).MatchingHandler(styleHandler(prop)).Globally()
+	}
+	pol.AllowStyles("background-image").MatchingHandler(func(v string) bool {
+		return v == "none" || cssImageURL.MatchString(v)
+	}).Globally()
 	pol.AllowElements("center", "font")
 	pol.AllowAttrs("color", "face", "size").OnElements("font")
 	pol.AllowAttrs("bgcolor", "align", "valign", "width", "height", "border", "cellpadding", "cellspacing").Globally()
+	// Image sources beyond img src; remoteRewriter checks their URLs.
+	pol.AllowAttrs("srcset").OnElements("img")
+	pol.AllowAttrs("background").OnElements("table", "tr", "td", "th")
 	return pol
 }
+
+// cssImageURL is the one url() form kept in a style attribute (checked on
+// bluemonday's lower-cased, unescaped value): an http, https or cid URL
+// without quotes, parentheses, backslashes or white space inside.
+var cssImageURL = regexp.MustCompile(`^url\(\s*(["']?)(https?://|cid:)[^"'()\\\s]+["']?\s*\)$`)
 
 // safeStyleProperties are the CSS properties kept in style attributes.
 var safeStyleProperties = []string{
@@ -142,7 +172,106 @@ var safeStyleProperties = []string{
 	"border", "border-top", "border-right", "border-bottom", "border-left",
 	"border-color", "border-style", "border-width", "border-collapse", "border-spacing", "border-radius",
 	"width", "height", "min-width", "max-width", "min-height", "max-height",
-	"display", "table-layout", "float", "clear",
+	"display", "table-layout",
+}
+
+// cssBound limits the lengths of one CSS property: from minPx to maxPx
+// pixels (absolute units and em/rem/ex/ch converted at 16px a em),
+// percentages up to maxPct. Unitless numbers other than 0 are pixels, or
+// multiples of 16px for line-height (unitless "mult"), or ignored in the font
+// shorthand, where they are weights and line-heights ("ignore").
+type cssBound struct {
+	minPx, maxPx, maxPct float64
+	unitless             string
+}
+
+// cssBounds keep a mail inside its box: no negative margin or indent pulls
+// it out, no huge size, padding, font or offset covers the page around it.
+var cssBounds = func() map[string]cssBound {
+	b := map[string]cssBound{
+		"width": {0, 2000, 100, ""}, "height": {0, 2000, 100, ""},
+		"min-width": {0, 2000, 100, ""}, "max-width": {0, 2000, 100, ""},
+		"min-height": {0, 2000, 100, ""}, "max-height": {0, 2000, 100, ""},
+		"font-size": {0, 100, 400, ""}, "font": {0, 100, 400, "ignore"},
+		"line-height": {0, 200, 500, "mult"}, "text-indent": {0, 200, 50, ""},
+		"letter-spacing": {-10, 50, 0, ""}, "word-spacing": {-10, 50, 0, ""},
+		"vertical-align": {-50, 50, 100, ""},
+		"border-width":   {0, 20, 0, ""}, "border-spacing": {0, 50, 0, ""}, "border-radius": {0, 200, 50, ""},
+	}
+	for _, side := range []string{"", "-top", "-right", "-bottom", "-left"} {
+		b["margin"+side] = cssBound{0, 200, 50, ""}
+		b["padding"+side] = cssBound{0, 200, 50, ""}
+		b["border"+side] = cssBound{0, 20, 0, ""}
+	}
+	return b
+}()
+
+// cssUnitPx converts CSS length units to pixels; viewport units (vw, vh,
+// vmin, …) are absent on purpose: they measure the page, not the mail's box.
+var cssUnitPx = map[string]float64{
+	"px": 1, "pt": 4.0 / 3, "pc": 16, "in": 96, "cm": 96 / 2.54, "mm": 96 / 25.4, "q": 96 / 101.6,
+	"em": 16, "rem": 16, "ex": 8, "ch": 8,
+}
+
+// styleHandler checks a property's value with bluemonday's handler for it,
+// then its lengths against cssBounds.
+func styleHandler(prop string) func(string) bool {
+	def := css.GetDefaultHandler(prop)
+	bound, ok := cssBounds[prop]
+	if !ok {
+		return def
+	}
+	return func(v string) bool { return def(v) && cssLengthsWithin(v, bound) }
+}
+
+// cssLengthsWithin reports whether every length in a (lower-case) CSS value
+// is within b. Functions other than colours (calc(), var(), …) fail.
+func cssLengthsWithin(v string, b cssBound) bool {
+	depth := 0
+	for _, tok := range strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' || r == '/' }) {
+		if depth > 0 || strings.Contains(tok, "(") {
+			name, _, _ := strings.Cut(tok, "(")
+			if depth == 0 && name != "rgb" && name != "rgba" && name != "hsl" && name != "hsla" {
+				return false
+			}
+			depth += strings.Count(tok, "(") - strings.Count(tok, ")")
+			continue
+		}
+		if tok == "" || !strings.ContainsRune("0123456789.+-", rune(tok[0])) {
+			continue // a keyword (auto, solid, bold, red, …)
+		}
+		i := 0
+		for i < len(tok) && strings.ContainsRune("0123456789.+-e", rune(tok[i])) && !(tok[i] == 'e' && (i+1 >= len(tok) || !strings.ContainsRune("0123456789+-", rune(tok[i+1])))) {
+			i++
+		}
+		n, err := strconv.ParseFloat(tok[:i], 64)
+		if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
+			return false
+		}
+		unit := tok[i:]
+		var px float64
+		switch f, ok := cssUnitPx[unit]; {
+		case unit == "%":
+			if n < 0 && b.minPx >= 0 || n > b.maxPct || n < -b.maxPct {
+				return false
+			}
+			continue
+		case ok:
+			px = n * f
+		case unit != "":
+			return false // vw, vh, deg, an unknown unit
+		case n == 0 || b.unitless == "ignore":
+			continue
+		case b.unitless == "mult":
+			px = n * 16
+		default:
+			px = n
+		}
+		if px < b.minPx || px > b.maxPx {
+			return false
+		}
+	}
+	return depth == 0
 }
 
 // Parse reads one raw message from r and parses it. Attachments are kept in
@@ -198,10 +327,16 @@ type parseState struct {
 	textLeft, htmlLeft int64 // MaxTextBytes budgets
 
 	memSpooled int64 // attachment bytes held in memory
+
+	remote remoteRewriter // remote images of the HTML parts
+
+	longLine []byte // readLine's buffer for header lines longer than a bufio buffer
+	fieldBuf []byte // readHeader's buffer for a field's unfolded value
 }
 
 func (ps *parseState) run() error {
 	ps.textLeft, ps.htmlLeft = ps.lim.MaxTextBytes, ps.lim.MaxTextBytes
+	ps.remote.allow = ps.p.AllowRemoteImages
 	br := bufio.NewReaderSize(ps.counter, 32<<10)
 	if isMboxFromLine(br) {
 		var n int64
@@ -228,6 +363,10 @@ func (ps *parseState) run() error {
 	ps.msg.Size = ps.counter.n
 	ps.msg.Text = ps.text.String()
 	ps.msg.HTML = ps.html.String()
+	ps.msg.RemoteContent = ps.remote.urls
+	if ps.remote.dropped > 0 {
+		ps.warn("%d remote image URLs not listed in RemoteContent (more than %d, or longer than %d bytes)", ps.remote.dropped, maxRemoteContent, maxRemoteURL)
+	}
 	if strings.TrimSpace(ps.msg.Text) == "" && ps.html.Len() > 0 {
 		// Rendered from the sanitised HTML, so the text shows what the HTML shows.
 		if t := htmlToText(ps.html.Bytes()); t != "" {
@@ -284,7 +423,7 @@ func (ps *parseState) warn(format string, args ...any) {
 func (ps *parseState) header(h mimeHeader) {
 	m := ps.msg
 	for _, f := range h {
-		m.Header[f.key] = append(m.Header[f.key], ps.decodeText(f.value))
+		m.Header[f.key] = append(m.Header[f.key], ps.singleLine(f.key, ps.decodeText(f.value)))
 	}
 	if from := ps.addresses(h, "From"); len(from) > 0 {
 		m.From = from[0]
@@ -292,13 +431,13 @@ func (ps *parseState) header(h mimeHeader) {
 	m.To = ps.addresses(h, "To")
 	m.Cc = ps.addresses(h, "Cc")
 	m.ReplyTo = ps.addresses(h, "Reply-To")
-	m.Subject = strings.TrimSpace(ps.decodeText(h.get("Subject")))
+	m.Subject = strings.TrimSpace(ps.singleLine("Subject", ps.decodeText(h.get("Subject"))))
 	m.Date = ps.date(h.get("Date"))
-	if ids := msgIDs(h.get("Message-Id")); len(ids) > 0 {
+	if ids := msgIDs(ps.singleLine("Message-Id", h.get("Message-Id"))); len(ids) > 0 {
 		m.MessageID = ids[0]
 	}
-	m.InReplyTo = msgIDs(h.get("In-Reply-To"))
-	m.References = msgIDs(h.get("References"))
+	m.InReplyTo = msgIDs(ps.singleLine("In-Reply-To", h.get("In-Reply-To")))
+	m.References = msgIDs(ps.singleLine("References", h.get("References")))
 }
 
 // walk visits an entity; depth counts multipart levels.
@@ -364,7 +503,9 @@ func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, param
 	if filename == "" {
 		filename = params["name"]
 	}
-	filename = cleanFilename(filename)
+	if filename != "" {
+		filename = ps.attachmentName(filename)
+	}
 	r := ps.transferDecoder(h.get("Content-Transfer-Encoding"), body)
 	isBody := disp != "attachment" && filename == "" && (mediaType == "text/plain" || mediaType == "text/html")
 	if isBody {
@@ -382,7 +523,7 @@ func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, param
 	if sp.file == nil {
 		ps.memSpooled += sp.Size()
 	}
-	cid := strings.TrimSpace(msgIDOrRaw(h.get("Content-Id")))
+	cid := strings.TrimSpace(msgIDOrRaw(ps.singleLine("Content-Id", h.get("Content-Id"))))
 	if filename == "" && mediaType == "message/rfc822" {
 		filename = "message.eml"
 	}
@@ -439,7 +580,7 @@ func (ps *parseState) addText(b []byte, mediaType string, params map[string]stri
 		return
 	}
 	if mediaType == "text/html" {
-		if clean := ps.p.htmlPolicy().Sanitize(s); strings.TrimSpace(clean) != "" {
+		if clean := ps.remote.rewrite(ps.p.htmlPolicy().Sanitize(s)); strings.TrimSpace(clean) != "" {
 			appendPart(&ps.html, clean)
 		}
 		return
@@ -515,23 +656,144 @@ func normalizeNewlines(s string) string {
 	return strings.ReplaceAll(s, "\r", "\n")
 }
 
-// cleanFilename keeps the last path element of a file name and drops control
-// characters, so a sink that stores attachments cannot be sent elsewhere.
-func cleanFilename(name string) string {
+// maxFilenameBytes bounds an attachment's file name: 255 bytes of UTF-8, the
+// limit of most file systems (NAME_MAX), so a sink that stores attachments
+// under their names never meets ENAMETOOLONG.
+const maxFilenameBytes = 255
+
+// maxFilenameExt is the longest extension kept when a name is shortened.
+const maxFilenameExt = 32
+
+// maxRawNameBytes bounds what the parser decodes of a filename or name
+// parameter (after joining RFC 2231 continuations, before percent escapes,
+// encoded words and charsets are decoded): longer values keep their first
+// bytes and their last rawNameTail bytes, which hold the extension. The
+// header block is already bounded by MaxHeaderBytes; this keeps a name of a
+// million characters from being decoded, copied and sanitised whole.
+const (
+	maxRawNameBytes = 4 << 10
+	rawNameTail     = 512
+)
+
+// capRawName cuts a raw parameter value of more than maxRawNameBytes to its
+// head and tail, with a warning.
+func (ps *parseState) capRawName(key, raw string) string {
+	if len(raw) <= maxRawNameBytes {
+		return raw
+	}
+	ps.warn("attachment name (%s parameter) of %d bytes: only its first and last bytes read", key, len(raw))
+	return truncateUTF8(raw, maxRawNameBytes-rawNameTail) + raw[tailStart(raw, rawNameTail):]
+}
+
+// tailStart is where the last n bytes of s start, moved forward so as not
+// to split a UTF-8 character.
+func tailStart[T string | []byte](s T, n int) int {
+	i := max(0, len(s)-n)
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return i
+}
+
+// attachmentName sanitises a decoded file name (see cleanFilename) and
+// warns when that changed it.
+func (ps *parseState) attachmentName(name string) string {
+	clean, why := cleanFilename(name)
+	if len(why) > 0 {
+		ps.warn("attachment name %q changed to %q: %s", truncateForWarning([]byte(name)), truncateForWarning([]byte(clean)), strings.Join(why, ", "))
+	}
+	return clean
+}
+
+// cleanFilename makes a file name safe to store under: control characters
+// and Unicode format characters (bidi overrides and isolates, zero-width
+// characters, BOM, tag characters; category Cf) are removed, only the last
+// path element is kept and a drive prefix ("C:") removed, so a sink that
+// stores attachments cannot be sent elsewhere nor shown a name that reads
+// differently from what it is ("invoice\u202Efdp.exe"), and the name is
+// cut to 255 bytes of UTF-8 on a character boundary, keeping its extension.
+// It returns the reasons for any change beyond trimming white space.
+func cleanFilename(name string) (string, []string) {
+	var why []string
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	if strings.IndexFunc(name, invisibleInName) >= 0 {
+		name = strings.Map(func(r rune) rune {
+			if invisibleInName(r) {
+				return -1
+			}
+			return r
+		}, name)
+		why = append(why, "control or format characters removed")
+	}
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
+		why = append(why, "path removed")
 	}
-	name = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return -1
-		}
-		return r
-	}, name)
+	if len(name) >= 2 && name[1] == ':' && ('a' <= name[0]|0x20 && name[0]|0x20 <= 'z') {
+		name = name[2:]
+		why = append(why, "drive removed")
+	}
 	name = strings.TrimSpace(name)
 	if name == "." || name == ".." {
-		return ""
+		return "", append(why, "no name left")
 	}
-	return name
+	if len(name) > maxFilenameBytes {
+		why = append(why, fmt.Sprintf("shortened to %d bytes", maxFilenameBytes))
+		ext := ""
+		if dot := strings.LastIndexByte(name, '.'); dot > 0 && len(name)-dot <= maxFilenameExt && !strings.ContainsAny(name[dot:], " \t") {
+			ext = name[dot:]
+		}
+		name = truncateUTF8(name[:len(name)-len(ext)], maxFilenameBytes-len(ext)) + ext
+	}
+	return name, why
+}
+
+// invisibleInName reports the characters a file name must not hold:
+// controls (C0, DEL, C1), line and paragraph separators, and format
+// characters (Cf: U+200B–U+200F, U+202A–U+202E, U+2066–U+2069, U+FEFF, …).
+func invisibleInName(r rune) bool {
+	return r < 0x20 || (0x7f <= r && r <= 0x9f) || r == 0x2028 || r == 0x2029 || unicode.Is(unicode.Cf, r)
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// isLineControl reports the characters a single-line field must not hold:
+// C0 controls (CR, LF, NUL, …), DEL, C1 controls and the Unicode line and
+// paragraph separators.
+func isLineControl(r rune) bool {
+	return r < 0x20 || (0x7f <= r && r <= 0x9f) || r == 0x2028 || r == 0x2029
+}
+
+// singleLine replaces the control characters of a decoded single-line field
+// (CR and LF from an encoded word, NUL, …) by spaces, so a host that copies
+// it into a header of its own (a reply's Subject) cannot be made to inject
+// header lines. A tab, white space in a header, is replaced silently; any
+// other control character adds a warning naming the field.
+func (ps *parseState) singleLine(field, s string) string {
+	if strings.IndexFunc(s, isLineControl) < 0 {
+		return s
+	}
+	warn := false
+	s = strings.Map(func(r rune) rune {
+		if isLineControl(r) {
+			warn = warn || r != '\t'
+			return ' '
+		}
+		return r
+	}, s)
+	if warn {
+		ps.warn("control characters in %s replaced by spaces", field)
+	}
+	return s
 }
 
 // countingReader counts bytes and fails once more than max were read. It

@@ -16,7 +16,10 @@ import (
 // recover, so a panic is a failure and not a quarantine. For each input:
 // an error matches ErrMalformed or ErrOversized and comes without a message;
 // a message has valid UTF-8 everywhere, Size equal to the input length,
-// attachments that read back exactly their Size, and Close works (twice).
+// attachments that read back exactly their Size, and Close works (twice);
+// single-line fields hold no control character and attachment names are at
+// most 255 bytes without invisible characters or paths, and the HTML loads
+// nothing remote (issue 10).
 //
 // CI: go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20s .
 func FuzzParse(f *testing.F) {
@@ -71,7 +74,25 @@ func FuzzParse(f *testing.F) {
 				if !utf8.ValidString(v) {
 					t.Errorf("header %s is not valid UTF-8: %q", k, v)
 				}
+				if hasLineControl(v) {
+					t.Errorf("header %s keeps a control character: %q", k, v)
+				}
 			}
+		}
+		single := []string{m.Subject, m.MessageID, m.From.Name, m.From.Address}
+		single = append(append(single, m.InReplyTo...), m.References...)
+		for _, list := range [][]Address{m.To, m.Cc, m.ReplyTo} {
+			for _, a := range list {
+				single = append(single, a.Name, a.Address)
+			}
+		}
+		for _, s := range single {
+			if hasLineControl(s) {
+				t.Errorf("single-line field keeps a control character: %q", s)
+			}
+		}
+		if got := remoteLoad(m.HTML); got != "" {
+			t.Errorf("HTML loads remote content: %q", got)
 		}
 		if m.TextFromHTML && m.HTML == "" {
 			t.Error("TextFromHTML without HTML")
@@ -82,6 +103,9 @@ func FuzzParse(f *testing.F) {
 		for _, a := range m.Attachments {
 			if !utf8.ValidString(a.Filename) || !utf8.ValidString(a.ContentID) {
 				t.Errorf("attachment names not valid UTF-8: %q %q", a.Filename, a.ContentID)
+			}
+			if len(a.Filename) > 255 || strings.ContainsFunc(a.Filename, invisibleInName) || strings.ContainsAny(a.Filename, `/\`) {
+				t.Errorf("attachment name %q: %d bytes, or an invisible character or a path", a.Filename, len(a.Filename))
 			}
 			rc, err := a.Open()
 			if err != nil {
@@ -117,5 +141,7 @@ var fuzzSeeds = []string{
 	"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/alternative; boundary=c\r\n\r\n--c\r\n\r\ntext\r\n--c\r\nContent-Type: text/html\r\n\r\n<p onclick=x>hi<script>x</script>\r\n--c--\r\n--b\r\nContent-Disposition: attachment; filename*0*=utf-8''%E3%81%8B; filename*1=.txt\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\n",
 	"Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Transfer-Encoding: quoted-printable\n\nx=3D=\ny=ZZ\n--b\n",
 	"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: inner\r\n\r\nhi\r\n--d--",
+	"Subject: =?utf-8?Q?a=0D=0ABcc:_x@y?=\r\nFrom: =?utf-8?B?RXZlDQo=?= <e\x00@x>\r\nMessage-ID: <a\x01b>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Disposition: attachment; filename=\"C:\u202eexe.txt\"\r\n\r\nx\r\n--b--\r\n",
+	"Content-Type: text/html\r\n\r\n<img src=https://t/p.gif srcset=\"//a/1.png 1x,cid:b 2x\"><table background=http://b/c><tr><td style=\"background-image:url(https://u/v);margin:-9px;width:99999px;float:left\">x</td></tr></table><img src=cid:c align=left>",
 	"Content-Type: text/plain; charset=shift_jis\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a\r\n#86)C\r\n`\r\nend\r\n",
 }

@@ -45,10 +45,25 @@ func (h mimeHeader) get(key string) string {
 
 var errHeaderTooBig = errors.New("header block too large")
 
+// readLine is the package's readLine for header lines, with a buffer for
+// long lines reused across the message.
+func (ps *parseState) readLine(br *bufio.Reader, n *int64) ([]byte, error) {
+	line, err := readLineBuf(br, n, ps.lim.MaxHeaderBytes, ps.longLine[:0])
+	if cap(line) > cap(ps.longLine) && cap(line) > br.Size() {
+		ps.longLine = line[:0]
+	}
+	return line, err
+}
+
 // readLine reads one line including its end, counting into *n and failing
 // with errHeaderTooBig beyond max. The result is valid until the next read.
 func readLine(br *bufio.Reader, n *int64, max int64) ([]byte, error) {
-	var long []byte
+	return readLineBuf(br, n, max, nil)
+}
+
+// readLineBuf is readLine that assembles a line longer than br's buffer in
+// long (which it may grow).
+func readLineBuf(br *bufio.Reader, n *int64, max int64, long []byte) ([]byte, error) {
 	for {
 		chunk, err := br.ReadSlice('\n')
 		*n += int64(len(chunk))
@@ -59,7 +74,7 @@ func readLine(br *bufio.Reader, n *int64, max int64) ([]byte, error) {
 			long = append(long, chunk...)
 			continue
 		}
-		if long != nil {
+		if len(long) > 0 {
 			chunk = append(long, chunk...)
 		}
 		return chunk, err
@@ -97,6 +112,8 @@ func (ps *parseState) readHeader(br *bufio.Reader) (mimeHeader, io.Reader, error
 		have bool
 		n    int64
 	)
+	val = ps.fieldBuf[:0]
+	defer func() { ps.fieldBuf = val[:0] }()
 	flush := func() {
 		if have {
 			h = append(h, hfield{key: key, value: string(val)})
@@ -104,7 +121,7 @@ func (ps *parseState) readHeader(br *bufio.Reader) (mimeHeader, io.Reader, error
 		}
 	}
 	for {
-		line, err := readLine(br, &n, ps.lim.MaxHeaderBytes)
+		line, err := ps.readLine(br, &n)
 		if err == errHeaderTooBig {
 			return nil, nil, fmt.Errorf("%w: header block larger than %d bytes", ErrMalformed, ps.lim.MaxHeaderBytes)
 		}
@@ -138,7 +155,8 @@ func (ps *parseState) readHeader(br *bufio.Reader) (mimeHeader, io.Reader, error
 				if len(h) >= maxHeaderFields {
 					return nil, nil, fmt.Errorf("%w: more than %d header fields", ErrMalformed, maxHeaderFields)
 				}
-				key, val, have = textproto.CanonicalMIMEHeaderKey(string(name)), append([]byte(nil), trimWSP(content[colon+1:])...), true
+				// flush copied val: its buffer is reused.
+				key, val, have = textproto.CanonicalMIMEHeaderKey(string(name)), append(val[:0], trimWSP(content[colon+1:])...), true
 			case len(h) == 0 && !have:
 				// Not a header at all: this line starts the body.
 				ps.warn("no header: the content starts at once")
@@ -236,7 +254,11 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 			continue
 		}
 		key := strings.ToLower(strings.TrimSpace(seg[:eq]))
-		val := unquoteParam(strings.TrimSpace(seg[eq+1:]))
+		rv := strings.TrimSpace(seg[eq+1:])
+		if base, _, _ := strings.Cut(key, "*"); isNameParam(base) {
+			rv = ps.capRawName(base, rv)
+		}
+		val := unquoteParam(rv)
 		if key == "" {
 			continue
 		}
@@ -260,25 +282,47 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 	}
 	for base, ps2 := range pieces {
 		sort.SliceStable(ps2, func(i, j int) bool { return ps2[i].n < ps2[j].n })
-		var raw []byte
+		n := 0
+		for n < len(ps2) && ps2[n].n == n {
+			n++ // a gap or a duplicate ends the value
+		}
+		if n == 0 {
+			continue
+		}
+		ps2 = ps2[:n]
 		cs := ""
-		for i, p := range ps2 {
-			if p.n != i {
-				break // a gap or a duplicate ends the value
-			}
-			val := p.val
+		if ps2[0].encoded {
+			cs, ps2[0].val = split2231(ps2[0].val)
+		}
+		decode := func(p piece) []byte {
 			if p.encoded {
-				if i == 0 {
-					cs, val = split2231(val)
-				}
-				raw = append(raw, percentDecode(val)...)
-			} else {
-				raw = append(raw, val...)
+				return percentDecode(p.val)
 			}
+			return []byte(p.val)
 		}
-		if len(ps2) > 0 && ps2[0].n == 0 {
-			params[base] = ps.decode2231(raw, cs, ps2[0].encoded)
+		var raw []byte
+		limit := len(ps2) * maxRawNameBytes // no limit but the header's
+		if isNameParam(base) {
+			limit = maxRawNameBytes - rawNameTail
 		}
+		used := 0
+		for ; used < len(ps2) && len(raw) < limit; used++ {
+			raw = append(raw, decode(ps2[used])...)
+		}
+		if used < len(ps2) || len(raw) > limit+rawNameTail {
+			// A name longer than maxRawNameBytes: its head and its tail,
+			// read from the pieces the head did not use.
+			ps.warn("attachment name (%s parameter) of %d continuations: only its first and last bytes read", base, len(ps2))
+			var tail []byte
+			if used == len(ps2) {
+				tail = raw[limit:]
+			}
+			for i := len(ps2) - 1; i >= used && len(tail) < rawNameTail; i-- {
+				tail = append(decode(ps2[i]), tail...)
+			}
+			raw = append([]byte(truncateUTF8(string(raw[:min(len(raw), limit+utf8.UTFMax)]), limit)), tail[tailStart(tail, rawNameTail):]...)
+		}
+		params[base] = ps.decode2231(raw, cs, ps2[0].encoded)
 	}
 	for base, val := range extended {
 		cs, text := split2231(val)
@@ -286,6 +330,9 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 	}
 	return value, params
 }
+
+// isNameParam reports the parameters that carry a file name.
+func isNameParam(key string) bool { return key == "filename" || key == "name" }
 
 func (ps *parseState) decode2231(raw []byte, cs string, encoded bool) string {
 	if !encoded || cs == "" {
@@ -327,6 +374,7 @@ func unquoteParam(v string) string {
 		return v
 	}
 	var b strings.Builder
+	b.Grow(len(v) - 1)
 	for i := 1; i < len(v); i++ {
 		switch c := v[i]; c {
 		case '\\':
@@ -1060,17 +1108,25 @@ func (ps *parseState) addresses(h mimeHeader, key string) []Address {
 	}
 	parser := mail.AddressParser{WordDecoder: mimeWordDecoder(ps)}
 	list, err := parser.ParseList(raw)
+	var out []Address
 	if err != nil {
 		ps.warn("%s: %v: read leniently", key, err)
-		return ps.lenientAddresses(raw)
-	}
-	out := make([]Address, 0, len(list))
-	for _, a := range list {
-		name := a.Name
-		if strings.Contains(name, "=?") { // an encoded word inside quotes: clients decode it too
-			name = ps.decodeText(name)
+		out = ps.lenientAddresses(raw)
+	} else {
+		out = make([]Address, 0, len(list))
+		for _, a := range list {
+			name := a.Name
+			if strings.Contains(name, "=?") { // an encoded word inside quotes: clients decode it too
+				name = ps.decodeText(name)
+			}
+			out = append(out, Address{Name: strings.ToValidUTF8(name, "\uFFFD"), Address: strings.ToValidUTF8(a.Address, "\uFFFD")})
 		}
-		out = append(out, Address{Name: strings.ToValidUTF8(name, "\uFFFD"), Address: strings.ToValidUTF8(a.Address, "\uFFFD")})
+	}
+	// Display names come from encoded words, which may hold CR, LF or NUL;
+	// a quoted local part may too.
+	for i := range out {
+		out[i].Name = ps.singleLine(key+" name", out[i].Name)
+		out[i].Address = ps.singleLine(key+" address", out[i].Address)
 	}
 	return out
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package mailsync
+
+const parseRaceEnabled = false
