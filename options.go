@@ -57,6 +57,14 @@ func WithPostAction(a PostAction) Option { return func(o *options) { o.action = 
 // WithLimits sets the per-message limits (default DefaultLimits).
 func WithLimits(l Limits) Option { return func(o *options) { o.parser.Limits = l } }
 
+// WithRemoteImages lets remote images (http and https src, srcset,
+// background) load in Message.HTML. By default they are blocked (kept in
+// data-remote-* attributes and listed in Message.RemoteContent), so a
+// tracking pixel does not fire when an agent opens the ticket.
+func WithRemoteImages(allow bool) Option {
+	return func(o *options) { o.parser.AllowRemoteImages = allow }
+}
+
 // WithTempDir sets where large messages and attachments are spooled.
 func WithTempDir(dir string) Option { return func(o *options) { o.parser.TempDir = dir } }
 

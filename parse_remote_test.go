@@ -1,6 +1,8 @@
 package mailsync
 
 import (
+	"context"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -197,3 +199,43 @@ func FuzzParseHTMLRemote(f *testing.F) {
 		}
 	})
 }
+
+func TestSyncRemoteImagesOption(t *testing.T) {
+	raw := "From: a@b.pt\r\nTo: c@d.pt\r\nSubject: pixel\r\nMessage-ID: <px@b.pt>\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n<p>Hi<img src=\"https://tracker.example/p.gif\"></p>\r\n"
+	for _, allow := range []bool{false, true} {
+		c := &oneMessage{raw: raw}
+		sink := NewMemorySink()
+		m := Mapping{TicketType: "incident", Fields: []FieldMapping{{Ticket: "description_html", Source: FieldBodyHTML}}}
+		if _, err := Sync(context.Background(), c, m, sink, WithRemoteImages(allow)); err != nil {
+			t.Fatal(err)
+		}
+		html := sink.FieldValues("description_html")
+		if len(html) != 1 {
+			t.Fatalf("%d tickets", len(html))
+		}
+		loads := strings.Contains(html[0], ` src="https://tracker.example/p.gif"`)
+		if loads != allow {
+			t.Fatalf("allow=%v: html %q", allow, html[0])
+		}
+	}
+}
+
+// oneMessage is a Connector with one message.
+type oneMessage struct{ raw string }
+
+func (c *oneMessage) Connection() Connection {
+	return Connection{Name: "one", Enabled: true, User: "u", Server: "h", Protocol: IMAP, ConnectedWith: []string{"incident"}}
+}
+func (c *oneMessage) Close() error { return nil }
+func (c *oneMessage) List(context.Context, Cursor) (*Listing, error) {
+	return &Listing{Messages: []MessageRef{{Key: "1", Size: int64(len(c.raw))}}}, nil
+}
+func (c *oneMessage) Fetch(ctx context.Context, refs []MessageRef, fn func(MessageRef, io.Reader) error) error {
+	for _, r := range refs {
+		if err := fn(r, strings.NewReader(c.raw)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (c *oneMessage) Ack(context.Context, []MessageRef, PostAction) error { return nil }
