@@ -45,6 +45,27 @@ type connectionConfig struct {
 	PostAction mailsync.PostAction `json:"post_action,omitempty"`
 	// APIEndpoint overrides a Graph or Gmail API base URL (tests).
 	APIEndpoint string `json:"api_endpoint,omitempty"`
+	// Rules route the connection's mail among its connected_with ticket
+	// types (their mappings come from "mappings"), and filter it; see
+	// mailsync.Routing. Try them first with -dry-run.
+	Rules []mailsync.Rule `json:"rules,omitempty"`
+	// Blocked senders never become tickets.
+	Blocked mailsync.BlockList `json:"blocked,omitempty"`
+}
+
+// routing returns the connection's rules and block list with the mappings
+// of its other ticket types, or nil when it has neither.
+func (c *fileConfig) routing(cc connectionConfig, def mailsync.Mapping) *mailsync.Routing {
+	if len(cc.Rules) == 0 && len(cc.Blocked.Addresses)+len(cc.Blocked.Domains)+len(cc.Blocked.Patterns) == 0 {
+		return nil
+	}
+	r := &mailsync.Routing{Rules: cc.Rules, Blocked: cc.Blocked}
+	for _, t := range cc.ConnectedWith {
+		if m, ok := c.mapping(t); ok && t != def.TicketType {
+			r.Mappings = append(r.Mappings, m)
+		}
+	}
+	return r
 }
 
 // forbiddenKeys never belong in the file: the password is typed in at sync time.

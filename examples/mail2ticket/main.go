@@ -22,6 +22,17 @@
 //	go run ./examples/mail2ticket -config mail2ticket.json            # sync every enabled connection
 //	go run ./examples/mail2ticket -config mail2ticket.json -check     # test the connections
 //	go run ./examples/mail2ticket -config mail2ticket.json -connection Suporte
+//	go run ./examples/mail2ticket -config mail2ticket.json -dry-run   # preview: what each new mail would become
+//	go run ./examples/mail2ticket -config mail2ticket.json -connection Suporte -replay tickets.jsonl.files/
+//
+// A connection's "rules" and "blocked" route its mail among the ticket
+// types it is connected with and filter it (see mailsync.Routing). With
+// -dry-run nothing is stored, acknowledged or recorded: the tool prints, per
+// new message, the ticket type, the rules that matched and the title it
+// would get. -replay feeds quarantined raw mail (.eml files, or a folder
+// of them) back through the same rules, e.g. after a rule was fixed; the
+// idempotency key comes from the mail itself, so a replay never makes a
+// second ticket.
 package main
 
 import (
@@ -31,11 +42,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -58,6 +72,8 @@ type cli struct {
 	check         bool
 	passwordStdin bool
 	verbose       bool
+	dryRun        bool
+	replay        string
 	stdin         io.Reader
 	stdout        io.Writer
 	stderr        io.Writer
@@ -73,6 +89,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.check, "check", false, "test the connections (log in, open the folder) instead of syncing")
 	fs.BoolVar(&c.passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
 	fs.BoolVar(&c.verbose, "v", false, "verbose logging")
+	fs.BoolVar(&c.dryRun, "dry-run", false, "preview: list what each new message would become, store and change nothing")
+	fs.StringVar(&c.replay, "replay", "", "feed quarantined raw mail (an .eml file or a folder of them) back through -connection's rules")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,6 +139,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer sink.Close()
+	if c.replay != "" {
+		if len(conns) != 1 {
+			return errors.New("-replay needs -connection NAME (the connection whose rules and mapping apply)")
+		}
+		return c.replayFiles(ctx, cfg, conns[0], state, sink, logger)
+	}
 
 	var failedConns, failedMsgs []string
 	for _, cc := range conns {
@@ -217,15 +241,108 @@ func (c *cli) syncConn(ctx context.Context, cfg *fileConfig, cc connectionConfig
 	}
 	defer conn.Close()
 	last := time.Now()
-	rep, err := mailsync.Sync(ctx, conn, m, sink,
-		mailsync.WithState(state), mailsync.WithLogger(logger), mailsync.WithPostAction(cc.PostAction),
+	opts := []mailsync.Option{mailsync.WithState(state), mailsync.WithLogger(logger), mailsync.WithPostAction(cc.PostAction),
 		mailsync.WithProgress(func(p mailsync.Progress) {
 			if time.Since(last) > 2*time.Second || p.Done == p.Total && p.Total > 100 {
 				last = time.Now()
 				fmt.Fprintf(c.stderr, "  %s: %d/%d messages\n", cc.Name, p.Done, p.Total)
 			}
-		}))
+		})}
+	if r := cfg.routing(cc, m); r != nil {
+		opts = append(opts, mailsync.WithRouting(*r))
+	}
+	if c.dryRun {
+		opts = append(opts, mailsync.WithDryRun())
+	}
+	rep, err := mailsync.Sync(ctx, conn, m, sink, opts...)
+	if c.dryRun && rep != nil {
+		c.printPreview(rep)
+	}
 	return rep, err
+}
+
+// printPreview prints a dry run's outcome per message as a table.
+func (c *cli) printPreview(rep *mailsync.Report) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  KEY\tWOULD BE\tTICKET TYPE\tRULES\tKIND\tTITLE")
+	for _, o := range rep.Messages {
+		if o.Status == mailsync.StatusAlreadyDone {
+			continue
+		}
+		what := string(o.Status)
+		switch {
+		case o.Blocked != "":
+			what += " (blocked)"
+		case o.Status == mailsync.StatusFollowUp:
+			what += " on " + o.TicketID
+		case o.RelatedTicketID != "":
+			what += " (related " + o.RelatedTicketID + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", o.Key, what, o.TicketType, strings.Join(o.Rules, ","), o.Kind, oneLine(o.Fields["title"], 60))
+	}
+	tw.Flush()
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// replayFiles feeds the .eml files at c.replay (a file or a folder, walked)
+// through the connection's mapping and rules.
+func (c *cli) replayFiles(ctx context.Context, cfg *fileConfig, cc connectionConfig, state mailsync.State, sink mailsync.Sink, logger *slog.Logger) error {
+	ticketType := cc.TicketType
+	if ticketType == "" && len(cc.ConnectedWith) > 0 {
+		ticketType = cc.ConnectedWith[0]
+	}
+	m, ok := cfg.mapping(ticketType)
+	if !ok {
+		return fmt.Errorf("no mapping for ticket type %q", ticketType)
+	}
+	opts := []mailsync.Option{mailsync.WithState(state), mailsync.WithLogger(logger)}
+	if r := cfg.routing(cc, m); r != nil {
+		opts = append(opts, mailsync.WithRouting(*r))
+	}
+	if c.dryRun {
+		opts = append(opts, mailsync.WithDryRun())
+	}
+	var failed int
+	err := filepath.WalkDir(c.replay, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(strings.ToLower(path), ".eml") {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		o, err := mailsync.Replay(ctx, cc.Connection, "replay:"+filepath.ToSlash(path), f, m, sink, opts...)
+		if err != nil || o.Status == mailsync.StatusFailed {
+			failed++
+			fmt.Fprintf(c.stdout, "✗ %s: %v %v\n", path, err, o.Err)
+			return nil
+		}
+		detail := o.TicketID
+		if o.Err != nil {
+			detail = o.Err.Error()
+		}
+		mark := "✓"
+		if o.Status == mailsync.StatusDuplicate {
+			mark = "·"
+		}
+		fmt.Fprintf(c.stdout, "%s %s: %s %s %s\n", mark, path, o.Status, o.TicketType, detail)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d replayed message(s) failed", failed)
+	}
+	return nil
 }
 
 // password returns the connection's password: MAILSYNC_PASSWORD, the first
