@@ -112,6 +112,7 @@ type Connector struct {
 	adapter *khttp.NetHttpRequestAdapter
 	tokens  *tokenProvider
 	trans   http.RoundTripper
+	scrub   *scrubber
 
 	folderID string            // resolved source folder (id or well-known name)
 	folders  map[string]string // move destinations: display name -> id
@@ -152,17 +153,24 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	scrub := newScrubber(conn.OAuth.ClientSecret.Reveal(), conn.OAuth.RefreshToken.Reveal())
 	ts := opts.TokenSource
 	if ts == nil {
 		oo := opts.OAuth
 		if oo.Logger == nil {
 			oo.Logger = log
 		}
+		if store := oo.OnRefreshToken; store != nil {
+			oo.OnRefreshToken = func(ctx context.Context, rt mailsync.Secret) error {
+				scrub.add(rt.Reveal())
+				return store(ctx, rt)
+			}
+		}
 		if ts, err = oauthx.New(context.Background(), conn.OAuth, oo); err != nil {
 			return nil, err
 		}
 	}
-	tp, err := newTokenProvider(ts, base)
+	tp, err := newTokenProvider(ts, base, scrub)
 	if err != nil {
 		return nil, err
 	}
@@ -172,11 +180,11 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 	} else {
 		trans = defaultTransport()
 	}
-	ad, err := newAdapter(absauth.NewBaseBearerTokenAuthenticationProvider(tp), trans, &opts)
+	ad, err := newAdapter(absauth.NewBaseBearerTokenAuthenticationProvider(tp), trans, &opts, scrub)
 	if err != nil {
 		return nil, err
 	}
-	return &Connector{conn: conn, opts: opts, log: log, base: base, adapter: ad, tokens: tp, trans: trans, folders: map[string]string{}}, nil
+	return &Connector{conn: conn, opts: opts, log: log, base: base, adapter: ad, tokens: tp, trans: trans, scrub: scrub, folders: map[string]string{}}, nil
 }
 
 // Connection implements mailsync.Connector.
@@ -211,7 +219,8 @@ func (c *Connector) call(ctx context.Context, fn func(context.Context) error) er
 const cursorFolderTag = "mailsync-folder="
 
 // List implements mailsync.Connector with the delta query.
-func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (*mailsync.Listing, error) {
+func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (_ *mailsync.Listing, err error) {
+	defer func() { err = c.scrub.err(err) }()
 	var notes []string
 	link := ""
 	if cursor != "" {
@@ -475,7 +484,8 @@ func (e *fnError) Error() string { return e.err.Error() }
 func (e *fnError) Unwrap() error { return e.err }
 
 // Fetch implements mailsync.Connector: GET /messages/{id}/$value, streamed.
-func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) error {
+func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) (err error) {
+	defer func() { err = c.scrub.err(err) }()
 	for _, ref := range refs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -490,7 +500,7 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 				}
 				defer resp.Body.Close()
 				if resp.StatusCode >= 300 {
-					return nil, newStatusError(resp)
+					return nil, newStatusError(resp, c.scrub)
 				}
 				called = true
 				body := &ctxReader{ctx: ctx, r: resp.Body}
@@ -560,7 +570,8 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 //
 // A message that is no longer there (404) counts as done; so does a
 // message already in the destination.
-func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) error {
+func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) (err error) {
+	defer func() { err = c.scrub.err(err) }()
 	if err := action.Validate(); err != nil {
 		return err
 	}
@@ -633,12 +644,13 @@ func (c *Connector) Close() error {
 // gets an access token and reads the configured folder. The error matches
 // mailsync.ErrConsentRequired, ErrAuth, ErrFolderNotFound, ErrInvalidConfig
 // or ErrConnection.
-func Check(ctx context.Context, conn mailsync.Connection, opts Options) error {
+func Check(ctx context.Context, conn mailsync.Connection, opts Options) (err error) {
 	c, err := New(conn, opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	defer func() { err = c.scrub.err(err) }()
 	id, err := c.resolveSource(ctx)
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,6 +62,8 @@ type Server struct {
 	minToken int // delta tokens below it are expired
 	tokens   map[string]bool
 	throttle []throttleRule
+	echo     []throttleRule // answer with an error that repeats the Authorization header
+	echoN    int            // echoes sent, picks the encoding
 	requests []Request
 	nextID   int
 	start    time.Time
@@ -155,7 +158,10 @@ func (s *Server) ConfigureOAuth(clientID, clientSecret, refreshToken string, rot
 }
 
 // FailTokens makes the token endpoint answer every refresh with mode:
-// "invalid_grant", "invalid_client", "500" or "" (normal).
+// "invalid_grant", "invalid_client", "500", "echo" (400 invalid_grant
+// whose error_description repeats the request body raw and URL-encoded
+// and the client secret and refresh token in base64, as a careless
+// endpoint might) or "" (normal).
 func (s *Server) FailTokens(mode string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,6 +192,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p.fail == "500":
 		w.WriteHeader(500)
+		return
+	case p.fail == "echo":
+		body := r.PostForm.Encode()
+		oauthErr(400, "invalid_grant", "AADSTS900144: cannot process request '"+body+"' ("+url.QueryEscape(body)+") "+
+			Echo(r.PostForm.Get("client_secret"))+" "+Echo(r.PostForm.Get("refresh_token")))
 		return
 	case p.fail == "invalid_client" || r.Header.Get("Authorization") != "" ||
 		r.PostForm.Get("client_id") != p.clientID || r.PostForm.Get("client_secret") != p.clientSecret:
@@ -249,6 +260,34 @@ func (s *Server) Throttle(status, count int, retryAfter string) {
 	defer s.mu.Unlock()
 	s.throttle = append(s.throttle, throttleRule{status: status, retryAfter: retryAfter, count: count})
 }
+
+// EchoErrors answers the next count authenticated API requests with
+// status and a Graph error whose message repeats the request's
+// Authorization header in one of the encodings of EchoForms (the next
+// one on each request, so a message stays short and a run of requests
+// covers them all), as a careless service or proxy might.
+func (s *Server) EchoErrors(status, count int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.echo = append(s.echo, throttleRule{status: status, count: count})
+}
+
+// EchoForms are the ways a careless server echoes v: raw, URL-encoded
+// (query and path forms, lower-case hex), JSON-quoted, and inside longer
+// base64 blobs (standard and URL alphabets) at each byte alignment, as
+// SASL and HTTP Basic carry it.
+func EchoForms(v string) []string {
+	j, _ := json.Marshal(v)
+	out := []string{v, url.QueryEscape(v), url.PathEscape(v), strings.ToLower(url.QueryEscape(v)), string(j)}
+	for pre := 0; pre < 3; pre++ {
+		blob := []byte(strings.Repeat("p", pre) + "user=x\x01auth=" + v + "\x01\x01")
+		out = append(out, base64.StdEncoding.EncodeToString(blob), base64.RawURLEncoding.EncodeToString(blob))
+	}
+	return out
+}
+
+// Echo is all of EchoForms(v), separated by spaces.
+func Echo(v string) string { return strings.Join(EchoForms(v), " ") }
 
 // Requests returns the requests received so far.
 func (s *Server) Requests() []Request {
@@ -429,8 +468,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	auth := r.Header.Get("Authorization")
 	s.mu.Lock()
 	ok := strings.HasPrefix(auth, "Bearer ") && s.tokens[strings.TrimPrefix(auth, "Bearer ")]
-	var rule *throttleRule
-	if ok && len(s.throttle) > 0 {
+	var rule, echo *throttleRule
+	if ok && len(s.echo) > 0 {
+		echo = &throttleRule{}
+		*echo = s.echo[0]
+		s.echo[0].count--
+		if s.echo[0].count <= 0 {
+			s.echo = s.echo[1:]
+		}
+	}
+	if ok && echo == nil && len(s.throttle) > 0 {
 		rule = &throttleRule{}
 		*rule = s.throttle[0]
 		s.throttle[0].count--
@@ -446,6 +493,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		} else {
 			graphError(rec, 401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
 		}
+		return
+	}
+	if echo != nil {
+		code := "ErrorAccessDenied"
+		if echo.status == http.StatusNotFound {
+			code = "ErrorInvalidUser"
+		}
+		s.mu.Lock()
+		forms := EchoForms(auth)
+		form := forms[s.echoN%len(forms)]
+		s.echoN++
+		s.mu.Unlock()
+		graphError(rec, echo.status, code, "Access is denied for the request with "+form+" (the request was refused)")
 		return
 	}
 	if rule != nil {
