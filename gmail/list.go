@@ -114,7 +114,8 @@ func (e *historyGone) Error() string { return e.why }
 // MessageRef.Size is -1: neither messages.list nor history.list give
 // sizes. Listing.Complete is false: a message that left the labels (moved
 // by a post-action) must stay recorded as processed.
-func (c *Connector) List(ctx context.Context, cur mailsync.Cursor) (*mailsync.Listing, error) {
+func (c *Connector) List(ctx context.Context, cur mailsync.Cursor) (_ *mailsync.Listing, err error) {
+	defer func() { err = c.cfg.scrub.err(err) }()
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
