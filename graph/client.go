@@ -129,12 +129,22 @@ func newAdapter(auth absauth.AuthenticationProvider, base http.RoundTripper, opt
 		},
 	})
 	// Order matters (kiota's default list comes from a map, so its order
-	// varies): retries outermost, so a retried PATCH reuses the gzip body.
+	// varies). Compression comes first, outside the retries: it gzips the
+	// body once and hands the next handler a request whose body is the
+	// (seekable) compressed bytes, which the retry handler rewinds and
+	// resends. Behind the retry handler it would break every retried
+	// PATCH/POST: the handlers below the retry handler pass on shallow
+	// copies of the request (req.WithContext, whenever observability
+	// options are set, which the request adapter always does), so
+	// compression would set Content-Encoding: gzip in the header map the
+	// attempts share but swap the body only on its own copy; the retry
+	// then skips compression (the header is already there) and sends
+	// plain JSON labelled gzip, which Graph refuses with 400.
 	mw := []khttp.Middleware{
+		khttp.NewCompressionHandler(),
 		retry,
 		khttp.NewRedirectHandler(),
 		core.NewGraphTelemetryHandler(&telemetry),
-		khttp.NewCompressionHandler(),
 		khttp.NewParametersNameDecodingHandler(),
 		khttp.NewUserAgentHandler(),
 		errorNormalizer{scrub: scrub},

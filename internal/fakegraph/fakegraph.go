@@ -64,6 +64,10 @@ type Server struct {
 	throttle []throttleRule
 	echo     []throttleRule // answer with an error that repeats the Authorization header
 	echoN    int            // echoes sent, picks the encoding
+	// throttleBodies, when set, answers the first attempt of each request
+	// that carries a body (PATCH, POST) 429 with this Retry-After.
+	throttleBodies *string
+	throttledOnce  map[string]bool // method+path+body already throttled
 	requests []Request
 	nextID   int
 	start    time.Time
@@ -289,6 +293,23 @@ func EchoForms(v string) []string {
 // Echo is all of EchoForms(v), separated by spaces.
 func Echo(v string) string { return strings.Join(EchoForms(v), " ") }
 
+// ThrottleBodies makes the fake answer the first attempt of every
+// request that carries a body (mark-read PATCH, move and folder-create
+// POST) 429 TooManyRequests with Retry-After: retryAfter; the same
+// request sent again (same method, path and decoded body) is served.
+// A retry whose body does not decode (for example plain JSON sent with
+// Content-Encoding: gzip) gets 400, as Graph answers. off turns it off.
+func (s *Server) ThrottleBodies(on bool, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !on {
+		s.throttleBodies = nil
+		return
+	}
+	s.throttleBodies = &retryAfter
+	s.throttledOnce = map[string]bool{}
+}
+
 // Requests returns the requests received so far.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -477,7 +498,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			s.echo = s.echo[1:]
 		}
 	}
-	if ok && echo == nil && len(s.throttle) > 0 {
+	if ok && echo == nil && s.throttleBodies != nil && len(body) > 0 {
+		key := r.Method + " " + r.URL.EscapedPath() + " " + string(body)
+		if !s.throttledOnce[key] {
+			s.throttledOnce[key] = true
+			rule = &throttleRule{status: http.StatusTooManyRequests, retryAfter: *s.throttleBodies}
+		}
+	}
+	if ok && echo == nil && rule == nil && len(s.throttle) > 0 {
 		rule = &throttleRule{}
 		*rule = s.throttle[0]
 		s.throttle[0].count--
