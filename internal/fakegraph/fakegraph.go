@@ -68,10 +68,10 @@ type Server struct {
 	// that carries a body (PATCH, POST) 429 with this Retry-After.
 	throttleBodies *string
 	throttledOnce  map[string]bool // method+path+body already throttled
-	requests []Request
-	nextID   int
-	start    time.Time
-	idp      idp
+	requests       []Request
+	nextID         int
+	start          time.Time
+	idp            idp
 }
 
 // idp is the fake's token endpoint state.
