@@ -569,7 +569,11 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 //     the message from Deleted Items.
 //
 // A message that is no longer there (404) counts as done; so does a
-// message already in the destination.
+// message already in the destination. A 404 on a move whose destination
+// folder is gone (deleted since it was resolved) drops the cached id,
+// resolves (or creates) the folder again and retries; should it be gone
+// again, Ack fails with an error matching mailsync.ErrFolderNotFound. A
+// move never counts as done with the message left where it was.
 func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) (err error) {
 	defer func() { err = c.scrub.err(err) }()
 	if err := action.Validate(); err != nil {
@@ -595,7 +599,9 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 	default:
 		return fmt.Errorf("graph: post-action %q: %w", action.Kind, mailsync.ErrUnsupported)
 	}
-	for _, ref := range refs {
+	refolded := false // the destination was resolved again after a 404
+	for i := 0; i < len(refs); i++ {
+		ref := refs[i]
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -614,19 +620,56 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 			return err
 		})
 		if statusOf(err) == http.StatusNotFound {
-			_, code, _, _, _ := apiError(err)
-			if action.Kind != mailsync.MoveToFolder || !strings.Contains(strings.ToLower(code), "folder") {
-				c.log.DebugContext(ctx, "graph: message gone before ack", "key", ref.Key, "action", string(action.Kind))
-				continue
+			// Graph answers ErrorItemNotFound both for a gone message and
+			// for a gone destination: ask which one it is.
+			if action.Kind == mailsync.MoveToFolder && !wellKnown[strings.ToLower(dest)] {
+				exists, ferr := c.folderExists(ctx, dest)
+				if ferr != nil {
+					return ferr
+				}
+				if !exists {
+					delete(c.folders, action.Folder)
+					_, code, msg, _, _ := apiError(err)
+					if refolded {
+						return &Error{Op: "ack move " + ref.Key, StatusCode: http.StatusNotFound, Code: code,
+							Message: fmt.Sprintf("destination folder %q vanished again after it was resolved anew (%s)", action.Folder, msg), Kind: mailsync.ErrFolderNotFound}
+					}
+					c.log.WarnContext(ctx, "graph: move destination is gone; resolving it again", "folder", action.Folder)
+					id, rerr := c.resolveFolder(ctx, action.Folder, true)
+					if rerr != nil {
+						return rerr
+					}
+					c.folders[action.Folder] = id
+					dest = id
+					refolded = true
+					i-- // move this message again
+					continue
+				}
 			}
-			delete(c.folders, action.Folder) // the destination vanished: resolve again next time
-			return mapError(ctx, "ack "+string(action.Kind), err, mailsync.ErrFolderNotFound)
+			c.log.DebugContext(ctx, "graph: message gone before ack", "key", ref.Key, "action", string(action.Kind))
+			continue
 		}
 		if err != nil {
 			return mapError(ctx, "ack "+string(action.Kind)+" "+ref.Key, err, nil)
 		}
 	}
 	return nil
+}
+
+// folderExists reports whether the folder with id still exists.
+func (c *Connector) folderExists(ctx context.Context, id string) (bool, error) {
+	err := c.call(ctx, func(ctx context.Context) error {
+		_, err := c.user().MailFolders().ByMailFolderId(id).Get(ctx, &users.ItemMailFoldersMailFolderItemRequestBuilderGetRequestConfiguration{
+			Headers: c.headers(), QueryParameters: &users.ItemMailFoldersMailFolderItemRequestBuilderGetQueryParameters{Select: []string{"id"}}})
+		return err
+	})
+	if statusOf(err) == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, mapError(ctx, "check folder "+id, err, mailsync.ErrFolderNotFound)
+	}
+	return true, nil
 }
 
 // Close implements mailsync.Connector. It releases idle connections.

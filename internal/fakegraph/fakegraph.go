@@ -349,6 +349,31 @@ func (s *Server) AddFolder(name string) *Folder {
 	return &c
 }
 
+// DeleteFolder deletes the user folder with that display name, as a user
+// deleting it in Outlook would: its messages go to Deleted Items (with
+// new mutable ids) and its id answers 404 ErrorItemNotFound from then on.
+// It reports whether there was such a folder.
+func (s *Server) DeleteFolder(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var f *Folder
+	for _, x := range s.folders {
+		if x.WellKnown == "" && strings.EqualFold(x.DisplayName, name) {
+			f = x
+			break
+		}
+	}
+	if f == nil {
+		return false
+	}
+	trash := s.folderByNameLocked("deleteditems")
+	for _, m := range s.sortedLocked(f.ID) {
+		s.moveLocked(m, s.folders[trash.ID])
+	}
+	delete(s.folders, f.ID)
+	return true
+}
+
 // Deliver puts raw into the folder with that name (well-known or display
 // name) and returns the message's immutable id.
 func (s *Server) Deliver(folder string, raw []byte) (string, error) {
