@@ -9,9 +9,12 @@
 //     request. Ids are immutable (Prefer: IdType="ImmutableId"): a
 //     message keeps its key when it is moved. Pages are as large as
 //     Options.PageSize (Prefer: odata.maxpagesize). "@removed" entries are
-//     skipped. An expired delta link (410 Gone, SyncStateNotFound) restarts
-//     the delta from scratch and says so in Listing.Notes; keys do not
-//     change, so the engine creates no duplicates.
+//     skipped. An expired delta link or skip token (410 Gone,
+//     SyncStateNotFound), also one that expires in the middle of a first
+//     full listing, restarts the delta from scratch once and says so in
+//     Listing.Notes; keys do not change, so the engine creates no
+//     duplicates. Should it expire again, List fails with an error
+//     matching mailsync.ErrConnection (retry next run).
 //   - Fetch streams /messages/{id}/$value (raw MIME) through the SDK's
 //     request adapter with a native response handler: the message is never
 //     held whole in memory (the SDK's Content().Get would return a []byte).
@@ -235,10 +238,24 @@ func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (_ *mailsy
 		}
 	}
 	lst, err := c.delta(ctx, link)
-	if err != nil && link != "" && isSyncStateGone(err) {
-		c.log.WarnContext(ctx, "graph: delta link expired, restarting the delta", "connection", c.conn.Name)
-		notes = append(notes, "the Graph delta link expired (sync state not found); listed the whole folder again")
+	if err != nil && isSyncStateGone(err) {
+		// The delta link, or the skip token of a later page (also in a
+		// first full listing of a large folder), expired: list the whole
+		// folder again. Keys do not change, so nothing is duplicated.
+		if link != "" {
+			c.log.WarnContext(ctx, "graph: delta link or skip token expired, restarting the delta", "connection", c.conn.Name)
+			notes = append(notes, "the Graph delta link or a page's skip token expired (sync state not found); listed the whole folder again")
+		} else {
+			c.log.WarnContext(ctx, "graph: skip token expired during a full listing, restarting it", "connection", c.conn.Name)
+			notes = append(notes, "a Graph skip token expired during the full listing (sync state not found); listed the whole folder again from the start")
+		}
 		lst, err = c.delta(ctx, "")
+		if err != nil && isSyncStateGone(err) {
+			// Expired twice in one run: try again next run.
+			status, code, msg, _, _ := apiError(err)
+			return nil, &Error{Op: "list", StatusCode: status, Code: code,
+				Message: "a skip token expired again while the folder was listed anew (" + msg + ")", Kind: mailsync.ErrConnection}
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -407,8 +424,8 @@ func (c *Connector) delta(ctx context.Context, link string) (*mailsync.Listing, 
 			return err
 		})
 		if err != nil {
-			if isSyncStateGone(err) && link != "" {
-				return nil, err // the caller restarts
+			if isSyncStateGone(err) && (link != "" || pages > 0) {
+				return nil, err // an expired delta link or skip token: the caller restarts
 			}
 			return nil, mapError(ctx, "list", err, mailsync.ErrFolderNotFound)
 		}

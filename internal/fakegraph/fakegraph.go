@@ -15,7 +15,8 @@
 // Delta rounds page with @odata.nextLink ($skiptoken) and end with an
 // @odata.deltaLink ($deltatoken); later rounds return created/updated
 // messages and "@removed" entries; an expired token answers 410 with
-// SyncStateNotFound. Message ids are immutable only when the request says
+// SyncStateNotFound (ExpireDeltaTokens expires them all at once,
+// ExpireSkipTokenAfter the skip token of a round in progress). Message ids are immutable only when the request says
 // Prefer: IdType="ImmutableId" (otherwise the id changes when the message
 // moves, as on the real service). Request bodies may be gzip-compressed
 // (Content-Encoding: gzip). Every request needs a bearer token the fake
@@ -68,6 +69,9 @@ type Server struct {
 	// that carries a body (PATCH, POST) 429 with this Retry-After.
 	throttleBodies *string
 	throttledOnce  map[string]bool // method+path+body already throttled
+	// skipExpiry: after this many more pages with a nextLink, the skip
+	// (and delta) tokens issued so far expire; skipEvery re-arms it.
+	skipExpiry, skipEvery int
 	requests       []Request
 	nextID         int
 	start          time.Time
@@ -255,6 +259,21 @@ func (s *Server) ExpireDeltaTokens() {
 	defer s.mu.Unlock()
 	s.seq++
 	s.minToken = s.seq
+}
+
+// ExpireSkipTokenAfter makes the skip token of a paged delta round expire
+// after pages more pages that end in an @odata.nextLink have been served:
+// following that nextLink answers 410 Gone, SyncStateNotFound, as Graph
+// does when the sync state behind a skip token is gone (for example
+// during a long first listing of a large mailbox). With repeat it
+// happens again every pages pages; pages <= 0 turns it off.
+func (s *Server) ExpireSkipTokenAfter(pages int, repeat bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.skipExpiry, s.skipEvery = max(pages, 0), 0
+	if repeat {
+		s.skipEvery = s.skipExpiry
+	}
 }
 
 // Throttle answers the next count requests with status (429 or 503) and
@@ -928,6 +947,14 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, folderKey string,
 	}
 	if end < len(entries) {
 		resp["@odata.nextLink"] = fmt.Sprintf("%s?%%24skiptoken=%d.%d.%d%s", base, from, to, end, sel)
+		if s.skipExpiry > 0 {
+			s.skipExpiry--
+			if s.skipExpiry == 0 {
+				s.seq++
+				s.minToken = s.seq // the token just handed out is stale
+				s.skipExpiry = s.skipEvery
+			}
+		}
 	} else {
 		resp["@odata.deltaLink"] = fmt.Sprintf("%s?%%24deltatoken=%d%s", base, to, sel)
 	}
