@@ -72,10 +72,10 @@ type Server struct {
 	// skipExpiry: after this many more pages with a nextLink, the skip
 	// (and delta) tokens issued so far expire; skipEvery re-arms it.
 	skipExpiry, skipEvery int
-	requests       []Request
-	nextID         int
-	start          time.Time
-	idp            idp
+	requests              []Request
+	nextID                int
+	start                 time.Time
+	idp                   idp
 }
 
 // idp is the fake's token endpoint state.
