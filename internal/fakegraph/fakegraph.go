@@ -72,10 +72,15 @@ type Server struct {
 	// skipExpiry: after this many more pages with a nextLink, the skip
 	// (and delta) tokens issued so far expire; skipEvery re-arms it.
 	skipExpiry, skipEvery int
-	requests              []Request
-	nextID                int
-	start                 time.Time
-	idp                   idp
+	// budget: at most budgetN API requests admitted per budgetWindow (0: no limit).
+	budgetN        int
+	budgetWindow   time.Duration
+	admitted       []time.Time // admission times within the window, oldest first
+	budgetRejected int
+	requests       []Request
+	nextID         int
+	start          time.Time
+	idp            idp
 }
 
 // idp is the fake's token endpoint state.
@@ -274,6 +279,36 @@ func (s *Server) ExpireSkipTokenAfter(pages int, repeat bool) {
 	if repeat {
 		s.skipEvery = s.skipExpiry
 	}
+}
+
+// SetMailboxBudget makes the fake enforce Exchange Online's per-app,
+// per-mailbox request limit (10,000 requests per 10 minutes on the real
+// service): once limit authenticated API requests were admitted within
+// the last window, every further request is answered 429
+// ApplicationThrottled with a Retry-After of the seconds until the
+// oldest one leaves the window. Answered-429 requests are not admitted.
+// limit <= 0 turns it off.
+func (s *Server) SetMailboxBudget(limit int, window time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.budgetN, s.budgetWindow, s.admitted, s.budgetRejected = limit, window, nil, 0
+}
+
+// BudgetStats returns how many requests SetMailboxBudget's limit refused
+// (429) and how many were admitted within the current window.
+func (s *Server) BudgetStats() (rejected, inWindow int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trimBudgetLocked(time.Now())
+	return s.budgetRejected, len(s.admitted)
+}
+
+func (s *Server) trimBudgetLocked(now time.Time) {
+	i := 0
+	for i < len(s.admitted) && !s.admitted[i].After(now.Add(-s.budgetWindow)) {
+		i++
+	}
+	s.admitted = s.admitted[i:]
 }
 
 // Throttle answers the next count requests with status (429 or 503) and
@@ -547,6 +582,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if !s.throttledOnce[key] {
 			s.throttledOnce[key] = true
 			rule = &throttleRule{status: http.StatusTooManyRequests, retryAfter: *s.throttleBodies}
+		}
+	}
+	if ok && echo == nil && rule == nil && s.budgetN > 0 {
+		now := time.Now()
+		s.trimBudgetLocked(now)
+		if len(s.admitted) >= s.budgetN {
+			wait := s.admitted[0].Add(s.budgetWindow).Sub(now)
+			secs := int((wait + time.Second - 1) / time.Second)
+			rule = &throttleRule{status: http.StatusTooManyRequests, retryAfter: strconv.Itoa(max(secs, 1))}
+			s.budgetRejected++
+		} else {
+			s.admitted = append(s.admitted, now)
 		}
 	}
 	if ok && echo == nil && rule == nil && len(s.throttle) > 0 {
