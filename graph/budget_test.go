@@ -68,7 +68,8 @@ func TestFirstSyncStaysWithinMailboxBudget(t *testing.T) {
 // TestMeasureFirstSync20000 measures a 20,000-message first sync against
 // Graph's real budget (10,000 requests per 10 minutes) with the clock
 // scaled by MAILSYNC_BUDGET_SCALE (default 20: a 30 s window), so the
-// wall time at the real pace is the measured one times the scale:
+// wall time at the real pace is the measured one times the scale
+// (MAILSYNC_MEASURE=unpaced measures without pacing, for comparison):
 //
 //	MAILSYNC_MEASURE=1 go test -run TestMeasureFirstSync20000 -v -timeout 30m ./graph/
 func TestMeasureFirstSync20000(t *testing.T) {
@@ -81,12 +82,13 @@ func TestMeasureFirstSync20000(t *testing.T) {
 	}
 	const n = 20000
 	window := time.Duration(float64(graph.DefaultBudgetWindow) / scale)
-	rep, wall, reqs, rejected := firstSync(t, n, graph.DefaultRequestBudget, window, true)
-	msg := fmt.Sprintf("20,000-message first sync with mark-read, budget %d per %s (real window / %.0f): created %d, %d requests (%.3f per message), %d answered 429, wall %s; at the real pace %s",
-		graph.DefaultRequestBudget, window, scale, rep.Created, reqs, float64(reqs)/n, rejected, wall.Round(time.Millisecond),
+	paced := os.Getenv("MAILSYNC_MEASURE") != "unpaced"
+	rep, wall, reqs, rejected := firstSync(t, n, graph.DefaultRequestBudget, window, paced)
+	msg := fmt.Sprintf("20,000-message first sync with mark-read (paced %v), budget %d per %s (real window / %.0f): created %d, failed %d, %d requests (%.3f per message), %d answered 429, wall %s; at real time %s",
+		paced, graph.DefaultRequestBudget, window, scale, rep.Created, rep.Failed, reqs, float64(reqs)/n, rejected, wall.Round(time.Millisecond),
 		time.Duration(float64(wall)*scale).Round(time.Second))
 	t.Log(msg)
-	if rep.Created != n || rejected != 0 {
+	if paced && (rep.Created != n || rejected != 0) {
 		t.Fatal(msg)
 	}
 }
