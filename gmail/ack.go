@@ -27,7 +27,8 @@ const maxIDs = 1000
 // Every action is idempotent: repeating it changes nothing, and messages
 // already gone are ignored. Up to 1,000 messages take one request for
 // MarkRead, MoveToFolder and PermanentDelete.
-func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) error {
+func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) (err error) {
+	defer func() { err = c.cfg.scrub.err(err) }()
 	if err := c.check(ctx); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,7 @@ type tokenEndpoint struct {
 	refresh  string // the valid refresh token
 	rotateTo string // if set, the next refresh returns this new refresh token
 	lifetime time.Duration
+	echo     bool // answer invalid_grant repeating the request body, raw and URL-encoded
 }
 
 func newTokenEndpoint(t *testing.T, fake *fakegmail.Server, refresh string) *tokenEndpoint {
@@ -39,6 +41,14 @@ func newTokenEndpoint(t *testing.T, fake *fakegmail.Server, refresh string) *tok
 		te.mu.Lock()
 		defer te.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
+		if te.echo {
+			r.ParseForm()
+			body := r.PostForm.Encode()
+			w.WriteHeader(400)
+			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant",
+				"error_description": "Bad Request: " + body + " / " + url.QueryEscape(body)})
+			return
+		}
 		if r.PostFormValue("grant_type") != "refresh_token" || r.PostFormValue("client_secret") != "client-secret-value" {
 			w.WriteHeader(401)
 			fmt.Fprint(w, `{"error":"invalid_client","error_description":"Unauthorized"}`)

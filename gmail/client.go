@@ -131,11 +131,12 @@ func (a *api) token(ctx context.Context) (*oauth2.Token, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, tokenError(err)
+		return nil, a.cfg.scrub.err(tokenError(err))
 	}
 	if tok == nil || tok.AccessToken == "" {
 		return nil, tokenError(errors.New("token source returned no access token"))
 	}
+	a.cfg.scrub.add(tok.AccessToken)
 	return tok, nil
 }
 
@@ -170,8 +171,9 @@ func (a *api) do(ctx context.Context, op string, fn func(context.Context) error)
 		}
 		ae, err := classify(ctx, op, err)
 		if ae == nil {
-			return err
+			return a.cfg.scrub.err(err)
 		}
+		a.cfg.scrub.apiError(ae)
 		a.cfg.log.DebugContext(ctx, "gmail: call failed", "op", op, "status", ae.Code, "reason", ae.Reason)
 		if ae.Code == http.StatusUnauthorized && tok != nil && authErr == nil {
 			// The token may have been revoked or expired early: drop it and

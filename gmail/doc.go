@@ -50,9 +50,12 @@
 // The history id is read before the listing, so a message arriving
 // meanwhile is listed now, or by the next List, or both; never by
 // neither. The cursor is that history id (plus the labels' ids, see
-// below). Later Lists page through history.list (messageAdded records,
-// filtered by label) from the cursor: a sync with nothing new is one
-// request. Gmail keeps history for about a week; an older history id
+// below). Later Lists page through history.list (messageAdded,
+// messageDeleted and labelAdded records, filtered by label) from the
+// cursor: mail that gains a configured label later (moved out of Spam,
+// un-archived, labelled by hand) is new mail too, unless the label is
+// removed again within the window (then a second request reads the
+// labelRemoved records); a sync with nothing new is one request. Gmail keeps history for about a week; an older history id
 // answers 404 and List lists the labels in full again, with a
 // Listing.Notes entry. Keys are Gmail message ids, which never change, so
 // the engine creates no duplicate tickets.

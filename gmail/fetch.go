@@ -22,7 +22,8 @@ import (
 // throttled or fails with a 5xx, the messages before it have been
 // delivered; the rest are asked for again after a back-off, with a
 // smaller batch. An error from fn stops the fetch and is returned as is.
-func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) error {
+func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) (err error) {
+	defer func() { err = c.cfg.scrub.err(err) }()
 	if err := c.check(ctx); err != nil {
 		return err
 	}
@@ -169,7 +170,7 @@ func (c *Connector) fetchBatch(ctx context.Context, refs []mailsync.MessageRef, 
 			case http.StatusNotFound:
 				e.gone = true
 			default:
-				e.retry, e.err = partError(part)
+				e.retry, e.err = c.partError(part)
 			}
 			waiting[idx] = e
 			continue
@@ -185,7 +186,7 @@ func (c *Connector) fetchBatch(ctx context.Context, refs []mailsync.MessageRef, 
 				return done, nil, err
 			}
 		default:
-			retry, err := partError(part)
+			retry, err := c.partError(part)
 			return done, retry, err
 		}
 		done++
@@ -195,9 +196,10 @@ func (c *Connector) fetchBatch(ctx context.Context, refs []mailsync.MessageRef, 
 
 // partError reads a failed batch part: a retryable error to back off on,
 // or the error to stop with.
-func partError(part *http.Response) (*APIError, error) {
+func (c *Connector) partError(part *http.Response) (*APIError, error) {
 	body, _ := io.ReadAll(io.LimitReader(part.Body, 64<<10))
 	ae := parseAPIError("messages.get", part.StatusCode, part.Header, body, time.Now())
+	c.cfg.scrub.apiError(ae)
 	if ae.retryable() {
 		return ae, nil
 	}

@@ -103,8 +103,11 @@ func (e *historyGone) Error() string { return e.why }
 // the history after that id, or both (the engine skips keys it has
 // processed, so a duplicate costs nothing).
 //
-// With a cursor it pages through history.list (messageAdded and
-// messageDeleted records, filtered by label) from the cursor's history id: one request when
+// With a cursor it pages through history.list (messageAdded,
+// messageDeleted and labelAdded records, filtered by label; labelRemoved
+// too when a label was added) from the cursor's history id, so mail that
+// gains a configured label later (moved out of Spam, un-archived,
+// labelled by hand) is new mail too (see history): one request when
 // nothing is new and the labels are system labels or were resolved
 // before. When Gmail no longer has that history (HTTP 404, typically after
 // a week), or the configured labels changed, it lists the labels in full
@@ -114,7 +117,8 @@ func (e *historyGone) Error() string { return e.why }
 // MessageRef.Size is -1: neither messages.list nor history.list give
 // sizes. Listing.Complete is false: a message that left the labels (moved
 // by a post-action) must stay recorded as processed.
-func (c *Connector) List(ctx context.Context, cur mailsync.Cursor) (*mailsync.Listing, error) {
+func (c *Connector) List(ctx context.Context, cur mailsync.Cursor) (_ *mailsync.Listing, err error) {
+	defer func() { err = c.cfg.scrub.err(err) }()
 	if err := c.check(ctx); err != nil {
 		return nil, err
 	}
@@ -243,56 +247,126 @@ func (c *Connector) listLabel(ctx context.Context, l label) ([]string, error) {
 	return ids, nil
 }
 
+// History record types List asks for. The first request of each label
+// asks for messages added and deleted and for labels added: mail that
+// gains a watched label later (moved out of Spam, un-archived, labelled
+// by hand) appears in the history only as a labelsAdded record. Label
+// removals are asked for only when such an arrival was seen, to cancel
+// it: asking every time would page through a record for every message
+// the provider's own mark-read touched.
+var (
+	arrivalTypes = []string{"messageAdded", "messageDeleted", "labelAdded"}
+	removalTypes = []string{"labelRemoved"}
+)
+
+// histEvent is one change of one message in one label's history.
+type histEvent struct {
+	rec  uint64 // history record id
+	id   string // message id
+	kind int    // evAdded, evLabelled, evUnlabelled, evDeleted
+}
+
+const (
+	evAdded      = iota // messageAdded with the label
+	evLabelled          // labelsAdded of the label
+	evUnlabelled        // labelsRemoved of the label
+	evDeleted           // messageDeleted
+)
+
+// historyEvents pages through history.list for label l from start with
+// the given record types and returns the events that concern l, and the
+// mailbox's history id.
+func (c *Connector) historyEvents(ctx context.Context, start uint64, l label, types []string) ([]histEvent, uint64, error) {
+	var evs []histEvent
+	var last uint64
+	err := c.api.pages(ctx, "history.list", func(ctx context.Context, token string) (string, error) {
+		call := c.api.svc.Users.History.List(c.cfg.user).StartHistoryId(start).
+			HistoryTypes(types...).LabelId(l.ID).MaxResults(int64(c.cfg.pageSize)).Context(ctx)
+		if token != "" {
+			call.PageToken(token)
+		}
+		res, err := call.Do()
+		if err != nil {
+			return "", err
+		}
+		for _, h := range res.History {
+			if h == nil {
+				continue
+			}
+			for _, ma := range h.MessagesAdded {
+				if ma == nil || ma.Message == nil || ma.Message.Id == "" {
+					continue
+				}
+				// With labelId, history.list returns additions of messages
+				// that carry the label; labelIds, when present, must agree.
+				if ls := ma.Message.LabelIds; len(ls) > 0 && !slices.Contains(ls, l.ID) {
+					continue
+				}
+				evs = append(evs, histEvent{h.Id, ma.Message.Id, evAdded})
+			}
+			for _, la := range h.LabelsAdded {
+				if la != nil && la.Message != nil && la.Message.Id != "" && slices.Contains(la.LabelIds, l.ID) {
+					evs = append(evs, histEvent{h.Id, la.Message.Id, evLabelled})
+				}
+			}
+			for _, lr := range h.LabelsRemoved {
+				if lr != nil && lr.Message != nil && lr.Message.Id != "" && slices.Contains(lr.LabelIds, l.ID) {
+					evs = append(evs, histEvent{h.Id, lr.Message.Id, evUnlabelled})
+				}
+			}
+			for _, md := range h.MessagesDeleted {
+				if md != nil && md.Message != nil && md.Message.Id != "" {
+					evs = append(evs, histEvent{h.Id, md.Message.Id, evDeleted})
+				}
+			}
+		}
+		if res.HistoryId != 0 {
+			last = res.HistoryId
+		}
+		return res.NextPageToken, nil
+	})
+	return evs, last, err
+}
+
 // history pages through history.list from start for each label and
-// returns the added messages in the order of their history records.
+// returns the messages that came into the labels within the window, in
+// the order of the history records that brought them in:
+//
+//   - a message added to the mailbox with a label (messageAdded) is
+//     listed, even if it left the label later in the window (trashed,
+//     archived: it is still there to fetch);
+//   - a message that gained a label (labelsAdded: moved out of Spam,
+//     un-archived, labelled by hand) is listed unless a later
+//     labelsRemoved of that label in the window cancels it;
+//   - a message deleted for good within the window is left out (Fetch
+//     could only skip it, and the engine keeps its cursor while listed
+//     messages go missing);
+//   - each message is listed once; changes of other labels (the UNREAD a
+//     mark-read removes, a move's target label) bring nothing back.
 func (c *Connector) history(ctx context.Context, start uint64, labels []label) (*mailsync.Listing, error) {
-	type added struct {
-		id  string
-		rec uint64
+	type arrival struct {
+		rec   uint64
+		added bool // by messageAdded: a later removal does not cancel it
 	}
-	var all []added
-	seen := map[string]bool{}
-	// Messages added and then deleted for good within the window are left
-	// out: Fetch could only skip them, and the engine keeps its cursor
-	// while listed messages go missing.
+	in := map[string]arrival{} // over all labels
 	deleted := map[string]bool{}
 	next := uint64(0)
 	for _, l := range labels {
-		var last uint64
-		err := c.api.pages(ctx, "history.list", func(ctx context.Context, token string) (string, error) {
-			call := c.api.svc.Users.History.List(c.cfg.user).StartHistoryId(start).
-				HistoryTypes("messageAdded", "messageDeleted").LabelId(l.ID).MaxResults(int64(c.cfg.pageSize)).Context(ctx)
-			if token != "" {
-				call.PageToken(token)
-			}
-			res, err := call.Do()
-			if err != nil {
-				return "", err
-			}
-			for _, h := range res.History {
-				if h == nil {
-					continue
+		evs, last, err := c.historyEvents(ctx, start, l, arrivalTypes)
+		if err == nil && slices.ContainsFunc(evs, func(e histEvent) bool { return e.kind == evLabelled }) {
+			var more []histEvent
+			more, _, err = c.historyEvents(ctx, start, l, removalTypes)
+			evs = append(evs, more...)
+			slices.SortStableFunc(evs, func(a, b histEvent) int {
+				switch {
+				case a.rec < b.rec:
+					return -1
+				case a.rec > b.rec:
+					return 1
 				}
-				for _, ma := range h.MessagesAdded {
-					if ma == nil || ma.Message == nil {
-						continue
-					}
-					if id := ma.Message.Id; id != "" && !seen[id] {
-						seen[id] = true
-						all = append(all, added{id, h.Id})
-					}
-				}
-				for _, md := range h.MessagesDeleted {
-					if md != nil && md.Message != nil {
-						deleted[md.Message.Id] = true
-					}
-				}
-			}
-			if res.HistoryId != 0 {
-				last = res.HistoryId
-			}
-			return res.NextPageToken, nil
-		})
+				return 0
+			})
+		}
 		if isNotFound(err) {
 			return nil, &historyGone{why: "history.list answered HTTP 404"}
 		}
@@ -307,6 +381,32 @@ func (c *Connector) history(ctx context.Context, start uint64, labels []label) (
 		if err != nil {
 			return nil, err
 		}
+		arrived := map[string]arrival{} // in this label
+		for _, e := range evs {
+			a, ok := arrived[e.id]
+			switch e.kind {
+			case evAdded:
+				if !ok || !a.added {
+					arrived[e.id] = arrival{rec: e.rec, added: true}
+				}
+			case evLabelled:
+				if !ok {
+					arrived[e.id] = arrival{rec: e.rec}
+				}
+			case evUnlabelled:
+				if ok && !a.added {
+					delete(arrived, e.id)
+				}
+			case evDeleted:
+				deleted[e.id] = true
+				delete(arrived, e.id)
+			}
+		}
+		for id, a := range arrived {
+			if prev, ok := in[id]; !ok || a.rec < prev.rec {
+				in[id] = a
+			}
+		}
 		// With several labels, keep the smallest of their history ids: a
 		// message that arrived between the calls is listed again next
 		// time rather than missed.
@@ -317,22 +417,28 @@ func (c *Connector) history(ctx context.Context, start uint64, labels []label) (
 	if next < start {
 		next = start
 	}
-	if len(labels) > 1 {
-		slices.SortStableFunc(all, func(a, b added) int {
-			switch {
-			case a.rec < b.rec:
-				return -1
-			case a.rec > b.rec:
-				return 1
-			}
-			return 0
-		})
+	type item struct {
+		id  string
+		rec uint64
 	}
+	all := make([]item, 0, len(in))
+	for id, a := range in {
+		if !deleted[id] {
+			all = append(all, item{id, a.rec})
+		}
+	}
+	slices.SortFunc(all, func(a, b item) int {
+		switch {
+		case a.rec < b.rec:
+			return -1
+		case a.rec > b.rec:
+			return 1
+		}
+		return compareIDs(a.id, b.id)
+	})
 	keys := make([]string, 0, len(all))
 	for _, a := range all {
-		if !deleted[a.id] {
-			keys = append(keys, a.id)
-		}
+		keys = append(keys, a.id)
 	}
 	c.cfg.log.DebugContext(ctx, "gmail: listed history", "start", start, "messages", len(keys), "history_id", next)
 	return &mailsync.Listing{Messages: refs(keys), Cursor: mailsync.Cursor(cursor{history: next, labels: labels}.String())}, nil

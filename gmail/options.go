@@ -129,6 +129,7 @@ type config struct {
 	ownClient  bool
 	ts         oauth2.TokenSource
 	log        *slog.Logger
+	scrub      *scrubber // the secrets to remove from server text
 }
 
 func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*config, error) {
@@ -247,8 +248,19 @@ func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*co
 		c.hc = &http.Client{Transport: t}
 		c.ownClient = true
 	}
+	c.scrub = newScrubber()
+	if conn.OAuth != nil {
+		c.scrub.add(conn.OAuth.ClientSecret.Reveal(), conn.OAuth.RefreshToken.Reveal())
+	}
 	if c.ts == nil && conn.OAuth != nil {
-		ts, err := oauthx.New(ctx, conn.OAuth, opts.OAuth)
+		oo := opts.OAuth
+		if store := oo.OnRefreshToken; store != nil {
+			oo.OnRefreshToken = func(ctx context.Context, rt mailsync.Secret) error {
+				c.scrub.add(rt.Reveal())
+				return store(ctx, rt)
+			}
+		}
+		ts, err := oauthx.New(ctx, conn.OAuth, oo)
 		if err != nil {
 			return nil, err
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/redact"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	absauth "github.com/microsoft/kiota-abstractions-go/authentication"
 	absser "github.com/microsoft/kiota-abstractions-go/serialization"
@@ -39,17 +40,18 @@ type tokenProvider struct {
 	ts    oauth2.TokenSource
 	base  *url.URL
 	hosts *absauth.AllowedHostsValidator
+	scrub *scrubber // learns every access token handed out
 
 	mu   sync.Mutex
 	last *oauth2.Token
 }
 
-func newTokenProvider(ts oauth2.TokenSource, base *url.URL) (*tokenProvider, error) {
+func newTokenProvider(ts oauth2.TokenSource, base *url.URL, scrub *scrubber) (*tokenProvider, error) {
 	v, err := absauth.NewAllowedHostsValidatorErrorCheck([]string{base.Hostname()})
 	if err != nil {
 		return nil, err
 	}
-	return &tokenProvider{ts: ts, base: base, hosts: v}, nil
+	return &tokenProvider{ts: ts, base: base, hosts: v, scrub: scrub}, nil
 }
 
 // GetAuthorizationToken implements absauth.AccessTokenProvider.
@@ -72,6 +74,7 @@ func (p *tokenProvider) GetAuthorizationToken(ctx context.Context, u *url.URL, _
 	p.mu.Lock()
 	p.last = tok
 	p.mu.Unlock()
+	p.scrub.add(tok.AccessToken)
 	return tok.AccessToken, nil
 }
 
@@ -102,7 +105,7 @@ func hostPort(u *url.URL) string {
 // newAdapter builds the kiota request adapter: JSON (de)serialisation
 // registries of its own (no global registration) and a middleware pipeline
 // in a fixed order.
-func newAdapter(auth absauth.AuthenticationProvider, base http.RoundTripper, opts *Options) (*khttp.NetHttpRequestAdapter, error) {
+func newAdapter(auth absauth.AuthenticationProvider, base http.RoundTripper, opts *Options, scrub *scrubber) (*khttp.NetHttpRequestAdapter, error) {
 	parse := absser.NewParseNodeFactoryRegistry()
 	parse.ContentTypeAssociatedFactories["application/json"] = jsonser.NewJsonParseNodeFactory()
 	write := absser.NewSerializationWriterFactoryRegistry()
@@ -126,15 +129,25 @@ func newAdapter(auth absauth.AuthenticationProvider, base http.RoundTripper, opt
 		},
 	})
 	// Order matters (kiota's default list comes from a map, so its order
-	// varies): retries outermost, so a retried PATCH reuses the gzip body.
+	// varies). Compression comes first, outside the retries: it gzips the
+	// body once and hands the next handler a request whose body is the
+	// (seekable) compressed bytes, which the retry handler rewinds and
+	// resends. Behind the retry handler it would break every retried
+	// PATCH/POST: the handlers below the retry handler pass on shallow
+	// copies of the request (req.WithContext, whenever observability
+	// options are set, which the request adapter always does), so
+	// compression would set Content-Encoding: gzip in the header map the
+	// attempts share but swap the body only on its own copy; the retry
+	// then skips compression (the header is already there) and sends
+	// plain JSON labelled gzip, which Graph refuses with 400.
 	mw := []khttp.Middleware{
+		khttp.NewCompressionHandler(),
 		retry,
 		khttp.NewRedirectHandler(),
 		core.NewGraphTelemetryHandler(&telemetry),
-		khttp.NewCompressionHandler(),
 		khttp.NewParametersNameDecodingHandler(),
 		khttp.NewUserAgentHandler(),
-		errorNormalizer{},
+		errorNormalizer{scrub: scrub},
 	}
 	client := &http.Client{
 		Transport: khttp.NewCustomTransportWithParentTransport(base, mw...),
@@ -183,16 +196,18 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 // Graph error ({"error":{"code":…,"message":…}}). The SDK's ODataError
 // dereferences error.message without a nil check, so a 5xx from a proxy
 // with an HTML body or an error without a message would otherwise panic
-// when the error is printed.
-type errorNormalizer struct{}
+// when the error is printed. The code and message are scrubbed of every
+// secret the connector knows (a server or proxy may echo the
+// Authorization header), so no SDK error ever holds one.
+type errorNormalizer struct{ scrub *scrubber }
 
 // Intercept implements khttp.Middleware.
-func (errorNormalizer) Intercept(p khttp.Pipeline, i int, req *http.Request) (*http.Response, error) {
+func (n errorNormalizer) Intercept(p khttp.Pipeline, i int, req *http.Request) (*http.Response, error) {
 	resp, err := p.Next(req, i)
 	if err != nil || resp == nil || resp.StatusCode < 400 {
-		return resp, err
+		return resp, n.scrub.err(err)
 	}
-	code, msg := readGraphError(resp)
+	code, msg := readGraphError(resp, n.scrub)
 	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
@@ -203,7 +218,9 @@ func (errorNormalizer) Intercept(p khttp.Pipeline, i int, req *http.Request) (*h
 }
 
 // readGraphError reads (at most 64 KiB of) an error body and closes it.
-func readGraphError(resp *http.Response) (code, msg string) {
+// Code and message are scrubbed of secrets before they are clipped, so
+// no fragment of a secret survives the cut.
+func readGraphError(resp *http.Response, scrub *scrubber) (code, msg string) {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	var e struct {
@@ -216,6 +233,7 @@ func readGraphError(resp *http.Response) (code, msg string) {
 		code, _ = e.Error.Code.(string)
 		msg, _ = e.Error.Message.(string)
 	}
+	code, msg = scrub.text(code), scrub.text(msg)
 	if code == "" {
 		code = "HTTP" + strconv.Itoa(resp.StatusCode)
 	}
@@ -323,8 +341,8 @@ type statusError struct {
 
 func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d %s: %s", e.status, e.code, e.msg) }
 
-func newStatusError(resp *http.Response) *statusError {
-	code, msg := readGraphError(resp)
+func newStatusError(resp *http.Response, scrub *scrubber) *statusError {
+	code, msg := readGraphError(resp, scrub)
 	return &statusError{status: resp.StatusCode, code: code, msg: msg, header: resp.Header.Clone()}
 }
 
@@ -396,3 +414,71 @@ func mapError(ctx context.Context, op string, err error, notFound error) error {
 	}
 	return e
 }
+
+// scrubber removes the connection's secrets (client secret, refresh
+// tokens, every access token sent) in every encoding from text that came
+// from a server. It is safe for concurrent use; a nil *scrubber removes
+// nothing.
+type scrubber struct {
+	mu   sync.Mutex
+	r    *redact.Scrubber
+	seen map[string]bool
+}
+
+func newScrubber(secrets ...string) *scrubber {
+	s := &scrubber{r: redact.New(), seen: map[string]bool{}}
+	s.add(secrets...)
+	return s
+}
+
+// add learns secrets, each also in its form-urlencoded spelling (so its
+// base64 inside a Basic or SASL blob of the encoded form is found too).
+func (s *scrubber) add(secrets ...string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range secrets {
+		if v == "" || s.seen[v] {
+			continue
+		}
+		s.seen[v] = true
+		s.r.Add(v)
+		if q := url.QueryEscape(v); q != v {
+			s.r.Add(q)
+		}
+	}
+}
+
+func (s *scrubber) text(t string) string {
+	if s == nil {
+		return t
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.r.Scrub(t)
+}
+
+// err returns err, or, when its text holds a secret, an error with the
+// scrubbed text that still unwraps to err (so errors.Is and errors.As keep
+// working).
+func (s *scrubber) err(err error) error {
+	if err == nil || s == nil {
+		return err
+	}
+	msg := err.Error()
+	if clean := s.text(msg); clean != msg {
+		return &scrubbedError{msg: clean, cause: err}
+	}
+	return err
+}
+
+// scrubbedError is an error whose text had a secret removed.
+type scrubbedError struct {
+	msg   string
+	cause error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.cause }

@@ -9,15 +9,25 @@
 //     request. Ids are immutable (Prefer: IdType="ImmutableId"): a
 //     message keeps its key when it is moved. Pages are as large as
 //     Options.PageSize (Prefer: odata.maxpagesize). "@removed" entries are
-//     skipped. An expired delta link (410 Gone, SyncStateNotFound) restarts
-//     the delta from scratch and says so in Listing.Notes; keys do not
-//     change, so the engine creates no duplicates.
+//     skipped. An expired delta link or skip token (410 Gone,
+//     SyncStateNotFound), also one that expires in the middle of a first
+//     full listing, restarts the delta from scratch once and says so in
+//     Listing.Notes; keys do not change, so the engine creates no
+//     duplicates. Should it expire again, List fails with an error
+//     matching mailsync.ErrConnection (retry next run).
 //   - Fetch streams /messages/{id}/$value (raw MIME) through the SDK's
 //     request adapter with a native response handler: the message is never
 //     held whole in memory (the SDK's Content().Get would return a []byte).
 //   - Ack marks read (PATCH isRead), moves to a folder by display name
 //     (created when missing) or deletes by moving to Deleted Items (see
 //     Ack). A message already gone (404) counts as done.
+//
+// Request budget: Exchange Online accepts 10,000 requests per 10 minutes
+// per app and mailbox. Requests are paced (Options.RequestBudget) so a
+// first sync of tens of thousands of messages proceeds steadily within
+// that budget instead of running into 429 storms: about 15 requests a
+// second after a burst of 1,000, so a 20,000-message first sync with
+// mark-read (about two requests per message) takes some 45 minutes.
 //
 // Throttling: 429/503/504 are retried by kiota's RetryHandler honouring
 // Retry-After while the total wait of one call stays within
@@ -90,6 +100,15 @@ type Options struct {
 	MaxRetryWait time.Duration
 	// MaxRetries is how often one call is retried on 429/503/504. Default 5.
 	MaxRetries int
+	// RequestBudget is how many requests the mailbox accepts from the app
+	// within BudgetWindow (Graph: 10,000 per 10 minutes per app per
+	// mailbox). Requests are paced to stay within it: a burst of a tenth,
+	// then 90 % of the budget spread evenly over the window, shared by the
+	// process's connectors of the same mailbox. Default
+	// DefaultRequestBudget; negative: no pacing.
+	RequestBudget int
+	// BudgetWindow is the window of RequestBudget. Default DefaultBudgetWindow.
+	BudgetWindow time.Duration
 	// Logger receives debug and warning records (never a token). Default: discard.
 	Logger *slog.Logger
 }
@@ -112,6 +131,7 @@ type Connector struct {
 	adapter *khttp.NetHttpRequestAdapter
 	tokens  *tokenProvider
 	trans   http.RoundTripper
+	scrub   *scrubber
 
 	folderID string            // resolved source folder (id or well-known name)
 	folders  map[string]string // move destinations: display name -> id
@@ -152,17 +172,24 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	scrub := newScrubber(conn.OAuth.ClientSecret.Reveal(), conn.OAuth.RefreshToken.Reveal())
 	ts := opts.TokenSource
 	if ts == nil {
 		oo := opts.OAuth
 		if oo.Logger == nil {
 			oo.Logger = log
 		}
+		if store := oo.OnRefreshToken; store != nil {
+			oo.OnRefreshToken = func(ctx context.Context, rt mailsync.Secret) error {
+				scrub.add(rt.Reveal())
+				return store(ctx, rt)
+			}
+		}
 		if ts, err = oauthx.New(context.Background(), conn.OAuth, oo); err != nil {
 			return nil, err
 		}
 	}
-	tp, err := newTokenProvider(ts, base)
+	tp, err := newTokenProvider(ts, base, scrub)
 	if err != nil {
 		return nil, err
 	}
@@ -172,11 +199,21 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 	} else {
 		trans = defaultTransport()
 	}
-	ad, err := newAdapter(absauth.NewBaseBearerTokenAuthenticationProvider(tp), trans, &opts)
+	if opts.RequestBudget == 0 {
+		opts.RequestBudget = DefaultRequestBudget
+	}
+	if opts.BudgetWindow <= 0 {
+		opts.BudgetWindow = DefaultBudgetWindow
+	}
+	wire := trans
+	if opts.RequestBudget > 0 {
+		wire = &pacedTransport{base: trans, pacer: mailboxPacer(base.Host, conn.User, opts.RequestBudget, opts.BudgetWindow)}
+	}
+	ad, err := newAdapter(absauth.NewBaseBearerTokenAuthenticationProvider(tp), wire, &opts, scrub)
 	if err != nil {
 		return nil, err
 	}
-	return &Connector{conn: conn, opts: opts, log: log, base: base, adapter: ad, tokens: tp, trans: trans, folders: map[string]string{}}, nil
+	return &Connector{conn: conn, opts: opts, log: log, base: base, adapter: ad, tokens: tp, trans: trans, scrub: scrub, folders: map[string]string{}}, nil
 }
 
 // Connection implements mailsync.Connector.
@@ -211,7 +248,8 @@ func (c *Connector) call(ctx context.Context, fn func(context.Context) error) er
 const cursorFolderTag = "mailsync-folder="
 
 // List implements mailsync.Connector with the delta query.
-func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (*mailsync.Listing, error) {
+func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (_ *mailsync.Listing, err error) {
+	defer func() { err = c.scrub.err(err) }()
 	var notes []string
 	link := ""
 	if cursor != "" {
@@ -226,10 +264,24 @@ func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (*mailsync
 		}
 	}
 	lst, err := c.delta(ctx, link)
-	if err != nil && link != "" && isSyncStateGone(err) {
-		c.log.WarnContext(ctx, "graph: delta link expired, restarting the delta", "connection", c.conn.Name)
-		notes = append(notes, "the Graph delta link expired (sync state not found); listed the whole folder again")
+	if err != nil && isSyncStateGone(err) {
+		// The delta link, or the skip token of a later page (also in a
+		// first full listing of a large folder), expired: list the whole
+		// folder again. Keys do not change, so nothing is duplicated.
+		if link != "" {
+			c.log.WarnContext(ctx, "graph: delta link or skip token expired, restarting the delta", "connection", c.conn.Name)
+			notes = append(notes, "the Graph delta link or a page's skip token expired (sync state not found); listed the whole folder again")
+		} else {
+			c.log.WarnContext(ctx, "graph: skip token expired during a full listing, restarting it", "connection", c.conn.Name)
+			notes = append(notes, "a Graph skip token expired during the full listing (sync state not found); listed the whole folder again from the start")
+		}
 		lst, err = c.delta(ctx, "")
+		if err != nil && isSyncStateGone(err) {
+			// Expired twice in one run: try again next run.
+			status, code, msg, _, _ := apiError(err)
+			return nil, &Error{Op: "list", StatusCode: status, Code: code,
+				Message: "a skip token expired again while the folder was listed anew (" + msg + ")", Kind: mailsync.ErrConnection}
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -398,8 +450,8 @@ func (c *Connector) delta(ctx context.Context, link string) (*mailsync.Listing, 
 			return err
 		})
 		if err != nil {
-			if isSyncStateGone(err) && link != "" {
-				return nil, err // the caller restarts
+			if isSyncStateGone(err) && (link != "" || pages > 0) {
+				return nil, err // an expired delta link or skip token: the caller restarts
 			}
 			return nil, mapError(ctx, "list", err, mailsync.ErrFolderNotFound)
 		}
@@ -475,7 +527,8 @@ func (e *fnError) Error() string { return e.err.Error() }
 func (e *fnError) Unwrap() error { return e.err }
 
 // Fetch implements mailsync.Connector: GET /messages/{id}/$value, streamed.
-func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) error {
+func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) (err error) {
+	defer func() { err = c.scrub.err(err) }()
 	for _, ref := range refs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -490,7 +543,7 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 				}
 				defer resp.Body.Close()
 				if resp.StatusCode >= 300 {
-					return nil, newStatusError(resp)
+					return nil, newStatusError(resp, c.scrub)
 				}
 				called = true
 				body := &ctxReader{ctx: ctx, r: resp.Body}
@@ -559,8 +612,13 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 //     the message from Deleted Items.
 //
 // A message that is no longer there (404) counts as done; so does a
-// message already in the destination.
-func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) error {
+// message already in the destination. A 404 on a move whose destination
+// folder is gone (deleted since it was resolved) drops the cached id,
+// resolves (or creates) the folder again and retries; should it be gone
+// again, Ack fails with an error matching mailsync.ErrFolderNotFound. A
+// move never counts as done with the message left where it was.
+func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) (err error) {
+	defer func() { err = c.scrub.err(err) }()
 	if err := action.Validate(); err != nil {
 		return err
 	}
@@ -584,7 +642,9 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 	default:
 		return fmt.Errorf("graph: post-action %q: %w", action.Kind, mailsync.ErrUnsupported)
 	}
-	for _, ref := range refs {
+	refolded := false // the destination was resolved again after a 404
+	for i := 0; i < len(refs); i++ {
+		ref := refs[i]
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -603,19 +663,56 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 			return err
 		})
 		if statusOf(err) == http.StatusNotFound {
-			_, code, _, _, _ := apiError(err)
-			if action.Kind != mailsync.MoveToFolder || !strings.Contains(strings.ToLower(code), "folder") {
-				c.log.DebugContext(ctx, "graph: message gone before ack", "key", ref.Key, "action", string(action.Kind))
-				continue
+			// Graph answers ErrorItemNotFound both for a gone message and
+			// for a gone destination: ask which one it is.
+			if action.Kind == mailsync.MoveToFolder && !wellKnown[strings.ToLower(dest)] {
+				exists, ferr := c.folderExists(ctx, dest)
+				if ferr != nil {
+					return ferr
+				}
+				if !exists {
+					delete(c.folders, action.Folder)
+					_, code, msg, _, _ := apiError(err)
+					if refolded {
+						return &Error{Op: "ack move " + ref.Key, StatusCode: http.StatusNotFound, Code: code,
+							Message: fmt.Sprintf("destination folder %q vanished again after it was resolved anew (%s)", action.Folder, msg), Kind: mailsync.ErrFolderNotFound}
+					}
+					c.log.WarnContext(ctx, "graph: move destination is gone; resolving it again", "folder", action.Folder)
+					id, rerr := c.resolveFolder(ctx, action.Folder, true)
+					if rerr != nil {
+						return rerr
+					}
+					c.folders[action.Folder] = id
+					dest = id
+					refolded = true
+					i-- // move this message again
+					continue
+				}
 			}
-			delete(c.folders, action.Folder) // the destination vanished: resolve again next time
-			return mapError(ctx, "ack "+string(action.Kind), err, mailsync.ErrFolderNotFound)
+			c.log.DebugContext(ctx, "graph: message gone before ack", "key", ref.Key, "action", string(action.Kind))
+			continue
 		}
 		if err != nil {
 			return mapError(ctx, "ack "+string(action.Kind)+" "+ref.Key, err, nil)
 		}
 	}
 	return nil
+}
+
+// folderExists reports whether the folder with id still exists.
+func (c *Connector) folderExists(ctx context.Context, id string) (bool, error) {
+	err := c.call(ctx, func(ctx context.Context) error {
+		_, err := c.user().MailFolders().ByMailFolderId(id).Get(ctx, &users.ItemMailFoldersMailFolderItemRequestBuilderGetRequestConfiguration{
+			Headers: c.headers(), QueryParameters: &users.ItemMailFoldersMailFolderItemRequestBuilderGetQueryParameters{Select: []string{"id"}}})
+		return err
+	})
+	if statusOf(err) == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, mapError(ctx, "check folder "+id, err, mailsync.ErrFolderNotFound)
+	}
+	return true, nil
 }
 
 // Close implements mailsync.Connector. It releases idle connections.
@@ -633,12 +730,13 @@ func (c *Connector) Close() error {
 // gets an access token and reads the configured folder. The error matches
 // mailsync.ErrConsentRequired, ErrAuth, ErrFolderNotFound, ErrInvalidConfig
 // or ErrConnection.
-func Check(ctx context.Context, conn mailsync.Connection, opts Options) error {
+func Check(ctx context.Context, conn mailsync.Connection, opts Options) (err error) {
 	c, err := New(conn, opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	defer func() { err = c.scrub.err(err) }()
 	id, err := c.resolveSource(ctx)
 	if err != nil {
 		return err

@@ -77,7 +77,10 @@ func newEnv(t *testing.T, rotate bool) *env {
 			return nil
 		}},
 		MaxRetryWait: 5 * time.Second,
-		Logger:       slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// The fake enforces no request budget unless a test sets one
+		// (SetMailboxBudget); the tests that do set RequestBudget too.
+		RequestBudget: -1,
+		Logger:        slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	return e
 }

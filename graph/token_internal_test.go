@@ -12,7 +12,7 @@ import (
 // the token to the service root's host:port and nowhere else.
 func TestTokenOnlyForTheServiceRoot(t *testing.T) {
 	base, _ := url.Parse("https://127.0.0.1:8443/v1.0")
-	p, err := newTokenProvider(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}), base)
+	p, err := newTokenProvider(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}), base, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestTokenOnlyForTheServiceRoot(t *testing.T) {
 	}
 
 	def, _ := url.Parse(DefaultBaseURL)
-	p, _ = newTokenProvider(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}), def)
+	p, _ = newTokenProvider(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "tok"}), def, nil)
 	u, _ := url.Parse("https://graph.microsoft.com:443/v1.0/me")
 	if got, _ := p.GetAuthorizationToken(context.Background(), u, nil); got != "tok" {
 		t.Errorf("explicit :443 not matched to the default port")

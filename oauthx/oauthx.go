@@ -18,7 +18,11 @@
 //   - Refreshes run on a context that outlives the request that triggered
 //     them, with an HTTP client that has timeouts.
 //   - No secret (client secret, refresh or access token) appears in an
-//     error, a log record or the String of the token source.
+//     error, a log record or the String of the token source: text from the
+//     token endpoint (error, error_description, unparsable answers) and
+//     transport errors are scrubbed of every secret in every encoding a
+//     request may have carried it in (internal/redact: raw, URL-encoded,
+//     JSON-quoted, base64), and error_uri and raw bodies are never kept.
 //
 // The *TokenSource is a plain oauth2.TokenSource, so it plugs into IMAP/POP3
 // SASL XOAUTH2/OAUTHBEARER clients and into the graph and gmail providers.
@@ -38,6 +42,7 @@ import (
 	"time"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/redact"
 	"golang.org/x/oauth2"
 )
 
@@ -75,7 +80,9 @@ type Options struct {
 	Scopes []string
 	// TokenURL overrides the token endpoint of the OAuth block (tests,
 	// sovereign clouds). It must be https, except for a loopback host
-	// (127.0.0.0/8, ::1, localhost) where http is allowed for tests.
+	// (127.0.0.0/8, ::1, localhost) where http is allowed for tests, and
+	// must not carry a user name or password (user:pass@); the same rules
+	// apply to the OAuth block's token_url.
 	TokenURL string
 	// HTTPClient sends the token requests. Default: a client with a 30 s
 	// timeout on top of http.DefaultTransport's settings.
@@ -186,7 +193,6 @@ type TokenSource struct {
 	delta    time.Duration
 	log      *slog.Logger
 	now      func() time.Time
-	secrets  []string // values scrubbed from error descriptions
 
 	lock chan struct{} // held during a refresh; a channel so waiting honours ctx
 
@@ -194,6 +200,10 @@ type TokenSource struct {
 	refreshToken string
 	token        *oauth2.Token
 	pending      string // rotated refresh token the host has not stored yet
+	// scrubber removes, in every encoding, each secret a request carried
+	// or a response handed out (client secret, every refresh and access
+	// token seen) from text that came from a server.
+	scrubber *redact.Scrubber
 }
 
 // New returns a token source for the OAuth block o. ctx is only used for
@@ -284,7 +294,8 @@ func New(ctx context.Context, o *mailsync.OAuth, opts Options) (*TokenSource, er
 	if ts.now == nil {
 		ts.now = time.Now
 	}
-	ts.secrets = []string{o.ClientSecret.Reveal(), o.RefreshToken.Reveal()}
+	ts.scrubber = redact.New()
+	ts.addSecrets(o.ClientSecret.Reveal(), o.RefreshToken.Reveal())
 	return ts, nil
 }
 
@@ -292,6 +303,11 @@ func checkTokenURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
 		return "is not an absolute URL"
+	}
+	if u.User != nil {
+		// Credentials in the URL would go out in every request (as Basic
+		// auth) and into every error and log line that names the URL.
+		return "must not contain a user name or password (user:pass@)"
 	}
 	switch u.Scheme {
 	case "https":
@@ -305,7 +321,7 @@ func checkTokenURL(s string) string {
 }
 
 func isLoopback(host string) bool {
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)
@@ -432,10 +448,10 @@ func (s *TokenSource) refresh(ctx context.Context) (*oauth2.Token, error) {
 	if rotated {
 		s.refreshToken = tok.RefreshToken
 		s.pending = tok.RefreshToken
-		s.secrets = append(s.secrets, tok.RefreshToken)
 	}
 	s.token = tok
 	s.mu.Unlock()
+	s.addSecrets(tok.AccessToken, tok.RefreshToken)
 	s.log.DebugContext(ctx, "oauthx: access token refreshed", "provider", string(s.provider), "expiry", tok.Expiry, "rotated", rotated)
 	if rotated {
 		if err := s.storePending(ctx); err != nil {
@@ -451,7 +467,10 @@ func (s *TokenSource) refresh(ctx context.Context) (*oauth2.Token, error) {
 func (s *TokenSource) classify(ctx context.Context, err error) *Error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		e := &Error{Code: re.ErrorCode, Description: s.scrub(re.ErrorDescription)}
+		// The code and description come from the server, which may echo
+		// the request (form body, Basic credentials); error_uri and the
+		// raw body are never copied.
+		e := &Error{Code: clipText(s.scrub(re.ErrorCode), 100), Description: s.scrub(re.ErrorDescription)}
 		if re.Response != nil {
 			e.StatusCode = re.Response.StatusCode
 		}
@@ -487,22 +506,38 @@ func (s *TokenSource) classify(ctx context.Context, err error) *Error {
 	return &Error{Code: CodeServer, Description: s.scrub(err.Error())}
 }
 
-// scrub removes any known secret from s and bounds its length.
-func (s *TokenSource) scrub(text string) string {
+// addSecrets adds values to the scrubber: each in all the encodings
+// redact.Forms knows, and also its form-urlencoded spelling in all of
+// them, since HTTP Basic credentials of a token request are
+// base64(urlencode(id) ":" urlencode(secret)) (RFC 6749 section 2.3.1).
+func (s *TokenSource) addSecrets(values ...string) {
 	s.mu.Lock()
-	secrets := append([]string(nil), s.secrets...)
-	tok := s.token
-	s.mu.Unlock()
-	if tok != nil {
-		secrets = append(secrets, tok.AccessToken)
-	}
-	for _, v := range secrets {
-		if len(v) >= 4 {
-			text = strings.ReplaceAll(text, v, "[REDACTED]")
+	defer s.mu.Unlock()
+	for _, v := range values {
+		if v == "" {
+			continue
+		}
+		s.scrubber.Add(v)
+		if q := url.QueryEscape(v); q != v {
+			s.scrubber.Add(q)
 		}
 	}
-	if len(text) > 300 {
-		text = text[:300] + "…"
+}
+
+// scrub removes every known secret, in every encoding, from text that
+// came from a server and bounds its length.
+func (s *TokenSource) scrub(text string) string {
+	s.mu.Lock()
+	text = s.scrubber.Scrub(text)
+	s.mu.Unlock()
+	return clipText(text, 300)
+}
+
+// clipText bounds text to n bytes (plus an ellipsis) without splitting a
+// UTF-8 sequence.
+func clipText(text string, n int) string {
+	if len(text) > n {
+		text = strings.ToValidUTF8(text[:n], "") + "…"
 	}
 	return text
 }
@@ -519,7 +554,9 @@ func (s *TokenSource) scrubErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := s.scrub(err.Error())
+	s.mu.Lock()
+	msg := s.scrubber.Scrub(err.Error())
+	s.mu.Unlock()
 	if msg == err.Error() {
 		return err
 	}

@@ -124,6 +124,24 @@ type Fault struct {
 	// message, RetryIn from now; otherwise the message is the generic
 	// "Resource has been exhausted (e.g. check quota).".
 	RetryIn time.Duration
+	// EchoAuth makes the error message repeat the request's
+	// Authorization header, in one of the encodings of EchoForms (the
+	// next one on each failure), as a careless server or proxy might.
+	EchoAuth bool
+}
+
+// EchoForms are the ways a careless server echoes v: raw, URL-encoded
+// (query and path forms, lower-case hex), JSON-quoted, and inside longer
+// base64 blobs (standard and URL alphabets) at each byte alignment, as
+// SASL and HTTP Basic carry it.
+func EchoForms(v string) []string {
+	j, _ := json.Marshal(v)
+	out := []string{v, url.QueryEscape(v), url.PathEscape(v), strings.ToLower(url.QueryEscape(v)), string(j)}
+	for pre := 0; pre < 3; pre++ {
+		blob := []byte(strings.Repeat("p", pre) + "user=x\x01auth=" + v + "\x01\x01")
+		out = append(out, base64.StdEncoding.EncodeToString(blob), base64.RawURLEncoding.EncodeToString(blob))
+	}
+	return out
 }
 
 // Stats counts what the server received.
@@ -195,6 +213,7 @@ type Server struct {
 	minHistory  uint64 // oldest acceptable startHistoryId
 	msgSeq      uint64
 	faults      []*Fault
+	echoN       int // echoing faults answered, picks the encoding
 	stats       Stats
 	unavailable bool
 }
@@ -516,6 +535,7 @@ type apiError struct {
 	domain  string
 	message string
 	header  http.Header
+	echo    bool // append the request's Authorization header (Fault.EchoAuth)
 }
 
 func errNotFound() *apiError {
@@ -608,7 +628,19 @@ func faultError(f *Fault) *apiError {
 	if f.RetryAfter != "" {
 		e.header.Set("Retry-After", f.RetryAfter)
 	}
+	e.echo = f.EchoAuth
 	return e
+}
+
+// echoAuth appends r's Authorization header to an echoing fault's
+// message. Called with mu held.
+func (s *Server) echoAuth(e *apiError, r *http.Request) {
+	if e == nil || !e.echo {
+		return
+	}
+	forms := EchoForms(r.Header.Get("Authorization"))
+	e.message += " (request with " + forms[s.echoN%len(forms)] + ")"
+	s.echoN++
 }
 
 // takeFault returns an injected fault for op, if any. Called with mu held.
@@ -678,6 +710,7 @@ func (s *Server) routes() {
 			s.stats.Calls++
 			s.stats.ByOp[op]++
 			if e := s.takeFault(op); e != nil {
+				s.echoAuth(e, r)
 				s.mu.Unlock()
 				e.write(w, r)
 				return
@@ -760,6 +793,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.BatchRequests++
 	e := s.takeFault("batch")
+	s.echoAuth(e, r)
 	s.mu.Unlock()
 	if e != nil {
 		e.write(w, r)
@@ -799,6 +833,9 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		inner = inner.WithContext(r.Context())
+		if inner.Header.Get("Authorization") == "" {
+			inner.Header.Set("Authorization", r.Header.Get("Authorization")) // for Fault.EchoAuth
+		}
 		rec := httptest.NewRecorder()
 		s.mux.ServeHTTP(rec, inner)
 		answers = append(answers, answer{id: strings.Trim(part.Header.Get("Content-ID"), "<>"), rec: rec})

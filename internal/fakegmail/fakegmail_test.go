@@ -359,3 +359,56 @@ func TestQueryParameters(t *testing.T) {
 		}
 	}
 }
+
+// Label changes appear as the documented History records: labelsAdded
+// and labelsRemoved entries of {message, labelIds}, selected by
+// historyTypes labelAdded / labelRemoved and by labelId (a record
+// concerns a label the message had before or after the change).
+func TestHistoryLabelChangeRecords(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	c := &client{t, s, s.Token()}
+	m := s.Deliver([]byte("Subject: spam\r\n\r\n"), "SPAM", "UNREAD")
+	start := s.HistoryID()
+	s.ModifyLabels(m, []string{"INBOX"}, []string{"SPAM"}) // Spam → Inbox
+	get := func(q string) []any {
+		code, _, body := c.do("GET", fmt.Sprintf("gmail/v1/users/me/history?startHistoryId=%d&%s", start, q), nil)
+		if code != 200 {
+			t.Fatalf("%s: %d %v", q, code, body)
+		}
+		h, _ := body["history"].([]any)
+		return h
+	}
+	h := get("historyTypes=labelAdded&labelId=INBOX")
+	if len(h) != 1 {
+		t.Fatalf("labelAdded INBOX: %v", h)
+	}
+	rec := h[0].(map[string]any)
+	la := rec["labelsAdded"].([]any)[0].(map[string]any)
+	if la["message"].(map[string]any)["id"] != m || fmt.Sprint(la["labelIds"]) != "[INBOX]" || rec["messages"].([]any)[0].(map[string]any)["id"] != m {
+		t.Fatalf("labelsAdded record %v", rec)
+	}
+	if _, ok := rec["labelsRemoved"]; ok {
+		t.Fatalf("labelAdded asked, labelsRemoved given: %v", rec)
+	}
+	if h := get("historyTypes=messageAdded&labelId=INBOX"); len(h) != 0 {
+		t.Fatalf("a label change is no messageAdded: %v", h)
+	}
+	h = get("historyTypes=labelRemoved&labelId=SPAM")
+	if len(h) != 1 {
+		t.Fatalf("labelRemoved SPAM: %v", h)
+	}
+	lr := h[0].(map[string]any)["labelsRemoved"].([]any)[0].(map[string]any)
+	if lr["message"].(map[string]any)["id"] != m || fmt.Sprint(lr["labelIds"]) != "[SPAM]" {
+		t.Fatalf("labelsRemoved record %v", lr)
+	}
+	// A user label added to an archived message.
+	l := s.CreateLabel("Support")
+	a := s.Deliver([]byte("Subject: archived\r\n\r\n"), "UNREAD")
+	start = s.HistoryID()
+	s.ModifyLabels(a, []string{l}, nil)
+	h = get("historyTypes=labelAdded&labelId=" + l)
+	if len(h) != 1 || fmt.Sprint(h[0].(map[string]any)["labelsAdded"].([]any)[0].(map[string]any)["labelIds"]) != "["+l+"]" {
+		t.Fatalf("user label added: %v", h)
+	}
+}

@@ -15,7 +15,8 @@
 // Delta rounds page with @odata.nextLink ($skiptoken) and end with an
 // @odata.deltaLink ($deltatoken); later rounds return created/updated
 // messages and "@removed" entries; an expired token answers 410 with
-// SyncStateNotFound. Message ids are immutable only when the request says
+// SyncStateNotFound (ExpireDeltaTokens expires them all at once,
+// ExpireSkipTokenAfter the skip token of a round in progress). Message ids are immutable only when the request says
 // Prefer: IdType="ImmutableId" (otherwise the id changes when the message
 // moves, as on the real service). Request bodies may be gzip-compressed
 // (Content-Encoding: gzip). Every request needs a bearer token the fake
@@ -27,6 +28,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,10 +63,24 @@ type Server struct {
 	minToken int // delta tokens below it are expired
 	tokens   map[string]bool
 	throttle []throttleRule
-	requests []Request
-	nextID   int
-	start    time.Time
-	idp      idp
+	echo     []throttleRule // answer with an error that repeats the Authorization header
+	echoN    int            // echoes sent, picks the encoding
+	// throttleBodies, when set, answers the first attempt of each request
+	// that carries a body (PATCH, POST) 429 with this Retry-After.
+	throttleBodies *string
+	throttledOnce  map[string]bool // method+path+body already throttled
+	// skipExpiry: after this many more pages with a nextLink, the skip
+	// (and delta) tokens issued so far expire; skipEvery re-arms it.
+	skipExpiry, skipEvery int
+	// budget: at most budgetN API requests admitted per budgetWindow (0: no limit).
+	budgetN        int
+	budgetWindow   time.Duration
+	admitted       []time.Time // admission times within the window, oldest first
+	budgetRejected int
+	requests       []Request
+	nextID         int
+	start          time.Time
+	idp            idp
 }
 
 // idp is the fake's token endpoint state.
@@ -155,7 +171,10 @@ func (s *Server) ConfigureOAuth(clientID, clientSecret, refreshToken string, rot
 }
 
 // FailTokens makes the token endpoint answer every refresh with mode:
-// "invalid_grant", "invalid_client", "500" or "" (normal).
+// "invalid_grant", "invalid_client", "500", "echo" (400 invalid_grant
+// whose error_description repeats the request body raw and URL-encoded
+// and the client secret and refresh token in base64, as a careless
+// endpoint might) or "" (normal).
 func (s *Server) FailTokens(mode string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,6 +205,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p.fail == "500":
 		w.WriteHeader(500)
+		return
+	case p.fail == "echo":
+		body := r.PostForm.Encode()
+		oauthErr(400, "invalid_grant", "AADSTS900144: cannot process request '"+body+"' ("+url.QueryEscape(body)+") "+
+			Echo(r.PostForm.Get("client_secret"))+" "+Echo(r.PostForm.Get("refresh_token")))
 		return
 	case p.fail == "invalid_client" || r.Header.Get("Authorization") != "" ||
 		r.PostForm.Get("client_id") != p.clientID || r.PostForm.Get("client_secret") != p.clientSecret:
@@ -242,12 +266,102 @@ func (s *Server) ExpireDeltaTokens() {
 	s.minToken = s.seq
 }
 
+// ExpireSkipTokenAfter makes the skip token of a paged delta round expire
+// after pages more pages that end in an @odata.nextLink have been served:
+// following that nextLink answers 410 Gone, SyncStateNotFound, as Graph
+// does when the sync state behind a skip token is gone (for example
+// during a long first listing of a large mailbox). With repeat it
+// happens again every pages pages; pages <= 0 turns it off.
+func (s *Server) ExpireSkipTokenAfter(pages int, repeat bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.skipExpiry, s.skipEvery = max(pages, 0), 0
+	if repeat {
+		s.skipEvery = s.skipExpiry
+	}
+}
+
+// SetMailboxBudget makes the fake enforce Exchange Online's per-app,
+// per-mailbox request limit (10,000 requests per 10 minutes on the real
+// service): once limit authenticated API requests were admitted within
+// the last window, every further request is answered 429
+// ApplicationThrottled with a Retry-After of the seconds until the
+// oldest one leaves the window. Answered-429 requests are not admitted.
+// limit <= 0 turns it off.
+func (s *Server) SetMailboxBudget(limit int, window time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.budgetN, s.budgetWindow, s.admitted, s.budgetRejected = limit, window, nil, 0
+}
+
+// BudgetStats returns how many requests SetMailboxBudget's limit refused
+// (429) and how many were admitted within the current window.
+func (s *Server) BudgetStats() (rejected, inWindow int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trimBudgetLocked(time.Now())
+	return s.budgetRejected, len(s.admitted)
+}
+
+func (s *Server) trimBudgetLocked(now time.Time) {
+	i := 0
+	for i < len(s.admitted) && !s.admitted[i].After(now.Add(-s.budgetWindow)) {
+		i++
+	}
+	s.admitted = s.admitted[i:]
+}
+
 // Throttle answers the next count requests with status (429 or 503) and
 // the Retry-After header value retryAfter ("" for none).
 func (s *Server) Throttle(status, count int, retryAfter string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.throttle = append(s.throttle, throttleRule{status: status, retryAfter: retryAfter, count: count})
+}
+
+// EchoErrors answers the next count authenticated API requests with
+// status and a Graph error whose message repeats the request's
+// Authorization header in one of the encodings of EchoForms (the next
+// one on each request, so a message stays short and a run of requests
+// covers them all), as a careless service or proxy might.
+func (s *Server) EchoErrors(status, count int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.echo = append(s.echo, throttleRule{status: status, count: count})
+}
+
+// EchoForms are the ways a careless server echoes v: raw, URL-encoded
+// (query and path forms, lower-case hex), JSON-quoted, and inside longer
+// base64 blobs (standard and URL alphabets) at each byte alignment, as
+// SASL and HTTP Basic carry it.
+func EchoForms(v string) []string {
+	j, _ := json.Marshal(v)
+	out := []string{v, url.QueryEscape(v), url.PathEscape(v), strings.ToLower(url.QueryEscape(v)), string(j)}
+	for pre := 0; pre < 3; pre++ {
+		blob := []byte(strings.Repeat("p", pre) + "user=x\x01auth=" + v + "\x01\x01")
+		out = append(out, base64.StdEncoding.EncodeToString(blob), base64.RawURLEncoding.EncodeToString(blob))
+	}
+	return out
+}
+
+// Echo is all of EchoForms(v), separated by spaces.
+func Echo(v string) string { return strings.Join(EchoForms(v), " ") }
+
+// ThrottleBodies makes the fake answer the first attempt of every
+// request that carries a body (mark-read PATCH, move and folder-create
+// POST) 429 TooManyRequests with Retry-After: retryAfter; the same
+// request sent again (same method, path and decoded body) is served.
+// A retry whose body does not decode (for example plain JSON sent with
+// Content-Encoding: gzip) gets 400, as Graph answers. off turns it off.
+func (s *Server) ThrottleBodies(on bool, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !on {
+		s.throttleBodies = nil
+		return
+	}
+	s.throttleBodies = &retryAfter
+	s.throttledOnce = map[string]bool{}
 }
 
 // Requests returns the requests received so far.
@@ -287,6 +401,31 @@ func (s *Server) AddFolder(name string) *Folder {
 	defer s.mu.Unlock()
 	c := *s.addFolder(name, "", "root")
 	return &c
+}
+
+// DeleteFolder deletes the user folder with that display name, as a user
+// deleting it in Outlook would: its messages go to Deleted Items (with
+// new mutable ids) and its id answers 404 ErrorItemNotFound from then on.
+// It reports whether there was such a folder.
+func (s *Server) DeleteFolder(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var f *Folder
+	for _, x := range s.folders {
+		if x.WellKnown == "" && strings.EqualFold(x.DisplayName, name) {
+			f = x
+			break
+		}
+	}
+	if f == nil {
+		return false
+	}
+	trash := s.folderByNameLocked("deleteditems")
+	for _, m := range s.sortedLocked(f.ID) {
+		s.moveLocked(m, s.folders[trash.ID])
+	}
+	delete(s.folders, f.ID)
+	return true
 }
 
 // Deliver puts raw into the folder with that name (well-known or display
@@ -429,8 +568,35 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	auth := r.Header.Get("Authorization")
 	s.mu.Lock()
 	ok := strings.HasPrefix(auth, "Bearer ") && s.tokens[strings.TrimPrefix(auth, "Bearer ")]
-	var rule *throttleRule
-	if ok && len(s.throttle) > 0 {
+	var rule, echo *throttleRule
+	if ok && len(s.echo) > 0 {
+		echo = &throttleRule{}
+		*echo = s.echo[0]
+		s.echo[0].count--
+		if s.echo[0].count <= 0 {
+			s.echo = s.echo[1:]
+		}
+	}
+	if ok && echo == nil && s.throttleBodies != nil && len(body) > 0 {
+		key := r.Method + " " + r.URL.EscapedPath() + " " + string(body)
+		if !s.throttledOnce[key] {
+			s.throttledOnce[key] = true
+			rule = &throttleRule{status: http.StatusTooManyRequests, retryAfter: *s.throttleBodies}
+		}
+	}
+	if ok && echo == nil && rule == nil && s.budgetN > 0 {
+		now := time.Now()
+		s.trimBudgetLocked(now)
+		if len(s.admitted) >= s.budgetN {
+			wait := s.admitted[0].Add(s.budgetWindow).Sub(now)
+			secs := int((wait + time.Second - 1) / time.Second)
+			rule = &throttleRule{status: http.StatusTooManyRequests, retryAfter: strconv.Itoa(max(secs, 1))}
+			s.budgetRejected++
+		} else {
+			s.admitted = append(s.admitted, now)
+		}
+	}
+	if ok && echo == nil && rule == nil && len(s.throttle) > 0 {
 		rule = &throttleRule{}
 		*rule = s.throttle[0]
 		s.throttle[0].count--
@@ -446,6 +612,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		} else {
 			graphError(rec, 401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
 		}
+		return
+	}
+	if echo != nil {
+		code := "ErrorAccessDenied"
+		if echo.status == http.StatusNotFound {
+			code = "ErrorInvalidUser"
+		}
+		s.mu.Lock()
+		forms := EchoForms(auth)
+		form := forms[s.echoN%len(forms)]
+		s.echoN++
+		s.mu.Unlock()
+		graphError(rec, echo.status, code, "Access is denied for the request with "+form+" (the request was refused)")
 		return
 	}
 	if rule != nil {
@@ -815,6 +994,14 @@ func (s *Server) delta(w http.ResponseWriter, r *http.Request, folderKey string,
 	}
 	if end < len(entries) {
 		resp["@odata.nextLink"] = fmt.Sprintf("%s?%%24skiptoken=%d.%d.%d%s", base, from, to, end, sel)
+		if s.skipExpiry > 0 {
+			s.skipExpiry--
+			if s.skipExpiry == 0 {
+				s.seq++
+				s.minToken = s.seq // the token just handed out is stale
+				s.skipExpiry = s.skipEvery
+			}
+		}
 	} else {
 		resp["@odata.deltaLink"] = fmt.Sprintf("%s?%%24deltatoken=%d%s", base, to, sel)
 	}

@@ -1,0 +1,106 @@
+package gmail
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+
+	"google.golang.org/api/googleapi"
+
+	"github.com/mailsync/mailsync/internal/redact"
+)
+
+// scrubber removes the connection's secrets (client secret, refresh
+// tokens, every access token sent) in every encoding from text that came
+// from a server: the API may echo the Authorization header, a token
+// endpoint the form it was sent. It is safe for concurrent use; a nil
+// *scrubber removes nothing.
+type scrubber struct {
+	mu   sync.Mutex
+	r    *redact.Scrubber
+	seen map[string]bool
+}
+
+func newScrubber(secrets ...string) *scrubber {
+	s := &scrubber{r: redact.New(), seen: map[string]bool{}}
+	s.add(secrets...)
+	return s
+}
+
+// add learns secrets, each also in its form-urlencoded spelling (so the
+// base64 of a Basic or SASL blob holding the encoded form is found too).
+func (s *scrubber) add(secrets ...string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range secrets {
+		if v == "" || s.seen[v] {
+			continue
+		}
+		s.seen[v] = true
+		s.r.Add(v)
+		if q := url.QueryEscape(v); q != v {
+			s.r.Add(q)
+		}
+	}
+}
+
+func (s *scrubber) text(t string) string {
+	if s == nil || t == "" {
+		return t
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.r.Scrub(t)
+}
+
+// apiError scrubs, in place, the server's text in e and in the generated
+// client's *googleapi.Error it wraps (message, body, error items,
+// details), so neither e.Error() nor errors.As finds a secret.
+func (s *scrubber) apiError(e *APIError) {
+	if s == nil || e == nil {
+		return
+	}
+	e.Message, e.Reason, e.Status = s.text(e.Message), s.text(e.Reason), s.text(e.Status)
+	var ge *googleapi.Error
+	if e.cause == nil || !errors.As(e.cause, &ge) {
+		return
+	}
+	ge.Message, ge.Body = s.text(ge.Message), s.text(ge.Body)
+	for i := range ge.Errors {
+		ge.Errors[i].Message, ge.Errors[i].Reason = s.text(ge.Errors[i].Message), s.text(ge.Errors[i].Reason)
+	}
+	if d := fmt.Sprint(ge.Details); s.text(d) != d {
+		ge.Details = nil
+	}
+}
+
+// err returns err, or, when its text holds a secret, an error with the
+// scrubbed text that still unwraps to err (errors.Is and errors.As keep
+// working). An *APIError inside is scrubbed in place.
+func (s *scrubber) err(err error) error {
+	if err == nil || s == nil {
+		return err
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		s.apiError(ae)
+	}
+	msg := err.Error()
+	if clean := s.text(msg); clean != msg {
+		return &scrubbedError{msg: clean, cause: err}
+	}
+	return err
+}
+
+// scrubbedError is an error whose text had a secret removed.
+type scrubbedError struct {
+	msg   string
+	cause error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.cause }
