@@ -74,7 +74,7 @@ func TestFollowUpsLikeMemorySink(t *testing.T) {
 			mail("joao@cliente.pt", "RES: [Ticket#"+tid+"] Impressora", "r2@cliente.pt"),
 			mail("Intruso <x@evil.example>", "Enc: [Ticket#"+tid+"] Impressora", "f1@evil.example"),
 			mail("Maria <MARIA@cliente.pt>", "[#"+tid+"] eu também", "r3@cliente.pt"), // a Cc of the first mail
-			mail("Jörg <joerg@partner.de>", "AW: Impressora", "r4@partner.de", "References: <r3@cliente.pt>\r\nCc: ana@partner.de\r\n"),
+			mail("Maria <maria@cliente.pt>", "AW: Impressora", "r4@cliente.pt", "References: <r3@cliente.pt>\r\nCc: ana@partner.de\r\n"), // a follow-up that brings in a Cc
 			mail("ana@partner.de", "[Ticket#"+tid+"] from a Cc of a follow-up", "r5@partner.de"),
 			mail("ana@outra.pt", "Pedido novo", "n1@outra.pt"),
 			"From: MAILER-DAEMON@empresa.pt\r\nTo: suporte@empresa.pt\r\nSubject: Undelivered Mail Returned to Sender\r\nMessage-ID: <b1@empresa.pt>\r\nAuto-Submitted: auto-replied\r\nContent-Type: text/plain\r\n\r\nbounce\r\n",
