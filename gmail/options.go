@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -153,7 +152,7 @@ func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*co
 	switch {
 	case err != nil || root.Host == "" || (root.Scheme != "https" && root.Scheme != "http"):
 		add("endpoint", "is not an absolute http(s) URL")
-	case root.Scheme == "http" && !isLoopback(root.Hostname()):
+	case root.Scheme == "http" && !mailsync.IsLoopbackHost(root.Hostname()):
 		plaintext = true
 	}
 	if root != nil && !strings.HasSuffix(root.Path, "/") {
@@ -267,14 +266,6 @@ func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*co
 		c.ts = ts
 	}
 	return c, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // systemLabel returns the id of the system label named name

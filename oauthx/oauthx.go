@@ -299,34 +299,10 @@ func New(ctx context.Context, o *mailsync.OAuth, opts Options) (*TokenSource, er
 	return ts, nil
 }
 
-func checkTokenURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return "is not an absolute URL"
-	}
-	if u.User != nil {
-		// Credentials in the URL would go out in every request (as Basic
-		// auth) and into every error and log line that names the URL.
-		return "must not contain a user name or password (user:pass@)"
-	}
-	switch u.Scheme {
-	case "https":
-		return ""
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return ""
-		}
-	}
-	return "must use https (http only for a loopback host)"
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// checkTokenURL is mailsync.CheckEndpointURL: absolute, https (http only
+// for a loopback host), and without user:pass@ — credentials in the URL
+// would go out in every request and into every error that names the URL.
+func checkTokenURL(s string) string { return mailsync.CheckEndpointURL(s) }
 
 // Token returns a valid access token, refreshing it when it expires within
 // ExpiryDelta. It implements oauth2.TokenSource.
