@@ -3,8 +3,6 @@ package gmail
 import (
 	"errors"
 	"fmt"
-	"net/url"
-	"sync"
 
 	"google.golang.org/api/googleapi"
 
@@ -13,47 +11,26 @@ import (
 
 // scrubber removes the connection's secrets (client secret, refresh
 // tokens, every access token sent) in every encoding from text that came
-// from a server: the API may echo the Authorization header, a token
-// endpoint the form it was sent. It is safe for concurrent use; a nil
-// *scrubber removes nothing.
-type scrubber struct {
-	mu   sync.Mutex
-	r    *redact.Scrubber
-	seen map[string]bool
-}
+// from a server. A nil *scrubber removes nothing.
+type scrubber struct{ r redact.Scrubber }
 
 func newScrubber(secrets ...string) *scrubber {
-	s := &scrubber{r: redact.New(), seen: map[string]bool{}}
+	s := &scrubber{}
 	s.add(secrets...)
 	return s
 }
 
-// add learns secrets, each also in its form-urlencoded spelling (so the
-// base64 of a Basic or SASL blob holding the encoded form is found too).
+// add learns secrets (see redact.Scrubber.Add).
 func (s *scrubber) add(secrets ...string) {
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, v := range secrets {
-		if v == "" || s.seen[v] {
-			continue
-		}
-		s.seen[v] = true
-		s.r.Add(v)
-		if q := url.QueryEscape(v); q != v {
-			s.r.Add(q)
-		}
+	if s != nil {
+		s.r.Add(secrets...)
 	}
 }
 
 func (s *scrubber) text(t string) string {
-	if s == nil || t == "" {
+	if s == nil {
 		return t
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.r.Scrub(t)
 }
 

@@ -417,37 +417,19 @@ func mapError(ctx context.Context, op string, err error, notFound error) error {
 
 // scrubber removes the connection's secrets (client secret, refresh
 // tokens, every access token sent) in every encoding from text that came
-// from a server. It is safe for concurrent use; a nil *scrubber removes
-// nothing.
-type scrubber struct {
-	mu   sync.Mutex
-	r    *redact.Scrubber
-	seen map[string]bool
-}
+// from a server. A nil *scrubber removes nothing.
+type scrubber struct{ r redact.Scrubber }
 
 func newScrubber(secrets ...string) *scrubber {
-	s := &scrubber{r: redact.New(), seen: map[string]bool{}}
+	s := &scrubber{}
 	s.add(secrets...)
 	return s
 }
 
-// add learns secrets, each also in its form-urlencoded spelling (so its
-// base64 inside a Basic or SASL blob of the encoded form is found too).
+// add learns secrets (see redact.Scrubber.Add).
 func (s *scrubber) add(secrets ...string) {
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, v := range secrets {
-		if v == "" || s.seen[v] {
-			continue
-		}
-		s.seen[v] = true
-		s.r.Add(v)
-		if q := url.QueryEscape(v); q != v {
-			s.r.Add(q)
-		}
+	if s != nil {
+		s.r.Add(secrets...)
 	}
 }
 
@@ -455,8 +437,6 @@ func (s *scrubber) text(t string) string {
 	if s == nil {
 		return t
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.r.Scrub(t)
 }
 

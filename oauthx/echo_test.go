@@ -143,7 +143,7 @@ func TestErrorTextFromServerNeverCarriesASecret(t *testing.T) {
 			o := msOAuth(es.srv.URL + "/tenant-1/oauth2/v2.0/token")
 			o.ClientSecret = echoSecret
 			o.RefreshToken = echoRefresh
-			now := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+			now := time.Now() // x/oauth2 sets the expiry from the real clock
 			ts, err := oauthx.New(context.Background(), o, oauthx.Options{
 				HTTPClient: client,
 				Logger:     slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug})),

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // Mark replaces a secret in scrubbed text.
@@ -27,8 +28,10 @@ const Mark = "[REDACTED]"
 const MinLen = 4
 
 // Scrubber removes a set of secrets, in all their encodings, from text.
-// The zero value removes nothing. It is not safe for concurrent Add.
+// It is safe for concurrent use; a nil or zero Scrubber removes nothing.
 type Scrubber struct {
+	mu    sync.Mutex
+	seen  map[string]bool
 	forms []string
 }
 
@@ -39,13 +42,27 @@ func New(secrets ...string) *Scrubber {
 	return s
 }
 
-// Add adds secrets (and all their encoded forms).
+// Add adds secrets, with all their encoded forms, and the forms of their
+// form-urlencoded spelling too (so the base64 of a Basic-auth or SASL blob
+// that carried the encoded form is found). Adding a secret twice is a no-op.
 func (s *Scrubber) Add(secrets ...string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
 	for _, v := range secrets {
-		if len(v) < MinLen {
+		if len(v) < MinLen || s.seen[v] {
 			continue
 		}
+		s.seen[v] = true
 		s.forms = append(s.forms, Forms(v)...)
+		if q := url.QueryEscape(v); q != v {
+			s.forms = append(s.forms, Forms(q)...)
+		}
 	}
 	// Longest first, so a form that contains another is replaced whole.
 	sortByLenDesc(s.forms)
@@ -53,9 +70,11 @@ func (s *Scrubber) Add(secrets ...string) {
 
 // Scrub returns text with every known secret form replaced by Mark.
 func (s *Scrubber) Scrub(text string) string {
-	if s == nil {
+	if s == nil || text == "" {
 		return text
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, f := range s.forms {
 		if strings.Contains(text, f) {
 			text = strings.ReplaceAll(text, f, Mark)
