@@ -73,7 +73,7 @@ func TestFollowUpsLikeMemorySink(t *testing.T) {
 			mail("João <joao@cliente.pt>", "RE: Impressora não imprime", "r1@cliente.pt", "In-Reply-To: <first@cliente.pt>\r\nReferences: <first@cliente.pt>\r\n"),
 			mail("joao@cliente.pt", "RES: [Ticket#"+tid+"] Impressora", "r2@cliente.pt"),
 			mail("Intruso <x@evil.example>", "Enc: [Ticket#"+tid+"] Impressora", "f1@evil.example"),
-			mail("Maria <MARIA@cliente.pt>", "[#"+tid+"] eu também", "r3@cliente.pt"), // a Cc of the first mail
+			mail("Maria <MARIA@cliente.pt>", "[#"+tid+"] eu também", "r3@cliente.pt"),                                                    // a Cc of the first mail
 			mail("Maria <maria@cliente.pt>", "AW: Impressora", "r4@cliente.pt", "References: <r3@cliente.pt>\r\nCc: ana@partner.de\r\n"), // a follow-up that brings in a Cc
 			mail("ana@partner.de", "[Ticket#"+tid+"] from a Cc of a follow-up", "r5@partner.de"),
 			mail("ana@outra.pt", "Pedido novo", "n1@outra.pt"),
