@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailsync/mailsync"
 )
@@ -215,7 +216,7 @@ func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.L
 		if msg == nil {
 			break
 		}
-		buf, err := msg.Collect() // UID and RFC822.SIZE only: no body
+		buf, err := collectMeta(msg) // UID and RFC822.SIZE only: no body
 		if err != nil {
 			continue
 		}
@@ -243,6 +244,36 @@ func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.L
 	s.cfg.log.Debug("imap listed", slog.String("folder", s.cfg.opts.Folder), slog.Int("new", len(found)),
 		slog.Uint64("uidvalidity", uint64(uv)), slog.Uint64("after_uid", uint64(last)))
 	return listing, nil
+}
+
+// collectMeta is FetchMessageData.Collect for UID, RFC822.SIZE and FLAGS,
+// without buffering a body literal a server may send unasked: Collect
+// would read it whole into memory.
+func collectMeta(msg *imapclient.FetchMessageData) (*imapclient.FetchMessageBuffer, error) {
+	buf := &imapclient.FetchMessageBuffer{SeqNum: msg.SeqNum}
+	for item := msg.Next(); item != nil; item = msg.Next() {
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			buf.UID = item.UID
+		case imapclient.FetchItemDataRFC822Size:
+			buf.RFC822Size = item.Size
+		case imapclient.FetchItemDataFlags:
+			buf.Flags = item.Flags
+		case imapclient.FetchItemDataBodySection:
+			if item.Literal != nil {
+				if _, err := io.Copy(io.Discard, item.Literal); err != nil {
+					return buf, err
+				}
+			}
+		case imapclient.FetchItemDataBinarySection:
+			if item.Literal != nil {
+				if _, err := io.Copy(io.Discard, item.Literal); err != nil {
+					return buf, err
+				}
+			}
+		}
+	}
+	return buf, nil
 }
 
 // target is one message to fetch or act on.
@@ -375,7 +406,7 @@ func (s *session) present(ctx context.Context, set imap.UIDSet) (existing, delet
 		if msg == nil {
 			break
 		}
-		buf, cerr := msg.Collect()
+		buf, cerr := collectMeta(msg)
 		if cerr != nil || buf.UID == 0 || !set.Contains(buf.UID) {
 			continue
 		}

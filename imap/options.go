@@ -95,10 +95,14 @@ type Options struct {
 	// DialTimeout bounds connecting, the TLS handshake and the greeting;
 	// default 30s.
 	DialTimeout time.Duration
-	// CommandTimeout is how long a command may go without any byte from
-	// the server before the connection is considered dead and closed (an
-	// error wrapping mailsync.ErrConnection); default 2 minutes. Time spent
-	// in the caller's Fetch callback does not count.
+	// CommandTimeout bounds each command twice: how long it may go
+	// without any byte from the server, and how long it may take in total
+	// (from sending it to its tagged completion, so a server that trickles
+	// bytes cannot keep it alive). Either way the connection is closed and
+	// the call fails with an error wrapping mailsync.ErrConnection; default
+	// 2 minutes. Time spent in the caller's Fetch callback does not count.
+	// A body fetch is at most BatchBytes (or one message) per command, so
+	// CommandTimeout must allow for that on a slow link.
 	CommandTimeout time.Duration
 
 	// DialContext, when set, replaces net.Dialer.DialContext for the TCP

@@ -37,6 +37,7 @@ type session struct {
 	sel        imap.SelectData
 
 	conn          *clientConn         // what go-imap reads and writes
+	guard         *guard              // bounds responses; tracks commands
 	tls           tls.ConnectionState // zero without TLS
 	strayBodies   atomic.Int64        // message bodies the client could not route
 	literalFailed atomic.Bool         // a body literal returned a read error
@@ -71,19 +72,24 @@ func (m *meteredConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// watch closes the connection when ctx ends or when no byte has moved for
-// stall while not paused. The returned stop must be called when the
-// operation ends.
+// watch closes the connection when ctx ends, when no byte has moved for
+// stall while not paused, or when one command has been in progress for
+// longer than stall in total (time in the caller's callback not counted),
+// so a server that trickles bytes cannot keep a command alive. The
+// returned stop must be called when the operation ends.
 func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) {
 	s.raw.touch()
 	done := make(chan struct{})
 	exited := make(chan struct{})
-	tick := stall / 4
+	tick := stall / 8
 	tick = min(max(tick, 5*time.Millisecond), time.Second)
 	go func() {
 		defer close(exited)
 		t := time.NewTicker(tick)
 		defer t.Stop()
+		var seq uint64         // the command being timed
+		var busy time.Duration // its time so far, callbacks excluded
+		last := time.Now()
 		for {
 			select {
 			case <-done:
@@ -91,13 +97,27 @@ func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) 
 			case <-ctx.Done():
 				s.kill(ctx.Err())
 				return
-			case <-t.C:
+			case now := <-t.C:
+				elapsed := now.Sub(last)
+				last = now
 				if s.raw.paused.Load() > 0 {
 					s.raw.touch()
 					continue
 				}
 				if idle := time.Since(time.Unix(0, s.raw.last.Load())); idle > stall {
 					s.kill(fmt.Errorf("no data from the server for %s", idle.Round(time.Millisecond)))
+					return
+				}
+				if !s.guard.cmdActive.Load() {
+					busy = 0
+					continue
+				}
+				if cur := s.guard.cmdSeq.Load(); cur != seq {
+					seq, busy = cur, 0
+				}
+				busy += elapsed
+				if busy > stall {
+					s.kill(fmt.Errorf("the server did not complete a command within %s (it kept sending too slowly)", stall))
 					return
 				}
 			}
@@ -246,6 +266,7 @@ func dial(ctx context.Context, cfg *config) (*session, error) {
 		return nil, dialError(ctx, cfg, err)
 	}
 	s := &session{cfg: cfg, raw: &meteredConn{Conn: conn}}
+	s.guard = newGuard(maxResponseBytes, s.kill)
 
 	// Secure the connection and read the greeting under DialTimeout.
 	stop := s.watch(dctx, cfg.opts.DialTimeout)
@@ -313,7 +334,7 @@ func (s *session) open(ctx context.Context) error {
 			return tlsError(cfg, err)
 		}
 		s.tls = tc.ConnectionState()
-		s.conn = &clientConn{Conn: tc}
+		s.conn = &clientConn{Conn: tc, guard: s.guard}
 	case StartTLS:
 		tc, err := s.startTLS(ctx)
 		if err != nil {
@@ -321,15 +342,18 @@ func (s *session) open(ctx context.Context) error {
 		}
 		s.tls = tc.ConnectionState()
 		// The greeting was read before STARTTLS; go-imap wants one.
-		s.conn = &clientConn{Conn: tc, prefix: []byte("* OK STARTTLS completed\r\n")}
+		s.conn = &clientConn{Conn: tc, prefix: []byte("* OK STARTTLS completed\r\n"), guard: s.guard}
 	case Plaintext:
-		s.conn = &clientConn{Conn: s.raw}
+		s.conn = &clientConn{Conn: s.raw, guard: s.guard}
 	}
 	s.client = imapclient.New(s.conn, opts)
 	if err := s.client.WaitGreeting(); err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
 			return fmt.Errorf("imap: %s refused the session: %s: %w", cfg.addr, describe(ie), mailsync.ErrConnection)
+		}
+		if reason := s.killReason(); reason != nil {
+			err = reason
 		}
 		return fmt.Errorf("imap: no greeting from %s: %v: %w", cfg.addr, err, mailsync.ErrConnection)
 	}
