@@ -77,8 +77,14 @@ func (c *Connector) drop() {
 }
 
 // do runs f on a usable session while ctx and the stall timeout are
-// watched. A broken session is dropped so the next call reconnects.
+// watched. A broken session is dropped so the next call reconnects. The
+// error is scrubbed of every secret a request carried, whatever text a
+// server echoed into it.
 func (c *Connector) do(ctx context.Context, op string, f func(s *session) error) error {
+	return c.cfg.redactErr(c.run(ctx, op, f))
+}
+
+func (c *Connector) run(ctx context.Context, op string, f func(s *session) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("imap: %s: %w", op, err)
 	}
@@ -113,9 +119,9 @@ func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.Select
 		if errors.As(err, &ie) && ctx.Err() == nil && s.killReason() == nil {
 			switch ie.Code {
 			case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
-				return nil, responseError("select", s.cfg.addr, ie)
+				return nil, s.cfg.responseError("select", ie)
 			}
-			return nil, fmt.Errorf("imap: folder %q on %s cannot be opened (%s): %w", folder, s.cfg.addr, describe(ie), mailsync.ErrFolderNotFound)
+			return nil, fmt.Errorf("imap: folder %q on %s cannot be opened (%s): %w", folder, s.cfg.addr, s.cfg.describe(ie), mailsync.ErrFolderNotFound)
 		}
 		return nil, s.check(ctx, "select", err)
 	}
@@ -482,7 +488,7 @@ func (s *session) withFolder(ctx context.Context, op, folder string, run func() 
 		}
 		if cerr != nil {
 			if errors.As(cerr, &ie) && ctx.Err() == nil && s.killReason() == nil {
-				return fmt.Errorf("imap: %s: destination folder %q does not exist and cannot be created (%s): %w", op, folder, describe(ie), mailsync.ErrFolderNotFound)
+				return fmt.Errorf("imap: %s: destination folder %q does not exist and cannot be created (%s): %w", op, folder, s.cfg.describe(ie), mailsync.ErrFolderNotFound)
 			}
 			return s.check(ctx, "create folder", cerr)
 		}
@@ -491,9 +497,9 @@ func (s *session) withFolder(ctx context.Context, op, folder string, run func() 
 	if err != nil {
 		if errors.As(err, &ie) && ctx.Err() == nil && s.killReason() == nil {
 			if ie.Code == imap.ResponseCodeTryCreate {
-				return fmt.Errorf("imap: %s to %q: the folder still does not exist after creating it (%s): %w", op, folder, describe(ie), mailsync.ErrFolderNotFound)
+				return fmt.Errorf("imap: %s to %q: the folder still does not exist after creating it (%s): %w", op, folder, s.cfg.describe(ie), mailsync.ErrFolderNotFound)
 			}
-			return fmt.Errorf("imap: %s to %q refused: %w", op, folder, responseError(op, s.cfg.addr, ie))
+			return fmt.Errorf("imap: %s to %q refused: %w", op, folder, s.cfg.responseError(op, ie))
 		}
 		return s.check(ctx, op, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -214,15 +215,15 @@ func (s *session) check(ctx context.Context, op string, err error) error {
 	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {
-		return responseError(op, s.cfg.addr, ie)
+		return s.cfg.responseError(op, ie)
 	}
 	s.markBroken()
-	return fmt.Errorf("imap: %s on %s: connection lost: %v: %w", op, s.cfg.addr, err, mailsync.ErrConnection)
+	return fmt.Errorf("imap: %s on %s: connection lost: %s: %w", op, s.cfg.addr, s.cfg.redactText(err.Error()), mailsync.ErrConnection)
 }
 
 // responseError maps a NO or BAD response to the mailsync error it means.
-func responseError(op, addr string, ie *imap.Error) error {
-	text := fmt.Sprintf("imap: %s on %s: server answered %s", op, addr, describe(ie))
+func (c *config) responseError(op string, ie *imap.Error) error {
+	text := fmt.Sprintf("imap: %s on %s: server answered %s", op, c.addr, c.describe(ie))
 	switch {
 	case ie.Code == imap.ResponseCodeUnavailable:
 		return fmt.Errorf("%s: %w", text, mailsync.ErrConnection)
@@ -234,7 +235,12 @@ func responseError(op, addr string, ie *imap.Error) error {
 	return errors.New(text)
 }
 
+// describe prints a response without the "imap:" prefix of imap.Error,
+// scrubbed of every secret the server may echo.
+func (c *config) describe(ie *imap.Error) string { return c.redactText(describe(ie)) }
+
 // describe prints a response without the "imap:" prefix of imap.Error.
+// Server text: print it through config.describe.
 func describe(ie *imap.Error) string {
 	s := string(ie.Type)
 	if ie.Code != "" {
@@ -350,12 +356,12 @@ func (s *session) open(ctx context.Context) error {
 	if err := s.client.WaitGreeting(); err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
-			return fmt.Errorf("imap: %s refused the session: %s: %w", cfg.addr, describe(ie), mailsync.ErrConnection)
+			return fmt.Errorf("imap: %s refused the session: %s: %w", cfg.addr, cfg.describe(ie), mailsync.ErrConnection)
 		}
 		if reason := s.killReason(); reason != nil {
 			err = reason
 		}
-		return fmt.Errorf("imap: no greeting from %s: %v: %w", cfg.addr, err, mailsync.ErrConnection)
+		return fmt.Errorf("imap: no greeting from %s: %s: %w", cfg.addr, cfg.redactText(err.Error()), mailsync.ErrConnection)
 	}
 	return nil
 }
@@ -417,6 +423,12 @@ func (s *session) login(ctx context.Context) error {
 		} else {
 			saslClient = sasl.NewOAuthBearerClient(user, token, cfg.conn.Server, cfg.port)
 		}
+		// A server may echo the token or the whole SASL response (raw or
+		// base64) in its answer: scrub them from every error from now on.
+		cfg.rememberSecrets(token)
+		if _, ir, err := saslClient.Start(); err == nil && len(ir) > 0 {
+			cfg.rememberSecrets(string(ir), base64.StdEncoding.EncodeToString(ir))
+		}
 		err = s.client.Authenticate(emptyAware{saslClient, s.conn})
 	}
 	if err != nil {
@@ -426,19 +438,19 @@ func (s *session) login(ctx context.Context) error {
 		}
 		switch ie.Code {
 		case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
-			return responseError("login", cfg.addr, ie)
+			return cfg.responseError("login", ie)
 		case imap.ResponseCodePrivacyRequired:
-			return fmt.Errorf("imap: %s requires TLS for login (%s): %w", cfg.addr, describe(ie), mailsync.ErrPlaintextRefused)
+			return fmt.Errorf("imap: %s requires TLS for login (%s): %w", cfg.addr, cfg.describe(ie), mailsync.ErrPlaintextRefused)
 		}
 		detail := ""
 		if saslClient != nil {
 			detail = " (the access token was rejected"
 			if se := saslClient.ServerError(); se != nil {
-				detail += ": status " + se.Status
+				detail += ": status " + cfg.redactText(se.Status)
 			}
 			detail += ")"
 		}
-		return fmt.Errorf("imap: %s rejected %s login for %q%s: %s: %w", cfg.addr, s.auth, user, detail, describe(ie), mailsync.ErrAuth)
+		return fmt.Errorf("imap: %s rejected %s login for %q%s: %s: %w", cfg.addr, s.auth, user, detail, cfg.describe(ie), mailsync.ErrAuth)
 	}
 	s.caps = s.client.Caps()
 	if s.caps == nil {
