@@ -403,10 +403,9 @@ func (s *session) delete(ctx context.Context, set imap.UIDSet) error {
 	return s.expunge(ctx, set)
 }
 
-// present returns which UIDs of set still exist, and which of them carry
-// \Deleted.
-func (s *session) present(ctx context.Context, set imap.UIDSet) (existing, deleted imap.UIDSet, err error) {
-	cmd := s.client.Fetch(set, &imap.FetchOptions{UID: true, Flags: true})
+// present returns which UIDs of set still exist.
+func (s *session) present(ctx context.Context, set imap.UIDSet) (existing imap.UIDSet, err error) {
+	cmd := s.client.Fetch(set, &imap.FetchOptions{UID: true})
 	for {
 		msg := cmd.Next()
 		if msg == nil {
@@ -417,27 +416,28 @@ func (s *session) present(ctx context.Context, set imap.UIDSet) (existing, delet
 			continue
 		}
 		existing.AddNum(buf.UID)
-		if slices.ContainsFunc(buf.Flags, func(f imap.Flag) bool { return strings.EqualFold(string(f), string(imap.FlagDeleted)) }) {
-			deleted.AddNum(buf.UID)
-		}
 	}
 	if err := cmd.Close(); err != nil {
-		return nil, nil, s.check(ctx, "fetch flags", err)
+		return nil, s.check(ctx, "fetch uids", err)
 	}
-	return existing, deleted, nil
+	return existing, nil
 }
 
 // move moves set to folder. With MOVE it is one command. Without it: COPY,
-// and only once the COPY succeeded, \Deleted and UID EXPUNGE of exactly
-// those UIDs. A message already flagged \Deleted in the source is taken as
-// copied by an earlier, interrupted attempt and is not copied again.
+// and only once the server confirmed the copy, \Deleted and UID EXPUNGE of
+// exactly the UIDs it confirmed (its COPYUID source set; without COPYUID,
+// the UIDs of the COPY it answered OK, which copies all or nothing). A
+// \Deleted flag found on a message proves nothing about a copy (another
+// client may have set it), so every message still present is copied: an
+// attempt interrupted between COPY and EXPUNGE leaves a second copy in
+// folder when repeated, never a lost message.
 func (s *session) move(ctx context.Context, set imap.UIDSet, folder string) error {
 	hasMove := s.caps.Has(imap.CapMove)
 	if !hasMove && !s.hasUIDPlus() {
 		return fmt.Errorf("imap: move: %s has neither MOVE nor UIDPLUS, so moving would need a plain EXPUNGE that could remove other messages marked deleted: %w",
 			s.cfg.addr, mailsync.ErrUnsupported)
 	}
-	existing, deleted, err := s.present(ctx, set)
+	existing, err := s.present(ctx, set)
 	if err != nil {
 		return err
 	}
@@ -450,29 +450,41 @@ func (s *session) move(ctx context.Context, set imap.UIDSet, folder string) erro
 			return err
 		})
 	}
-	toCopy := existing
-	if len(deleted) > 0 {
-		toCopy = nil
-		nums, _ := existing.Nums()
-		for _, uid := range nums {
-			if !deleted.Contains(uid) {
-				toCopy.AddNum(uid)
-			}
-		}
+	var data *imap.CopyData
+	err = s.withFolder(ctx, "copy", folder, func() error {
+		var err error
+		data, err = s.client.Copy(existing, folder).Wait()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w (nothing was deleted from %q)", err, s.cfg.opts.Folder)
 	}
-	if len(toCopy) > 0 {
-		err := s.withFolder(ctx, "copy", folder, func() error {
-			_, err := s.client.Copy(toCopy, folder).Wait()
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("%w (nothing was deleted from %q)", err, s.cfg.opts.Folder)
-		}
+	copied := confirmedCopies(existing, data)
+	if len(copied) == 0 {
+		s.cfg.log.Warn("imap: the server confirmed none of the copies (COPYUID); nothing is deleted from the source", slog.String("folder", s.cfg.opts.Folder))
+		return nil
 	}
-	if err := s.store(ctx, existing, imap.FlagDeleted); err != nil {
+	if err := s.store(ctx, copied, imap.FlagDeleted); err != nil {
 		return err
 	}
-	return s.expunge(ctx, existing)
+	return s.expunge(ctx, copied)
+}
+
+// confirmedCopies is the part of requested that a COPY answered with data
+// confirmed: the COPYUID source UIDs when the server sent them, else all
+// of requested (the COPY succeeded as a whole).
+func confirmedCopies(requested imap.UIDSet, data *imap.CopyData) imap.UIDSet {
+	if data == nil || len(data.SourceUIDs) == 0 {
+		return requested
+	}
+	var out imap.UIDSet
+	nums, _ := requested.Nums()
+	for _, uid := range nums {
+		if data.SourceUIDs.Contains(uid) {
+			out.AddNum(uid)
+		}
+	}
+	return out
 }
 
 // withFolder runs a COPY or MOVE; on NO [TRYCREATE] it creates folder and
