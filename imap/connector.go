@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -324,9 +325,12 @@ func (c *Connector) Close() error {
 // Ack applies action to refs: LeaveUntouched does nothing, MarkRead adds
 // \Seen, Delete sets \Deleted and expunges exactly those UIDs (UID EXPUNGE,
 // which needs UIDPLUS), MoveToFolder uses MOVE, or without it COPY, then
-// \Deleted and UID EXPUNGE only after the copy succeeded. A missing
-// destination folder is created. Messages already gone are not an error,
-// so Ack can be repeated.
+// \Deleted and UID EXPUNGE only after the copy succeeded. The destination
+// folder is written with "/" as the hierarchy separator and is placed in
+// the server's personal namespace (RFC 2342: "Done/2026" becomes
+// "INBOX.Done.2026" on Courier and Cyrus) unless it already starts with a
+// namespace prefix; a missing one is created. Messages already gone are not
+// an error, so Ack can be repeated.
 func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) error {
 	if err := action.Validate(); err != nil {
 		return err
@@ -356,9 +360,9 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 			case mailsync.Delete:
 				err = s.delete(ctx, set)
 			case mailsync.MoveToFolder:
-				var dest string
-				if dest, err = s.mailboxName(ctx, action.Folder); err == nil {
-					err = s.move(ctx, set, dest)
+				var dests []string
+				if dests, err = s.destinations(ctx, action.Folder); err == nil {
+					err = s.move(ctx, set, action.Folder, dests)
 				}
 			}
 			if err != nil {
@@ -431,7 +435,10 @@ func (s *session) present(ctx context.Context, set imap.UIDSet) (existing imap.U
 // client may have set it), so every message still present is copied: an
 // attempt interrupted between COPY and EXPUNGE leaves a second copy in
 // folder when repeated, never a lost message.
-func (s *session) move(ctx context.Context, set imap.UIDSet, folder string) error {
+//
+// dests are the server names to try for the admin's folder name (see
+// destinations).
+func (s *session) move(ctx context.Context, set imap.UIDSet, folder string, dests []string) error {
 	hasMove := s.caps.Has(imap.CapMove)
 	if !hasMove && !s.hasUIDPlus() {
 		return fmt.Errorf("imap: move: %s has neither MOVE nor UIDPLUS, so moving would need a plain EXPUNGE that could remove other messages marked deleted: %w",
@@ -445,15 +452,15 @@ func (s *session) move(ctx context.Context, set imap.UIDSet, folder string) erro
 		return nil // already moved or gone
 	}
 	if hasMove {
-		return s.withFolder(ctx, "move", folder, func() error {
-			_, err := s.client.Move(existing, folder).Wait()
+		return s.withFolder(ctx, "move", folder, dests, func(dest string) error {
+			_, err := s.client.Move(existing, dest).Wait()
 			return err
 		})
 	}
 	var data *imap.CopyData
-	err = s.withFolder(ctx, "copy", folder, func() error {
+	err = s.withFolder(ctx, "copy", folder, dests, func(dest string) error {
 		var err error
-		data, err = s.client.Copy(existing, folder).Wait()
+		data, err = s.client.Copy(existing, dest).Wait()
 		return err
 	})
 	if err != nil {
@@ -487,35 +494,131 @@ func confirmedCopies(requested imap.UIDSet, data *imap.CopyData) imap.UIDSet {
 	return out
 }
 
-// withFolder runs a COPY or MOVE; on NO [TRYCREATE] it creates folder and
-// runs it once more.
-func (s *session) withFolder(ctx context.Context, op, folder string, run func() error) error {
-	err := run()
-	var ie *imap.Error
-	if err != nil && errors.As(err, &ie) && ie.Code == imap.ResponseCodeTryCreate && ctx.Err() == nil && s.killReason() == nil {
-		s.cfg.log.Info("imap creating destination folder", slog.String("folder", folder))
-		cerr := s.client.Create(folder, nil).Wait()
-		if errors.As(cerr, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
+// withFolder runs a COPY or MOVE to the first of dests that works. When
+// the server refuses one because the folder is missing (NO [TRYCREATE] or
+// [NONEXISTENT], or a NO without a code: Courier and Cyrus answer "Mailbox
+// does not exist" or "Invalid mailbox name" without TRYCREATE), it creates
+// that folder and runs once more; when the folder cannot be created it goes
+// on to the next name. The error names every name tried.
+func (s *session) withFolder(ctx context.Context, op, folder string, dests []string, run func(dest string) error) error {
+	var tried, why []string
+	for _, dest := range dests {
+		tried = append(tried, strconv.Quote(dest))
+		err := run(dest)
+		if err == nil {
+			return nil
+		}
+		ie, ok := s.refusal(ctx, err)
+		if !ok {
+			return s.check(ctx, op, err)
+		}
+		if !folderMissing(ie) {
+			return fmt.Errorf("imap: %s to %q refused: %w", op, dest, s.cfg.responseError(op, ie))
+		}
+		s.cfg.log.Info("imap creating destination folder", slog.String("folder", dest))
+		cerr := s.client.Create(dest, nil).Wait()
+		if cie, ok := s.refusal(ctx, cerr); ok && cie.Code == imap.ResponseCodeAlreadyExists {
 			cerr = nil
 		}
 		if cerr != nil {
-			if errors.As(cerr, &ie) && ctx.Err() == nil && s.killReason() == nil {
-				return fmt.Errorf("imap: %s: destination folder %q does not exist and cannot be created (%s): %w", op, folder, s.cfg.describe(ie), mailsync.ErrFolderNotFound)
+			cie, ok := s.refusal(ctx, cerr)
+			if !ok {
+				return s.check(ctx, "create folder", cerr)
 			}
-			return s.check(ctx, "create folder", cerr)
+			why = append(why, fmt.Sprintf("%s to %q: %s; create: %s", op, dest, s.cfg.describe(ie), s.cfg.describe(cie)))
+			continue
 		}
-		err = run()
+		err = run(dest)
+		if err == nil {
+			return nil
+		}
+		if ie, ok = s.refusal(ctx, err); !ok {
+			return s.check(ctx, op, err)
+		}
+		if folderMissing(ie) {
+			why = append(why, fmt.Sprintf("%s to %q after creating it: %s", op, dest, s.cfg.describe(ie)))
+			continue
+		}
+		return fmt.Errorf("imap: %s to %q refused: %w", op, dest, s.cfg.responseError(op, ie))
 	}
+	return fmt.Errorf("imap: %s: destination folder %q does not exist and cannot be created on %s (tried %s: %s): %w",
+		op, folder, s.cfg.addr, strings.Join(tried, ", "), strings.Join(why, "; "), mailsync.ErrFolderNotFound)
+}
+
+// refusal returns the server's NO or BAD in err, if the connection is
+// still fine.
+func (s *session) refusal(ctx context.Context, err error) (*imap.Error, bool) {
+	var ie *imap.Error
+	if err == nil || !errors.As(err, &ie) || ctx.Err() != nil || s.killReason() != nil {
+		return nil, false
+	}
+	return ie, true
+}
+
+// folderMissing reports whether a refused COPY/MOVE may mean that the
+// destination folder does not exist.
+func folderMissing(ie *imap.Error) bool {
+	switch ie.Code {
+	case "", imap.ResponseCodeTryCreate, imap.ResponseCodeNonExistent:
+		return true
+	}
+	return false
+}
+
+// namespaces returns the server's namespaces (RFC 2342), asked once per
+// connection; nil without the NAMESPACE capability or a usable answer.
+func (s *session) namespaces(ctx context.Context) (*imap.NamespaceData, error) {
+	if s.nsKnown {
+		return s.ns, nil
+	}
+	if s.caps.Has(imap.CapNamespace) || s.caps.Has(imap.CapIMAP4rev2) {
+		data, err := s.client.Namespace().Wait()
+		if err != nil {
+			if _, ok := s.refusal(ctx, err); !ok {
+				return nil, s.check(ctx, "namespace", err)
+			}
+		} else {
+			s.ns = data
+		}
+	}
+	s.nsKnown = true
+	return s.ns, nil
+}
+
+// destinations returns the server names to try, best first, for a folder
+// the admin wrote with "/" as the hierarchy separator ("Done/2026"): inside
+// the personal namespace, with its prefix and separator ("INBOX.Done.2026"
+// on Courier and Cyrus), unless the name already starts with a namespace's
+// prefix; then the name as written, with the server's separator.
+func (s *session) destinations(ctx context.Context, name string) ([]string, error) {
+	plain, err := s.mailboxName(ctx, name)
 	if err != nil {
-		if errors.As(err, &ie) && ctx.Err() == nil && s.killReason() == nil {
-			if ie.Code == imap.ResponseCodeTryCreate {
-				return fmt.Errorf("imap: %s to %q: the folder still does not exist after creating it (%s): %w", op, folder, s.cfg.describe(ie), mailsync.ErrFolderNotFound)
-			}
-			return fmt.Errorf("imap: %s to %q refused: %w", op, folder, s.cfg.responseError(op, ie))
-		}
-		return s.check(ctx, op, err)
+		return nil, err
 	}
-	return nil
+	ns, err := s.namespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ns == nil || len(ns.Personal) == 0 || ns.Personal[0].Prefix == "" || strings.EqualFold(name, "INBOX") {
+		return []string{plain}, nil
+	}
+	personal := ns.Personal[0]
+	inside := name
+	if personal.Delim != 0 && personal.Delim != '/' {
+		inside = strings.ReplaceAll(name, "/", string(personal.Delim))
+	}
+	for _, list := range [][]imap.NamespaceDescriptor{ns.Personal, ns.Other, ns.Shared} {
+		for _, d := range list {
+			if d.Prefix != "" && (hasPrefixFold(inside, d.Prefix) || hasPrefixFold(plain, d.Prefix)) {
+				return []string{plain}, nil // the admin wrote the prefix
+			}
+		}
+	}
+	inside = personal.Prefix + inside
+	if inside == plain {
+		return []string{plain}, nil
+	}
+	return []string{inside, plain}, nil
 }
 
 // bodyReader hands a message literal to the caller's callback: reads past

@@ -35,6 +35,8 @@ type session struct {
 	selected   bool // the folder is selected (read-write)
 	delim      rune // the server's hierarchy separator, once known
 	delimKnown bool
+	ns         *imap.NamespaceData // the server's namespaces, once known (nil: none)
+	nsKnown    bool
 	sel        imap.SelectData
 
 	conn          *clientConn         // what go-imap reads and writes
