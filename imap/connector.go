@@ -627,6 +627,7 @@ func (s *session) destinations(ctx context.Context, name string) ([]string, erro
 type bodyReader struct {
 	r    io.Reader
 	m    *meteredConn
+	g    *guard // counts the bytes delivered (they extend the command's time)
 	err  error
 	done bool
 }
@@ -646,6 +647,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	b.m.touch()
 	n, err := b.r.Read(p)
 	b.m.paused.Add(1)
+	if n > 0 && b.g != nil {
+		b.g.bodyBytes.Add(int64(n))
+	}
 	if err != nil && err != io.EOF {
 		b.err = err
 	}

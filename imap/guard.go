@@ -23,6 +23,13 @@ import (
 // progress (from its first byte written to its tagged completion), so the
 // watcher can bound the total time of each command.
 
+// minBodyRate is the slowest delivery of message bodies that still extends
+// a command's time: each minBodyRate bytes handed to the caller's callback
+// add a second to CommandTimeout, so a large batch on a slow but steady link
+// completes, while a server that trickles (or sends what nobody reads)
+// earns nothing.
+const minBodyRate = 64 << 10
+
 // maxResponseBytes bounds one server response, literals that are not
 // message bodies included. Real responses (CAPABILITY, LIST, SELECT data,
 // FETCH flags, SEARCH of at most one batch) are far smaller.
@@ -55,6 +62,7 @@ type guard struct {
 	// Command state.
 	cmdActive atomic.Bool
 	cmdSeq    atomic.Uint64
+	bodyBytes atomic.Int64 // message-body bytes handed to the caller, ever
 
 	mu     sync.Mutex
 	failed error

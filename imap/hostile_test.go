@@ -281,3 +281,47 @@ func TestHostileServersBounded(t *testing.T) {
 		})
 	}
 }
+
+// A body fetch on a slow but steady link outlasts CommandTimeout without
+// failing: message bytes delivered extend the command's time.
+func TestSlowSteadyBodyCompletes(t *testing.T) {
+	const size = 1 << 20
+	h := startHostile(t, &hostileServer{trigger: "UID FETCH 1 (UID BODY", attack: func(w *bufio.Writer, tag string, quit <-chan struct{}) {
+		fmt.Fprintf(w, "* 1 FETCH (UID 1 BODY[] {%d}\r\n", size)
+		chunk := bytes.Repeat([]byte("b"), 16<<10)
+		for sent := 0; sent < size; sent += len(chunk) { // about 270 KiB/s: ~4s
+			select {
+			case <-quit:
+				return
+			case <-time.After(60 * time.Millisecond):
+			}
+			w.Write(chunk)
+			if w.Flush() != nil {
+				return
+			}
+		}
+		fmt.Fprintf(w, ")\r\n%s OK done\r\n", tag)
+		w.Flush()
+	}})
+	opts := plainOpts()
+	opts.CommandTimeout = time.Second
+	c := newConnector(t, connection(t, h.Addr), opts)
+	ctx := testCtx(t)
+	l, err := c.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var n int64
+	err = c.Fetch(ctx, l.Messages, func(_ mailsync.MessageRef, body io.Reader) error {
+		var err error
+		n, err = io.Copy(io.Discard, body)
+		return err
+	})
+	if err != nil || n != size {
+		t.Fatalf("Fetch = %v after %d of %d bytes in %s", err, n, size, time.Since(start))
+	}
+	if d := time.Since(start); d < 2*opts.CommandTimeout {
+		t.Logf("the fetch took only %s; the test means little on this machine", d)
+	}
+}

@@ -103,8 +103,9 @@ type Options struct {
 	// bytes cannot keep it alive). Either way the connection is closed and
 	// the call fails with an error wrapping mailsync.ErrConnection; default
 	// 2 minutes. Time spent in the caller's Fetch callback does not count.
-	// A body fetch is at most BatchBytes (or one message) per command, so
-	// CommandTimeout must allow for that on a slow link.
+	// Each 64 KiB of message body handed to the Fetch callback extends a
+	// command's total by a second, so a large batch on a slow but steady
+	// link completes.
 	CommandTimeout time.Duration
 
 	// DialContext, when set, replaces net.Dialer.DialContext for the TCP

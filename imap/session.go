@@ -77,9 +77,10 @@ func (m *meteredConn) Write(p []byte) (int, error) {
 
 // watch closes the connection when ctx ends, when no byte has moved for
 // stall while not paused, or when one command has been in progress for
-// longer than stall in total (time in the caller's callback not counted),
-// so a server that trickles bytes cannot keep a command alive. The
-// returned stop must be called when the operation ends.
+// longer than stall in total (time in the caller's callback not counted;
+// message bodies delivered to it extend the bound by a second per
+// minBodyRate bytes), so a server that trickles bytes cannot keep a
+// command alive. The returned stop must be called when the operation ends.
 func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) {
 	s.raw.touch()
 	done := make(chan struct{})
@@ -92,6 +93,7 @@ func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) 
 		defer t.Stop()
 		var seq uint64         // the command being timed
 		var busy time.Duration // its time so far, callbacks excluded
+		var bodyBase int64     // guard.bodyBytes when it started
 		last := time.Now()
 		for {
 			select {
@@ -116,11 +118,16 @@ func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) 
 					continue
 				}
 				if cur := s.guard.cmdSeq.Load(); cur != seq {
-					seq, busy = cur, 0
+					// A new command: count from here (it began within
+					// the last tick), so a silent server is reported
+					// as a stall, which the idle time shows first.
+					seq, busy, bodyBase = cur, 0, s.guard.bodyBytes.Load()
+					continue
 				}
 				busy += elapsed
-				if busy > stall {
-					s.kill(fmt.Errorf("the server did not complete a command within %s (it kept sending too slowly)", stall))
+				earned := time.Duration(float64(s.guard.bodyBytes.Load()-bodyBase) / minBodyRate * float64(time.Second))
+				if busy > stall+earned {
+					s.kill(fmt.Errorf("the server did not complete a command within %s (it kept sending too slowly)", (stall + earned).Round(time.Millisecond)))
 					return
 				}
 			}
