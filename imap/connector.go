@@ -139,13 +139,16 @@ func (s *session) mailboxName(ctx context.Context, name string) (string, error) 
 		return name, nil
 	}
 	if !s.delimKnown {
-		data, err := s.client.List("", "", nil).Collect()
+		cmd := s.client.List("", "", nil) // not Collect: one answer is expected
+		for d := cmd.Next(); d != nil; d = cmd.Next() {
+			if s.delim == 0 {
+				s.delim = d.Delim
+			}
+		}
+		err := cmd.Close()
 		var ie *imap.Error
 		if err != nil && !errors.As(err, &ie) {
 			return "", s.check(ctx, "list", err)
-		}
-		if len(data) > 0 {
-			s.delim = data[0].Delim
 		}
 		s.delimKnown = true
 	}
@@ -229,6 +232,13 @@ func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.L
 		}
 		// "n:*" also returns the highest message when its UID is below n.
 		if buf.UID > last {
+			// One answer per message: far more than the folder holds
+			// (plus what may arrive meanwhile) is a server that would
+			// make this listing grow without end.
+			if len(found) > int(sel.NumMessages)+maxNewDuringListing {
+				s.kill(fmt.Errorf("the server sent more than %[2]d FETCH responses listing a folder it said holds %[1]d messages; a broken or hostile server", sel.NumMessages, len(found)))
+				break
+			}
 			size := int64(-1)
 			if buf.RFC822Size > 0 {
 				size = buf.RFC822Size
@@ -282,6 +292,10 @@ func collectMeta(msg *imapclient.FetchMessageData) (*imapclient.FetchMessageBuff
 	}
 	return buf, nil
 }
+
+// maxNewDuringListing is how many more FETCH responses than the folder's
+// EXISTS count a listing accepts (mail arriving while it runs).
+const maxNewDuringListing = 100_000
 
 // target is one message to fetch or act on.
 type target struct {

@@ -195,7 +195,6 @@ func vmHWM() uint64 {
 //
 //	go test ./imap/ -run 'TestHostileServersBounded' -count=1 -v
 func TestHostileServersBounded(t *testing.T) {
-	const timeout = 2 * time.Second
 	const limit = 64 << 20
 	cases := []struct {
 		name    string
@@ -203,40 +202,52 @@ func TestHostileServersBounded(t *testing.T) {
 		attack  func(w *bufio.Writer, tag string, quit <-chan struct{})
 		fetch   bool // the attack answers the body fetch, not the listing
 		okToo   bool // a clean end is fine as long as it is bounded
+		timeout time.Duration
 	}{
 		{"1GiB greeting line", "", func(w *bufio.Writer, _ string, _ <-chan struct{}) {
 			w.WriteString("* OK ")
 			flood(w, gib)
-		}, false, false},
+		}, false, false, 0},
 		{"1GiB response line without line end", "SELECT", func(w *bufio.Writer, _ string, _ <-chan struct{}) {
 			w.WriteString("* OK ")
 			flood(w, gib)
-		}, false, false},
+		}, false, false, 0},
 		{"1GiB literal in an untagged LIST reply", "SELECT", func(w *bufio.Writer, _ string, _ <-chan struct{}) {
 			w.WriteString("* LIST () \"/\" {1073741824}\r\n")
 			flood(w, gib)
-		}, false, false},
+		}, false, false, 0},
 		{"1GiB literal in an untagged STATUS reply", "SELECT", func(w *bufio.Writer, _ string, _ <-chan struct{}) {
 			w.WriteString("* STATUS {1073741824}\r\n")
 			flood(w, gib)
-		}, false, false},
+		}, false, false, 0},
 		{"1GiB unasked body in the listing", "UID FETCH", func(w *bufio.Writer, tag string, _ <-chan struct{}) {
 			w.WriteString("* 1 FETCH (UID 1 RFC822.SIZE 5 BODY[] {1073741824}\r\n")
 			flood(w, gib)
 			fmt.Fprintf(w, ")\r\n%s OK done\r\n", tag)
 			w.Flush()
-		}, false, true},
+		}, false, true, 0},
+		{"endless FETCH responses to the listing", "UID FETCH", func(w *bufio.Writer, _ string, _ <-chan struct{}) {
+			for i := 1; i < 1<<30; i++ {
+				if _, err := fmt.Fprintf(w, "* %d FETCH (UID %d RFC822.SIZE 100)\r\n", i, i); err != nil {
+					return
+				}
+			}
+		}, false, false, 30 * time.Second}, // the time bound alone would allow ~1 GB here
 		{"trickled response line", "SELECT", func(w *bufio.Writer, _ string, quit <-chan struct{}) {
 			w.WriteString("* OK ")
 			trickle(w, quit)
-		}, false, false},
+		}, false, false, 0},
 		{"trickled message body", "UID FETCH 1 (UID BODY", func(w *bufio.Writer, _ string, quit <-chan struct{}) {
 			w.WriteString("* 1 FETCH (UID 1 BODY[] {100000}\r\n")
 			trickle(w, quit)
-		}, true, false},
+		}, true, false, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			timeout := 2 * time.Second
+			if tc.timeout != 0 {
+				timeout = tc.timeout
+			}
 			for _, ra := range []int64{0, -1} { // read-ahead on (default), off
 				h := startHostile(t, &hostileServer{trigger: tc.trigger, attack: tc.attack})
 				opts := plainOpts()

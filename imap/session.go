@@ -85,8 +85,9 @@ func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) 
 	s.raw.touch()
 	done := make(chan struct{})
 	exited := make(chan struct{})
-	tick := stall / 8
-	tick = min(max(tick, 5*time.Millisecond), time.Second)
+	// The total bound may be overshot by up to two ticks.
+	tick := stall / 16
+	tick = min(max(tick, 5*time.Millisecond), 500*time.Millisecond)
 	go func() {
 		defer close(exited)
 		t := time.NewTicker(tick)
