@@ -107,7 +107,10 @@ func (c *Connector) run(ctx context.Context, op string, f func(s *session) error
 	return err
 }
 
-// selectFolder selects (or, readOnly, examines) the configured folder.
+// selectFolder selects (or, readOnly, examines) the configured folder: as
+// written (with the server's separator) or, when the server does not know
+// that name, inside its personal namespace ("INBOX.Support" on Courier and
+// Cyrus).
 func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.SelectData, error) {
 	s.selected = false
 	folder, err := s.mailboxName(ctx, s.cfg.opts.Folder)
@@ -115,6 +118,21 @@ func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.Select
 		return nil, err
 	}
 	data, err := s.client.Select(folder, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
+	tried := ""
+	if ie, ok := s.refusal(ctx, err); ok && folderMissing(ie) {
+		names, nerr := s.destinations(ctx, s.cfg.opts.Folder)
+		if nerr != nil {
+			return nil, nerr
+		}
+		if names[0] != folder {
+			tried = fmt.Sprintf(" (also tried %q in the personal namespace)", names[0])
+			if d, err2 := s.client.Select(names[0], &imap.SelectOptions{ReadOnly: readOnly}).Wait(); err2 == nil {
+				data, err = d, nil
+			} else if _, ok := s.refusal(ctx, err2); !ok {
+				err = err2
+			}
+		}
+	}
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ctx.Err() == nil && s.killReason() == nil {
@@ -122,7 +140,7 @@ func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.Select
 			case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
 				return nil, s.cfg.responseError("select", ie)
 			}
-			return nil, fmt.Errorf("imap: folder %q on %s cannot be opened (%s): %w", folder, s.cfg.addr, s.cfg.describe(ie), mailsync.ErrFolderNotFound)
+			return nil, fmt.Errorf("imap: folder %q on %s cannot be opened (%s)%s: %w", folder, s.cfg.addr, s.cfg.describe(ie), tried, mailsync.ErrFolderNotFound)
 		}
 		return nil, s.check(ctx, "select", err)
 	}

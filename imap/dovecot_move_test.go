@@ -144,3 +144,26 @@ func TestMoveErrorNamesTriedFolders(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// A source folder written without the namespace prefix is found inside it.
+func TestDovecotReadFolderInCourierNamespace(t *testing.T) {
+	ctx := testCtx(t)
+	h := newDovecot(t, dovecottest.Options{CourierNamespace: true}, mimap.ImplicitTLS)
+	h.srv.Deliver(t, h.user, "Support", mail(1, "in INBOX.Support"))
+	for _, folder := range []string{"Support", "INBOX.Support", "INBOX/Support"} {
+		h.opts.Folder = folder
+		c := h.connector(t)
+		l, err := c.List(ctx, "")
+		if err != nil {
+			t.Fatalf("folder %q: %v", folder, err)
+		}
+		got, err := drain(ctx, c, l.Messages)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("folder %q: fetched %d messages, %v", folder, len(got), err)
+		}
+	}
+	h.opts.Folder = "Nope"
+	if _, err := h.connector(t).List(ctx, ""); !errors.Is(err, mailsync.ErrFolderNotFound) || !strings.Contains(err.Error(), `"INBOX.Nope"`) {
+		t.Errorf("missing folder: %v", err)
+	}
+}
