@@ -25,6 +25,27 @@ const SourceFolder = ""
 // harness must let the connector move there, creating it if needed.
 const MoveFolder = "Processed"
 
+// MoveFolderNamer may be implemented by a Harness whose server shows the
+// folder the suite moves to under another name than MoveFolder: an IMAP
+// server whose personal namespace has a prefix keeps it as
+// "INBOX.Processed" (Courier, Cyrus). The suite still asks the connector to
+// move to MoveFolder, and expects Inspect to report moved messages with
+// Folder == ServerMoveFolder(). Optional; without it, MoveFolder.
+type MoveFolderNamer interface {
+	ServerMoveFolder() string
+}
+
+// ServerMoveFolder is the name h's server gives MoveFolder: h's
+// ServerMoveFolder when it implements MoveFolderNamer, else MoveFolder.
+func ServerMoveFolder(h Harness) string {
+	if n, ok := h.(MoveFolderNamer); ok {
+		if f := n.ServerMoveFolder(); f != "" {
+			return f
+		}
+	}
+	return MoveFolder
+}
+
 // Harness gives the suite one fresh, empty mailbox.
 type Harness interface {
 	// MakeConnector opens a new connector on the mailbox. The suite calls it
@@ -33,7 +54,8 @@ type Harness interface {
 	// Deliver adds a raw RFC 5322 message to the folder the connector reads.
 	Deliver(ctx context.Context, raw []byte) error
 	// Inspect lists the mailbox's messages: those in the source folder with
-	// Folder == SourceFolder, those in MoveFolder with Folder == MoveFolder.
+	// Folder == SourceFolder, those in MoveFolder with Folder == MoveFolder
+	// (or the name ServerMoveFolder gives it).
 	// Deleted (or trashed) messages are not listed.
 	Inspect(ctx context.Context) ([]MailboxMessage, error)
 	// PostActions lists the post-actions the provider supports besides
@@ -46,7 +68,7 @@ type Harness interface {
 // MailboxMessage is what Inspect reports of one message.
 type MailboxMessage struct {
 	MessageID string // without angle brackets
-	Folder    string // SourceFolder or MoveFolder
+	Folder    string // SourceFolder or MoveFolder (see ServerMoveFolder)
 	Seen      bool   // read flag, where the provider has one
 }
 

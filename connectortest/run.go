@@ -271,7 +271,7 @@ func testPostActions(t *testing.T, s *suite) {
 					t.Errorf("mark read %s: %+v", id, found)
 				}
 			case mailsync.MoveToFolder:
-				if len(found) != 1 || found[0].Folder != MoveFolder {
+				if len(found) != 1 || found[0].Folder != ServerMoveFolder(s.h) {
 					t.Errorf("moved %s: %+v", id, found)
 				}
 			case mailsync.Delete:

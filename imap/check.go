@@ -87,20 +87,27 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 
 // folderNames lists up to limit selectable folder names, best effort.
 func (s *session) folderNames(ctx context.Context, limit int) []string {
-	data, err := s.client.List("", "*", nil).Collect()
-	if err != nil || ctx.Err() != nil {
-		return nil
-	}
+	// Not Collect: a hostile server could send LIST responses without end.
+	const keep = 10_000
+	cmd := s.client.List("", "*", nil)
 	var names []string
-	for _, d := range data {
+	more := 0
+	for d := cmd.Next(); d != nil; d = cmd.Next() {
 		if slices.Contains(d.Attrs, imap.MailboxAttrNoSelect) {
 			continue
 		}
-		names = append(names, fmt.Sprintf("%q", d.Mailbox))
+		if len(names) == keep {
+			more++
+			continue
+		}
+		names = append(names, fmt.Sprintf("%q", s.cfg.redactText(d.Mailbox)))
+	}
+	if err := cmd.Close(); err != nil || ctx.Err() != nil {
+		return nil
 	}
 	slices.Sort(names)
-	if len(names) > limit {
-		names = append(names[:limit], fmt.Sprintf("… (%d more)", len(names)-limit))
+	if len(names)+more > limit {
+		names = append(names[:limit], fmt.Sprintf("… (%d more)", len(names)+more-limit))
 	}
 	return names
 }

@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailsync/mailsync"
 )
@@ -76,8 +78,14 @@ func (c *Connector) drop() {
 }
 
 // do runs f on a usable session while ctx and the stall timeout are
-// watched. A broken session is dropped so the next call reconnects.
+// watched. A broken session is dropped so the next call reconnects. The
+// error is scrubbed of every secret a request carried, whatever text a
+// server echoed into it.
 func (c *Connector) do(ctx context.Context, op string, f func(s *session) error) error {
+	return c.cfg.redactErr(c.run(ctx, op, f))
+}
+
+func (c *Connector) run(ctx context.Context, op string, f func(s *session) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("imap: %s: %w", op, err)
 	}
@@ -99,7 +107,10 @@ func (c *Connector) do(ctx context.Context, op string, f func(s *session) error)
 	return err
 }
 
-// selectFolder selects (or, readOnly, examines) the configured folder.
+// selectFolder selects (or, readOnly, examines) the configured folder: as
+// written (with the server's separator) or, when the server does not know
+// that name, inside its personal namespace ("INBOX.Support" on Courier and
+// Cyrus).
 func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.SelectData, error) {
 	s.selected = false
 	folder, err := s.mailboxName(ctx, s.cfg.opts.Folder)
@@ -107,14 +118,29 @@ func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.Select
 		return nil, err
 	}
 	data, err := s.client.Select(folder, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
+	tried := ""
+	if ie, ok := s.refusal(ctx, err); ok && folderMissing(ie) {
+		names, nerr := s.destinations(ctx, s.cfg.opts.Folder)
+		if nerr != nil {
+			return nil, nerr
+		}
+		if names[0] != folder {
+			tried = fmt.Sprintf(" (also tried %q in the personal namespace)", names[0])
+			if d, err2 := s.client.Select(names[0], &imap.SelectOptions{ReadOnly: readOnly}).Wait(); err2 == nil {
+				data, err = d, nil
+			} else if _, ok := s.refusal(ctx, err2); !ok {
+				err = err2
+			}
+		}
+	}
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) && ctx.Err() == nil && s.killReason() == nil {
 			switch ie.Code {
 			case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
-				return nil, responseError("select", s.cfg.addr, ie)
+				return nil, s.cfg.responseError("select", ie)
 			}
-			return nil, fmt.Errorf("imap: folder %q on %s cannot be opened (%s): %w", folder, s.cfg.addr, describe(ie), mailsync.ErrFolderNotFound)
+			return nil, fmt.Errorf("imap: folder %q on %s cannot be opened (%s)%s: %w", folder, s.cfg.addr, s.cfg.describe(ie), tried, mailsync.ErrFolderNotFound)
 		}
 		return nil, s.check(ctx, "select", err)
 	}
@@ -131,13 +157,16 @@ func (s *session) mailboxName(ctx context.Context, name string) (string, error) 
 		return name, nil
 	}
 	if !s.delimKnown {
-		data, err := s.client.List("", "", nil).Collect()
+		cmd := s.client.List("", "", nil) // not Collect: one answer is expected
+		for d := cmd.Next(); d != nil; d = cmd.Next() {
+			if s.delim == 0 {
+				s.delim = d.Delim
+			}
+		}
+		err := cmd.Close()
 		var ie *imap.Error
 		if err != nil && !errors.As(err, &ie) {
 			return "", s.check(ctx, "list", err)
-		}
-		if len(data) > 0 {
-			s.delim = data[0].Delim
 		}
 		s.delimKnown = true
 	}
@@ -215,12 +244,19 @@ func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.L
 		if msg == nil {
 			break
 		}
-		buf, err := msg.Collect() // UID and RFC822.SIZE only: no body
+		buf, err := collectMeta(msg) // UID and RFC822.SIZE only: no body
 		if err != nil {
 			continue
 		}
 		// "n:*" also returns the highest message when its UID is below n.
 		if buf.UID > last {
+			// One answer per message: far more than the folder holds
+			// (plus what may arrive meanwhile) is a server that would
+			// make this listing grow without end.
+			if len(found) > int(sel.NumMessages)+maxNewDuringListing {
+				s.kill(fmt.Errorf("the server sent more than %[2]d FETCH responses listing a folder it said holds %[1]d messages; a broken or hostile server", sel.NumMessages, len(found)))
+				break
+			}
 			size := int64(-1)
 			if buf.RFC822Size > 0 {
 				size = buf.RFC822Size
@@ -244,6 +280,40 @@ func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.L
 		slog.Uint64("uidvalidity", uint64(uv)), slog.Uint64("after_uid", uint64(last)))
 	return listing, nil
 }
+
+// collectMeta is FetchMessageData.Collect for UID, RFC822.SIZE and FLAGS,
+// without buffering a body literal a server may send unasked: Collect
+// would read it whole into memory.
+func collectMeta(msg *imapclient.FetchMessageData) (*imapclient.FetchMessageBuffer, error) {
+	buf := &imapclient.FetchMessageBuffer{SeqNum: msg.SeqNum}
+	for item := msg.Next(); item != nil; item = msg.Next() {
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			buf.UID = item.UID
+		case imapclient.FetchItemDataRFC822Size:
+			buf.RFC822Size = item.Size
+		case imapclient.FetchItemDataFlags:
+			buf.Flags = item.Flags
+		case imapclient.FetchItemDataBodySection:
+			if item.Literal != nil {
+				if _, err := io.Copy(io.Discard, item.Literal); err != nil {
+					return buf, err
+				}
+			}
+		case imapclient.FetchItemDataBinarySection:
+			if item.Literal != nil {
+				if _, err := io.Copy(io.Discard, item.Literal); err != nil {
+					return buf, err
+				}
+			}
+		}
+	}
+	return buf, nil
+}
+
+// maxNewDuringListing is how many more FETCH responses than the folder's
+// EXISTS count a listing accepts (mail arriving while it runs).
+const maxNewDuringListing = 100_000
 
 // target is one message to fetch or act on.
 type target struct {
@@ -287,9 +357,12 @@ func (c *Connector) Close() error {
 // Ack applies action to refs: LeaveUntouched does nothing, MarkRead adds
 // \Seen, Delete sets \Deleted and expunges exactly those UIDs (UID EXPUNGE,
 // which needs UIDPLUS), MoveToFolder uses MOVE, or without it COPY, then
-// \Deleted and UID EXPUNGE only after the copy succeeded. A missing
-// destination folder is created. Messages already gone are not an error,
-// so Ack can be repeated.
+// \Deleted and UID EXPUNGE only after the copy succeeded. The destination
+// folder is written with "/" as the hierarchy separator and is placed in
+// the server's personal namespace (RFC 2342: "Done/2026" becomes
+// "INBOX.Done.2026" on Courier and Cyrus) unless it already starts with a
+// namespace prefix; a missing one is created. Messages already gone are not
+// an error, so Ack can be repeated.
 func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) error {
 	if err := action.Validate(); err != nil {
 		return err
@@ -319,9 +392,9 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 			case mailsync.Delete:
 				err = s.delete(ctx, set)
 			case mailsync.MoveToFolder:
-				var dest string
-				if dest, err = s.mailboxName(ctx, action.Folder); err == nil {
-					err = s.move(ctx, set, dest)
+				var dests []string
+				if dests, err = s.destinations(ctx, action.Folder); err == nil {
+					err = s.move(ctx, set, action.Folder, dests)
 				}
 			}
 			if err != nil {
@@ -366,41 +439,44 @@ func (s *session) delete(ctx context.Context, set imap.UIDSet) error {
 	return s.expunge(ctx, set)
 }
 
-// present returns which UIDs of set still exist, and which of them carry
-// \Deleted.
-func (s *session) present(ctx context.Context, set imap.UIDSet) (existing, deleted imap.UIDSet, err error) {
-	cmd := s.client.Fetch(set, &imap.FetchOptions{UID: true, Flags: true})
+// present returns which UIDs of set still exist.
+func (s *session) present(ctx context.Context, set imap.UIDSet) (existing imap.UIDSet, err error) {
+	cmd := s.client.Fetch(set, &imap.FetchOptions{UID: true})
 	for {
 		msg := cmd.Next()
 		if msg == nil {
 			break
 		}
-		buf, cerr := msg.Collect()
+		buf, cerr := collectMeta(msg)
 		if cerr != nil || buf.UID == 0 || !set.Contains(buf.UID) {
 			continue
 		}
 		existing.AddNum(buf.UID)
-		if slices.ContainsFunc(buf.Flags, func(f imap.Flag) bool { return strings.EqualFold(string(f), string(imap.FlagDeleted)) }) {
-			deleted.AddNum(buf.UID)
-		}
 	}
 	if err := cmd.Close(); err != nil {
-		return nil, nil, s.check(ctx, "fetch flags", err)
+		return nil, s.check(ctx, "fetch uids", err)
 	}
-	return existing, deleted, nil
+	return existing, nil
 }
 
 // move moves set to folder. With MOVE it is one command. Without it: COPY,
-// and only once the COPY succeeded, \Deleted and UID EXPUNGE of exactly
-// those UIDs. A message already flagged \Deleted in the source is taken as
-// copied by an earlier, interrupted attempt and is not copied again.
-func (s *session) move(ctx context.Context, set imap.UIDSet, folder string) error {
+// and only once the server confirmed the copy, \Deleted and UID EXPUNGE of
+// exactly the UIDs it confirmed (its COPYUID source set; without COPYUID,
+// the UIDs of the COPY it answered OK, which copies all or nothing). A
+// \Deleted flag found on a message proves nothing about a copy (another
+// client may have set it), so every message still present is copied: an
+// attempt interrupted between COPY and EXPUNGE leaves a second copy in
+// folder when repeated, never a lost message.
+//
+// dests are the server names to try for the admin's folder name (see
+// destinations).
+func (s *session) move(ctx context.Context, set imap.UIDSet, folder string, dests []string) error {
 	hasMove := s.caps.Has(imap.CapMove)
 	if !hasMove && !s.hasUIDPlus() {
 		return fmt.Errorf("imap: move: %s has neither MOVE nor UIDPLUS, so moving would need a plain EXPUNGE that could remove other messages marked deleted: %w",
 			s.cfg.addr, mailsync.ErrUnsupported)
 	}
-	existing, deleted, err := s.present(ctx, set)
+	existing, err := s.present(ctx, set)
 	if err != nil {
 		return err
 	}
@@ -408,65 +484,173 @@ func (s *session) move(ctx context.Context, set imap.UIDSet, folder string) erro
 		return nil // already moved or gone
 	}
 	if hasMove {
-		return s.withFolder(ctx, "move", folder, func() error {
-			_, err := s.client.Move(existing, folder).Wait()
+		return s.withFolder(ctx, "move", folder, dests, func(dest string) error {
+			_, err := s.client.Move(existing, dest).Wait()
 			return err
 		})
 	}
-	toCopy := existing
-	if len(deleted) > 0 {
-		toCopy = nil
-		nums, _ := existing.Nums()
-		for _, uid := range nums {
-			if !deleted.Contains(uid) {
-				toCopy.AddNum(uid)
-			}
-		}
+	var data *imap.CopyData
+	err = s.withFolder(ctx, "copy", folder, dests, func(dest string) error {
+		var err error
+		data, err = s.client.Copy(existing, dest).Wait()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w (nothing was deleted from %q)", err, s.cfg.opts.Folder)
 	}
-	if len(toCopy) > 0 {
-		err := s.withFolder(ctx, "copy", folder, func() error {
-			_, err := s.client.Copy(toCopy, folder).Wait()
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("%w (nothing was deleted from %q)", err, s.cfg.opts.Folder)
-		}
+	copied := confirmedCopies(existing, data)
+	if len(copied) == 0 {
+		s.cfg.log.Warn("imap: the server confirmed none of the copies (COPYUID); nothing is deleted from the source", slog.String("folder", s.cfg.opts.Folder))
+		return nil
 	}
-	if err := s.store(ctx, existing, imap.FlagDeleted); err != nil {
+	if err := s.store(ctx, copied, imap.FlagDeleted); err != nil {
 		return err
 	}
-	return s.expunge(ctx, existing)
+	return s.expunge(ctx, copied)
 }
 
-// withFolder runs a COPY or MOVE; on NO [TRYCREATE] it creates folder and
-// runs it once more.
-func (s *session) withFolder(ctx context.Context, op, folder string, run func() error) error {
-	err := run()
-	var ie *imap.Error
-	if err != nil && errors.As(err, &ie) && ie.Code == imap.ResponseCodeTryCreate && ctx.Err() == nil && s.killReason() == nil {
-		s.cfg.log.Info("imap creating destination folder", slog.String("folder", folder))
-		cerr := s.client.Create(folder, nil).Wait()
-		if errors.As(cerr, &ie) && ie.Code == imap.ResponseCodeAlreadyExists {
+// confirmedCopies is the part of requested that a COPY answered with data
+// confirmed: the COPYUID source UIDs when the server sent them, else all
+// of requested (the COPY succeeded as a whole).
+func confirmedCopies(requested imap.UIDSet, data *imap.CopyData) imap.UIDSet {
+	if data == nil || len(data.SourceUIDs) == 0 {
+		return requested
+	}
+	var out imap.UIDSet
+	nums, _ := requested.Nums()
+	for _, uid := range nums {
+		if data.SourceUIDs.Contains(uid) {
+			out.AddNum(uid)
+		}
+	}
+	return out
+}
+
+// withFolder runs a COPY or MOVE to the first of dests that works. When
+// the server refuses one because the folder is missing (NO [TRYCREATE] or
+// [NONEXISTENT], or a NO without a code: Courier and Cyrus answer "Mailbox
+// does not exist" or "Invalid mailbox name" without TRYCREATE), it creates
+// that folder and runs once more; when the folder cannot be created it goes
+// on to the next name. The error names every name tried.
+func (s *session) withFolder(ctx context.Context, op, folder string, dests []string, run func(dest string) error) error {
+	var tried, why []string
+	for _, dest := range dests {
+		tried = append(tried, strconv.Quote(dest))
+		err := run(dest)
+		if err == nil {
+			return nil
+		}
+		ie, ok := s.refusal(ctx, err)
+		if !ok {
+			return s.check(ctx, op, err)
+		}
+		if !folderMissing(ie) {
+			return fmt.Errorf("imap: %s to %q refused: %w", op, dest, s.cfg.responseError(op, ie))
+		}
+		s.cfg.log.Info("imap creating destination folder", slog.String("folder", dest))
+		cerr := s.client.Create(dest, nil).Wait()
+		if cie, ok := s.refusal(ctx, cerr); ok && cie.Code == imap.ResponseCodeAlreadyExists {
 			cerr = nil
 		}
 		if cerr != nil {
-			if errors.As(cerr, &ie) && ctx.Err() == nil && s.killReason() == nil {
-				return fmt.Errorf("imap: %s: destination folder %q does not exist and cannot be created (%s): %w", op, folder, describe(ie), mailsync.ErrFolderNotFound)
+			cie, ok := s.refusal(ctx, cerr)
+			if !ok {
+				return s.check(ctx, "create folder", cerr)
 			}
-			return s.check(ctx, "create folder", cerr)
+			why = append(why, fmt.Sprintf("%s to %q: %s; create: %s", op, dest, s.cfg.describe(ie), s.cfg.describe(cie)))
+			continue
 		}
-		err = run()
+		err = run(dest)
+		if err == nil {
+			return nil
+		}
+		if ie, ok = s.refusal(ctx, err); !ok {
+			return s.check(ctx, op, err)
+		}
+		if folderMissing(ie) {
+			why = append(why, fmt.Sprintf("%s to %q after creating it: %s", op, dest, s.cfg.describe(ie)))
+			continue
+		}
+		return fmt.Errorf("imap: %s to %q refused: %w", op, dest, s.cfg.responseError(op, ie))
 	}
+	return fmt.Errorf("imap: %s: destination folder %q does not exist and cannot be created on %s (tried %s: %s): %w",
+		op, folder, s.cfg.addr, strings.Join(tried, ", "), strings.Join(why, "; "), mailsync.ErrFolderNotFound)
+}
+
+// refusal returns the server's NO or BAD in err, if the connection is
+// still fine.
+func (s *session) refusal(ctx context.Context, err error) (*imap.Error, bool) {
+	var ie *imap.Error
+	if err == nil || !errors.As(err, &ie) || ctx.Err() != nil || s.killReason() != nil {
+		return nil, false
+	}
+	return ie, true
+}
+
+// folderMissing reports whether a refused COPY/MOVE may mean that the
+// destination folder does not exist.
+func folderMissing(ie *imap.Error) bool {
+	switch ie.Code {
+	case "", imap.ResponseCodeTryCreate, imap.ResponseCodeNonExistent:
+		return true
+	}
+	return false
+}
+
+// namespaces returns the server's namespaces (RFC 2342), asked once per
+// connection; nil without the NAMESPACE capability or a usable answer.
+func (s *session) namespaces(ctx context.Context) (*imap.NamespaceData, error) {
+	if s.nsKnown {
+		return s.ns, nil
+	}
+	if s.caps.Has(imap.CapNamespace) || s.caps.Has(imap.CapIMAP4rev2) {
+		data, err := s.client.Namespace().Wait()
+		if err != nil {
+			if _, ok := s.refusal(ctx, err); !ok {
+				return nil, s.check(ctx, "namespace", err)
+			}
+		} else {
+			s.ns = data
+		}
+	}
+	s.nsKnown = true
+	return s.ns, nil
+}
+
+// destinations returns the server names to try, best first, for a folder
+// the admin wrote with "/" as the hierarchy separator ("Done/2026"): inside
+// the personal namespace, with its prefix and separator ("INBOX.Done.2026"
+// on Courier and Cyrus), unless the name already starts with a namespace's
+// prefix; then the name as written, with the server's separator.
+func (s *session) destinations(ctx context.Context, name string) ([]string, error) {
+	plain, err := s.mailboxName(ctx, name)
 	if err != nil {
-		if errors.As(err, &ie) && ctx.Err() == nil && s.killReason() == nil {
-			if ie.Code == imap.ResponseCodeTryCreate {
-				return fmt.Errorf("imap: %s to %q: the folder still does not exist after creating it (%s): %w", op, folder, describe(ie), mailsync.ErrFolderNotFound)
-			}
-			return fmt.Errorf("imap: %s to %q refused: %w", op, folder, responseError(op, s.cfg.addr, ie))
-		}
-		return s.check(ctx, op, err)
+		return nil, err
 	}
-	return nil
+	ns, err := s.namespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ns == nil || len(ns.Personal) == 0 || ns.Personal[0].Prefix == "" || strings.EqualFold(name, "INBOX") {
+		return []string{plain}, nil
+	}
+	personal := ns.Personal[0]
+	inside := name
+	if personal.Delim != 0 && personal.Delim != '/' {
+		inside = strings.ReplaceAll(name, "/", string(personal.Delim))
+	}
+	for _, list := range [][]imap.NamespaceDescriptor{ns.Personal, ns.Other, ns.Shared} {
+		for _, d := range list {
+			if d.Prefix != "" && (hasPrefixFold(inside, d.Prefix) || hasPrefixFold(plain, d.Prefix)) {
+				return []string{plain}, nil // the admin wrote the prefix
+			}
+		}
+	}
+	inside = personal.Prefix + inside
+	if inside == plain {
+		return []string{plain}, nil
+	}
+	return []string{inside, plain}, nil
 }
 
 // bodyReader hands a message literal to the caller's callback: reads past
@@ -475,6 +659,7 @@ func (s *session) withFolder(ctx context.Context, op, folder string, run func() 
 type bodyReader struct {
 	r    io.Reader
 	m    *meteredConn
+	g    *guard // counts the bytes delivered (they extend the command's time)
 	err  error
 	done bool
 }
@@ -494,6 +679,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	b.m.touch()
 	n, err := b.r.Read(p)
 	b.m.paused.Add(1)
+	if n > 0 && b.g != nil {
+		b.g.bodyBytes.Add(int64(n))
+	}
 	if err != nil && err != io.EOF {
 		b.err = err
 	}

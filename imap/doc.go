@@ -17,12 +17,20 @@
 //   - Bodies are fetched in batches with BODY.PEEK[] (never setting \Seen)
 //     and streamed from the network to the callback.
 //   - Post-actions: mark read, move (MOVE, or COPY then UID EXPUNGE of just
-//     those messages, never a plain EXPUNGE and never a delete after a
-//     failed COPY), delete (UID EXPUNGE, needs UIDPLUS).
+//     the messages the server confirmed copying, never a plain EXPUNGE and
+//     never a delete after a failed COPY; the folder is placed in the
+//     server's personal namespace, e.g. "INBOX.Processed" on Courier and
+//     Cyrus, and created when missing), delete (UID EXPUNGE, needs UIDPLUS).
 //   - go-imap has no context: every call watches its ctx and closes the
-//     connection when it ends, or when the server stays silent for
-//     Options.CommandTimeout. Broken connections surface as errors wrapping
+//     connection when it ends, when the server stays silent for
+//     Options.CommandTimeout, or when one command takes longer than that in
+//     total. Broken connections surface as errors wrapping
 //     mailsync.ErrConnection and the next call reconnects.
+//   - A hostile server cannot exhaust memory: a response may carry at most
+//     1 MiB outside message-body literals (a longer line, or a larger
+//     literal in any other reply, fails the connection with
+//     mailsync.ErrConnection); bodies stream. Server text in errors is
+//     scrubbed of the password and tokens in every encoding sent.
 //
 // Check backs the admin's "test connection" button.
 package imap

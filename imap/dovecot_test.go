@@ -37,7 +37,13 @@ type dovecotHarness struct {
 	user string
 	conn mailsync.Connection
 	opts mimap.Options
+	// moveFolder is the IMAP name of connectortest.MoveFolder on this
+	// server ("INBOX.Processed" with a Courier namespace); "" means the same.
+	moveFolder string
 }
+
+// ServerMoveFolder implements connectortest.MoveFolderNamer.
+func (h *dovecotHarness) ServerMoveFolder() string { return h.moveFolder }
 
 // newDovecot returns a fresh user on the shared server for o, connected over
 // implicit TLS or STARTTLS.
@@ -50,8 +56,14 @@ func newDovecot(t testing.TB, o dovecottest.Options, security mimap.Security) *d
 	}
 	conn := connection(t, addr)
 	conn.User = user
-	return &dovecotHarness{t: t, srv: srv, user: user, conn: conn,
+	h := &dovecotHarness{t: t, srv: srv, user: user, conn: conn,
 		opts: mimap.Options{Password: dovecotPassword, Security: security, RootCAs: srv.CAPool}}
+	if o.CourierNamespace {
+		// The Maildir++ folder ".Processed" is the IMAP mailbox
+		// "INBOX.Processed": the only place the server lets it be.
+		h.moveFolder = "INBOX." + connectortest.MoveFolder
+	}
+	return h
 }
 
 func (h *dovecotHarness) MakeConnector(ctx context.Context) (mailsync.Connector, error) {
@@ -72,7 +84,7 @@ func (h *dovecotHarness) Inspect(ctx context.Context) ([]connectortest.MailboxMe
 			}
 			f := connectortest.SourceFolder
 			if folder != "INBOX" {
-				f = folder
+				f = connectortest.ServerMoveFolder(h)
 			}
 			out = append(out, connectortest.MailboxMessage{MessageID: m.MessageID, Folder: f, Seen: m.Seen})
 		}

@@ -197,7 +197,7 @@ func (l *literalReader) Read(p []byte) (int, error) {
 
 // call runs fn on one message body and sorts out whose error it is.
 func (s *session) call(ctx context.Context, ref mailsync.MessageRef, body io.Reader, fn func(mailsync.MessageRef, io.Reader) error) error {
-	br := &bodyReader{r: body, m: s.raw}
+	br := &bodyReader{r: body, m: s.raw, g: s.guard}
 	s.raw.paused.Add(1)
 	err := fn(ref, br)
 	s.raw.paused.Add(-1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/internal/redact"
 	"github.com/mailsync/mailsync/internal/sasl"
 )
 
@@ -95,10 +97,15 @@ type Options struct {
 	// DialTimeout bounds connecting, the TLS handshake and the greeting;
 	// default 30s.
 	DialTimeout time.Duration
-	// CommandTimeout is how long a command may go without any byte from
-	// the server before the connection is considered dead and closed (an
-	// error wrapping mailsync.ErrConnection); default 2 minutes. Time spent
-	// in the caller's Fetch callback does not count.
+	// CommandTimeout bounds each command twice: how long it may go
+	// without any byte from the server, and how long it may take in total
+	// (from sending it to its tagged completion, so a server that trickles
+	// bytes cannot keep it alive). Either way the connection is closed and
+	// the call fails with an error wrapping mailsync.ErrConnection; default
+	// 2 minutes. Time spent in the caller's Fetch callback does not count.
+	// Each 64 KiB of message body handed to the Fetch callback extends a
+	// command's total by a second, so a large batch on a slow but steady
+	// link completes.
 	CommandTimeout time.Duration
 
 	// DialContext, when set, replaces net.Dialer.DialContext for the TCP
@@ -128,7 +135,54 @@ type config struct {
 	security Security
 	mech     string // "" for LOGIN
 	log      *slog.Logger
+
+	// scrub removes every secret a request carried (the password, recent
+	// access tokens and SASL responses, in all their encodings) from text
+	// that came from the server; see redactText.
+	scrub   *redact.Scrubber
+	secrets []string // what scrub knows besides the password, newest last
 }
+
+// maxRememberedSecrets bounds the tokens and SASL responses a long-lived
+// connector keeps scrubbing (tokens are renewed about hourly).
+const maxRememberedSecrets = 16
+
+// rememberSecrets makes later error texts scrub vals too.
+func (c *config) rememberSecrets(vals ...string) {
+	c.secrets = append(c.secrets, vals...)
+	if n := len(c.secrets); n > maxRememberedSecrets {
+		c.secrets = c.secrets[n-maxRememberedSecrets:]
+	}
+	c.scrub = redact.New(append([]string{c.opts.Password.Reveal()}, c.secrets...)...)
+}
+
+// redactText removes every known secret from server text.
+func (c *config) redactText(text string) string { return c.scrub.Scrub(text) }
+
+// redactErr returns err, or when its text carries a secret an error with
+// the scrubbed text that still matches what err matches (errors.Is/As).
+func (c *config) redactErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	text := err.Error()
+	if clean := c.scrub.Scrub(text); clean != text {
+		return &redactedError{text: clean, err: err}
+	}
+	return err
+}
+
+// redactedError is an error whose text was scrubbed of secrets. It does
+// not unwrap (that would print the original text), but Is and As see the
+// original chain, so sentinels still match.
+type redactedError struct {
+	text string
+	err  error
+}
+
+func (e *redactedError) Error() string        { return e.text }
+func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }
+func (e *redactedError) As(target any) bool   { return errors.As(e.err, target) }
 
 // newConfig validates conn and opts and fills in defaults.
 func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
@@ -233,6 +287,7 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 		security: security,
 		mech:     mech,
 		log:      log,
+		scrub:    redact.New(opts.Password.Reveal()),
 	}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -34,9 +35,12 @@ type session struct {
 	selected   bool // the folder is selected (read-write)
 	delim      rune // the server's hierarchy separator, once known
 	delimKnown bool
+	ns         *imap.NamespaceData // the server's namespaces, once known (nil: none)
+	nsKnown    bool
 	sel        imap.SelectData
 
 	conn          *clientConn         // what go-imap reads and writes
+	guard         *guard              // bounds responses; tracks commands
 	tls           tls.ConnectionState // zero without TLS
 	strayBodies   atomic.Int64        // message bodies the client could not route
 	literalFailed atomic.Bool         // a body literal returned a read error
@@ -71,19 +75,27 @@ func (m *meteredConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// watch closes the connection when ctx ends or when no byte has moved for
-// stall while not paused. The returned stop must be called when the
-// operation ends.
+// watch closes the connection when ctx ends, when no byte has moved for
+// stall while not paused, or when one command has been in progress for
+// longer than stall in total (time in the caller's callback not counted;
+// message bodies delivered to it extend the bound by a second per
+// minBodyRate bytes), so a server that trickles bytes cannot keep a
+// command alive. The returned stop must be called when the operation ends.
 func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) {
 	s.raw.touch()
 	done := make(chan struct{})
 	exited := make(chan struct{})
-	tick := stall / 4
-	tick = min(max(tick, 5*time.Millisecond), time.Second)
+	// The total bound may be overshot by up to two ticks.
+	tick := stall / 16
+	tick = min(max(tick, 5*time.Millisecond), 500*time.Millisecond)
 	go func() {
 		defer close(exited)
 		t := time.NewTicker(tick)
 		defer t.Stop()
+		var seq uint64         // the command being timed
+		var busy time.Duration // its time so far, callbacks excluded
+		var bodyBase int64     // guard.bodyBytes when it started
+		last := time.Now()
 		for {
 			select {
 			case <-done:
@@ -91,13 +103,32 @@ func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) 
 			case <-ctx.Done():
 				s.kill(ctx.Err())
 				return
-			case <-t.C:
+			case now := <-t.C:
+				elapsed := now.Sub(last)
+				last = now
 				if s.raw.paused.Load() > 0 {
 					s.raw.touch()
 					continue
 				}
 				if idle := time.Since(time.Unix(0, s.raw.last.Load())); idle > stall {
 					s.kill(fmt.Errorf("no data from the server for %s", idle.Round(time.Millisecond)))
+					return
+				}
+				if !s.guard.cmdActive.Load() {
+					busy = 0
+					continue
+				}
+				if cur := s.guard.cmdSeq.Load(); cur != seq {
+					// A new command: count from here (it began within
+					// the last tick), so a silent server is reported
+					// as a stall, which the idle time shows first.
+					seq, busy, bodyBase = cur, 0, s.guard.bodyBytes.Load()
+					continue
+				}
+				busy += elapsed
+				earned := time.Duration(float64(s.guard.bodyBytes.Load()-bodyBase) / minBodyRate * float64(time.Second))
+				if busy > stall+earned {
+					s.kill(fmt.Errorf("the server did not complete a command within %s (it kept sending too slowly)", (stall + earned).Round(time.Millisecond)))
 					return
 				}
 			}
@@ -194,15 +225,15 @@ func (s *session) check(ctx context.Context, op string, err error) error {
 	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {
-		return responseError(op, s.cfg.addr, ie)
+		return s.cfg.responseError(op, ie)
 	}
 	s.markBroken()
-	return fmt.Errorf("imap: %s on %s: connection lost: %v: %w", op, s.cfg.addr, err, mailsync.ErrConnection)
+	return fmt.Errorf("imap: %s on %s: connection lost: %s: %w", op, s.cfg.addr, s.cfg.redactText(err.Error()), mailsync.ErrConnection)
 }
 
 // responseError maps a NO or BAD response to the mailsync error it means.
-func responseError(op, addr string, ie *imap.Error) error {
-	text := fmt.Sprintf("imap: %s on %s: server answered %s", op, addr, describe(ie))
+func (c *config) responseError(op string, ie *imap.Error) error {
+	text := fmt.Sprintf("imap: %s on %s: server answered %s", op, c.addr, c.describe(ie))
 	switch {
 	case ie.Code == imap.ResponseCodeUnavailable:
 		return fmt.Errorf("%s: %w", text, mailsync.ErrConnection)
@@ -214,7 +245,12 @@ func responseError(op, addr string, ie *imap.Error) error {
 	return errors.New(text)
 }
 
+// describe prints a response without the "imap:" prefix of imap.Error,
+// scrubbed of every secret the server may echo.
+func (c *config) describe(ie *imap.Error) string { return c.redactText(describe(ie)) }
+
 // describe prints a response without the "imap:" prefix of imap.Error.
+// Server text: print it through config.describe.
 func describe(ie *imap.Error) string {
 	s := string(ie.Type)
 	if ie.Code != "" {
@@ -246,6 +282,7 @@ func dial(ctx context.Context, cfg *config) (*session, error) {
 		return nil, dialError(ctx, cfg, err)
 	}
 	s := &session{cfg: cfg, raw: &meteredConn{Conn: conn}}
+	s.guard = newGuard(maxResponseBytes, s.kill)
 
 	// Secure the connection and read the greeting under DialTimeout.
 	stop := s.watch(dctx, cfg.opts.DialTimeout)
@@ -313,7 +350,7 @@ func (s *session) open(ctx context.Context) error {
 			return tlsError(cfg, err)
 		}
 		s.tls = tc.ConnectionState()
-		s.conn = &clientConn{Conn: tc}
+		s.conn = &clientConn{Conn: tc, guard: s.guard}
 	case StartTLS:
 		tc, err := s.startTLS(ctx)
 		if err != nil {
@@ -321,17 +358,20 @@ func (s *session) open(ctx context.Context) error {
 		}
 		s.tls = tc.ConnectionState()
 		// The greeting was read before STARTTLS; go-imap wants one.
-		s.conn = &clientConn{Conn: tc, prefix: []byte("* OK STARTTLS completed\r\n")}
+		s.conn = &clientConn{Conn: tc, prefix: []byte("* OK STARTTLS completed\r\n"), guard: s.guard}
 	case Plaintext:
-		s.conn = &clientConn{Conn: s.raw}
+		s.conn = &clientConn{Conn: s.raw, guard: s.guard}
 	}
 	s.client = imapclient.New(s.conn, opts)
 	if err := s.client.WaitGreeting(); err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
-			return fmt.Errorf("imap: %s refused the session: %s: %w", cfg.addr, describe(ie), mailsync.ErrConnection)
+			return fmt.Errorf("imap: %s refused the session: %s: %w", cfg.addr, cfg.describe(ie), mailsync.ErrConnection)
 		}
-		return fmt.Errorf("imap: no greeting from %s: %v: %w", cfg.addr, err, mailsync.ErrConnection)
+		if reason := s.killReason(); reason != nil {
+			err = reason
+		}
+		return fmt.Errorf("imap: no greeting from %s: %s: %w", cfg.addr, cfg.redactText(err.Error()), mailsync.ErrConnection)
 	}
 	return nil
 }
@@ -393,6 +433,12 @@ func (s *session) login(ctx context.Context) error {
 		} else {
 			saslClient = sasl.NewOAuthBearerClient(user, token, cfg.conn.Server, cfg.port)
 		}
+		// A server may echo the token or the whole SASL response (raw or
+		// base64) in its answer: scrub them from every error from now on.
+		cfg.rememberSecrets(token)
+		if _, ir, err := saslClient.Start(); err == nil && len(ir) > 0 {
+			cfg.rememberSecrets(string(ir), base64.StdEncoding.EncodeToString(ir))
+		}
 		err = s.client.Authenticate(emptyAware{saslClient, s.conn})
 	}
 	if err != nil {
@@ -402,19 +448,19 @@ func (s *session) login(ctx context.Context) error {
 		}
 		switch ie.Code {
 		case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit:
-			return responseError("login", cfg.addr, ie)
+			return cfg.responseError("login", ie)
 		case imap.ResponseCodePrivacyRequired:
-			return fmt.Errorf("imap: %s requires TLS for login (%s): %w", cfg.addr, describe(ie), mailsync.ErrPlaintextRefused)
+			return fmt.Errorf("imap: %s requires TLS for login (%s): %w", cfg.addr, cfg.describe(ie), mailsync.ErrPlaintextRefused)
 		}
 		detail := ""
 		if saslClient != nil {
 			detail = " (the access token was rejected"
 			if se := saslClient.ServerError(); se != nil {
-				detail += ": status " + se.Status
+				detail += ": status " + cfg.redactText(se.Status)
 			}
 			detail += ")"
 		}
-		return fmt.Errorf("imap: %s rejected %s login for %q%s: %s: %w", cfg.addr, s.auth, user, detail, describe(ie), mailsync.ErrAuth)
+		return fmt.Errorf("imap: %s rejected %s login for %q%s: %s: %w", cfg.addr, s.auth, user, detail, cfg.describe(ie), mailsync.ErrAuth)
 	}
 	s.caps = s.client.Caps()
 	if s.caps == nil {

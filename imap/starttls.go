@@ -102,18 +102,30 @@ type clientConn struct {
 	net.Conn
 	prefix    []byte      // read before the connection; only go-imap's reader reads
 	emptySASL atomic.Bool // the next "=\r\n" is an empty SASL response
+	guard     *guard      // bounds what the server sends; see guard.go
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
+	var n int
+	var err error
 	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
+		n = copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
-		return n, nil
+	} else {
+		n, err = c.Conn.Read(p)
 	}
-	return c.Conn.Read(p)
+	if n > 0 && c.guard != nil {
+		if gerr := c.guard.scan(p[:n]); gerr != nil {
+			return 0, gerr
+		}
+	}
+	return n, err
 }
 
 func (c *clientConn) Write(p []byte) (int, error) {
+	if c.guard != nil {
+		c.guard.wrote()
+	}
 	if c.emptySASL.Load() && bytes.Equal(p, []byte("=\r\n")) {
 		c.emptySASL.Store(false)
 		if _, err := c.Conn.Write(p[1:]); err != nil {

@@ -54,10 +54,16 @@ func (s *Server) config(ports []int) string {
 		w("passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}", users)
 	}
 	w("userdb {\n  driver = passwd-file\n  args = username_format=%%u %s\n}", users)
-	// The stock Debian namespace, with its special-use mailboxes.
+	// The stock Debian namespace, with its special-use mailboxes (and,
+	// with CourierNamespace, Courier's prefix and separator).
+	prefix := ""
+	if s.opts.CourierNamespace {
+		prefix = "  prefix = INBOX.\n  separator = .\n"
+	}
 	w(`namespace inbox {
   inbox = yes
-  mailbox Drafts {
+%s`, prefix)
+	w(`  mailbox Drafts {
     special_use = \Drafts
   }
   mailbox Junk {

@@ -94,6 +94,14 @@ type Options struct {
 	// (everything else Dovecot 2.3 advertises stays), so IMAP clients can be
 	// tested on their COPY + STORE \Deleted + EXPUNGE fallback.
 	DisableMove bool
+	// CourierNamespace gives the personal namespace the prefix "INBOX." and
+	// the separator ".", as Courier-IMAP (and Cyrus by default) present
+	// mailboxes: NAMESPACE answers (("INBOX." ".")), every folder lives
+	// below INBOX ("INBOX.Processed"), and a name outside the namespace
+	// ("Processed") is refused. The Maildir layout is unchanged: IMAP
+	// "INBOX.Processed" is the Maildir++ folder ".Processed", so Deliver
+	// and Messages still take "Processed".
+	CourierNamespace bool
 }
 
 // Server is a running private Dovecot.

@@ -814,3 +814,34 @@ func BenchmarkFailedLogin(b *testing.B) {
 		}
 	}
 }
+
+func TestCourierNamespace(t *testing.T) {
+	s := Shared(t, Options{CourierNamespace: true})
+	user := s.AddUser(t, t.Name(), "pw")
+	s.Deliver(t, user, "INBOX", []byte("Message-ID: <ns-1@example.org>\r\nSubject: x\r\n\r\nbody\r\n"))
+	c := dialTLS(t, s, s.IMAPSAddr)
+	c.line()
+	if _, done := c.imapCmd("a", "LOGIN "+user+" pw"); !strings.HasPrefix(done, "a OK") {
+		t.Fatalf("LOGIN: %q", done)
+	}
+	un, done := c.imapCmd("b", "NAMESPACE")
+	if !strings.HasPrefix(done, "b OK") || len(un) != 1 || !strings.HasPrefix(un[0], `* NAMESPACE (("INBOX." "."))`) {
+		t.Fatalf("NAMESPACE: %q %q", un, done)
+	}
+	if _, done := c.imapCmd("c", "CREATE Processed"); strings.HasPrefix(done, "c OK") {
+		t.Fatalf("CREATE outside the namespace succeeded: %q", done)
+	}
+	if _, done := c.imapCmd("d", "CREATE INBOX.Processed"); !strings.HasPrefix(done, "d OK") {
+		t.Fatalf("CREATE INBOX.Processed: %q", done)
+	}
+	if _, done := c.imapCmd("e", "SELECT INBOX"); !strings.HasPrefix(done, "e OK") {
+		t.Fatalf("SELECT INBOX: %q", done)
+	}
+	if _, done := c.imapCmd("f", "COPY 1 INBOX.Processed"); !strings.HasPrefix(done, "f OK") {
+		t.Fatalf("COPY: %q", done)
+	}
+	// IMAP "INBOX.Processed" is the Maildir++ folder ".Processed".
+	if m := s.Messages(t, user, "Processed"); len(m) != 1 || m[0].MessageID != "ns-1@example.org" {
+		t.Fatalf("Messages(Processed) = %+v", m)
+	}
+}
