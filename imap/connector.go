@@ -254,7 +254,7 @@ func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.L
 			// (plus what may arrive meanwhile) is a server that would
 			// make this listing grow without end.
 			if len(found) > int(sel.NumMessages)+maxNewDuringListing {
-				s.kill(fmt.Errorf("the server sent more than %[2]d FETCH responses listing a folder it said holds %[1]d messages; a broken or hostile server", sel.NumMessages, len(found)))
+				s.kill(fmt.Errorf("%[3]w: the server sent more than %[2]d FETCH responses listing a folder it said holds %[1]d messages; a broken or hostile server", sel.NumMessages, len(found), mailsync.ErrServerLimit))
 				break
 			}
 			size := int64(-1)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/mailsync/mailsync"
 )
 
 // A hostile or broken server must not exhaust memory. go-imap buffers
@@ -86,6 +88,7 @@ func (g *guard) err() error {
 }
 
 func (g *guard) fail(reason error) error {
+	reason = fmt.Errorf("%w: %w", mailsync.ErrServerLimit, reason)
 	g.mu.Lock()
 	if g.failed == nil {
 		g.failed = reason

@@ -276,8 +276,8 @@ func TestHostileServersBounded(t *testing.T) {
 				if err == nil && tc.fetch {
 					t.Errorf("ReadAhead=%d: the fetch succeeded", ra)
 				}
-				if !(err == nil && tc.okToo) && !errors.Is(err, mailsync.ErrConnection) {
-					t.Errorf("ReadAhead=%d: got %v; want an error wrapping ErrConnection", ra, err)
+				if !(err == nil && tc.okToo) && (!errors.Is(err, mailsync.ErrConnection) || !errors.Is(err, mailsync.ErrServerLimit)) {
+					t.Errorf("ReadAhead=%d: got %v; want an error wrapping ErrConnection and ErrServerLimit", ra, err)
 				}
 				if elapsed > timeout+time.Second {
 					t.Errorf("ReadAhead=%d: took %s; the command timeout is %s", ra, elapsed, timeout)

@@ -128,7 +128,7 @@ func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) 
 				busy += elapsed
 				earned := time.Duration(float64(s.guard.bodyBytes.Load()-bodyBase) / minBodyRate * float64(time.Second))
 				if busy > stall+earned {
-					s.kill(fmt.Errorf("the server did not complete a command within %s (it kept sending too slowly)", (stall + earned).Round(time.Millisecond)))
+					s.kill(fmt.Errorf("%w: the server did not complete a command within %s (it kept sending too slowly)", mailsync.ErrServerLimit, (stall + earned).Round(time.Millisecond)))
 					return
 				}
 			}
@@ -221,7 +221,7 @@ func (s *session) check(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("imap: %s: %w", op, ctxErr)
 	}
 	if reason := s.killReason(); reason != nil {
-		return fmt.Errorf("imap: %s on %s: %v: %w", op, s.cfg.addr, reason, mailsync.ErrConnection)
+		return fmt.Errorf("imap: %s on %s: %w: %w", op, s.cfg.addr, reason, mailsync.ErrConnection)
 	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {
@@ -369,6 +369,9 @@ func (s *session) open(ctx context.Context) error {
 			return fmt.Errorf("imap: %s refused the session: %s: %w", cfg.addr, cfg.describe(ie), mailsync.ErrConnection)
 		}
 		if reason := s.killReason(); reason != nil {
+			if errors.Is(reason, mailsync.ErrServerLimit) {
+				return fmt.Errorf("imap: no greeting from %s: %w: %w", cfg.addr, reason, mailsync.ErrConnection)
+			}
 			err = reason
 		}
 		return fmt.Errorf("imap: no greeting from %s: %s: %w", cfg.addr, cfg.redactText(err.Error()), mailsync.ErrConnection)

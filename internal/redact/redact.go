@@ -111,9 +111,27 @@ func Forms(secret string) []string {
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		for shift := 0; shift < 3; shift++ {
 			add(innerBase64(enc, secret, shift))
+			// At the end of a blob (a SASL PLAIN response ends with the
+			// password) the last group is known too: take it, with and
+			// without padding, so not even the last characters remain.
+			add(tailBase64(enc, secret, shift))
+			add(tailBase64(enc.WithPadding(base64.NoPadding), secret, shift))
 		}
 	}
 	return out
+}
+
+// tailBase64 is the encoding of secret, preceded by shift arbitrary bytes
+// and followed by nothing, from the first group that holds only its bytes.
+func tailBase64(enc *base64.Encoding, secret string, shift int) string {
+	full := enc.EncodeToString([]byte(strings.Repeat("\x00", shift) + secret))
+	if shift > 0 {
+		if len(full) <= 4 {
+			return ""
+		}
+		return full[4:]
+	}
+	return full
 }
 
 // innerBase64 is the part of the base64 encoding of secret, preceded by

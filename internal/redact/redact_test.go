@@ -61,3 +61,17 @@ func TestShortAndEmptySecretsIgnored(t *testing.T) {
 		t.Fatal("nil scrubber changed text")
 	}
 }
+
+// A secret at the end of a base64 blob (SASL PLAIN ends with the password)
+// leaves not even its last characters behind.
+func TestBase64TailLeavesNothing(t *testing.T) {
+	for _, pass := range []string{"pw-1", "pw-12", "pw-123", "correct horse battery"} {
+		for _, user := range []string{"u", "us", "use", "user@example.com"} {
+			blob := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+			got := String("NO echo "+blob, pass)
+			if !strings.HasSuffix(got, Mark) {
+				t.Errorf("user %q pass %q: %q keeps characters after the mark", user, pass, got)
+			}
+		}
+	}
+}
