@@ -38,6 +38,7 @@ func Run(t *testing.T, newHarness HarnessMaker) {
 		{"CancelMidSync", testCancel},
 		{"CursorSurvivesRestart", testDurableCursor},
 	}
+	tests = append(tests, directTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -256,3 +256,18 @@ func (tt *trimTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func staticToken(tok string) oauth2.TokenSource {
 	return oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok, TokenType: "Bearer"})
 }
+
+// Remove implements connectortest.Remover: another client deletes the message.
+func (h *harness) Remove(ctx context.Context, messageID string) error {
+	for _, m := range h.e.fake.Messages() {
+		pm, err := mail.ReadMessage(strings.NewReader(string(m.Raw)))
+		if err == nil && strings.Trim(pm.Header.Get("Message-Id"), "<> ") == messageID {
+			h.e.fake.DeleteMessage(m.ID)
+			return nil
+		}
+	}
+	return fmt.Errorf("no message %s", messageID)
+}
+
+// RoundTrips implements connectortest.RoundTripCounter: HTTP requests to the API.
+func (h *harness) RoundTrips() int64 { return int64(h.e.fake.Stats().Requests) }

@@ -750,3 +750,17 @@ func TestCancelStopsPromptly(t *testing.T) {
 		t.Fatalf("cancel took %s", d)
 	}
 }
+
+// Remove implements connectortest.Remover: another client deletes the message.
+func (h harness) Remove(ctx context.Context, messageID string) error {
+	for _, m := range h.e.fake.Messages() {
+		if m.MessageID == messageID {
+			h.e.fake.Remove(m.ID)
+			return nil
+		}
+	}
+	return fmt.Errorf("no message %s", messageID)
+}
+
+// RoundTrips implements connectortest.RoundTripCounter: requests to the Graph API.
+func (h harness) RoundTrips() int64 { return int64(len(graphRequests(h.e.fake))) }

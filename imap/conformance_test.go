@@ -3,8 +3,10 @@ package imap_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailsync/mailsync"
@@ -80,4 +82,32 @@ func TestConformanceMemServerWithoutMove(t *testing.T) {
 	connectortest.Run(t, func(ctx context.Context, t *testing.T) (connectortest.Harness, error) {
 		return newMemHarness(t, memOptions{noMove: true}), nil
 	})
+}
+
+// Remove implements connectortest.Remover: another client flags the
+// message \Deleted and expunges it.
+func (h *memHarness) Remove(ctx context.Context, messageID string) error {
+	c, err := imapclient.DialTLS(h.m.TLSAddr, &imapclient.Options{TLSConfig: &tls.Config{RootCAs: h.m.CAPool}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Login(testUser, testPassword).Wait(); err != nil {
+		return err
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		return err
+	}
+	res, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: messageID}}}, nil).Wait()
+	if err != nil {
+		return err
+	}
+	uids := res.AllUIDs()
+	if len(uids) != 1 {
+		return fmt.Errorf("%d messages with Message-ID %s", len(uids), messageID)
+	}
+	if err := c.Store(imap.UIDSetNum(uids...), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		return err
+	}
+	return c.Expunge().Close()
 }

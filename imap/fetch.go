@@ -81,6 +81,15 @@ func (s *session) fetchBatch(ctx context.Context, batch []target, fn func(mailsy
 		byUID[t.uid] = i
 	}
 	delivered := make([]bool, len(batch))
+	// A response may carry the UID but no body (a server whose session
+	// still shows a message another client expunged): only a body handed
+	// to fn counts as delivered; the rest is looked up again below.
+	handed := make(map[mailsync.MessageRef]bool, len(batch))
+	userFn := fn
+	fn = func(ref mailsync.MessageRef, r io.Reader) error {
+		handed[ref] = true
+		return userFn(ref, r)
+	}
 	// go-imap writes UID first in a UID FETCH and routes a response to
 	// this command only once it has seen the UID.
 	cmd := s.client.Fetch(set, &imap.FetchOptions{UID: true, BodySection: bodyPeek})
@@ -119,13 +128,13 @@ func (s *session) fetchBatch(ctx context.Context, batch []target, fn func(mailsy
 		}
 	}
 	var missing []target
-	for i, ok := range delivered {
-		if !ok {
-			missing = append(missing, batch[i])
+	for _, t := range batch {
+		if !handed[t.ref] {
+			missing = append(missing, t)
 		}
 	}
 	if len(missing) > 0 {
-		return s.fetchMissing(ctx, missing, fn)
+		return s.fetchMissing(ctx, missing, userFn)
 	}
 	return nil
 }

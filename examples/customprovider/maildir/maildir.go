@@ -105,11 +105,17 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 			return err
 		}
 		path, _ := c.find(ref.Key)
-		if path == "" {
-			continue // gone
+		var f *os.File
+		var err error
+		if path != "" {
+			f, err = os.Open(path)
 		}
-		f, err := os.Open(path)
-		if errors.Is(err, os.ErrNotExist) {
+		if path == "" || errors.Is(err, os.ErrNotExist) {
+			// Deleted by another client since List: say so, so Sync records
+			// it as gone and the cursor may move past it.
+			if err := fn(ref, nil); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {

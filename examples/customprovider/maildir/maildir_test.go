@@ -75,3 +75,22 @@ func TestConformance(t *testing.T) {
 		return &harness{dir: dir}, nil
 	})
 }
+
+// Remove implements connectortest.Remover: another client deletes the file.
+func (h *harness) Remove(ctx context.Context, messageID string) error {
+	for _, sub := range []string{"new", "cur"} {
+		entries, _ := os.ReadDir(filepath.Join(h.dir, sub))
+		for _, e := range entries {
+			path := filepath.Join(h.dir, sub, e.Name())
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			hdr, _ := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
+			if strings.Trim(hdr.Get("Message-Id"), "<>") == messageID {
+				return os.Remove(path)
+			}
+		}
+	}
+	return fmt.Errorf("no message %s", messageID)
+}
