@@ -18,39 +18,18 @@ import (
 	"github.com/mailsync/mailsync/internal/sasl"
 )
 
-// Security is how the connection to the server is protected.
-type Security int
-
-// The security modes. The zero value, SecurityAuto, picks STARTTLS for port
+// Security is how the connection to the server is protected: the shared
+// mailsync.Security. The zero value, SecurityAuto, picks STARTTLS for port
 // 143 and implicit TLS for every other port (993 when the port is 0).
-const (
-	// SecurityAuto chooses by port: StartTLS on 143, ImplicitTLS otherwise.
-	SecurityAuto Security = iota
-	// ImplicitTLS speaks TLS from the first byte (IMAPS, usually port 993).
-	ImplicitTLS
-	// StartTLS connects in clear and upgrades with STARTTLS before any
-	// credential is sent (usually port 143). A server without STARTTLS is
-	// an ErrTLS failure, never a silent downgrade.
-	StartTLS
-	// Plaintext never encrypts. Credentials are sent over it only with
-	// Options.AllowPlaintextLogin.
-	Plaintext
-)
+type Security = mailsync.Security
 
-// String returns the mode's name.
-func (s Security) String() string {
-	switch s {
-	case SecurityAuto:
-		return "auto"
-	case ImplicitTLS:
-		return "implicit-tls"
-	case StartTLS:
-		return "starttls"
-	case Plaintext:
-		return "plaintext"
-	}
-	return fmt.Sprintf("Security(%d)", int(s))
-}
+// The security modes (see mailsync.Security).
+const (
+	SecurityAuto = mailsync.SecurityAuto
+	ImplicitTLS  = mailsync.ImplicitTLS // IMAPS, usually port 993
+	StartTLS     = mailsync.StartTLS    // the STARTTLS command, usually port 143
+	Plaintext    = mailsync.Plaintext   // needs Options.AllowPlaintextLogin
+)
 
 // Options configure a Connector beyond the admin form's Connection.
 type Options struct {

@@ -163,7 +163,7 @@ func TestDovecotWrongPassword(t *testing.T) {
 
 // TestDovecotPlaintextServerRefuses: opting in to plaintext against a
 // server that forbids plaintext logins (Dovecot seen from a "remote" IP) is
-// an auth failure, not a hang; STLS on the same port works.
+// an auth failure, not a hang; StartTLS on the same port works.
 func TestDovecotPlaintextServerRefuses(t *testing.T) {
 	srv := dovecottest.Shared(t, dovecottest.Options{})
 	if srv.POP3NonLocalAddr == "" {
@@ -176,7 +176,7 @@ func TestDovecotPlaintextServerRefuses(t *testing.T) {
 		t.Fatalf("plaintext: got %v, want ErrAuth", err)
 	}
 	t.Log(err)
-	if _, err := pop3.Check(ctxT(t), conn, pop3.Options{Password: "pw", Security: pop3.STLS, RootCAs: srv.CAPool}); err != nil {
+	if _, err := pop3.Check(ctxT(t), conn, pop3.Options{Password: "pw", Security: pop3.StartTLS, RootCAs: srv.CAPool}); err != nil {
 		t.Fatalf("STLS: %v", err)
 	}
 }
@@ -299,7 +299,7 @@ func TestDovecotInUse(t *testing.T) {
 func TestDovecotXOAUTH2(t *testing.T) {
 	for _, m := range []mode{
 		{"POP3S", dovecottest.Options{OAuth: true}, pop3.ImplicitTLS, func(s *dovecottest.Server) string { return s.POP3SAddr }},
-		{"STLS", dovecottest.Options{OAuth: true}, pop3.STLS, func(s *dovecottest.Server) string { return s.POP3Addr }},
+		{"STLS", dovecottest.Options{OAuth: true}, pop3.StartTLS, func(s *dovecottest.Server) string { return s.POP3Addr }},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			srv := dovecottest.Shared(t, m.opts)

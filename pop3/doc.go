@@ -1,7 +1,7 @@
 // Package pop3 is the mailsync provider for POP3 mailboxes.
 //
 // It implements mailsync.Connector on top of github.com/knadh/go-pop3
-// v1.0.1, adding what that library lacks: implicit TLS and STLS with the
+// v1.0.1, adding what that library lacks: implicit TLS and StartTLS with the
 // caller's CA pool, USER/PASS and XOAUTH2 logins, context cancellation,
 // per-command idle and total timeouts, limits on what a server may send,
 // typed errors, secrets scrubbed from server text, its own line-by-line

@@ -79,7 +79,7 @@ type mode struct {
 
 var modes = []mode{
 	{"POP3S", dovecottest.Options{}, pop3.ImplicitTLS, func(s *dovecottest.Server) string { return s.POP3SAddr }},
-	{"STLS", dovecottest.Options{}, pop3.STLS, func(s *dovecottest.Server) string { return s.POP3Addr }},
+	{"STLS", dovecottest.Options{}, pop3.StartTLS, func(s *dovecottest.Server) string { return s.POP3Addr }},
 	{"Plaintext", dovecottest.Options{AllowPlaintextAuth: true}, pop3.Plaintext, func(s *dovecottest.Server) string { return s.POP3Addr }},
 }
 

@@ -14,7 +14,7 @@ import (
 
 // Example turns the mail of a POP3 maildrop into tickets and deletes it
 // from the server once the tickets are stored. The server here is a local
-// test double speaking POP3 with STLS; a real one is configured the same
+// test double speaking POP3 with StartTLS; a real one is configured the same
 // way (leave Security and RootCAs unset for POP3S on port 995 with the
 // system's trusted CAs).
 func Example() {
@@ -29,7 +29,7 @@ func Example() {
 
 	conn := mailsync.Connection{Name: "support", Enabled: true, User: "helpdesk@example.com",
 		Server: host, Port: p, Protocol: mailsync.POP3, ConnectedWith: []string{"incident"}}
-	c, err := pop3.New(conn, pop3.Options{Password: "app-password", Security: pop3.STLS, RootCAs: srv.CAPool})
+	c, err := pop3.New(conn, pop3.Options{Password: "app-password", Security: pop3.StartTLS, RootCAs: srv.CAPool})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -62,16 +62,16 @@ func ExampleCheck() {
 	conn := mailsync.Connection{Name: "support", Enabled: true, User: "helpdesk@example.com",
 		Server: host, Port: p, Protocol: mailsync.POP3, ConnectedWith: []string{"incident"}}
 
-	res, err := pop3.Check(context.Background(), conn, pop3.Options{Password: "app-password", Security: pop3.STLS, RootCAs: srv.CAPool})
+	res, err := pop3.Check(context.Background(), conn, pop3.Options{Password: "app-password", Security: pop3.StartTLS, RootCAs: srv.CAPool})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(res.Security, res.Auth, res.Messages, "message(s)")
 
-	_, err = pop3.Check(context.Background(), conn, pop3.Options{Password: "wrong", Security: pop3.STLS, RootCAs: srv.CAPool})
+	_, err = pop3.Check(context.Background(), conn, pop3.Options{Password: "wrong", Security: pop3.StartTLS, RootCAs: srv.CAPool})
 	fmt.Println("wrong password is ErrAuth:", errors.Is(err, mailsync.ErrAuth))
 	// Output:
-	// stls USER/PASS 1 message(s)
+	// starttls USER/PASS 1 message(s)
 	// wrong password is ErrAuth: true
 }
 

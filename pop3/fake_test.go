@@ -30,9 +30,9 @@ func newFake(t *testing.T) *fakeServer {
 	return s
 }
 
-// fakeOpts logs in over STLS with the fake's CA.
+// fakeOpts logs in over StartTLS with the fake's CA.
 func fakeOpts(s *fakeServer) pop3.Options {
-	return pop3.Options{Password: fakePass, Security: pop3.STLS, RootCAs: s.CAPool, CommandTimeout: 5 * time.Second}
+	return pop3.Options{Password: fakePass, Security: pop3.StartTLS, RootCAs: s.CAPool, CommandTimeout: 5 * time.Second}
 }
 
 func mustNew(t *testing.T, conn mailsync.Connection, opts pop3.Options) *pop3.Connector {
@@ -123,7 +123,7 @@ func TestFakeListConstantRoundTrips(t *testing.T) {
 	if big := count(); big != small {
 		t.Fatalf("%d commands for an empty maildrop, %d for 500 messages", small, big)
 	}
-	if small != 6 { // STLS USER PASS UIDL LIST QUIT
+	if small != 6 { // StartTLS USER PASS UIDL LIST QUIT
 		t.Errorf("%d commands per List, want 6: %v", small, s.seen())
 	}
 }
@@ -252,7 +252,7 @@ func TestFakeSTLS(t *testing.T) {
 			t.Fatalf("Check: %+v, %v", res, err)
 		}
 		if seen := s.seen(); seen[0] == "STLS" {
-			t.Fatalf("plaintext mode sent STLS: %v", seen)
+			t.Fatalf("plaintext mode sent StartTLS: %v", seen)
 		}
 	})
 }
@@ -495,7 +495,7 @@ func TestFakeXOAUTH2RefreshesRefusedToken(t *testing.T) {
 }
 
 func TestSecurityText(t *testing.T) {
-	for _, s := range []pop3.Security{pop3.SecurityAuto, pop3.ImplicitTLS, pop3.STLS, pop3.Plaintext} {
+	for _, s := range []pop3.Security{pop3.SecurityAuto, pop3.ImplicitTLS, pop3.StartTLS, pop3.Plaintext} {
 		b, err := s.MarshalText()
 		if err != nil {
 			t.Fatal(err)
@@ -506,7 +506,7 @@ func TestSecurityText(t *testing.T) {
 		}
 	}
 	var s pop3.Security
-	if err := s.UnmarshalText([]byte("STARTTLS")); err != nil || s != pop3.STLS {
+	if err := s.UnmarshalText([]byte("STARTTLS")); err != nil || s != pop3.StartTLS {
 		t.Errorf("STARTTLS: %v %v", s, err)
 	}
 	if err := s.UnmarshalText([]byte("quantum")); !errors.Is(err, mailsync.ErrInvalidConfig) {

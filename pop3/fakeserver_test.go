@@ -24,7 +24,7 @@ import (
 
 // fakeServer is a small scripted POP3 server (RFC 1939, 2449, 2595, 5034)
 // on loopback, for the protocol edge cases a real Dovecot will not produce
-// on demand: stalls, a STLS injection, a server without UIDL, a failing
+// on demand: stalls, a StartTLS injection, a server without UIDL, a failing
 // QUIT, odd response codes. The real-server tests are in acceptance_test.go.
 type fakeServer struct {
 	Addr   string
@@ -56,7 +56,7 @@ type fakeKnobs struct {
 	stallOn    string            // stop answering at this command verb
 	stallAfter int               // with stallOn "RETR": stop after this many body bytes
 	stlsInject bool              // send a forged line right after +OK to STLS
-	noSTLS     bool              // STLS answers -ERR
+	noSTLS     bool              // StartTLS answers -ERR
 	challenge  bool              // a bad XOAUTH2 token first gets a "+ <base64>" challenge
 	retrErr    map[string]string // uid → -ERR text for RETR
 	// errEcho, when set and not "", makes PASS, AUTH (after the
@@ -355,7 +355,7 @@ func (s *fakeServer) session(c net.Conn) {
 			send(".")
 		case verb == "STLS" && !authed && !secure:
 			if k.noSTLS {
-				send("-ERR STLS not available")
+				send("-ERR StartTLS not available")
 				continue
 			}
 			if k.stlsInject {

@@ -13,65 +13,19 @@ import (
 	"github.com/mailsync/mailsync"
 )
 
-// Security selects how the connection to the server is protected.
-type Security int
+// Security selects how the connection to the server is protected: the
+// shared mailsync.Security. SecurityAuto picks StartTLS on port 110 and
+// implicit TLS on any other port (including 0, which means 995).
+type Security = mailsync.Security
 
+// The security modes (see mailsync.Security). StartTLS is POP3's STLS
+// command (RFC 2595).
 const (
-	// SecurityAuto picks STLS on port 110 and implicit TLS on any other
-	// port (including 0, which means 995).
-	SecurityAuto Security = iota
-	// ImplicitTLS speaks TLS from the first byte (POP3S, port 995).
-	ImplicitTLS
-	// STLS connects in plaintext and upgrades with the STLS command
-	// (RFC 2595) before logging in; it never falls back to plaintext.
-	STLS
-	// Plaintext sends everything, the credentials included, unencrypted.
-	// It needs Options.AllowPlaintextLogin.
-	Plaintext
+	SecurityAuto = mailsync.SecurityAuto
+	ImplicitTLS  = mailsync.ImplicitTLS // POP3S, port 995
+	StartTLS     = mailsync.StartTLS    // StartTLS, port 110
+	Plaintext    = mailsync.Plaintext   // needs Options.AllowPlaintextLogin
 )
-
-// String names the mode as it appears in logs and CheckResult.
-func (s Security) String() string {
-	switch s {
-	case SecurityAuto:
-		return "auto"
-	case ImplicitTLS:
-		return "implicit-tls"
-	case STLS:
-		return "stls"
-	case Plaintext:
-		return "plaintext"
-	}
-	return fmt.Sprintf("Security(%d)", int(s))
-}
-
-// MarshalText implements encoding.TextMarshaler ("auto", "implicit-tls",
-// "stls", "plaintext"), so configuration files can name the mode.
-func (s Security) MarshalText() ([]byte, error) {
-	if s < SecurityAuto || s > Plaintext {
-		return nil, fmt.Errorf("pop3: unknown security mode %d", int(s))
-	}
-	return []byte(s.String()), nil
-}
-
-// UnmarshalText implements encoding.TextUnmarshaler. It accepts the names
-// MarshalText writes, "" for auto, and the aliases "tls", "ssl", "pop3s"
-// (implicit TLS), "starttls" (STLS) and "none" (plaintext).
-func (s *Security) UnmarshalText(b []byte) error {
-	switch strings.ToLower(strings.TrimSpace(string(b))) {
-	case "", "auto":
-		*s = SecurityAuto
-	case "implicit-tls", "tls", "ssl", "pop3s":
-		*s = ImplicitTLS
-	case "stls", "starttls":
-		*s = STLS
-	case "plaintext", "none":
-		*s = Plaintext
-	default:
-		return mailsync.NewConfigError(mailsync.Problem{Field: "security", Message: fmt.Sprintf("%q is not one of auto, implicit-tls, stls, plaintext", b)})
-	}
-	return nil
-}
 
 // Default timeouts.
 const (
@@ -89,7 +43,7 @@ type Options struct {
 	Password mailsync.Secret
 	// TokenSource yields OAuth access tokens, sent with AUTH XOAUTH2.
 	TokenSource oauth2.TokenSource
-	// Security selects implicit TLS, STLS or plaintext; see SecurityAuto.
+	// Security selects implicit TLS, StartTLS or plaintext; see SecurityAuto.
 	Security Security
 	// AllowPlaintextLogin must be true for Security Plaintext: it is the
 	// caller's explicit opt-in to sending credentials unencrypted.
@@ -182,7 +136,7 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 	if sec == SecurityAuto {
 		sec = ImplicitTLS
 		if conn.Port == 110 {
-			sec = STLS
+			sec = StartTLS
 		}
 	}
 	if sec == Plaintext && !opts.AllowPlaintextLogin {

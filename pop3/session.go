@@ -75,7 +75,7 @@ func listingBytes(lines int) int64 { return int64(lines)*96 + 4096 }
 // wire is the connection handed to go-pop3. Every Read and Write pushes
 // the deadline CommandTimeout ahead (an idle timeout), and the first reads
 // replay the greeting that was consumed before go-pop3 took over (go-pop3
-// insists on reading a greeting, and after STLS there is none).
+// insists on reading a greeting, and after StartTLS there is none).
 //
 // It also enforces the limits of the command in progress (see begin): the
 // length of a line, the size of the answer and the total time spent
@@ -184,7 +184,7 @@ func open(ctx context.Context, cfg *config) (*session, error) {
 	return s, nil
 }
 
-// setup secures raw (implicit TLS or STLS), reads the greeting and hands
+// setup secures raw (implicit TLS or StartTLS), reads the greeting and hands
 // the connection to go-pop3. dctx bounds the whole setup.
 func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, error) {
 	stop := context.AfterFunc(dctx, func() { raw.Close() })
@@ -214,7 +214,7 @@ func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, erro
 		return nil, fmt.Errorf("pop3: %w: server refused the connection: %q", mailsync.ErrConnection, sanitize(string(greeting), nil))
 	}
 	replay := append(append([]byte{}, greeting...), '\r', '\n')
-	if cfg.security == STLS {
+	if cfg.security == StartTLS {
 		if _, err := io.WriteString(c, "STLS\r\n"); err != nil {
 			return nil, fail("STLS", err)
 		}
@@ -223,7 +223,7 @@ func setup(ctx, dctx context.Context, cfg *config, raw net.Conn) (*session, erro
 			return nil, fail("STLS", err)
 		}
 		if !bytes.HasPrefix(line, []byte("+OK")) {
-			return nil, fmt.Errorf("pop3: %w: server refused STLS: %q", mailsync.ErrTLS, sanitize(string(line), nil))
+			return nil, fmt.Errorf("pop3: %w: server refused StartTLS: %q", mailsync.ErrTLS, sanitize(string(line), nil))
 		}
 		if gr.Buffered() > 0 {
 			// Bytes sent before the handshake would be taken as if they

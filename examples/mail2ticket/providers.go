@@ -109,7 +109,7 @@ func pop3Options(ctx context.Context, c *cli, cc connectionConfig, logger *slog.
 	if err != nil {
 		return o, err
 	}
-	o.Security = map[string]pop3.Security{"tls": pop3.ImplicitTLS, "starttls": pop3.STLS, "plaintext": pop3.Plaintext}[sec]
+	o.Security = map[string]pop3.Security{"tls": pop3.ImplicitTLS, "starttls": pop3.StartTLS, "plaintext": pop3.Plaintext}[sec]
 	a, err := c.mailAuth(ctx, cc, logger)
 	o.RootCAs, o.Password, o.TokenSource = a.rootCAs, a.password, a.tokenSource
 	return o, err
