@@ -38,6 +38,7 @@ var directTests = []struct {
 	{"Direct/AckUnsupportedAction", testDirectAckUnsupported},
 	{"Direct/UseAfterClose", testDirectUseAfterClose},
 	{"Direct/NothingNewCostsConstantRoundTrips", testDirectRoundTrips},
+	{"Direct/Check", testDirectCheck},
 }
 
 func (s *suite) connector() mailsync.Connector {
@@ -246,5 +247,37 @@ func testDirectRoundTrips(t *testing.T, s *suite) {
 	t.Logf("a sync with nothing new: %d round trips on 2 messages, %d on 32", small, large)
 	if large != small {
 		t.Fatalf("a sync with nothing new cost %d round trips on 2 messages and %d on 32: it must not grow with the mailbox", small, large)
+	}
+}
+
+func testDirectCheck(t *testing.T, s *suite) {
+	s.deliverN("check", 2)
+	c := s.connector()
+	ch, ok := c.(mailsync.Checker)
+	if !ok {
+		t.Skip("the connector does not implement mailsync.Checker (optional)")
+	}
+	r, err := ch.Check(s.ctx)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if r.Provider == "" || r.Server == "" || r.Security == "" || len(r.Folders) == 0 || r.String() == "" {
+		t.Fatalf("incomplete check result: %+v", r)
+	}
+	if n := r.Folders[0].Messages; n != 2 && n != -1 {
+		t.Errorf("the source folder holds %d messages by the check, want 2: %s", n, r)
+	}
+	if u := r.Folders[0].Unread; u != 2 && u != -1 {
+		t.Errorf("%d unread by the check, want 2: %s", u, r)
+	}
+	// A check changes nothing: the mail is still there, unread.
+	msgs, err := s.h.Inspect(s.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if m.Folder != SourceFolder || m.Seen && !fetchMarksRead(s.h) {
+			t.Errorf("after Check: %+v", m)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/mailsync/mailsync"
 )
@@ -86,5 +87,21 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (_ *Chec
 		res.Labels = append(res.Labels, LabelStatus{Name: l.Name, ID: l.ID, MessagesTotal: int(lj.MessagesTotal), MessagesUnread: int(lj.MessagesUnread)})
 	}
 	res.Requests = c.Requests()
+	return res, nil
+}
+
+// Check implements mailsync.Checker with the package's Check on the
+// connector's configuration.
+func (c *Connector) Check(ctx context.Context) (*mailsync.CheckResult, error) {
+	start := time.Now()
+	r, err := Check(ctx, c.cfg.conn, c.cfg.opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &mailsync.CheckResult{Provider: "gmail", Server: c.cfg.root.String(), Account: r.EmailAddress, Security: "https",
+		Auth: "OAuth 2.0", Warnings: r.Warnings, Elapsed: time.Since(start), Details: r}
+	for _, l := range r.Labels {
+		res.Folders = append(res.Folders, mailsync.FolderStatus{Name: l.Name, Messages: l.MessagesTotal, Unread: l.MessagesUnread})
+	}
 	return res, nil
 }

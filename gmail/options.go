@@ -115,6 +115,7 @@ func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
 // config is the validated, defaulted form of a Connection and Options.
 type config struct {
 	conn       mailsync.Connection
+	opts       Options // as given, for Connector.Check
 	root       *url.URL
 	user       string
 	labels     []string
@@ -212,6 +213,7 @@ func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*co
 		return nil, fmt.Errorf("gmail: %s: endpoint %s: %w (use https)", conn.Name, root.Redacted(), mailsync.ErrPlaintextRefused)
 	}
 	c := &config{
+		opts:       opts,
 		conn:       conn,
 		root:       root,
 		user:       user,

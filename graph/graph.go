@@ -741,9 +741,45 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (err err
 	if err != nil {
 		return err
 	}
-	return mapError(ctx, "check folder "+c.opts.Folder, c.call(ctx, func(ctx context.Context) error {
-		_, err := c.user().MailFolders().ByMailFolderId(id).Get(ctx, &users.ItemMailFoldersMailFolderItemRequestBuilderGetRequestConfiguration{
-			Headers: c.headers(), QueryParameters: &users.ItemMailFoldersMailFolderItemRequestBuilderGetQueryParameters{Select: []string{"id", "displayName"}}})
+	_, err = c.checkFolder(ctx, id)
+	return err
+}
+
+// checkFolder reads the source folder's name and counts.
+func (c *Connector) checkFolder(ctx context.Context, id string) (mailsync.FolderStatus, error) {
+	st := mailsync.FolderStatus{Name: c.opts.Folder, Messages: -1, Unread: -1}
+	err := mapError(ctx, "check folder "+c.opts.Folder, c.call(ctx, func(ctx context.Context) error {
+		f, err := c.user().MailFolders().ByMailFolderId(id).Get(ctx, &users.ItemMailFoldersMailFolderItemRequestBuilderGetRequestConfiguration{
+			Headers: c.headers(), QueryParameters: &users.ItemMailFoldersMailFolderItemRequestBuilderGetQueryParameters{Select: []string{"id", "displayName", "totalItemCount", "unreadItemCount"}}})
+		if err == nil && f != nil {
+			if n := f.GetDisplayName(); n != nil {
+				st.Name = *n
+			}
+			if n := f.GetTotalItemCount(); n != nil {
+				st.Messages = int(*n)
+			}
+			if n := f.GetUnreadItemCount(); n != nil {
+				st.Unread = int(*n)
+			}
+		}
 		return err
 	}), mailsync.ErrFolderNotFound)
+	return st, err
+}
+
+// Check implements mailsync.Checker: it gets an access token and reads the
+// source folder's counts, changing nothing.
+func (c *Connector) Check(ctx context.Context) (_ *mailsync.CheckResult, err error) {
+	start := time.Now()
+	defer func() { err = c.scrub.err(err) }()
+	id, err := c.resolveSource(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := c.checkFolder(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &mailsync.CheckResult{Provider: "graph", Server: c.base.String(), Account: c.conn.User, Security: "https", Auth: "OAuth 2.0",
+		Folders: []mailsync.FolderStatus{st}, Elapsed: time.Since(start)}, nil
 }

@@ -111,3 +111,16 @@ func (s *session) folderNames(ctx context.Context, limit int) []string {
 	}
 	return names
 }
+
+// Check implements mailsync.Checker with the package's Check on the
+// connector's configuration (a separate connection).
+func (c *Connector) Check(ctx context.Context) (*mailsync.CheckResult, error) {
+	start := time.Now()
+	r, err := Check(ctx, c.cfg.conn, c.cfg.opts)
+	if err != nil {
+		return nil, err
+	}
+	return &mailsync.CheckResult{Provider: "imap", Server: r.Server, Security: r.Security.String(), TLSVersion: r.TLSVersion,
+		Auth: r.Auth, Folders: []mailsync.FolderStatus{{Name: r.Folder, Messages: int(r.Messages), Unread: -1}},
+		Capabilities: r.Capabilities, Elapsed: time.Since(start), Details: r}, nil
+}

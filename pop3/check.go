@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mailsync/mailsync"
 )
@@ -118,4 +119,17 @@ func hasCapa(capa []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// Check implements mailsync.Checker with the package's Check on the
+// connector's configuration (a separate connection).
+func (c *Connector) Check(ctx context.Context) (*mailsync.CheckResult, error) {
+	start := time.Now()
+	r, err := Check(ctx, c.cfg.conn, c.cfg.opts)
+	if err != nil {
+		return nil, err
+	}
+	return &mailsync.CheckResult{Provider: "pop3", Server: r.Addr, Security: r.Security.String(), TLSVersion: r.TLSVersion,
+		Auth: r.Auth, Folders: []mailsync.FolderStatus{{Name: "INBOX", Messages: r.Messages, Unread: -1}},
+		Capabilities: r.Capabilities, Elapsed: time.Since(start), Details: r}, nil
 }

@@ -74,6 +74,7 @@ type Options struct {
 // config is the validated, defaulted form of a Connection and Options.
 type config struct {
 	conn     mailsync.Connection
+	opts     Options // as given, for Connector.Check
 	addr     string
 	security Security
 	tls      *tls.Config
@@ -150,6 +151,7 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 		}
 	}
 	c := &config{
+		opts:     opts,
 		conn:     conn,
 		addr:     joinHostPort(conn.Server, port),
 		security: sec,

@@ -145,43 +145,27 @@ func (c *cli) checkOne(ctx context.Context, cfg *fileConfig, cc connectionConfig
 	if err := cc.Validate(); err != nil {
 		return err
 	}
-	switch cc.Protocol {
-	case mailsync.IMAP:
-		o, err := imapOptions(ctx, c, cc, logger)
-		if err != nil {
-			return err
-		}
-		r, err := imap.Check(ctx, cc.Connection, o)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "✓ %s: IMAP %s (%s, %s), folder %q has %d messages; capabilities %s\n",
-			cc.Name, r.Server, r.Security, r.Auth, r.Folder, r.Messages, strings.Join(r.Capabilities, " "))
-		return nil
-	case mailsync.POP3:
-		o, err := pop3Options(ctx, c, cc, logger)
-		if err != nil {
-			return err
-		}
-		r, err := pop3.Check(ctx, cc.Connection, o)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(c.stdout, "✓ %s: POP3 %s (%s %s, %s), %d messages, %d bytes\n",
-			cc.Name, r.Addr, r.Security, r.TLSVersion, r.Auth, r.Messages, r.Bytes)
-		return nil
-	}
-	// API providers: a sync-free check is a List with the stored cursor's
-	// cost; build the connector and list once.
 	conn, err := c.connector(ctx, cfg, cc, logger)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	l, err := conn.List(ctx, "")
+	ch, ok := conn.(mailsync.Checker)
+	if !ok { // a provider without a check: a listing shows it works
+		l, err := conn.List(ctx, "")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "✓ %s: reachable, %d messages listed\n", cc.Name, len(l.Messages))
+		return nil
+	}
+	r, err := ch.Check(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "✓ %s: %s reachable, %d messages listed\n", cc.Name, cc.OAuth.Provider, len(l.Messages))
+	fmt.Fprintf(c.stdout, "✓ %s: %s\n", cc.Name, r)
+	if len(r.Capabilities) > 0 {
+		fmt.Fprintf(c.stdout, "  capabilities: %s\n", strings.Join(r.Capabilities, " "))
+	}
 	return nil
 }

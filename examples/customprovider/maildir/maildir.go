@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mailsync/mailsync"
 )
@@ -183,4 +184,25 @@ func addFlag(flags string, f byte) string {
 	b := []byte(flags + string(f))
 	sort.Slice(b, func(i, j int) bool { return b[i] < b[j] })
 	return string(b)
+}
+
+// Check implements mailsync.Checker: the folder exists and is readable;
+// messages in new/ are unread, those in cur/ without the S flag too.
+func (c *Connector) Check(ctx context.Context) (*mailsync.CheckResult, error) {
+	start := time.Now()
+	st := mailsync.FolderStatus{Name: c.dir}
+	for _, sub := range []string{"new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(c.dir, sub))
+		if err != nil {
+			return nil, fmt.Errorf("maildir: %w: %v", mailsync.ErrFolderNotFound, err)
+		}
+		for _, e := range entries {
+			st.Messages++
+			if _, info, _ := strings.Cut(e.Name(), ":2,"); sub == "new" || !strings.Contains(info, "S") {
+				st.Unread++
+			}
+		}
+	}
+	return &mailsync.CheckResult{Provider: string(Protocol), Server: "localhost", Security: "local files",
+		Folders: []mailsync.FolderStatus{st}, Elapsed: time.Since(start)}, nil
 }
