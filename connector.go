@@ -312,6 +312,21 @@ func (c Connection) ServesTicketType(ticketType string) bool {
 //
 // A Connector is used by one goroutine at a time. The methods are called in
 // the order List, then any number of Fetch and Ack calls, then Close.
+//
+// Who retries: Sync. A connector reports a temporary failure as a typed
+// error — ErrConnection, ErrMailboxBusy, ErrThrottled (*ThrottledError
+// with the server's RetryAfter) — and does not loop on it; Sync retries the
+// operation with back-off for the refs not yet handled (WithRetry), and
+// ends the sync when the server asks to wait longer than its longest wait,
+// so the host schedules the next run. A connector retries only what Sync
+// cannot retry at a finer grain, a few times and never longer than Sync
+// would wait: one throttled request among many of one call (Gmail's
+// per-message calls and batch parts), a request its vendor SDK resends
+// after a 429 or 503 (Graph), and a login with a refreshed token after
+// the server refused an expired one. A server that breaks a bound
+// (ErrServerLimit) is not retried at all.
+//
+// Optional interfaces: Checker (the admin's "test connection").
 type Connector interface {
 	// Connection returns the configuration the connector was made from.
 	Connection() Connection

@@ -90,7 +90,7 @@ func TestOAuthFromConnection(t *testing.T) {
 			return nil
 		},
 	}
-	c, err := gmail.New(context.Background(), e.conn, opts)
+	c, err := gmail.New(e.conn, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestOAuthFromConnection(t *testing.T) {
 	// A revoked refresh token: ErrConsentRequired, without secrets.
 	conn := e.conn
 	conn.OAuth = &mailsync.OAuth{Provider: mailsync.GmailAPI, ClientID: "id", ClientSecret: "client-secret-value", RefreshToken: "revoked-refresh"}
-	c2, err := gmail.New(context.Background(), conn, opts)
+	c2, err := gmail.New(conn, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 	opts.OAuth = oauthx.Options{TokenURL: te.srv.URL + "/token"}
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.MaxRetries = 1
-	c, err := gmail.New(context.Background(), e.conn, opts)
+	c, err := gmail.New(e.conn, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestConfigErrors(t *testing.T) {
 		if tc.opts != nil {
 			tc.opts(&o)
 		}
-		_, err := gmail.New(context.Background(), conn, o)
+		_, err := gmail.New(conn, o)
 		var ce *mailsync.ConfigError
 		switch {
 		case tc.want != nil:

@@ -58,7 +58,7 @@ func (r *CheckResult) String() string {
 // Check cannot see the token's scopes: a read-only token passes, and the
 // first post-action that writes then fails with ErrAuth. See Scopes.
 func Check(ctx context.Context, conn mailsync.Connection, opts Options) (_ *CheckResult, err error) {
-	c, err := New(ctx, conn, opts)
+	c, err := New(conn, opts)
 	if err != nil {
 		return nil, err
 	}

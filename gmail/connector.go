@@ -33,9 +33,10 @@ var errClosed = errors.New("gmail: connector is closed")
 // loopback as mailsync.ErrPlaintextRefused), builds the token source
 // from conn.OAuth with oauthx unless opts.TokenSource is set, and makes
 // the google.golang.org/api/gmail/v1 client. It sends no request: List is
-// the first. ctx is used for the token source's and the client's
-// construction only.
-func New(ctx context.Context, conn mailsync.Connection, opts Options) (*Connector, error) {
+// the first. New does no I/O (like the other providers' New, it takes no
+// context): the first request happens in List, Fetch, Ack or Check.
+func New(conn mailsync.Connection, opts Options) (*Connector, error) {
+	ctx := context.Background()
 	cfg, err := newConfig(ctx, conn, opts)
 	if err != nil {
 		return nil, err

@@ -6,7 +6,7 @@
 // oauth2.TokenSource: by default the oauthx one built from the
 // connection's OAuth block.
 //
-//	c, err := gmail.New(ctx, conn, gmail.Options{
+//	c, err := gmail.New(conn, gmail.Options{
 //		OAuth: oauthx.Options{OnRefreshToken: saveRefreshToken},
 //	})
 //

@@ -33,7 +33,7 @@ func Example() {
 	action := mailsync.PostAction{Kind: mailsync.MarkRead}
 	fmt.Println("scopes:", gmail.Scopes(action))
 
-	c, err := gmail.New(ctx, conn, gmail.Options{
+	c, err := gmail.New(conn, gmail.Options{
 		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: fake.Token()}),
 		Endpoint:    fake.URL,
 		HTTPClient:  fake.Client(),

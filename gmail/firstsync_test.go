@@ -105,7 +105,7 @@ func BenchmarkFirstSync2000(b *testing.B) {
 			defer f.Close()
 			size := realisticMailbox(f, 2000)
 			for i := 0; i < b.N; i++ {
-				c, err := gmail.New(context.Background(), testConn(f.Email()), gmail.Options{
+				c, err := gmail.New(testConn(f.Email()), gmail.Options{
 					TokenSource: staticToken(f.Token()),
 					Endpoint:    f.URL,
 					HTTPClient:  &http.Client{Transport: latencyTransport{base: f.Client().Transport, delay: 20 * time.Millisecond}},

@@ -68,7 +68,7 @@ func (e *env) connector(mods ...func(*gmail.Options)) *gmail.Connector {
 	for _, m := range mods {
 		m(&o)
 	}
-	c, err := gmail.New(context.Background(), e.conn, o)
+	c, err := gmail.New(e.conn, o)
 	if err != nil {
 		e.t.Fatalf("New: %v", err)
 	}
@@ -169,7 +169,7 @@ type harness struct {
 }
 
 func (h *harness) MakeConnector(ctx context.Context) (mailsync.Connector, error) {
-	return gmail.New(ctx, h.e.conn, h.e.opts)
+	return gmail.New(h.e.conn, h.e.opts)
 }
 
 func (h *harness) Deliver(ctx context.Context, raw []byte) error {

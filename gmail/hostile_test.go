@@ -46,7 +46,7 @@ func TestHostileServer(t *testing.T) {
 	}
 	for i, answer := range answers {
 		srv := httptest.NewServer(http.HandlerFunc(answer))
-		c, err := gmail.New(context.Background(), testConn("a@example.com"), gmail.Options{
+		c, err := gmail.New(testConn("a@example.com"), gmail.Options{
 			TokenSource: staticToken("t"), Endpoint: srv.URL, HTTPClient: srv.Client(), MaxRetries: -1,
 		})
 		if err != nil {
@@ -85,7 +85,7 @@ func TestHostileServer(t *testing.T) {
 			w.Header().Set("Content-Type", ct)
 			w.Write(b)
 		}))
-		c, _ := gmail.New(context.Background(), testConn("a@example.com"), gmail.Options{
+		c, _ := gmail.New(testConn("a@example.com"), gmail.Options{
 			TokenSource: staticToken("t"), Endpoint: srv.URL, HTTPClient: srv.Client(), MaxRetries: -1,
 		})
 		c.List(context.Background(), "")

@@ -24,9 +24,14 @@ const (
 	DefaultBatchSize  = 50  // Google advises against batches larger than 50
 	MaxBatchSize      = 100 // the batch endpoint's limit
 	DefaultPageSize   = 500 // messages.list and history.list maximum
-	DefaultMaxRetries = 5
+	// DefaultMaxRetries bounds the retries of one API call. Sync retries
+	// whole operations (see mailsync.Connector); the connector retries only
+	// what Sync cannot at a finer grain — one throttled call among the
+	// per-message calls of an Ack, the throttled parts of a batch — so it
+	// keeps these few.
+	DefaultMaxRetries = 2
 	DefaultRetryBase  = time.Second
-	DefaultMaxWait    = time.Minute
+	DefaultMaxWait    = 30 * time.Second // mailsync.Sync's longest wait
 )
 
 // Options configure New and Check. The zero value reads INBOX with the

@@ -69,7 +69,7 @@ func TestServerEchoesNeverReachErrorsOrLogs(t *testing.T) {
 	opts.OAuth = oauthx.Options{TokenURL: te.srv.URL + "/token"}
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.MaxRetries = 1
-	c, err := gmail.New(context.Background(), e.conn, opts)
+	c, err := gmail.New(e.conn, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

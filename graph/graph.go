@@ -96,9 +96,12 @@ type Options struct {
 	PageSize int
 	// MaxRetryWait is the longest time one call waits in total for
 	// Retry-After on 429/503 before giving up with *mailsync.ThrottledError.
-	// Default 1 minute.
+	// Default 30 s, mailsync.Sync's longest wait: past it the engine ends
+	// the sync and the host schedules the next (see mailsync.Connector on
+	// who retries).
 	MaxRetryWait time.Duration
-	// MaxRetries is how often one call is retried on 429/503/504. Default 5.
+	// MaxRetries is how often the SDK resends one request on 429/503/504.
+	// Default 2: Sync retries whole operations itself.
 	MaxRetries int
 	// RequestBudget is how many requests the mailbox accepts from the app
 	// within BudgetWindow (Graph: 10,000 per 10 minutes per app per
@@ -163,10 +166,10 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 		opts.PageSize = 1000
 	}
 	if opts.MaxRetryWait <= 0 {
-		opts.MaxRetryWait = time.Minute
+		opts.MaxRetryWait = 30 * time.Second
 	}
 	if opts.MaxRetries <= 0 {
-		opts.MaxRetries = 5
+		opts.MaxRetries = 2
 	}
 	log := opts.Logger
 	if log == nil {

@@ -43,7 +43,7 @@ func apiConnector(ctx context.Context, cc connectionConfig, ts oauth2.TokenSourc
 		if cc.Folder != "" {
 			o.Labels = []string{cc.Folder}
 		}
-		return gmail.New(ctx, cc.Connection, o)
+		return gmail.New(cc.Connection, o)
 	}
 	return nil, fmt.Errorf("%w: OAuth API provider %q", mailsync.ErrUnsupported, cc.OAuth.Provider)
 }
