@@ -257,14 +257,3 @@ func BenchmarkParseHTML1MB(b *testing.B) {
 		m.Close()
 	}
 }
-
-func BenchmarkHTMLToText1MB(b *testing.B) {
-	raw := htmlNewsletter(1 << 20)
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if htmlToText(raw) == "" {
-			b.Fatal("no text")
-		}
-	}
-}

@@ -314,25 +314,6 @@ func TestParseHTML(t *testing.T) {
 	}
 }
 
-// TestHTMLToTextLinear: the renderer only appends and cuts at the end, so
-// large HTML with many breaks costs linear time (it used to rebuild the text
-// at each break).
-func TestHTMLToTextLinear(t *testing.T) {
-	html := []byte(strings.Repeat("word <br> other word <p> para </p> ", 40000)) // 1.4 MB
-	start := time.Now()
-	text := htmlToText(html)
-	limit := 2 * time.Second
-	if parseRaceEnabled { // a quadratic renderer would still take minutes
-		limit = 10 * time.Second
-	}
-	if took := time.Since(start); took > limit {
-		t.Errorf("took %v for %d bytes", took, len(html))
-	}
-	if n := strings.Count(text, "word\nother word\n\npara"); n != 40000 {
-		t.Errorf("%d repetitions rendered, want 40000", n)
-	}
-}
-
 func TestParseDateZones(t *testing.T) {
 	tests := []struct{ raw, want string }{
 		{"Wed, 9 Jan 2002 19:47:50 MST", "2002-01-09T19:47:50-07:00"},
