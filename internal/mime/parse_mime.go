@@ -1,4 +1,4 @@
-package mailsync
+package mime
 
 // The lenient MIME layer under Parse: header blocks, multipart splitting,
 // Content-Type parameters (RFC 2045, 2231), transfer encodings and charsets.
@@ -14,30 +14,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
+	"math"
+	stdmime "mime"
 	"net/mail"
 	"net/textproto"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
 	"golang.org/x/text/encoding/charmap"
 )
 
-// hfield is one header field: canonical key, value unfolded but not decoded.
-type hfield struct{ key, value string }
+// Field is one header field.
+type Field struct {
+	Key   string // canonical (textproto.CanonicalMIMEHeaderKey)
+	Value string // unfolded, not decoded
+}
 
-// mimeHeader is a header block in order.
-type mimeHeader []hfield
+// Header is a header block in order.
+type Header []Field
 
-// get returns the first value of the canonical key.
-func (h mimeHeader) get(key string) string {
+// Get returns the first value of the canonical key.
+func (h Header) Get(key string) string {
 	for _, f := range h {
-		if f.key == key {
-			return f.value
+		if f.Key == key {
+			return f.Value
 		}
 	}
 	return ""
@@ -45,12 +50,13 @@ func (h mimeHeader) get(key string) string {
 
 var errHeaderTooBig = errors.New("header block too large")
 
-// readLine is the package's readLine for header lines, with a buffer for
-// long lines reused across the message.
-func (ps *parseState) readLine(br *bufio.Reader, n *int64) ([]byte, error) {
-	line, err := readLineBuf(br, n, ps.lim.MaxHeaderBytes, ps.longLine[:0])
-	if cap(line) > cap(ps.longLine) && cap(line) > br.Size() {
-		ps.longLine = line[:0]
+// ReadLine reads one header line including its end, counting into *n and
+// failing beyond MaxHeaderBytes, with a buffer for long lines reused
+// across the message. The result is valid until the next read.
+func (d *Decoder) ReadLine(br *bufio.Reader, n *int64) ([]byte, error) {
+	line, err := readLineBuf(br, n, d.MaxHeaderBytes, d.longLine[:0])
+	if cap(line) > cap(d.longLine) && cap(line) > br.Size() {
+		d.longLine = line[:0]
 	}
 	return line, err
 }
@@ -64,6 +70,9 @@ func readLine(br *bufio.Reader, n *int64, max int64) ([]byte, error) {
 // readLineBuf is readLine that assembles a line longer than br's buffer in
 // long (which it may grow).
 func readLineBuf(br *bufio.Reader, n *int64, max int64, long []byte) ([]byte, error) {
+	if max <= 0 {
+		max = math.MaxInt64
+	}
 	for {
 		chunk, err := br.ReadSlice('\n')
 		*n += int64(len(chunk))
@@ -99,31 +108,31 @@ func validFieldName(k []byte) bool {
 	return true
 }
 
-// readHeader reads a header block up to its empty line and returns it with
+// ReadHeader reads a header block up to its empty line and returns it with
 // the body that follows. It repairs what mail clients tolerate: a line
 // without a field name is joined to the previous field, a line with an
 // invalid name is dropped, and a first line that is no field at all starts
 // the body (a message without header).
-func (ps *parseState) readHeader(br *bufio.Reader) (mimeHeader, io.Reader, error) {
+func (d *Decoder) ReadHeader(br *bufio.Reader) (Header, io.Reader, error) {
 	var (
-		h    mimeHeader
+		h    Header
 		key  string
 		val  []byte
 		have bool
 		n    int64
 	)
-	val = ps.fieldBuf[:0]
-	defer func() { ps.fieldBuf = val[:0] }()
+	val = d.fieldBuf[:0]
+	defer func() { d.fieldBuf = val[:0] }()
 	flush := func() {
 		if have {
-			h = append(h, hfield{key: key, value: string(val)})
+			h = append(h, Field{Key: key, Value: string(val)})
 			have = false
 		}
 	}
 	for {
-		line, err := ps.readLine(br, &n)
+		line, err := d.ReadLine(br, &n)
 		if err == errHeaderTooBig {
-			return nil, nil, fmt.Errorf("%w: header block larger than %d bytes", ErrMalformed, ps.lim.MaxHeaderBytes)
+			return nil, nil, malformed("header block larger than %d bytes", d.MaxHeaderBytes)
 		}
 		if err != nil && err != io.EOF {
 			return nil, nil, err
@@ -135,7 +144,7 @@ func (ps *parseState) readHeader(br *bufio.Reader) (mimeHeader, io.Reader, error
 		case isWSP(content[0]):
 			if t := trimWSP(content); !have {
 				if len(t) > 0 {
-					ps.warn("header starts with an indented line: dropped")
+					d.warnf("header starts with an indented line: dropped")
 				}
 			} else if len(t) > 0 {
 				if len(val) > 0 {
@@ -152,22 +161,22 @@ func (ps *parseState) readHeader(br *bufio.Reader) (mimeHeader, io.Reader, error
 			switch {
 			case validFieldName(name):
 				flush()
-				if len(h) >= maxHeaderFields {
-					return nil, nil, fmt.Errorf("%w: more than %d header fields", ErrMalformed, maxHeaderFields)
+				if len(h) >= MaxHeaderFields {
+					return nil, nil, malformed("more than %d header fields", MaxHeaderFields)
 				}
 				// flush copied val: its buffer is reused.
 				key, val, have = textproto.CanonicalMIMEHeaderKey(string(name)), append(val[:0], trimWSP(content[colon+1:])...), true
 			case len(h) == 0 && !have:
 				// Not a header at all: this line starts the body.
-				ps.warn("no header: the content starts at once")
+				d.warnf("no header: the content starts at once")
 				rest := append([]byte(nil), line...)
 				return nil, io.MultiReader(bytes.NewReader(rest), br), nil
 			case colon < 0 && have:
-				ps.warn("header line without a field name joined to %s", key)
+				d.warnf("header line without a field name joined to %s", key)
 				val = append(val, ' ')
 				val = append(val, trimWSP(content)...)
 			default:
-				ps.warn("malformed header line %q dropped", truncateForWarning(content))
+				d.warnf("malformed header line %q dropped", truncateForWarning(content))
 			}
 			if err == nil {
 				continue
@@ -190,20 +199,20 @@ func truncateForWarning(b []byte) string {
 	return s
 }
 
-// contentType returns the media type and parameters; a missing or unusable
+// ContentType returns the media type and parameters; a missing or unusable
 // Content-Type gives text/plain (message/rfc822 inside a digest).
-func (ps *parseState) contentType(h mimeHeader, parentType string) (string, map[string]string) {
+func (d *Decoder) ContentType(h Header, parentType string) (string, map[string]string) {
 	def := "text/plain"
 	if parentType == "multipart/digest" {
 		def = "message/rfc822"
 	}
-	v := h.get("Content-Type")
+	v := h.Get("Content-Type")
 	if strings.TrimSpace(v) == "" {
 		return def, nil
 	}
-	mt, params := ps.parseParams(v)
+	mt, params := d.ParseParams(v)
 	if !validMediaType(mt) {
-		ps.warn("Content-Type %q not understood: read as %s", truncateForWarning([]byte(v)), def)
+		d.warnf("Content-Type %q not understood: read as %s", truncateForWarning([]byte(v)), def)
 		return def, params
 	}
 	return mt, params
@@ -223,13 +232,13 @@ func validMediaType(mt string) bool {
 	return strings.Count(mt, "/") == 1
 }
 
-// parseParams parses a "value; key=val; …" field (Content-Type,
+// ParseParams parses a "value; key=val; …" field (Content-Type,
 // Content-Disposition) leniently: unquoted values may hold any character but
 // ';', a missing closing quote ends the value at the end of the field, RFC
 // 2231 extended and continued parameters are joined and decoded in their
 // charset, encoded words in values are decoded as clients do. The value and
 // parameter names are lower case.
-func (ps *parseState) parseParams(v string) (string, map[string]string) {
+func (d *Decoder) ParseParams(v string) (string, map[string]string) {
 	segs := splitParams(v)
 	if len(segs) == 0 {
 		return "", nil
@@ -256,7 +265,7 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 		key := strings.ToLower(strings.TrimSpace(seg[:eq]))
 		rv := strings.TrimSpace(seg[eq+1:])
 		if base, _, _ := strings.Cut(key, "*"); isNameParam(base) {
-			rv = ps.capRawName(base, rv)
+			rv = d.capRawName(base, rv)
 		}
 		val := unquoteParam(rv)
 		if key == "" {
@@ -277,7 +286,7 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 			}
 		}
 		if _, dup := params[key]; !dup {
-			params[key] = ps.decodeText(val)
+			params[key] = d.DecodeText(val)
 		}
 	}
 	for base, ps2 := range pieces {
@@ -312,7 +321,7 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 		if used < len(ps2) || len(raw) > limit+rawNameTail {
 			// A name longer than maxRawNameBytes: its head and its tail,
 			// read from the pieces the head did not use.
-			ps.warn("attachment name (%s parameter) of %d continuations: only its first and last bytes read", base, len(ps2))
+			d.warnf("attachment name (%s parameter) of %d continuations: only its first and last bytes read", base, len(ps2))
 			var tail []byte
 			if used == len(ps2) {
 				tail = raw[limit:]
@@ -322,11 +331,11 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 			}
 			raw = append([]byte(truncateUTF8(string(raw[:min(len(raw), limit+utf8.UTFMax)]), limit)), tail[tailStart(tail, rawNameTail):]...)
 		}
-		params[base] = ps.decode2231(raw, cs, ps2[0].encoded)
+		params[base] = d.decode2231(raw, cs, ps2[0].encoded)
 	}
 	for base, val := range extended {
 		cs, text := split2231(val)
-		params[base] = ps.decode2231(percentDecode(text), cs, true)
+		params[base] = d.decode2231(percentDecode(text), cs, true)
 	}
 	return value, params
 }
@@ -334,13 +343,13 @@ func (ps *parseState) parseParams(v string) (string, map[string]string) {
 // isNameParam reports the parameters that carry a file name.
 func isNameParam(key string) bool { return key == "filename" || key == "name" }
 
-func (ps *parseState) decode2231(raw []byte, cs string, encoded bool) string {
+func (d *Decoder) decode2231(raw []byte, cs string, encoded bool) string {
 	if !encoded || cs == "" {
-		return ps.decodeText(string(raw))
+		return d.DecodeText(string(raw))
 	}
-	s, warning := decodeCharset(raw, cs)
+	s, warning := DecodeCharset(raw, cs)
 	if warning != "" {
-		ps.warn("parameter %s", warning)
+		d.warnf("parameter %s", warning)
 	}
 	return s
 }
@@ -428,27 +437,37 @@ func unhex(c byte) int {
 	return -1
 }
 
-// splitter reads the parts of a multipart body. It finds delimiter lines
+// Splitter reads the parts of a multipart body. It finds delimiter lines
 // ("--boundary") with either CRLF or LF line ends, forgives a missing or
 // misspelt closing delimiter, and keeps what precedes the first delimiter
 // (bounded), for a multipart that has none.
-type splitter struct {
-	ps     *parseState
+type Splitter struct {
+	d      *Decoder
 	br     *bufio.Reader
 	nlDash []byte // "\n--boundary"
 	dash   []byte // "--boundary"
 	part   *mimePart
+	done   bool
 
-	parts        int
-	done         bool
-	unterminated bool
-	sloppyClose  bool
-	preamble     []byte
+	// What Next has seen so far; complete once it returned io.EOF.
+
+	// Parts counts the parts returned.
+	Parts int
+	// Unterminated is true when the body ended without a closing delimiter.
+	Unterminated bool
+	// SloppyClose is true when the closing delimiter was misspelt
+	// ("--boundary-").
+	SloppyClose bool
+	// Preamble holds the start of what precedes the first delimiter, at most
+	// the Decoder's MaxPreambleBytes.
+	Preamble []byte
 }
 
-func newSplitter(ps *parseState, r io.Reader, boundary string) *splitter {
+// NewSplitter returns a Splitter over the multipart body r; boundary is
+// the Content-Type's boundary parameter. Part headers are read with d.
+func (d *Decoder) NewSplitter(r io.Reader, boundary string) *Splitter {
 	nl := []byte("\n--" + boundary)
-	return &splitter{ps: ps, br: bufio.NewReaderSize(r, 16<<10), nlDash: nl, dash: nl[1:]}
+	return &Splitter{d: d, br: bufio.NewReaderSize(r, 16<<10), nlDash: nl, dash: nl[1:]}
 }
 
 type delimKind int
@@ -461,11 +480,11 @@ const (
 	sloppyCloseDelim
 )
 
-// classify looks at what follows "--boundary" up to the end of the line:
+// classifyDelimiter looks at what follows "--boundary" up to the end of the line:
 // optional white space (a delimiter), "--" (the closing delimiter) or a single
 // "-" (a misspelt closing delimiter, seen in the wild). Anything else means a
 // longer boundary, not ours.
-func classify(rest []byte, eof bool) delimKind {
+func classifyDelimiter(rest []byte, eof bool) delimKind {
 	line := rest
 	if nl := bytes.IndexByte(rest, '\n'); nl >= 0 {
 		line = rest[:nl]
@@ -487,9 +506,9 @@ func classify(rest []byte, eof bool) delimKind {
 	return noDelim
 }
 
-// next returns the next part's header and body, or io.EOF after the last.
+// Next returns the next part's header and body, or io.EOF after the last.
 // The previous part's body is skipped if it was not read to its end.
-func (s *splitter) next() (mimeHeader, io.Reader, error) {
+func (s *Splitter) Next() (Header, io.Reader, error) {
 	if s.part != nil {
 		if _, err := io.Copy(io.Discard, s.part); err != nil {
 			return nil, nil, err
@@ -503,31 +522,31 @@ func (s *splitter) next() (mimeHeader, io.Reader, error) {
 	for {
 		line, err := s.br.ReadSlice('\n')
 		if !longLine && bytes.HasPrefix(line, s.dash) {
-			kind := classify(line[len(s.dash):], true)
+			kind := classifyDelimiter(line[len(s.dash):], true)
 			switch kind {
 			case openDelim:
-				s.parts++
+				s.Parts++
 				part := &mimePart{s: s}
 				s.part = part
-				h, body, err := s.ps.readHeader(bufio.NewReaderSize(part, 2048))
+				h, body, err := s.d.ReadHeader(bufio.NewReaderSize(part, 2048))
 				if err != nil {
 					return nil, nil, err
 				}
 				return h, body, nil
 			case closeDelim, sloppyCloseDelim:
-				s.sloppyClose = kind == sloppyCloseDelim
+				s.SloppyClose = kind == sloppyCloseDelim
 				s.done = true
 				return nil, nil, io.EOF
 			}
 		}
 		longLine = err == bufio.ErrBufferFull
-		if s.parts == 0 && int64(len(s.preamble)) < s.ps.lim.MaxTextBytes {
-			s.preamble = append(s.preamble, line[:min(int64(len(line)), s.ps.lim.MaxTextBytes-int64(len(s.preamble)))]...)
+		if s.Parts == 0 && int64(len(s.Preamble)) < s.d.MaxPreambleBytes {
+			s.Preamble = append(s.Preamble, line[:min(int64(len(line)), s.d.MaxPreambleBytes-int64(len(s.Preamble)))]...)
 		}
 		switch {
 		case err == nil, err == bufio.ErrBufferFull:
 		case err == io.EOF:
-			s.done, s.unterminated = true, true
+			s.done, s.Unterminated = true, true
 			return nil, nil, io.EOF
 		default:
 			return nil, nil, err
@@ -538,7 +557,7 @@ func (s *splitter) next() (mimeHeader, io.Reader, error) {
 // mimePart reads one part's body from the splitter, up to the CRLF or LF
 // that precedes the next delimiter line.
 type mimePart struct {
-	s       *splitter
+	s       *Splitter
 	n       int   // bytes in s.br known to belong to the part
 	err     error // returned once those are read: io.EOF at the delimiter
 	total   int64
@@ -552,14 +571,14 @@ func (p *mimePart) Read(d []byte) (int, error) {
 		p.n, p.err = p.scan(peek)
 		if p.n == 0 && p.err == nil {
 			if p.readErr == bufio.ErrBufferFull {
-				return 0, fmt.Errorf("%w: multipart delimiter not found in a full buffer", ErrMalformed)
+				return 0, malformed("multipart delimiter not found in a full buffer")
 			}
 			_, p.readErr = br.Peek(len(peek) + 1)
 		}
 	}
 	if p.n == 0 {
 		if p.err == errUnterminated {
-			p.s.done, p.s.unterminated = true, true
+			p.s.done, p.s.Unterminated = true, true
 			return 0, io.EOF
 		}
 		return 0, p.err
@@ -584,7 +603,7 @@ func (p *mimePart) scan(buf []byte) (int, error) {
 	}
 	if p.total == 0 {
 		if bytes.HasPrefix(buf, s.dash) { // an empty part: the delimiter follows the header at once
-			switch classify(buf[len(s.dash):], eof) {
+			switch classifyDelimiter(buf[len(s.dash):], eof) {
 			case needMore:
 				return 0, nil
 			case openDelim, closeDelim, sloppyCloseDelim:
@@ -607,7 +626,7 @@ func (p *mimePart) scan(buf []byte) (int, error) {
 		if end > 0 && buf[end-1] == '\r' {
 			end--
 		}
-		switch classify(buf[i+len(s.nlDash):], eof) {
+		switch classifyDelimiter(buf[i+len(s.nlDash):], eof) {
 		case needMore:
 			return end, nil
 		case openDelim, closeDelim, sloppyCloseDelim:
@@ -629,9 +648,9 @@ func (p *mimePart) scan(buf []byte) (int, error) {
 	return safe, nil
 }
 
-// transferDecoder decodes a Content-Transfer-Encoding. Misspellings seen in
+// TransferDecoder decodes a Content-Transfer-Encoding. Misspellings seen in
 // the wild are understood; an unknown encoding is read as it is.
-func (ps *parseState) transferDecoder(cte string, r io.Reader) io.Reader {
+func (d *Decoder) TransferDecoder(cte string, r io.Reader) io.Reader {
 	enc := strings.ToLower(cte)
 	if i := strings.IndexByte(enc, ';'); i >= 0 {
 		enc = enc[:i]
@@ -646,18 +665,18 @@ func (ps *parseState) transferDecoder(cte string, r io.Reader) io.Reader {
 		return newQPReader(r)
 	case "7-bit", "7bits", "8-bit", "8bits", "7 bit", "8 bit", "plain", "text", "none", "ascii", "text/plain", "text/html":
 	case "base-64", "base 64", "b64":
-		ps.warn("transfer encoding %q read as base64", cte)
+		d.warnf("transfer encoding %q read as base64", cte)
 		return newBase64Reader(r)
 	case "quoted printable", "quotedprintable", "qp", "quoted_printable":
-		ps.warn("transfer encoding %q read as quoted-printable", cte)
+		d.warnf("transfer encoding %q read as quoted-printable", cte)
 		return newQPReader(r)
 	case "x-uuencode", "uuencode", "x-uue", "uue":
 		return newUUReader(r)
 	default:
-		ps.warn("unknown transfer encoding %q: read as it is", truncateForWarning([]byte(cte)))
+		d.warnf("unknown transfer encoding %q: read as it is", truncateForWarning([]byte(cte)))
 		return r
 	}
-	ps.warn("transfer encoding %q read as 8bit", truncateForWarning([]byte(cte)))
+	d.warnf("transfer encoding %q read as 8bit", truncateForWarning([]byte(cte)))
 	return r
 }
 
@@ -909,13 +928,13 @@ var utf8Labels = map[string]bool{
 	"us-ascii": true, "ascii": true, "ansi_x3.4-1968": true, "iso646-us": true, "us": true, "646": true,
 }
 
-// decodeCharset decodes b from the charset label. The declared charset wins;
+// DecodeCharset decodes b from the charset label. The declared charset wins;
 // the warning says how it degraded: undeclared or unknown charsets are read
 // as UTF-8 with invalid bytes taken as windows-1252; when the bytes are not
 // valid in a declared multi-byte charset, they are read as UTF-8 if they are
 // valid UTF-8, and otherwise as windows-1252, unless only a few characters
 // are broken (those become U+FFFD).
-func decodeCharset(b []byte, label string) (string, string) {
+func DecodeCharset(b []byte, label string) (string, string) {
 	cs := strings.ToLower(strings.Trim(label, " \t\"'"))
 	switch {
 	case utf8Labels[cs]:
@@ -983,27 +1002,27 @@ func fixUTF8(b []byte) string {
 // fixHeaderBytes makes a raw header value valid UTF-8. Undeclared 8-bit bytes
 // are decoded in the message's charset when it has one that fits, as mail
 // clients do, otherwise as windows-1252.
-func (ps *parseState) fixHeaderBytes(s string) string {
+func (d *Decoder) fixHeaderBytes(s string) string {
 	if utf8.ValidString(s) {
 		return s
 	}
-	cs := strings.ToLower(strings.Trim(ps.topCharset, " \t\"'"))
+	cs := strings.ToLower(strings.Trim(d.TopCharset, " \t\"'"))
 	if !utf8Labels[cs] {
-		if d, warning := decodeCharset([]byte(s), cs); warning == "" {
-			ps.warn("header has undeclared 8-bit bytes: decoded as %s, the message's charset", cs)
-			return d
+		if dec, warning := DecodeCharset([]byte(s), cs); warning == "" {
+			d.warnf("header has undeclared 8-bit bytes: decoded as %s, the message's charset", cs)
+			return dec
 		}
 	}
-	ps.warn("header has undeclared 8-bit bytes: decoded as windows-1252")
+	d.warnf("header has undeclared 8-bit bytes: decoded as windows-1252")
 	return fixUTF8([]byte(s))
 }
 
-// decodeText decodes a header value: raw 8-bit bytes, then RFC 2047 encoded
+// DecodeText decodes a header value: raw 8-bit bytes, then RFC 2047 encoded
 // words. Adjacent encoded words in one charset are joined before decoding,
 // so a character split across two words survives; B words with bad padding
 // and Q words with spaces are decoded as clients do.
-func (ps *parseState) decodeText(v string) string {
-	v = ps.fixHeaderBytes(v)
+func (d *Decoder) DecodeText(v string) string {
+	v = d.fixHeaderBytes(v)
 	if !strings.Contains(v, "=?") {
 		return v
 	}
@@ -1014,9 +1033,9 @@ func (ps *parseState) decodeText(v string) string {
 	)
 	flush := func() {
 		if pending != nil {
-			s, warning := decodeCharset(pending, pendingCS)
+			s, warning := DecodeCharset(pending, pendingCS)
 			if warning != "" {
-				ps.warn("encoded word %s", warning)
+				d.warnf("encoded word %s", warning)
 			}
 			out.WriteString(s)
 			pending, pendingCS = nil, ""
@@ -1098,26 +1117,26 @@ func parseEncodedWord(s string) (cs string, raw []byte, n int, ok bool) {
 	return cs, raw, 2 + q1 + 3 + end + 2, true
 }
 
-// addresses parses an address list header with go-message (net/mail); when
+// Addresses parses an address list header with go-message (net/mail); when
 // it refuses the value, a lenient reading keeps whatever looks like an
 // address, as mail clients show it.
-func (ps *parseState) addresses(h mimeHeader, key string) []Address {
-	raw := ps.fixHeaderBytes(h.get(key))
+func (d *Decoder) Addresses(h Header, key string) []Address {
+	raw := d.fixHeaderBytes(h.Get(key))
 	if strings.TrimSpace(raw) == "" {
 		return nil
 	}
-	parser := mail.AddressParser{WordDecoder: mimeWordDecoder(ps)}
+	parser := mail.AddressParser{WordDecoder: mimeWordDecoder(d)}
 	list, err := parser.ParseList(raw)
 	var out []Address
 	if err != nil {
-		ps.warn("%s: %v: read leniently", key, err)
-		out = ps.lenientAddresses(raw)
+		d.warnf("%s: %v: read leniently", key, err)
+		out = d.lenientAddresses(raw)
 	} else {
 		out = make([]Address, 0, len(list))
 		for _, a := range list {
 			name := a.Name
 			if strings.Contains(name, "=?") { // an encoded word inside quotes: clients decode it too
-				name = ps.decodeText(name)
+				name = d.DecodeText(name)
 			}
 			out = append(out, Address{Name: strings.ToValidUTF8(name, "\uFFFD"), Address: strings.ToValidUTF8(a.Address, "\uFFFD")})
 		}
@@ -1125,8 +1144,8 @@ func (ps *parseState) addresses(h mimeHeader, key string) []Address {
 	// Display names come from encoded words, which may hold CR, LF or NUL;
 	// a quoted local part may too.
 	for i := range out {
-		out[i].Name = ps.singleLine(key+" name", out[i].Name)
-		out[i].Address = ps.singleLine(key+" address", out[i].Address)
+		out[i].Name = d.SingleLine(key+" name", out[i].Name)
+		out[i].Address = d.SingleLine(key+" address", out[i].Address)
 	}
 	return out
 }
@@ -1176,7 +1195,7 @@ func stripComments(s string) string {
 // lenientAddresses reads an address list that the strict parser refused:
 // comments and group names are dropped, obsolete routes removed, an item
 // without angle brackets gives one address per word with an "@".
-func (ps *parseState) lenientAddresses(raw string) []Address {
+func (d *Decoder) lenientAddresses(raw string) []Address {
 	s := stripComments(raw)
 	var items []string
 	start, quoted, angle := 0, false, false
@@ -1211,11 +1230,11 @@ func (ps *parseState) lenientAddresses(raw string) []Address {
 			if k := strings.LastIndexByte(addr, ':'); strings.HasPrefix(addr, "@") && k >= 0 { // obs-route
 				addr = addr[k+1:]
 			}
-			out = append(out, Address{Name: ps.displayName(item[:i]), Address: addr})
+			out = append(out, Address{Name: d.displayName(item[:i]), Address: addr})
 			continue
 		}
 		if !strings.Contains(item, "@") {
-			out = append(out, Address{Name: ps.displayName(item)})
+			out = append(out, Address{Name: d.displayName(item)})
 			continue
 		}
 		// "jdoe@test . example", "a@x b@y", "Big Bug bb@bug.com"
@@ -1235,7 +1254,7 @@ func (ps *parseState) lenientAddresses(raw string) []Address {
 		for k, a := range addrs {
 			ad := Address{Address: a}
 			if k == 0 {
-				ad.Name = ps.displayName(strings.Join(name, " "))
+				ad.Name = d.displayName(strings.Join(name, " "))
 			}
 			out = append(out, ad)
 		}
@@ -1243,19 +1262,19 @@ func (ps *parseState) lenientAddresses(raw string) []Address {
 	return out
 }
 
-func (ps *parseState) displayName(s string) string {
+func (d *Decoder) displayName(s string) string {
 	s = strings.TrimSpace(s)
 	if len(s) >= 2 && s[0] == '"' {
 		s = unquoteParam(s)
 	}
 	s = strings.Join(strings.Fields(s), " ")
-	return strings.ToValidUTF8(ps.decodeText(s), "\uFFFD")
+	return strings.ToValidUTF8(d.DecodeText(s), "\uFFFD")
 }
 
-// msgIDs extracts message identifiers ("<id>" …) without angle brackets;
+// MsgIDs extracts message identifiers ("<id>" …) without angle brackets;
 // white space and comments inside are dropped, a bare id without brackets is
 // taken as it is.
-func msgIDs(v string) []string {
+func MsgIDs(v string) []string {
 	v = stripComments(v)
 	if strings.TrimSpace(v) == "" {
 		return nil
@@ -1289,25 +1308,25 @@ func msgIDs(v string) []string {
 	return ids
 }
 
-// msgIDOrRaw returns the first message identifier of v, or v trimmed.
-func msgIDOrRaw(v string) string {
-	if ids := msgIDs(v); len(ids) > 0 {
+// MsgIDOrRaw returns the first message identifier of v, or v trimmed.
+func MsgIDOrRaw(v string) string {
+	if ids := MsgIDs(v); len(ids) > 0 {
 		return ids[0]
 	}
 	return strings.ToValidUTF8(strings.TrimSpace(v), "\uFFFD")
 }
 
 // mimeWordDecoder is the decoder go-message's address parser uses for
-// display names; charsets go through decodeCharset, so none is unknown.
-func mimeWordDecoder(ps *parseState) *mime.WordDecoder {
-	return &mime.WordDecoder{CharsetReader: func(label string, input io.Reader) (io.Reader, error) {
+// display names; charsets go through DecodeCharset, so none is unknown.
+func mimeWordDecoder(d *Decoder) *stdmime.WordDecoder {
+	return &stdmime.WordDecoder{CharsetReader: func(label string, input io.Reader) (io.Reader, error) {
 		b, err := io.ReadAll(input)
 		if err != nil {
 			return nil, err
 		}
-		s, warning := decodeCharset(b, label)
+		s, warning := DecodeCharset(b, label)
 		if warning != "" {
-			ps.warn("encoded word %s", warning)
+			d.warnf("encoded word %s", warning)
 		}
 		return strings.NewReader(s), nil
 	}}
@@ -1327,10 +1346,10 @@ var lenientDateLayouts = []string{
 	"Mon, 2 Jan 2006 15:04:05", "2 Jan 2006 15:04:05", "Mon, 2 Jan 2006 15:04 MST",
 }
 
-// date parses the Date field with net/mail, then leniently (comments and
+// Date parses the Date field with net/mail, then leniently (comments and
 // white space around colons removed, more layouts). A date nothing
 // understands is the zero time, with a warning.
-func (ps *parseState) date(raw string) time.Time {
+func (d *Decoder) Date(raw string) time.Time {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return time.Time{}
@@ -1347,7 +1366,7 @@ func (ps *parseState) date(raw string) time.Time {
 			return fixZone(t)
 		}
 	}
-	ps.warn("date %q not understood", truncateForWarning([]byte(raw)))
+	d.warnf("date %q not understood", truncateForWarning([]byte(raw)))
 	return time.Time{}
 }
 
@@ -1360,4 +1379,201 @@ func fixZone(t time.Time) time.Time {
 		return time.Date(y, mo, d, hh, mm, ss, t.Nanosecond(), time.FixedZone(name, h*3600))
 	}
 	return t
+}
+
+// maxRawNameBytes bounds what the parser decodes of a filename or name
+// parameter (after joining RFC 2231 continuations, before percent escapes,
+// encoded words and charsets are decoded): longer values keep their first
+// bytes and their last rawNameTail bytes, which hold the extension. The
+// header block is already bounded by MaxHeaderBytes; this keeps a name of a
+// million characters from being decoded, copied and sanitised whole.
+const (
+	maxRawNameBytes = 4 << 10
+	rawNameTail     = 512
+)
+
+// maxFilenameBytes bounds an attachment's file name: 255 bytes of UTF-8, the
+// limit of most file systems (NAME_MAX), so a sink that stores attachments
+// under their names never meets ENAMETOOLONG.
+const maxFilenameBytes = 255
+
+// maxFilenameExt is the longest extension kept when a name is shortened.
+const maxFilenameExt = 32
+
+// capRawName cuts a raw parameter value of more than maxRawNameBytes to its
+// head and tail, with a warning.
+func (d *Decoder) capRawName(key, raw string) string {
+	if len(raw) <= maxRawNameBytes {
+		return raw
+	}
+	d.warnf("attachment name (%s parameter) of %d bytes: only its first and last bytes read", key, len(raw))
+	return truncateUTF8(raw, maxRawNameBytes-rawNameTail) + raw[tailStart(raw, rawNameTail):]
+}
+
+// tailStart is where the last n bytes of s start, moved forward so as not
+// to split a UTF-8 character.
+func tailStart[T string | []byte](s T, n int) int {
+	i := max(0, len(s)-n)
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return i
+}
+
+// AttachmentName sanitises a decoded file name (see cleanFilename) and
+// warns when that changed it.
+func (d *Decoder) AttachmentName(name string) string {
+	clean, why := cleanFilename(name)
+	if len(why) > 0 {
+		d.warnf("attachment name %q changed to %q: %s", truncateForWarning([]byte(name)), truncateForWarning([]byte(clean)), strings.Join(why, ", "))
+	}
+	return clean
+}
+
+// cleanFilename makes a file name safe to store under: control characters
+// and Unicode format characters (bidi overrides and isolates, zero-width
+// characters, BOM, tag characters; category Cf) are removed, only the last
+// path element is kept and a drive prefix ("C:") removed, so a sink that
+// stores attachments cannot be sent elsewhere nor shown a name that reads
+// differently from what it is ("invoice\u202Efdp.exe"), and the name is
+// cut to 255 bytes of UTF-8 on a character boundary, keeping its extension.
+// It returns the reasons for any change beyond trimming white space.
+func cleanFilename(name string) (string, []string) {
+	var why []string
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	if strings.IndexFunc(name, InvisibleInName) >= 0 {
+		name = strings.Map(func(r rune) rune {
+			if InvisibleInName(r) {
+				return -1
+			}
+			return r
+		}, name)
+		why = append(why, "control or format characters removed")
+	}
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+		why = append(why, "path removed")
+	}
+	if len(name) >= 2 && name[1] == ':' && ('a' <= name[0]|0x20 && name[0]|0x20 <= 'z') {
+		name = name[2:]
+		why = append(why, "drive removed")
+	}
+	name = strings.TrimSpace(name)
+	if name == "." || name == ".." {
+		return "", append(why, "no name left")
+	}
+	if len(name) > maxFilenameBytes {
+		why = append(why, fmt.Sprintf("shortened to %d bytes", maxFilenameBytes))
+		ext := ""
+		if dot := strings.LastIndexByte(name, '.'); dot > 0 && len(name)-dot <= maxFilenameExt && !strings.ContainsAny(name[dot:], " \t") {
+			ext = name[dot:]
+		}
+		name = truncateUTF8(name[:len(name)-len(ext)], maxFilenameBytes-len(ext)) + ext
+	}
+	return name, why
+}
+
+// InvisibleInName reports the characters a file name must not hold:
+// controls (C0, DEL, C1), line and paragraph separators, and format
+// characters (Cf: U+200B–U+200F, U+202A–U+202E, U+2066–U+2069, U+FEFF, …).
+func InvisibleInName(r rune) bool {
+	return r < 0x20 || (0x7f <= r && r <= 0x9f) || r == 0x2028 || r == 0x2029 || unicode.Is(unicode.Cf, r)
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// isLineControl reports the characters a single-line field must not hold:
+// C0 controls (CR, LF, NUL, …), DEL, C1 controls and the Unicode line and
+// paragraph separators.
+func isLineControl(r rune) bool {
+	return r < 0x20 || (0x7f <= r && r <= 0x9f) || r == 0x2028 || r == 0x2029
+}
+
+// SingleLine replaces the control characters of a decoded single-line field
+// (CR and LF from an encoded word, NUL, …) by spaces, so a host that copies
+// it into a header of its own (a reply's Subject) cannot be made to inject
+// header lines. A tab, white space in a header, is replaced silently; any
+// other control character adds a warning naming the field.
+func (d *Decoder) SingleLine(field, s string) string {
+	if strings.IndexFunc(s, isLineControl) < 0 {
+		return s
+	}
+	warn := false
+	s = strings.Map(func(r rune) rune {
+		if isLineControl(r) {
+			warn = warn || r != '\t'
+			return ' '
+		}
+		return r
+	}, s)
+	if warn {
+		d.warnf("control characters in %s replaced by spaces", field)
+	}
+	return s
+}
+
+// Unflow joins the soft line breaks of format=flowed text (RFC 3676): a line
+// ending in a space continues on the next line of the same quote depth. Space
+// stuffing is removed; with delsp=yes the space before the break goes too.
+// The signature separator "-- " is never joined.
+func Unflow(s string, delsp bool) string {
+	var out, para strings.Builder
+	depth := -1 // quote depth of the paragraph being joined
+	flush := func() {
+		if depth < 0 {
+			return
+		}
+		if depth > 0 {
+			out.WriteString(strings.Repeat(">", depth))
+			out.WriteByte(' ')
+		}
+		out.WriteString(para.String())
+		out.WriteByte('\n')
+		para.Reset()
+		depth = -1
+	}
+	trailingNL := strings.HasSuffix(s, "\n")
+	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		q := 0
+		for q < len(line) && line[q] == '>' {
+			q++
+		}
+		content := strings.TrimPrefix(line[q:], " ")
+		if depth >= 0 && q != depth {
+			flush()
+		}
+		flowed := strings.HasSuffix(content, " ") && content != "-- "
+		if flowed && delsp {
+			content = content[:len(content)-1]
+		}
+		para.WriteString(content)
+		depth = q
+		if !flowed {
+			flush()
+		}
+	}
+	flush()
+	r := out.String()
+	if !trailingNL {
+		r = strings.TrimSuffix(r, "\n")
+	}
+	return r
+}
+
+// NormalizeNewlines turns CRLF and lone CR line ends into LF.
+func NormalizeNewlines(s string) string {
+	if !strings.Contains(s, "\r") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.ReplaceAll(s, "\r", "\n")
 }
