@@ -46,6 +46,7 @@ type MalformedError struct {
 	Reason string
 }
 
+// Error says what is wrong.
 func (e *MalformedError) Error() string { return "malformed MIME: " + e.Reason }
 
 func malformed(format string, args ...any) error {
