@@ -287,16 +287,10 @@ func (ps *parseState) header(h mime.Header) {
 
 // addresses reads an address list field.
 func (ps *parseState) addresses(h mime.Header, key string) []Address {
-	list := ps.dec.Addresses(h, key)
-	if list == nil {
-		return nil
-	}
-	out := make([]Address, len(list))
-	for i, a := range list {
-		out[i] = Address(a)
-	}
-	return out
+	return mime.Addresses(&ps.dec, h, key, newAddress)
 }
+
+func newAddress(name, address string) Address { return Address{Name: name, Address: address} }
 
 // walk visits an entity; depth counts multipart levels.
 func (ps *parseState) walk(h mime.Header, body io.Reader, depth int, parentType string) error {

@@ -9,35 +9,41 @@ import (
 	"strings"
 )
 
-// Addresses parses an address list header with go-message (net/mail); when
-// it refuses the value, a lenient reading keeps whatever looks like an
-// address, as mail clients show it.
-func (d *Decoder) Addresses(h Header, key string) []Address {
+// Addresses parses the address list field key of h with go-message
+// (net/mail); when it refuses the value, a lenient reading keeps whatever
+// looks like an address, as mail clients show it. Each address is made by
+// mk, so that the caller gets its own type without a copy. The result is
+// nil when the field is empty.
+func Addresses[A any](d *Decoder, h Header, key string, mk func(name, address string) A) []A {
 	raw := d.fixHeaderBytes(h.Get(key))
 	if strings.TrimSpace(raw) == "" {
 		return nil
 	}
 	parser := mail.AddressParser{WordDecoder: mimeWordDecoder(d)}
 	list, err := parser.ParseList(raw)
-	var out []Address
 	if err != nil {
 		d.warnf("%s: %v: read leniently", key, err)
-		out = d.lenientAddresses(raw)
-	} else {
-		out = make([]Address, 0, len(list))
-		for _, a := range list {
-			name := a.Name
-			if strings.Contains(name, "=?") { // an encoded word inside quotes: clients decode it too
-				name = d.DecodeText(name)
-			}
-			out = append(out, Address{Name: strings.ToValidUTF8(name, "\uFFFD"), Address: strings.ToValidUTF8(a.Address, "\uFFFD")})
+		lenient := d.lenientAddresses(raw)
+		if lenient == nil {
+			return nil
 		}
+		out := make([]A, 0, len(lenient))
+		for _, a := range lenient {
+			out = append(out, mk(d.SingleLine(key+" name", a.Name), d.SingleLine(key+" address", a.Address)))
+		}
+		return out
+	}
+	for _, a := range list {
+		if strings.Contains(a.Name, "=?") { // an encoded word inside quotes: clients decode it too
+			a.Name = d.DecodeText(a.Name)
+		}
+		a.Name, a.Address = strings.ToValidUTF8(a.Name, "\uFFFD"), strings.ToValidUTF8(a.Address, "\uFFFD")
 	}
 	// Display names come from encoded words, which may hold CR, LF or NUL;
 	// a quoted local part may too.
-	for i := range out {
-		out[i].Name = d.SingleLine(key+" name", out[i].Name)
-		out[i].Address = d.SingleLine(key+" address", out[i].Address)
+	out := make([]A, 0, len(list))
+	for _, a := range list {
+		out = append(out, mk(d.SingleLine(key+" name", a.Name), d.SingleLine(key+" address", a.Address)))
 	}
 	return out
 }
