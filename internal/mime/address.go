@@ -48,6 +48,9 @@ func Addresses[A any](d *Decoder, h Header, key string, mk func(name, address st
 	return out
 }
 
+// mailbox is one address the lenient reading found.
+type mailbox struct{ Name, Address string }
+
 // mimeWordDecoder is the decoder go-message's address parser uses for
 // display names; charsets go through DecodeCharset, so none is unknown.
 func mimeWordDecoder(d *Decoder) *stdmime.WordDecoder {
@@ -109,7 +112,7 @@ func stripComments(s string) string {
 // lenientAddresses reads an address list that the strict parser refused:
 // comments and group names are dropped, obsolete routes removed, an item
 // without angle brackets gives one address per word with an "@".
-func (d *Decoder) lenientAddresses(raw string) []Address {
+func (d *Decoder) lenientAddresses(raw string) []mailbox {
 	s := stripComments(raw)
 	var items []string
 	start, quoted, angle := 0, false, false
@@ -133,7 +136,7 @@ func (d *Decoder) lenientAddresses(raw string) []Address {
 		}
 	}
 	items = append(items, s[start:])
-	var out []Address
+	var out []mailbox
 	for _, item := range items {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -144,11 +147,11 @@ func (d *Decoder) lenientAddresses(raw string) []Address {
 			if k := strings.LastIndexByte(addr, ':'); strings.HasPrefix(addr, "@") && k >= 0 { // obs-route
 				addr = addr[k+1:]
 			}
-			out = append(out, Address{Name: d.displayName(item[:i]), Address: addr})
+			out = append(out, mailbox{Name: d.displayName(item[:i]), Address: addr})
 			continue
 		}
 		if !strings.Contains(item, "@") {
-			out = append(out, Address{Name: d.displayName(item)})
+			out = append(out, mailbox{Name: d.displayName(item)})
 			continue
 		}
 		// "jdoe@test . example", "a@x b@y", "Big Bug bb@bug.com"
@@ -166,7 +169,7 @@ func (d *Decoder) lenientAddresses(raw string) []Address {
 			}
 		}
 		for k, a := range addrs {
-			ad := Address{Address: a}
+			ad := mailbox{Address: a}
 			if k == 0 {
 				ad.Name = d.displayName(strings.Join(name, " "))
 			}

@@ -52,9 +52,3 @@ func (e *MalformedError) Error() string { return "malformed MIME: " + e.Reason }
 func malformed(format string, args ...any) error {
 	return &MalformedError{Reason: fmt.Sprintf(format, args...)}
 }
-
-// Address is a mailbox of an address list: display name and address.
-type Address struct {
-	Name    string
-	Address string
-}
