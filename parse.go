@@ -6,17 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/textproto"
-	"regexp"
-	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	_ "github.com/emersion/go-message/charset" // windows-1252, ISO-2022-JP, iso-8859-*, …
 	"github.com/microcosm-cc/bluemonday"
-	"github.com/microcosm-cc/bluemonday/css"
+
+	"github.com/mailsync/mailsync/internal/mime"
 )
 
 // Limits bound what one message may cost. A message that breaks one is
@@ -71,12 +67,6 @@ func (l Limits) withDefaults() Limits {
 }
 
 const (
-	// maxHeaderFields bounds the fields of one header block, so a header of
-	// millions of tiny fields cannot cost gigabytes of memory.
-	maxHeaderFields = 10000
-	// maxBoundaryLen: RFC 2046 allows 70 characters; anything longer than a
-	// line is not a boundary.
-	maxBoundaryLen = 998
 	// memSpoolBudget is how many attachment bytes of one message stay in
 	// memory in total; beyond it every attachment goes to a temporary file.
 	memSpoolBudget = 8 << 20
@@ -118,160 +108,9 @@ type Parser struct {
 
 func (p *Parser) htmlPolicy() *bluemonday.Policy {
 	if p.policy == nil {
-		return defaultHTMLPolicy
+		return mime.DefaultHTMLPolicy()
 	}
 	return p.policy
-}
-
-// defaultHTMLPolicy is built once and only read afterwards (bluemonday
-// policies are safe for concurrent Sanitize calls).
-var defaultHTMLPolicy = newHTMLPolicy()
-
-func newHTMLPolicy() *bluemonday.Policy {
-	pol := bluemonday.UGCPolicy()
-	pol.AllowURLSchemes("mailto", "http", "https", "cid")
-	// Keep the layout of mail, not its power over the page that shows it: a
-	// style attribute keeps only these properties, each value checked by
-	// bluemonday's CSS handler for it and, for lengths, by cssBounds.
-	// position, top/left, z-index, opacity, visibility, transform, float and
-	// viewport units are dropped, and margins, indents and offsets cannot be
-	// negative or huge, so a mail stays inside the box it is shown in and
-	// cannot lay a fake dialog over the helpdesk UI. (AllowAttrs("style")
-	// alone would pass any CSS through.) The only url() kept is a
-	// background-image's, which the remote content pass (remoteRewriter)
-	// blocks unless Parser.AllowRemoteImages.
-	pol.AllowAttrs("style").Globally()
-	for _, prop := range safeStyleProperties {
-		pol.AllowStyles(prop).MatchingHandler(styleHandler(prop)).Globally()
-	}
-	pol.AllowStyles("background-image").MatchingHandler(func(v string) bool {
-		return v == "none" || cssImageURL.MatchString(v)
-	}).Globally()
-	pol.AllowElements("center", "font")
-	pol.AllowAttrs("color", "face", "size").OnElements("font")
-	pol.AllowAttrs("bgcolor", "align", "valign", "width", "height", "border", "cellpadding", "cellspacing").Globally()
-	// Image sources beyond img src; remoteRewriter checks their URLs.
-	pol.AllowAttrs("srcset").OnElements("img")
-	pol.AllowAttrs("background").OnElements("table", "tr", "td", "th")
-	return pol
-}
-
-// cssImageURL is the one url() form kept in a style attribute (checked on
-// bluemonday's lower-cased, unescaped value): an http, https or cid URL
-// without quotes, parentheses, backslashes or white space inside.
-var cssImageURL = regexp.MustCompile(`^url\(\s*(["']?)(https?://|cid:)[^"'()\\\s]+["']?\s*\)$`)
-
-// safeStyleProperties are the CSS properties kept in style attributes.
-var safeStyleProperties = []string{
-	"color", "background-color",
-	"font", "font-family", "font-size", "font-style", "font-weight", "font-variant",
-	"text-align", "text-decoration", "text-indent", "text-transform", "letter-spacing", "word-spacing",
-	"line-height", "white-space", "vertical-align", "direction", "list-style-type",
-	"margin", "margin-top", "margin-right", "margin-bottom", "margin-left",
-	"padding", "padding-top", "padding-right", "padding-bottom", "padding-left",
-	"border", "border-top", "border-right", "border-bottom", "border-left",
-	"border-color", "border-style", "border-width", "border-collapse", "border-spacing", "border-radius",
-	"width", "height", "min-width", "max-width", "min-height", "max-height",
-	"display", "table-layout",
-}
-
-// cssBound limits the lengths of one CSS property: from minPx to maxPx
-// pixels (absolute units and em/rem/ex/ch converted at 16px a em),
-// percentages up to maxPct. Unitless numbers other than 0 are pixels, or
-// multiples of 16px for line-height (unitless "mult"), or ignored in the font
-// shorthand, where they are weights and line-heights ("ignore").
-type cssBound struct {
-	minPx, maxPx, maxPct float64
-	unitless             string
-}
-
-// cssBounds keep a mail inside its box: no negative margin or indent pulls
-// it out, no huge size, padding, font or offset covers the page around it.
-var cssBounds = func() map[string]cssBound {
-	b := map[string]cssBound{
-		"width": {0, 2000, 100, ""}, "height": {0, 2000, 100, ""},
-		"min-width": {0, 2000, 100, ""}, "max-width": {0, 2000, 100, ""},
-		"min-height": {0, 2000, 100, ""}, "max-height": {0, 2000, 100, ""},
-		"font-size": {0, 100, 400, ""}, "font": {0, 100, 400, "ignore"},
-		"line-height": {0, 200, 500, "mult"}, "text-indent": {0, 200, 50, ""},
-		"letter-spacing": {-10, 50, 0, ""}, "word-spacing": {-10, 50, 0, ""},
-		"vertical-align": {-50, 50, 100, ""},
-		"border-width":   {0, 20, 0, ""}, "border-spacing": {0, 50, 0, ""}, "border-radius": {0, 200, 50, ""},
-	}
-	for _, side := range []string{"", "-top", "-right", "-bottom", "-left"} {
-		b["margin"+side] = cssBound{0, 200, 50, ""}
-		b["padding"+side] = cssBound{0, 200, 50, ""}
-		b["border"+side] = cssBound{0, 20, 0, ""}
-	}
-	return b
-}()
-
-// cssUnitPx converts CSS length units to pixels; viewport units (vw, vh,
-// vmin, …) are absent on purpose: they measure the page, not the mail's box.
-var cssUnitPx = map[string]float64{
-	"px": 1, "pt": 4.0 / 3, "pc": 16, "in": 96, "cm": 96 / 2.54, "mm": 96 / 25.4, "q": 96 / 101.6,
-	"em": 16, "rem": 16, "ex": 8, "ch": 8,
-}
-
-// styleHandler checks a property's value with bluemonday's handler for it,
-// then its lengths against cssBounds.
-func styleHandler(prop string) func(string) bool {
-	def := css.GetDefaultHandler(prop)
-	bound, ok := cssBounds[prop]
-	if !ok {
-		return def
-	}
-	return func(v string) bool { return def(v) && cssLengthsWithin(v, bound) }
-}
-
-// cssLengthsWithin reports whether every length in a (lower-case) CSS value
-// is within b. Functions other than colours (calc(), var(), …) fail.
-func cssLengthsWithin(v string, b cssBound) bool {
-	depth := 0
-	for _, tok := range strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' || r == '/' }) {
-		if depth > 0 || strings.Contains(tok, "(") {
-			name, _, _ := strings.Cut(tok, "(")
-			if depth == 0 && name != "rgb" && name != "rgba" && name != "hsl" && name != "hsla" {
-				return false
-			}
-			depth += strings.Count(tok, "(") - strings.Count(tok, ")")
-			continue
-		}
-		if tok == "" || !strings.ContainsRune("0123456789.+-", rune(tok[0])) {
-			continue // a keyword (auto, solid, bold, red, …)
-		}
-		i := 0
-		for i < len(tok) && strings.ContainsRune("0123456789.+-e", rune(tok[i])) && !(tok[i] == 'e' && (i+1 >= len(tok) || !strings.ContainsRune("0123456789+-", rune(tok[i+1])))) {
-			i++
-		}
-		n, err := strconv.ParseFloat(tok[:i], 64)
-		if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
-			return false
-		}
-		unit := tok[i:]
-		var px float64
-		switch f, ok := cssUnitPx[unit]; {
-		case unit == "%":
-			if n < 0 && b.minPx >= 0 || n > b.maxPct || n < -b.maxPct {
-				return false
-			}
-			continue
-		case ok:
-			px = n * f
-		case unit != "":
-			return false // vw, vh, deg, an unknown unit
-		case n == 0 || b.unitless == "ignore":
-			continue
-		case b.unitless == "mult":
-			px = n * 16
-		default:
-			px = n
-		}
-		if px < b.minPx || px > b.maxPx {
-			return false
-		}
-	}
-	return depth == 0
 }
 
 // Parse reads one raw message from r and parses it. Attachments are kept in
@@ -319,38 +158,36 @@ type parseState struct {
 	counter *countingReader
 	parts   int
 
-	// topCharset is the charset of the top-level Content-Type, used for
-	// undeclared 8-bit header bytes as mail clients do.
-	topCharset string
+	// dec reads the MIME structure; it holds the top-level charset and the
+	// header buffers reused across the message.
+	dec mime.Decoder
 
 	text, html         bytes.Buffer
 	textLeft, htmlLeft int64 // MaxTextBytes budgets
 
 	memSpooled int64 // attachment bytes held in memory
 
-	remote remoteRewriter // remote images of the HTML parts
-
-	longLine []byte // readLine's buffer for header lines longer than a bufio buffer
-	fieldBuf []byte // readHeader's buffer for a field's unfolded value
+	remote mime.RemoteRewriter // remote images of the HTML parts
 }
 
 func (ps *parseState) run() error {
 	ps.textLeft, ps.htmlLeft = ps.lim.MaxTextBytes, ps.lim.MaxTextBytes
-	ps.remote.allow = ps.p.AllowRemoteImages
+	ps.remote.Allow = ps.p.AllowRemoteImages
+	ps.dec = mime.Decoder{MaxHeaderBytes: ps.lim.MaxHeaderBytes, MaxPreambleBytes: ps.lim.MaxTextBytes, Warn: ps.addWarning}
 	br := bufio.NewReaderSize(ps.counter, 32<<10)
 	if isMboxFromLine(br) {
 		var n int64
-		if _, err := readLine(br, &n, ps.lim.MaxHeaderBytes); err != nil && err != io.EOF {
+		if _, err := ps.dec.ReadLine(br, &n); err != nil && err != io.EOF {
 			return err
 		}
 		ps.warn("skipped a leading mbox \"From \" line")
 	}
-	h, body, err := ps.readHeader(br)
+	h, body, err := ps.dec.ReadHeader(br)
 	if err != nil {
 		return err
 	}
-	if _, params := ps.contentType(h, ""); params != nil {
-		ps.topCharset = params["charset"]
+	if _, params := ps.dec.ContentType(h, ""); params != nil {
+		ps.dec.TopCharset = params["charset"]
 	}
 	ps.header(h)
 	if err := ps.walk(h, body, 0, ""); err != nil {
@@ -363,13 +200,13 @@ func (ps *parseState) run() error {
 	ps.msg.Size = ps.counter.n
 	ps.msg.Text = ps.text.String()
 	ps.msg.HTML = ps.html.String()
-	ps.msg.RemoteContent = ps.remote.urls
-	if ps.remote.dropped > 0 {
-		ps.warn("%d remote image URLs not listed in RemoteContent (more than %d, or longer than %d bytes)", ps.remote.dropped, maxRemoteContent, maxRemoteURL)
+	ps.msg.RemoteContent = ps.remote.URLs
+	if ps.remote.Dropped > 0 {
+		ps.warn("%d remote image URLs not listed in RemoteContent (more than %d, or longer than %d bytes)", ps.remote.Dropped, mime.MaxRemoteContent, mime.MaxRemoteURL)
 	}
 	if strings.TrimSpace(ps.msg.Text) == "" && ps.html.Len() > 0 {
 		// Rendered from the sanitised HTML, so the text shows what the HTML shows.
-		if t := htmlToText(ps.html.Bytes()); t != "" {
+		if t := mime.HTMLToText(ps.html.Bytes()); t != "" {
 			ps.msg.Text, ps.msg.TextFromHTML = t, true
 		}
 	}
@@ -400,11 +237,19 @@ func (ps *parseState) fail(err error) error {
 	case errors.Is(err, ErrMalformed) || errors.Is(err, ErrOversized):
 		return err
 	}
+	if me := (*mime.MalformedError)(nil); errors.As(err, &me) {
+		return fmt.Errorf("%w: %s", ErrMalformed, me.Reason)
+	}
 	return fmt.Errorf("%w: %v", ErrMalformed, err)
 }
 
 func (ps *parseState) warn(format string, args ...any) {
-	w := fmt.Sprintf(format, args...)
+	ps.addWarning(fmt.Sprintf(format, args...))
+}
+
+// addWarning adds w to Message.Warnings unless it is there already or the
+// list is full; it is also the Decoder's warning callback.
+func (ps *parseState) addWarning(w string) {
 	if len(ps.msg.Warnings) >= maxWarnings {
 		return
 	}
@@ -420,10 +265,10 @@ func (ps *parseState) warn(format string, args ...any) {
 }
 
 // header fills the envelope fields, degrading gracefully on bad values.
-func (ps *parseState) header(h mimeHeader) {
-	m := ps.msg
+func (ps *parseState) header(h mime.Header) {
+	m, d := ps.msg, &ps.dec
 	for _, f := range h {
-		m.Header[f.key] = append(m.Header[f.key], ps.singleLine(f.key, ps.decodeText(f.value)))
+		m.Header[f.Key] = append(m.Header[f.Key], d.SingleLine(f.Key, d.DecodeText(f.Value)))
 	}
 	if from := ps.addresses(h, "From"); len(from) > 0 {
 		m.From = from[0]
@@ -431,17 +276,24 @@ func (ps *parseState) header(h mimeHeader) {
 	m.To = ps.addresses(h, "To")
 	m.Cc = ps.addresses(h, "Cc")
 	m.ReplyTo = ps.addresses(h, "Reply-To")
-	m.Subject = strings.TrimSpace(ps.singleLine("Subject", ps.decodeText(h.get("Subject"))))
-	m.Date = ps.date(h.get("Date"))
-	if ids := msgIDs(ps.singleLine("Message-Id", h.get("Message-Id"))); len(ids) > 0 {
+	m.Subject = strings.TrimSpace(d.SingleLine("Subject", d.DecodeText(h.Get("Subject"))))
+	m.Date = d.Date(h.Get("Date"))
+	if ids := mime.MsgIDs(d.SingleLine("Message-Id", h.Get("Message-Id"))); len(ids) > 0 {
 		m.MessageID = ids[0]
 	}
-	m.InReplyTo = msgIDs(ps.singleLine("In-Reply-To", h.get("In-Reply-To")))
-	m.References = msgIDs(ps.singleLine("References", h.get("References")))
+	m.InReplyTo = mime.MsgIDs(d.SingleLine("In-Reply-To", h.Get("In-Reply-To")))
+	m.References = mime.MsgIDs(d.SingleLine("References", h.Get("References")))
 }
 
+// addresses reads an address list field.
+func (ps *parseState) addresses(h mime.Header, key string) []Address {
+	return mime.Addresses(&ps.dec, h, key, newAddress)
+}
+
+func newAddress(name, address string) Address { return Address{Name: name, Address: address} }
+
 // walk visits an entity; depth counts multipart levels.
-func (ps *parseState) walk(h mimeHeader, body io.Reader, depth int, parentType string) error {
+func (ps *parseState) walk(h mime.Header, body io.Reader, depth int, parentType string) error {
 	ps.parts++
 	if ps.parts > ps.lim.MaxParts {
 		return fmt.Errorf("%w: more than %d MIME parts", ErrMalformed, ps.lim.MaxParts)
@@ -449,12 +301,12 @@ func (ps *parseState) walk(h mimeHeader, body io.Reader, depth int, parentType s
 	if depth > ps.lim.MaxDepth {
 		return fmt.Errorf("%w: MIME nesting deeper than %d", ErrMalformed, ps.lim.MaxDepth)
 	}
-	mediaType, params := ps.contentType(h, parentType)
+	mediaType, params := ps.dec.ContentType(h, parentType)
 	if strings.HasPrefix(mediaType, "multipart/") {
 		switch b := params["boundary"]; {
 		case b == "":
 			ps.warn("%s without a boundary: read as text", mediaType)
-		case len(b) > maxBoundaryLen:
+		case len(b) > mime.MaxBoundaryLen:
 			ps.warn("%s with a boundary of %d characters: read as text", mediaType, len(b))
 		default:
 			return ps.multipart(mediaType, b, body, depth)
@@ -465,9 +317,9 @@ func (ps *parseState) walk(h mimeHeader, body io.Reader, depth int, parentType s
 }
 
 func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, depth int) error {
-	s := newSplitter(ps, body, boundary)
+	s := ps.dec.NewSplitter(body, boundary)
 	for {
-		h, part, err := s.next()
+		h, part, err := s.Next()
 		if err == io.EOF {
 			break
 		}
@@ -479,34 +331,34 @@ func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, dept
 		}
 	}
 	switch {
-	case s.parts == 0 && len(bytes.TrimSpace(s.preamble)) > 0:
+	case s.Parts == 0 && len(bytes.TrimSpace(s.Preamble)) > 0:
 		// No boundary line at all: show what is there rather than nothing.
 		ps.warn("%s without any part: its content read as text", mediaType)
-		b := s.preamble[:min(int64(len(s.preamble)), ps.textLeft)]
+		b := s.Preamble[:min(int64(len(s.Preamble)), ps.textLeft)]
 		ps.textLeft -= int64(len(b))
 		ps.addText(b, "text/plain", nil)
-	case s.parts == 0:
+	case s.Parts == 0:
 		ps.warn("%s has no parts", mediaType)
-	case s.unterminated:
+	case s.Unterminated:
 		ps.warn("%s ends without its closing boundary", mediaType)
 	}
-	if s.sloppyClose {
+	if s.SloppyClose {
 		ps.warn("%s closing boundary is misspelt", mediaType)
 	}
 	return nil
 }
 
 // leaf handles a non-multipart entity: a body or an attachment.
-func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, params map[string]string, parentType string) error {
-	disp, dparams := ps.parseParams(h.get("Content-Disposition"))
+func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, params map[string]string, parentType string) error {
+	disp, dparams := ps.dec.ParseParams(h.Get("Content-Disposition"))
 	filename := dparams["filename"]
 	if filename == "" {
 		filename = params["name"]
 	}
 	if filename != "" {
-		filename = ps.attachmentName(filename)
+		filename = ps.dec.AttachmentName(filename)
 	}
-	r := ps.transferDecoder(h.get("Content-Transfer-Encoding"), body)
+	r := ps.dec.TransferDecoder(h.Get("Content-Transfer-Encoding"), body)
 	isBody := disp != "attachment" && filename == "" && (mediaType == "text/plain" || mediaType == "text/html")
 	if isBody {
 		return ps.body(r, mediaType, params)
@@ -523,7 +375,7 @@ func (ps *parseState) leaf(h mimeHeader, body io.Reader, mediaType string, param
 	if sp.file == nil {
 		ps.memSpooled += sp.Size()
 	}
-	cid := strings.TrimSpace(msgIDOrRaw(ps.singleLine("Content-Id", h.get("Content-Id"))))
+	cid := strings.TrimSpace(mime.MsgIDOrRaw(ps.dec.SingleLine("Content-Id", h.Get("Content-Id"))))
 	if filename == "" && mediaType == "message/rfc822" {
 		filename = "message.eml"
 	}
@@ -572,7 +424,7 @@ func (ps *parseState) body(r io.Reader, mediaType string, params map[string]stri
 // addText decodes a body part's bytes from its charset and appends it to the
 // message's text or HTML. Text in format=flowed (RFC 3676) is reflowed.
 func (ps *parseState) addText(b []byte, mediaType string, params map[string]string) {
-	s, warning := decodeCharset(b, params["charset"])
+	s, warning := mime.DecodeCharset(b, params["charset"])
 	if warning != "" {
 		ps.warn("%s body %s", mediaType, warning)
 	}
@@ -580,64 +432,16 @@ func (ps *parseState) addText(b []byte, mediaType string, params map[string]stri
 		return
 	}
 	if mediaType == "text/html" {
-		if clean := ps.remote.rewrite(ps.p.htmlPolicy().Sanitize(s)); strings.TrimSpace(clean) != "" {
+		if clean := ps.remote.Rewrite(ps.p.htmlPolicy().Sanitize(s)); strings.TrimSpace(clean) != "" {
 			appendPart(&ps.html, clean)
 		}
 		return
 	}
-	s = normalizeNewlines(s)
+	s = mime.NormalizeNewlines(s)
 	if strings.EqualFold(params["format"], "flowed") {
-		s = unflow(s, strings.EqualFold(params["delsp"], "yes"))
+		s = mime.Unflow(s, strings.EqualFold(params["delsp"], "yes"))
 	}
 	appendPart(&ps.text, s)
-}
-
-// unflow joins the soft line breaks of format=flowed text (RFC 3676): a line
-// ending in a space continues on the next line of the same quote depth. Space
-// stuffing is removed; with delsp=yes the space before the break goes too.
-// The signature separator "-- " is never joined.
-func unflow(s string, delsp bool) string {
-	var out, para strings.Builder
-	depth := -1 // quote depth of the paragraph being joined
-	flush := func() {
-		if depth < 0 {
-			return
-		}
-		if depth > 0 {
-			out.WriteString(strings.Repeat(">", depth))
-			out.WriteByte(' ')
-		}
-		out.WriteString(para.String())
-		out.WriteByte('\n')
-		para.Reset()
-		depth = -1
-	}
-	trailingNL := strings.HasSuffix(s, "\n")
-	for _, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
-		q := 0
-		for q < len(line) && line[q] == '>' {
-			q++
-		}
-		content := strings.TrimPrefix(line[q:], " ")
-		if depth >= 0 && q != depth {
-			flush()
-		}
-		flowed := strings.HasSuffix(content, " ") && content != "-- "
-		if flowed && delsp {
-			content = content[:len(content)-1]
-		}
-		para.WriteString(content)
-		depth = q
-		if !flowed {
-			flush()
-		}
-	}
-	flush()
-	r := out.String()
-	if !trailingNL {
-		r = strings.TrimSuffix(r, "\n")
-	}
-	return r
 }
 
 func appendPart(dst *bytes.Buffer, s string) {
@@ -645,155 +449,6 @@ func appendPart(dst *bytes.Buffer, s string) {
 		dst.WriteString("\n\n")
 	}
 	dst.WriteString(s)
-}
-
-// normalizeNewlines turns CRLF and lone CR line ends into LF.
-func normalizeNewlines(s string) string {
-	if !strings.Contains(s, "\r") {
-		return s
-	}
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.ReplaceAll(s, "\r", "\n")
-}
-
-// maxFilenameBytes bounds an attachment's file name: 255 bytes of UTF-8, the
-// limit of most file systems (NAME_MAX), so a sink that stores attachments
-// under their names never meets ENAMETOOLONG.
-const maxFilenameBytes = 255
-
-// maxFilenameExt is the longest extension kept when a name is shortened.
-const maxFilenameExt = 32
-
-// maxRawNameBytes bounds what the parser decodes of a filename or name
-// parameter (after joining RFC 2231 continuations, before percent escapes,
-// encoded words and charsets are decoded): longer values keep their first
-// bytes and their last rawNameTail bytes, which hold the extension. The
-// header block is already bounded by MaxHeaderBytes; this keeps a name of a
-// million characters from being decoded, copied and sanitised whole.
-const (
-	maxRawNameBytes = 4 << 10
-	rawNameTail     = 512
-)
-
-// capRawName cuts a raw parameter value of more than maxRawNameBytes to its
-// head and tail, with a warning.
-func (ps *parseState) capRawName(key, raw string) string {
-	if len(raw) <= maxRawNameBytes {
-		return raw
-	}
-	ps.warn("attachment name (%s parameter) of %d bytes: only its first and last bytes read", key, len(raw))
-	return truncateUTF8(raw, maxRawNameBytes-rawNameTail) + raw[tailStart(raw, rawNameTail):]
-}
-
-// tailStart is where the last n bytes of s start, moved forward so as not
-// to split a UTF-8 character.
-func tailStart[T string | []byte](s T, n int) int {
-	i := max(0, len(s)-n)
-	for i < len(s) && !utf8.RuneStart(s[i]) {
-		i++
-	}
-	return i
-}
-
-// attachmentName sanitises a decoded file name (see cleanFilename) and
-// warns when that changed it.
-func (ps *parseState) attachmentName(name string) string {
-	clean, why := cleanFilename(name)
-	if len(why) > 0 {
-		ps.warn("attachment name %q changed to %q: %s", truncateForWarning([]byte(name)), truncateForWarning([]byte(clean)), strings.Join(why, ", "))
-	}
-	return clean
-}
-
-// cleanFilename makes a file name safe to store under: control characters
-// and Unicode format characters (bidi overrides and isolates, zero-width
-// characters, BOM, tag characters; category Cf) are removed, only the last
-// path element is kept and a drive prefix ("C:") removed, so a sink that
-// stores attachments cannot be sent elsewhere nor shown a name that reads
-// differently from what it is ("invoice\u202Efdp.exe"), and the name is
-// cut to 255 bytes of UTF-8 on a character boundary, keeping its extension.
-// It returns the reasons for any change beyond trimming white space.
-func cleanFilename(name string) (string, []string) {
-	var why []string
-	name = strings.ToValidUTF8(name, "\uFFFD")
-	if strings.IndexFunc(name, invisibleInName) >= 0 {
-		name = strings.Map(func(r rune) rune {
-			if invisibleInName(r) {
-				return -1
-			}
-			return r
-		}, name)
-		why = append(why, "control or format characters removed")
-	}
-	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
-		name = name[i+1:]
-		why = append(why, "path removed")
-	}
-	if len(name) >= 2 && name[1] == ':' && ('a' <= name[0]|0x20 && name[0]|0x20 <= 'z') {
-		name = name[2:]
-		why = append(why, "drive removed")
-	}
-	name = strings.TrimSpace(name)
-	if name == "." || name == ".." {
-		return "", append(why, "no name left")
-	}
-	if len(name) > maxFilenameBytes {
-		why = append(why, fmt.Sprintf("shortened to %d bytes", maxFilenameBytes))
-		ext := ""
-		if dot := strings.LastIndexByte(name, '.'); dot > 0 && len(name)-dot <= maxFilenameExt && !strings.ContainsAny(name[dot:], " \t") {
-			ext = name[dot:]
-		}
-		name = truncateUTF8(name[:len(name)-len(ext)], maxFilenameBytes-len(ext)) + ext
-	}
-	return name, why
-}
-
-// invisibleInName reports the characters a file name must not hold:
-// controls (C0, DEL, C1), line and paragraph separators, and format
-// characters (Cf: U+200B–U+200F, U+202A–U+202E, U+2066–U+2069, U+FEFF, …).
-func invisibleInName(r rune) bool {
-	return r < 0x20 || (0x7f <= r && r <= 0x9f) || r == 0x2028 || r == 0x2029 || unicode.Is(unicode.Cf, r)
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// isLineControl reports the characters a single-line field must not hold:
-// C0 controls (CR, LF, NUL, …), DEL, C1 controls and the Unicode line and
-// paragraph separators.
-func isLineControl(r rune) bool {
-	return r < 0x20 || (0x7f <= r && r <= 0x9f) || r == 0x2028 || r == 0x2029
-}
-
-// singleLine replaces the control characters of a decoded single-line field
-// (CR and LF from an encoded word, NUL, …) by spaces, so a host that copies
-// it into a header of its own (a reply's Subject) cannot be made to inject
-// header lines. A tab, white space in a header, is replaced silently; any
-// other control character adds a warning naming the field.
-func (ps *parseState) singleLine(field, s string) string {
-	if strings.IndexFunc(s, isLineControl) < 0 {
-		return s
-	}
-	warn := false
-	s = strings.Map(func(r rune) rune {
-		if isLineControl(r) {
-			warn = warn || r != '\t'
-			return ' '
-		}
-		return r
-	}, s)
-	if warn {
-		ps.warn("control characters in %s replaced by spaces", field)
-	}
-	return s
 }
 
 // countingReader counts bytes and fails once more than max were read. It

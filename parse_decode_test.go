@@ -1,7 +1,6 @@
 package mailsync
 
 import (
-	"mime"
 	"strings"
 	"testing"
 	"time"
@@ -167,37 +166,6 @@ func TestParseAttachmentNames(t *testing.T) {
 	}
 }
 
-// TestParseParamsMatchesMime: wherever the standard library parses a
-// Content-Type, the lenient parser agrees with it.
-func TestParseParamsMatchesMime(t *testing.T) {
-	ps := &parseState{msg: &Message{}}
-	for _, v := range []string{
-		`text/plain; charset=us-ascii`,
-		`Text/HTML; Charset="UTF-8"; format=flowed`,
-		`multipart/mixed; boundary="----=_Part_5028_7368284.1115579351471"`,
-		`multipart/report; report-type=delivery-status; Boundary="=====_ _= 60(15)12"`,
-		`application/octet-stream; name="a;b.txt"`,
-		`attachment; filename*=UTF-8''%E2%9C%93.txt`,
-		`attachment; filename*0*=UTF-8''a%20; filename*1=b`,
-		`text/plain; charset="us-ascii" ; format="flowed"`,
-	} {
-		mt, params := ps.parseParams(v)
-		wantType, wantParams, err := mime.ParseMediaType(v)
-		if err != nil {
-			t.Fatalf("%s: %v", v, err)
-		}
-		if mt != wantType || len(params) != len(wantParams) {
-			t.Errorf("%s: %q %q, mime says %q %q", v, mt, params, wantType, wantParams)
-			continue
-		}
-		for k, w := range wantParams {
-			if params[k] != w {
-				t.Errorf("%s: %s=%q, mime says %q", v, k, params[k], w)
-			}
-		}
-	}
-}
-
 func TestParseTransferEncodings(t *testing.T) {
 	tests := []struct {
 		name, cte, body, want, warning string
@@ -311,25 +279,6 @@ func TestParseHTML(t *testing.T) {
 	m = mustParse(t, string(multipartWith("Content-Type: text/plain\r\n\r\nplain", "Content-Type: text/html\r\n\r\n<p>html</p>")))
 	if m.Text != "plain" || m.TextFromHTML || !strings.Contains(m.HTML, "<p>html</p>") {
 		t.Errorf("Text %q FromHTML %v HTML %q", m.Text, m.TextFromHTML, m.HTML)
-	}
-}
-
-// TestHTMLToTextLinear: the renderer only appends and cuts at the end, so
-// large HTML with many breaks costs linear time (it used to rebuild the text
-// at each break).
-func TestHTMLToTextLinear(t *testing.T) {
-	html := []byte(strings.Repeat("word <br> other word <p> para </p> ", 40000)) // 1.4 MB
-	start := time.Now()
-	text := htmlToText(html)
-	limit := 2 * time.Second
-	if parseRaceEnabled { // a quadratic renderer would still take minutes
-		limit = 10 * time.Second
-	}
-	if took := time.Since(start); took > limit {
-		t.Errorf("took %v for %d bytes", took, len(html))
-	}
-	if n := strings.Count(text, "word\nother word\n\npara"); n != 40000 {
-		t.Errorf("%d repetitions rendered, want 40000", n)
 	}
 }
 

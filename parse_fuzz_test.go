@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mailsync/mailsync/internal/mime"
 )
 
 // FuzzParse feeds arbitrary bytes to the parser, seeded with every corpus
@@ -104,7 +106,7 @@ func FuzzParse(f *testing.F) {
 			if !utf8.ValidString(a.Filename) || !utf8.ValidString(a.ContentID) {
 				t.Errorf("attachment names not valid UTF-8: %q %q", a.Filename, a.ContentID)
 			}
-			if len(a.Filename) > 255 || strings.ContainsFunc(a.Filename, invisibleInName) || strings.ContainsAny(a.Filename, `/\`) {
+			if len(a.Filename) > 255 || strings.ContainsFunc(a.Filename, mime.InvisibleInName) || strings.ContainsAny(a.Filename, `/\`) {
 				t.Errorf("attachment name %q: %d bytes, or an invisible character or a path", a.Filename, len(a.Filename))
 			}
 			rc, err := a.Open()

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailsync/mailsync/internal/mime"
 )
 
 // nestedMessage builds a message whose leaf text part sits levels multiparts deep.
@@ -95,15 +97,15 @@ func TestParseLimitHeaderBytes(t *testing.T) {
 }
 
 func TestParseLimitHeaderFields(t *testing.T) {
-	many := strings.Repeat("X: y\r\n", maxHeaderFields+1)
+	many := strings.Repeat("X: y\r\n", mime.MaxHeaderFields+1)
 	_, err := parseWith(t, &Parser{}, []byte(many+"\r\nbody"))
-	wantErr(t, err, ErrMalformed, fmt.Sprintf("more than %d header fields", maxHeaderFields))
-	m, err := parseWith(t, &Parser{}, []byte(strings.Repeat("X: y\r\n", maxHeaderFields)+"\r\nbody"))
+	wantErr(t, err, ErrMalformed, fmt.Sprintf("more than %d header fields", mime.MaxHeaderFields))
+	m, err := parseWith(t, &Parser{}, []byte(strings.Repeat("X: y\r\n", mime.MaxHeaderFields)+"\r\nbody"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(m.Header["X"]); got != maxHeaderFields {
-		t.Errorf("%d X fields, want %d", got, maxHeaderFields)
+	if got := len(m.Header["X"]); got != mime.MaxHeaderFields {
+		t.Errorf("%d X fields, want %d", got, mime.MaxHeaderFields)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/html"
+
+	"github.com/mailsync/mailsync/internal/mime"
 )
 
 // remoteHTML refers to remote images every way sanitised HTML can load one,
@@ -184,16 +186,16 @@ func FuzzParseHTMLRemote(f *testing.F) {
 	f.Add(`<img SRC="HTTPS://x/y" srcset=" https://a/b 1x , cid:c 2x"><td BACKGROUND='//h/i' style="BACKGROUND-IMAGE: URL( 'https://u/v' ); color: red">`)
 	f.Add(`<div style="background-image: url(h\74tps://e/x); margin: -1px">`)
 	f.Fuzz(func(t *testing.T, h string) {
-		rw := &remoteRewriter{}
-		out := rw.rewrite(defaultHTMLPolicy.Sanitize(h))
+		rw := &mime.RemoteRewriter{}
+		out := rw.Rewrite(mime.DefaultHTMLPolicy().Sanitize(h))
 		if got := remoteLoad(out); got != "" {
 			t.Errorf("loads %q: %s", got, out)
 		}
 		z := html.NewTokenizer(strings.NewReader(out))
 		for tt := z.Next(); tt != html.ErrorToken; tt = z.Next() {
 			for _, a := range z.Token().Attr {
-				if a.Key == "data-remote-src" && !slices.Contains(rw.urls, strings.TrimSpace(a.Val)) {
-					t.Errorf("blocked %q not listed in %q", a.Val, rw.urls)
+				if a.Key == "data-remote-src" && !slices.Contains(rw.URLs, strings.TrimSpace(a.Val)) {
+					t.Errorf("blocked %q not listed in %q", a.Val, rw.URLs)
 				}
 			}
 		}

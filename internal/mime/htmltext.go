@@ -1,4 +1,4 @@
-package mailsync
+package mime
 
 import (
 	"bytes"
@@ -9,12 +9,12 @@ import (
 	"golang.org/x/net/html"
 )
 
-// htmlToText renders HTML as plain text for HTML-only mail: paragraphs, line
+// HTMLToText renders HTML as plain text for HTML-only mail: paragraphs, line
 // breaks, list items and table cells kept, <pre> verbatim, scripts, styles and
 // the head dropped, other white space folded. It works in one pass over a
 // byte buffer that is only ever appended to or cut at its end, so its cost is
 // linear in the input.
-func htmlToText(src []byte) string {
+func HTMLToText(src []byte) string {
 	z := html.NewTokenizer(bytes.NewReader(src))
 	t := textBuf{b: make([]byte, 0, len(src)/2)}
 	skip, pre := 0, 0 // inside <script>, <style>, <head>, <title>; inside <pre>
@@ -182,7 +182,7 @@ func tidyText(b []byte) string {
 // Remote content. Sanitised HTML may still load images from the sender's
 // servers when shown: img src and srcset, the background attribute of
 // tables and cells, and background-image url() in a style attribute. A
-// remote image is a tracking pixel as often as not, so remoteRewriter lists
+// remote image is a tracking pixel as often as not, so RemoteRewriter lists
 // every remote URL and, unless allowed, renames the attribute that loads it
 // X to data-remote-X (a style attribute loses its background-image
 // declaration; data-remote-style holds the style with it). A host
@@ -191,11 +191,11 @@ func tidyText(b []byte) string {
 // site) are dropped in any case.
 
 const (
-	// maxRemoteContent bounds Message.RemoteContent.
-	maxRemoteContent = 500
-	// maxRemoteURL is the longest URL listed in Message.RemoteContent;
+	// MaxRemoteContent bounds RemoteRewriter.URLs (Message.RemoteContent).
+	MaxRemoteContent = 500
+	// MaxRemoteURL is the longest URL listed in RemoteRewriter.URLs;
 	// longer ones are still blocked.
-	maxRemoteURL = 8 << 10
+	MaxRemoteURL = 8 << 10
 	// remotePrefix renames a blocked attribute.
 	remotePrefix = "data-remote-"
 )
@@ -221,33 +221,37 @@ func classifyURL(u string) urlKind {
 	return urlDrop
 }
 
-// remoteRewriter collects the remote URLs of a message's HTML parts.
-type remoteRewriter struct {
-	allow   bool
-	urls    []string
-	seen    map[string]bool
-	dropped int // URLs not listed: too many or too long
+// RemoteRewriter collects the remote URLs of a message's HTML parts.
+type RemoteRewriter struct {
+	// Allow keeps remote images loadable; they are listed either way.
+	Allow bool
+	// URLs are the remote URLs found, once each, in order.
+	URLs []string
+	// Dropped counts the URLs not listed: too many or too long.
+	Dropped int
+
+	seen map[string]bool
 }
 
-func (rw *remoteRewriter) add(u string) {
+func (rw *RemoteRewriter) add(u string) {
 	u = strings.TrimSpace(u)
 	if rw.seen[u] {
 		return
 	}
-	if len(rw.urls) >= maxRemoteContent || len(u) > maxRemoteURL {
-		rw.dropped++
+	if len(rw.URLs) >= MaxRemoteContent || len(u) > MaxRemoteURL {
+		rw.Dropped++
 		return
 	}
 	if rw.seen == nil {
 		rw.seen = map[string]bool{}
 	}
 	rw.seen[u] = true
-	rw.urls = append(rw.urls, u)
+	rw.URLs = append(rw.URLs, u)
 }
 
-// rewrite processes one sanitised HTML part. Tags it does not change are
+// Rewrite processes one sanitised HTML part. Tags it does not change are
 // copied byte for byte.
-func (rw *remoteRewriter) rewrite(src string) string {
+func (rw *RemoteRewriter) Rewrite(src string) string {
 	if !strings.Contains(src, "=") { // no attribute at all
 		return src
 	}
@@ -298,7 +302,7 @@ func mayRewrite(raw []byte) bool {
 }
 
 // tag rewrites one start tag's attributes and reports whether it changed.
-func (rw *remoteRewriter) tag(tok *html.Token) bool {
+func (rw *RemoteRewriter) tag(tok *html.Token) bool {
 	changed := false
 	attrs := tok.Attr[:0]
 	for _, a := range tok.Attr {
@@ -308,7 +312,7 @@ func (rw *remoteRewriter) tag(tok *html.Token) bool {
 			switch classifyURL(a.Val) {
 			case urlRemote:
 				rw.add(a.Val)
-				if !rw.allow {
+				if !rw.Allow {
 					a.Key, changed = remotePrefix+a.Key, true
 				}
 			case urlDrop:
@@ -333,14 +337,14 @@ func (rw *remoteRewriter) tag(tok *html.Token) bool {
 			switch {
 			case drop || n == 0:
 				keep = false
-			case remote && !rw.allow:
+			case remote && !rw.Allow:
 				a.Key, changed = remotePrefix+a.Key, true
 			}
 		case "style":
 			kept, withRemote, remote := rw.style(a.Val)
 			val := kept
 			switch {
-			case remote && rw.allow:
+			case remote && rw.Allow:
 				val = withRemote
 			case remote:
 				// What "show remote content" restores.
@@ -407,7 +411,7 @@ func htmlLengthWithin(v string, max int) bool {
 // but cid:, or a declaration with a CSS escape or a url() elsewhere, is
 // removed. It returns the declarations kept without remote images, those
 // kept with them, and whether there was a remote image.
-func (rw *remoteRewriter) style(v string) (kept, withRemote string, remote bool) {
+func (rw *RemoteRewriter) style(v string) (kept, withRemote string, remote bool) {
 	if !strings.Contains(strings.ToLower(v), "url(") && !strings.Contains(v, `\`) {
 		return v, v, false
 	}
