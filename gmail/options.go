@@ -21,9 +21,9 @@ const DefaultEndpoint = "https://gmail.googleapis.com/"
 
 // Defaults of Options.
 const (
-	DefaultBatchSize  = 50  // Google advises against batches larger than 50
-	MaxBatchSize      = 100 // the batch endpoint's limit
-	DefaultPageSize   = 500 // messages.list and history.list maximum
+	DefaultBatchSize = 50  // Google advises against batches larger than 50
+	MaxBatchSize     = 100 // the batch endpoint's limit
+	DefaultPageSize  = 500 // messages.list and history.list maximum
 	// DefaultMaxRetries bounds the retries of one API call. Sync retries
 	// whole operations (see mailsync.Connector); the connector retries only
 	// what Sync cannot at a finer grain — one throttled call among the

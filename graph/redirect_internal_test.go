@@ -44,7 +44,7 @@ func (rt *recordingTransport) RoundTrip(req *http.Request) (*http.Response, erro
 func TestCrossHostRedirectDropsCredentials(t *testing.T) {
 	rt := &recordingTransport{}
 	opts := &Options{BaseURL: "https://127.0.0.1:8443/v1.0", MaxRetries: 0}
-	a, err := newAdapter(&absauth.AnonymousAuthenticationProvider{}, rt, opts)
+	a, err := newAdapter(&absauth.AnonymousAuthenticationProvider{}, rt, opts, newScrubber())
 	if err != nil {
 		t.Fatal(err)
 	}
