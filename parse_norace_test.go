@@ -1,5 +1,0 @@
-//go:build !race
-
-package mailsync
-
-const parseRaceEnabled = false
