@@ -47,7 +47,9 @@ func WithDryRun() Option { return func(o *options) { o.dryRun = true } }
 // MemoryState, so every Sync starts from scratch — pass a durable one).
 func WithState(s State) Option { return func(o *options) { o.state = s } }
 
-// WithLogger sets the logger (default: discard).
+// WithLogger sets the logger (default: discard). Sync's records carry the
+// key "connection"; the providers' carry "connection" and "provider" (imap,
+// pop3, graph, gmail), so one filter finds a mailbox across both.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithPostAction sets what happens to a message once its ticket is stored

@@ -175,6 +175,7 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With(slog.String("connection", conn.Name), slog.String("provider", "graph"))
 	scrub := newScrubber(conn.OAuth.ClientSecret.Reveal(), conn.OAuth.RefreshToken.Reveal())
 	ts := opts.TokenSource
 	if ts == nil {

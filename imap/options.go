@@ -257,7 +257,7 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With(slog.String("connector", "imap"), slog.String("connection", conn.Name))
+	log = log.With(slog.String("connection", conn.Name), slog.String("provider", "imap"))
 	return &config{
 		conn:     conn,
 		opts:     opts,
