@@ -5,7 +5,7 @@ import "strings"
 // queries are the statements of one dialect, with the table prefix
 // applied.
 type queries struct {
-	cursor, processed, threads                           string
+	cursor, processed, countDone, allDone, threads       string
 	addThreads, addDone, resetFailures, setCursor, fence string
 	pruneDone, pruneFailures, countFailure               string
 	acquire, holder, renew, release                      string
@@ -25,7 +25,9 @@ func tablePrefix(o Options) string {
 // parameter as text and casts it, so any driver that sends strings works.
 var postgresQueries = queries{
 	cursor:        `SELECT cursor_text FROM {{T}}cursors WHERE conn = $1`,
-	processed:     `SELECT msg_key, ticket FROM {{T}}done WHERE conn = $1 AND msg_key IN (SELECT value FROM json_array_elements_text($2::text::json))`,
+	processed:     `SELECT msg_key FROM {{T}}done WHERE conn = $1 AND msg_key IN (SELECT value FROM json_array_elements_text($2::text::json))`,
+	countDone:     `SELECT count(*) FROM {{T}}done WHERE conn = $1`,
+	allDone:       `SELECT msg_key FROM {{T}}done WHERE conn = $1`,
 	threads:       `SELECT message_id, ticket FROM {{T}}threads WHERE message_id IN (SELECT value FROM json_array_elements_text($1::text::json))`,
 	addThreads:    `INSERT INTO {{T}}threads (message_id, ticket) SELECT key, value FROM json_each_text($1::text::json) ON CONFLICT (message_id) DO NOTHING`,
 	addDone:       `INSERT INTO {{T}}done (conn, msg_key, ticket) SELECT $1::text, key, value FROM json_each_text($2::text::json) ON CONFLICT (conn, msg_key) DO UPDATE SET ticket = excluded.ticket`,
@@ -46,11 +48,17 @@ var postgresQueries = queries{
 	release: `UPDATE {{T}}leases SET expires = to_timestamp(0) WHERE conn = $1 AND token = $2::bigint`,
 }
 
+// A join of a table with json_each must stay an IN (SELECT ...) on
+// SQLite: SQLite materialises the subquery once, while a plain JOIN may
+// rescan json_each for every row (quadratic; it hung on 100k keys).
+//
 // SQLite runs every writing statement inside BEGIN IMMEDIATE (see
 // State.inTx); lease times are Unix milliseconds passed by the process.
 var sqliteQueries = queries{
 	cursor:        `SELECT cursor_text FROM {{T}}cursors WHERE conn = ?1`,
-	processed:     `SELECT msg_key, ticket FROM {{T}}done WHERE conn = ?1 AND msg_key IN (SELECT value FROM json_each(?2))`,
+	processed:     `SELECT msg_key FROM {{T}}done WHERE conn = ?1 AND msg_key IN (SELECT value FROM json_each(?2))`,
+	countDone:     `SELECT count(*) FROM {{T}}done WHERE conn = ?1`,
+	allDone:       `SELECT msg_key FROM {{T}}done WHERE conn = ?1`,
 	threads:       `SELECT message_id, ticket FROM {{T}}threads WHERE message_id IN (SELECT value FROM json_each(?1))`,
 	addThreads:    `INSERT INTO {{T}}threads (message_id, ticket) SELECT key, value FROM json_each(?1) WHERE true ON CONFLICT (message_id) DO NOTHING`,
 	addDone:       `INSERT INTO {{T}}done (conn, msg_key, ticket) SELECT ?1, key, value FROM json_each(?2) WHERE true ON CONFLICT (conn, msg_key) DO UPDATE SET ticket = excluded.ticket`,
@@ -74,7 +82,7 @@ func newQueries(o Options) queries {
 		q = postgresQueries
 	}
 	r := strings.NewReplacer("{{T}}", tablePrefix(o))
-	for _, p := range []*string{&q.cursor, &q.processed, &q.threads, &q.addThreads, &q.addDone, &q.resetFailures,
+	for _, p := range []*string{&q.cursor, &q.processed, &q.countDone, &q.allDone, &q.threads, &q.addThreads, &q.addDone, &q.resetFailures,
 		&q.setCursor, &q.fence, &q.pruneDone, &q.pruneFailures, &q.countFailure, &q.acquire, &q.holder, &q.renew, &q.release} {
 		*p = r.Replace(*p)
 	}

@@ -298,18 +298,56 @@ func (s *State) Cursor(ctx context.Context, connection string) (mailsync.Cursor,
 	return mailsync.Cursor(c), nil
 }
 
-// Processed implements mailsync.State.
+// probeLimit is the number of keys up to which Processed looks each key
+// up in the index; above it, Processed may read all of the connection's
+// done keys instead (see Processed).
+const probeLimit = 1000
+
+// Processed implements mailsync.State. A few keys (a delta listing) are
+// looked up in the primary key index. Many keys (a complete POP3 listing
+// of a large mailbox) are answered by reading the connection's done keys
+// in one index range scan and matching them in memory, when there are at
+// most four times as many done keys as asked: about 8 times faster than
+// 100 000 index probes on both dialects (see BenchmarkProcessed100k).
 func (s *State) Processed(ctx context.Context, connection string, keys []string) ([]bool, error) {
 	out := make([]bool, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
-	found, err := s.collect(ctx, s.q.processed, connection, jsonList(keys))
+	scanAll := false
+	if len(keys) > probeLimit {
+		var n int
+		if err := s.db.QueryRowContext(ctx, s.q.countDone, connection).Scan(&n); err != nil {
+			return nil, fmt.Errorf("sqlstate: processed keys of %q: %w", connection, err)
+		}
+		scanAll = n <= 4*len(keys)
+	}
+	var rows *sql.Rows
+	var err error
+	if scanAll {
+		rows, err = s.db.QueryContext(ctx, s.q.allDone, connection)
+	} else {
+		rows, err = s.db.QueryContext(ctx, s.q.processed, connection, jsonList(keys))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstate: processed keys of %q: %w", connection, err)
 	}
+	defer rows.Close()
+	index := make(map[string][]int, len(keys))
 	for i, k := range keys {
-		_, out[i] = found[k]
+		index[k] = append(index[k], i)
+	}
+	var k string
+	for rows.Next() {
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("sqlstate: processed keys of %q: %w", connection, err)
+		}
+		for _, i := range index[k] {
+			out[i] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstate: processed keys of %q: %w", connection, err)
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -176,4 +177,44 @@ func TestSQLiteConcurrentOpen(t *testing.T) {
 func TestPostgresConcurrentOpen(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	testConcurrentOpen(t, func() (*sqlstate.State, error) { return sqlstate.OpenPostgres(ctx, dsn, sqlstate.Options{}) })
+}
+
+// Processed answers large lists (a complete listing) both by probing and
+// by reading all done keys; both give the same answers, also for a key
+// listed twice and for another connection's keys.
+func testProcessedManyKeys(t *testing.T, s *sqlstate.State) {
+	done := map[string]string{}
+	for i := 0; i < 9000; i += 2 { // even keys are done
+		done[fmt.Sprint("k", i)] = "T"
+	}
+	if err := s.Record(ctx, "a", mailsync.Record{Done: done}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Record(ctx, "b", mailsync.Record{Done: map[string]string{"k1": "T", "k3": "T"}}); err != nil {
+		t.Fatal(err)
+	}
+	// 10 keys and 1001 keys (4500 done, more than 4 times as many): probed;
+	// 3000 keys: all done keys read.
+	for _, n := range []int{10, 1001, 3000} {
+		keys := make([]string, 0, n+1)
+		for i := 0; i < n; i++ {
+			keys = append(keys, fmt.Sprint("k", i))
+		}
+		keys = append(keys, "k0") // listed twice
+		got, err := s.Processed(ctx, "a", keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys {
+			want := done[k] != ""
+			if got[i] != want {
+				t.Fatalf("%d keys: Processed(%s) = %v, want %v", n, k, got[i], want)
+			}
+		}
+	}
+}
+
+func TestSQLiteProcessedManyKeys(t *testing.T) { testProcessedManyKeys(t, openSQLite(t)) }
+func TestPostgresProcessedManyKeys(t *testing.T) {
+	testProcessedManyKeys(t, openPostgres(t, sqlstate.Options{}))
 }
