@@ -319,7 +319,8 @@ func (c *Cluster) CreateDatabase(t testing.TB) string {
 	logSize := c.logSize()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("pgtest: postgres log during the test:\n%s", tail(c.readLog()[min(logSize, int64(len(c.readLog()))):], 40))
+			log := c.readLog()
+			t.Logf("pgtest: postgres log during the test:\n%s", tail(log[min(int(logSize), len(log)):], 40))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -407,11 +408,17 @@ func (c *Cluster) logSize() int64 {
 	return fi.Size()
 }
 
-// tail returns the last n lines of s.
+// tail returns the last n lines of s, each cut to 500 bytes (the server
+// logs a failed statement's parameters, which may be megabytes of keys).
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		if len(l) > 500 {
+			lines[i] = l[:500] + "…"
+		}
 	}
 	return strings.Join(lines, "\n")
 }
