@@ -212,3 +212,21 @@ func TestSweepKillsOrphanedServer(t *testing.T) {
 		t.Fatalf("sweep left %s: %v", c.Dir, err)
 	}
 }
+
+// Without PostgreSQL a test skips, except under CI=true, where it fails.
+func TestMissingPostgresSkipsOrFailsUnderCI(t *testing.T) {
+	if os.Getenv("PGTEST_BINDIR") == "/nonexistent" {
+		t.Skip("inside the child")
+	}
+	for _, ci := range []string{"", "true"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestDatabasePerTest$", "-test.v")
+		cmd.Env = append(os.Environ(), "PGTEST_BINDIR=/nonexistent", "CI="+ci)
+		out, err := cmd.CombinedOutput()
+		switch {
+		case ci == "" && (err != nil || !strings.Contains(string(out), "--- SKIP")):
+			t.Errorf("CI unset: %v, want a skip:\n%s", err, out)
+		case ci == "true" && (err == nil || !strings.Contains(string(out), "CI=true: the PostgreSQL tests must run")):
+			t.Errorf("CI=true: %v, want a failure:\n%s", err, out)
+		}
+	}
+}
