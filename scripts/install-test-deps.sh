@@ -2,22 +2,24 @@
 # install-test-deps.sh — install the external programs mailsync's tests use:
 # Dovecot (IMAP + POP3; internal/dovecottest runs a private instance on
 # loopback), isync (mbsync) and fetchmail (reference clients for
-# comparisons).
+# comparisons), and PostgreSQL (internal/pgtest runs a private cluster
+# on loopback for the sqlstate tests).
 #
 # Idempotent and meant for CI as root on Debian 12: a fast no-op when
 # everything is present. Otherwise it runs apt-get update and installs
-# dovecot-imapd dovecot-pop3d isync fetchmail non-interactively, with a
-# temporary /usr/sbin/policy-rc.d that exits 101 so the packages' system
-# Dovecot is not started (tests never use it or /etc/dovecot). An existing
+# dovecot-imapd dovecot-pop3d isync fetchmail postgresql non-interactively,
+# with a temporary /usr/sbin/policy-rc.d that exits 101 so the packages'
+# system Dovecot and PostgreSQL are not started (tests never use them,
+# /etc/dovecot or /etc/postgresql). An existing
 # policy-rc.d is left alone and kept in force.
 #
 # Not root and something missing: prints what to install and exits 0; the
-# Dovecot tests then skip (unless CI=true, where they fail).
+# Dovecot and PostgreSQL tests then skip (unless CI=true, where they fail).
 #
 # INSTALL_TEST_DEPS_FORCE=1 runs the apt-get steps even when all is present.
 set -eu
 
-PACKAGES="dovecot-imapd dovecot-pop3d isync fetchmail"
+PACKAGES="dovecot-imapd dovecot-pop3d isync fetchmail postgresql"
 POLICY=/usr/sbin/policy-rc.d
 
 have() {
@@ -25,10 +27,22 @@ have() {
 	command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]
 }
 
+# PostgreSQL's server programs are in /usr/lib/postgresql/<version>/bin,
+# not on PATH.
+have_postgres() {
+	for dir in /usr/lib/postgresql/*/bin; do
+		if [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ]; then
+			return 0
+		fi
+	done
+	return 1
+}
+
 missing=""
 for prog in dovecot doveadm mbsync fetchmail; do
 	have "$prog" || missing="$missing $prog"
 done
+have_postgres || missing="$missing postgresql(initdb,postgres)"
 # The protocol binaries come from separate packages.
 for bin in /usr/lib/dovecot/imap /usr/lib/dovecot/pop3; do
 	if have dovecot && [ ! -x "$bin" ]; then
@@ -37,7 +51,7 @@ for bin in /usr/lib/dovecot/imap /usr/lib/dovecot/pop3; do
 done
 
 if [ -z "$missing" ] && [ "${INSTALL_TEST_DEPS_FORCE:-}" != 1 ]; then
-	echo "install-test-deps: all present (dovecot, doveadm, mbsync, fetchmail)"
+	echo "install-test-deps: all present (dovecot, doveadm, mbsync, fetchmail, postgresql)"
 	exit 0
 fi
 
@@ -45,7 +59,7 @@ echo "install-test-deps: missing:${missing:- nothing (forced)}"
 if [ "$(id -u)" -ne 0 ]; then
 	echo "install-test-deps: not root; install them with:"
 	echo "  sudo apt-get update && sudo apt-get install -y $PACKAGES"
-	echo "install-test-deps: until then the Dovecot-based tests are skipped (CI=true makes them fail)."
+	echo "install-test-deps: until then the Dovecot and PostgreSQL tests are skipped (CI=true makes them fail)."
 	exit 0
 fi
 
@@ -80,4 +94,8 @@ for prog in dovecot doveadm mbsync fetchmail; do
 		exit 1
 	fi
 done
+if ! have_postgres; then
+	echo "install-test-deps: PostgreSQL's initdb/postgres still missing after install" >&2
+	exit 1
+fi
 echo "install-test-deps: installed: $(dovecot --version 2>/dev/null || /usr/sbin/dovecot --version)"
