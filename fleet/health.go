@@ -98,7 +98,7 @@ func (a attempt) apply(h *Health, degradeAfter int) {
 		}
 	} else {
 		h.ConsecutiveFailures++
-		h.LastErrorKind, h.LastError, h.LastErrorAt = a.kind, a.msg, a.end
+		h.LastErrorKind, h.LastError, h.LastErrorAt = a.kind, truncateUTF8(a.msg, MaxErrorLen), a.end
 		if needsAdmin(a.kind) {
 			h.NeedsAdmin, h.Degraded = true, true
 		}
