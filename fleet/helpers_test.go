@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
 	_ "modernc.org/sqlite"
@@ -53,6 +54,9 @@ type mailbox struct {
 	block     chan struct{}     // when set, List waits for it to close
 	entered   chan struct{}     // when set, List signals it on entry
 	listCalls []time.Time       // when List was called
+	listDelay time.Duration     // List sleeps that long
+	inList    int               // List calls under way
+	overlaps  int               // List calls that began while another was under way
 	passwords []mailsync.Secret // the password of each Resolve
 }
 
@@ -95,12 +99,24 @@ func (c *fakeConnector) List(ctx context.Context, cursor mailsync.Cursor) (*mail
 	mb.listCalls = append(mb.listCalls, time.Now())
 	n := len(mb.listCalls)
 	listErr, block, entered := mb.listErr, mb.block, mb.entered
+	if mb.inList > 0 {
+		mb.overlaps++
+	}
+	mb.inList++
 	mb.mu.Unlock()
+	defer func() {
+		mb.mu.Lock()
+		mb.inList--
+		mb.mu.Unlock()
+	}()
 	if entered != nil {
 		select {
 		case entered <- struct{}{}:
 		default:
 		}
+	}
+	if mb.listDelay > 0 {
+		time.Sleep(mb.listDelay)
 	}
 	if block != nil {
 		select {
@@ -209,9 +225,15 @@ func (r checkingResolver) Schedulable(_ context.Context, id string) error {
 	return nil
 }
 
-// newFleet makes and starts a Fleet on db with cfg (Resolver, State and
-// River tuning filled in when unset) and stops it at the end of the test.
+// newFleet makes and starts a Fleet on the SQLite db with cfg (see newFleetOn).
 func newFleet(t *testing.T, db *sql.DB, cfg Config) *Fleet {
+	t.Helper()
+	return newFleetOn(t, riversqlite.New(db), cfg)
+}
+
+// newFleetOn makes and starts a Fleet on driver with cfg (State and River
+// tuning filled in when unset) and stops it at the end of the test.
+func newFleetOn[TTx any](t *testing.T, driver riverdriver.Driver[TTx], cfg Config) *Fleet {
 	t.Helper()
 	if cfg.State == nil {
 		cfg.State = mailsync.NewMemoryState()
@@ -219,7 +241,7 @@ func newFleet(t *testing.T, db *sql.DB, cfg Config) *Fleet {
 	if cfg.River == nil {
 		cfg.River = fastRiver
 	}
-	f, err := New(riversqlite.New(db), cfg)
+	f, err := New(driver, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
