@@ -262,7 +262,7 @@ func TestConnectionErrorsBackOffToCap(t *testing.T) {
 	r := newResolver(mb)
 	var mu sync.Mutex
 	var events []string
-	f := newFleet(t, db, Config{Resolver: r, Interval: time.Hour, Backoff: 200 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
+	f := newFleet(t, db, Config{Resolver: r, Interval: time.Hour, Backoff: 400 * time.Millisecond, MaxBackoff: time.Second,
 		OnDegraded: func(_ context.Context, h Health) {
 			mu.Lock()
 			events = append(events, fmt.Sprintf("degraded@%d", h.ConsecutiveFailures))
@@ -278,12 +278,13 @@ func TestConnectionErrorsBackOffToCap(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "the sync after the failures", func() bool { return len(mb.calls()) >= failures+1 })
 	calls := mb.calls()
-	want := []time.Duration{200, 400, 500, 500, 500} // ms: doubling, capped
+	want := []time.Duration{400, 800, 1000, 1000, 1000} // ms: doubling, capped (uncapped: 1600)
 	for i, w := range want {
 		w *= time.Millisecond
 		gap := calls[i+1].Sub(calls[i])
 		// Backoff takes up to a tenth off; polling and -race add some.
-		if gap < w*9/10-20*time.Millisecond || gap > w+400*time.Millisecond {
+		t.Logf("wait after failure %d: %s (want about %s)", i+1, gap, w)
+		if gap < w*9/10-20*time.Millisecond || gap > w+450*time.Millisecond {
 			t.Errorf("wait after failure %d = %s, want about %s", i+1, gap, w)
 		}
 	}
