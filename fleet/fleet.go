@@ -281,6 +281,43 @@ func (f *Fleet) Schedule(ctx context.Context, connectionID string) (scheduled bo
 	return !res.UniqueSkippedAsDuplicate, nil
 }
 
+// ScheduleMany schedules many connections in one batch insert, e.g. every
+// connection of the host at start-up (every process may do so: the
+// connections already scheduled are left as they are). It returns how many
+// were newly scheduled. When the Resolver is a Checker, the connections it
+// refuses are left out and their errors joined in err; the others are
+// still scheduled.
+func (f *Fleet) ScheduleMany(ctx context.Context, connectionIDs []string) (scheduled int, err error) {
+	var errs []error
+	params := make([]river.InsertManyParams, 0, len(connectionIDs))
+	checker, _ := f.cfg.Resolver.(Checker)
+	for _, id := range connectionIDs {
+		if id == "" {
+			errs = append(errs, errors.New("mailsync/fleet: empty connection id"))
+			continue
+		}
+		if checker != nil {
+			if err := checker.Schedulable(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("mailsync/fleet: %s cannot be scheduled: %w", id, err))
+				continue
+			}
+		}
+		params = append(params, river.InsertManyParams{Args: SyncArgs{Connection: id}, InsertOpts: f.insertOpts()})
+	}
+	if len(params) > 0 {
+		res, err := f.client.InsertMany(ctx, params)
+		if err != nil {
+			return 0, errors.Join(append(errs, fmt.Errorf("mailsync/fleet: scheduling: %w", err))...)
+		}
+		for _, r := range res {
+			if !r.UniqueSkippedAsDuplicate {
+				scheduled++
+			}
+		}
+	}
+	return scheduled, errors.Join(errs...)
+}
+
 // jobs returns connectionID's unfinished sync jobs (at most one, unless the
 // unique constraint was bypassed).
 func (f *Fleet) jobs(ctx context.Context, connectionID string) ([]*rivertype.JobRow, error) {
@@ -338,7 +375,8 @@ func (f *Fleet) Trigger(ctx context.Context, connectionID string) (bool, error) 
 // mailsync.ErrBusy while a worker syncs the connection, and a worker that
 // comes while it runs snoozes until its next turn. Health and metrics are
 // recorded as for a scheduled sync; the connection's schedule is not
-// changed.
+// changed: a connection unscheduled because it needed the admin is not
+// scheduled again by a successful SyncNow — call Schedule.
 func (f *Fleet) SyncNow(ctx context.Context, connectionID string, password mailsync.Secret) (*mailsync.Report, error) {
 	r := f.run(ctx, connectionID, password)
 	return r.rep, r.err

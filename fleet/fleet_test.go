@@ -496,3 +496,42 @@ func TestUnscheduleCancelsARunningSync(t *testing.T) {
 		t.Errorf("List called %d times after Unschedule, want 1", n)
 	}
 }
+
+func TestScheduleMany(t *testing.T) {
+	db := openSQLite(t)
+	var boxes []*mailbox
+	var ids []string
+	for i := range 30 {
+		mb := newMailbox(fmt.Sprintf("conn-%02d", i), 1)
+		boxes = append(boxes, mb)
+		ids = append(ids, mb.name)
+	}
+	r := newResolver(boxes...)
+	r.password["conn-07"] = true
+	f := newFleet(t, db, Config{Resolver: checkingResolver{r}, Interval: time.Hour, Workers: -1}) // insert-only
+	ctx := context.Background()
+	n, err := f.ScheduleMany(ctx, ids)
+	if n != 29 || !errors.Is(err, ErrPasswordRequired) || !strings.Contains(err.Error(), "conn-07") {
+		t.Fatalf("ScheduleMany = %d, %v; want 29 and conn-07's ErrPasswordRequired", n, err)
+	}
+	// A second process at start-up: nothing new.
+	if n, err := f.ScheduleMany(ctx, ids[:5]); n != 0 || err != nil {
+		t.Errorf("ScheduleMany again = %d, %v", n, err)
+	}
+	for _, id := range ids {
+		want := 1
+		if id == "conn-07" {
+			want = 0
+		}
+		if j := jobsOf(t, f, id); len(j) != want {
+			t.Errorf("%s: %d jobs, want %d", id, len(j), want)
+		}
+	}
+	// Insert-only: nothing was worked.
+	time.Sleep(200 * time.Millisecond)
+	for _, mb := range boxes {
+		if n := len(mb.calls()); n != 0 {
+			t.Errorf("%s synced %d times by an insert-only Fleet", mb.name, n)
+		}
+	}
+}
