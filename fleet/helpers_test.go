@@ -22,7 +22,7 @@ import (
 
 // openSQLite opens a SQLite database in a temporary file with River's
 // tables, as a host of the embedded default would.
-func openSQLite(t *testing.T) *sql.DB {
+func openSQLite(t testing.TB) *sql.DB {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fleet.db")
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")

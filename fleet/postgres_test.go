@@ -23,7 +23,7 @@ import (
 const postgresEnv = "MAILSYNC_FLEET_POSTGRES_URL"
 
 // postgresDB creates a fresh database for the test and returns its URL.
-func postgresDB(t *testing.T) string {
+func postgresDB(t testing.TB) string {
 	t.Helper()
 	admin := os.Getenv(postgresEnv)
 	if admin == "" {
@@ -54,7 +54,7 @@ func postgresDB(t *testing.T) string {
 	return u.String()
 }
 
-func postgresPool(t *testing.T, dsn string) *pgxpool.Pool {
+func postgresPool(t testing.TB, dsn string) *pgxpool.Pool {
 	t.Helper()
 	pool, err := pgxpool.New(context.Background(), dsn)
 	if err != nil {
@@ -64,7 +64,7 @@ func postgresPool(t *testing.T, dsn string) *pgxpool.Pool {
 	return pool
 }
 
-func postgresHealth(t *testing.T, dsn string) *SQLHealth {
+func postgresHealth(t testing.TB, dsn string) *SQLHealth {
 	t.Helper()
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
