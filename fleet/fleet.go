@@ -64,9 +64,11 @@ type Config struct {
 	// Queue is the River queue of the sync jobs (default DefaultQueue).
 	Queue string
 	// SyncTimeout bounds one scheduled sync (default DefaultSyncTimeout).
-	// River rescues a job still running SyncTimeout + 5 minutes after it
-	// started (its process died), so a killed worker delays its
-	// connections by that much at most.
+	// The Fleet sets River's RescueStuckJobsAfter to SyncTimeout + 5
+	// minutes: the job of a worker process that died mid-sync stays
+	// "running" until River's leader rescues it (its rescuer runs every 30
+	// seconds), so a killed worker delays its connections by about that
+	// much; the connection's lease expires after LeaseTTL already.
 	SyncTimeout time.Duration
 	// LeaseTTL and Holder are passed to mailsync.WithLease (defaults:
 	// mailsync.DefaultLeaseTTL; host name, process id and a random suffix).
@@ -83,7 +85,9 @@ type Config struct {
 	Logger *slog.Logger
 
 	// OnDegraded is called when a connection becomes degraded (see
-	// Health.Degraded), once per degradation, after its health was stored.
+	// Health.Degraded), once per degradation, after its health was stored,
+	// by the process that recorded the transition. It runs on the worker
+	// (or SyncNow's caller): keep it short, or hand the alert off.
 	OnDegraded func(ctx context.Context, h Health)
 	// OnRecovered is called when a degraded connection syncs again.
 	OnRecovered func(ctx context.Context, h Health)
@@ -451,10 +455,13 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret) re
 	before, after, herr := f.health.Update(context.WithoutCancel(ctx), id, func(h *Health) { a.apply(h, f.cfg.DegradeAfter) })
 	if herr != nil {
 		f.log.Error("mailsync/fleet: recording health", "connection", id, "err", herr)
-		after = Health{Connection: id, ConsecutiveFailures: 1}
+		after = Health{Connection: id} // for the back-off: as if this were the first failure
 		a.apply(&after, f.cfg.DegradeAfter)
 	}
 	r.failures = after.ConsecutiveFailures
+	if provider == "" {
+		provider = "unknown" // the Resolver failed: no connector to ask
+	}
 	f.metrics.record(context.WithoutCancel(ctx), id, provider, r.kind, end.Sub(start), r.rep, after.OldestUnprocessed)
 	if err != nil {
 		f.log.Warn("mailsync/fleet: sync failed", "connection", id, "kind", r.kind, "failures", after.ConsecutiveFailures, "err", msg)
