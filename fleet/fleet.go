@@ -112,6 +112,9 @@ type Fleet struct {
 	metrics *metrics
 	log     *slog.Logger
 	holder  string
+
+	// testHookSnooze, when set, sees every snooze a worker decides.
+	testHookSnooze func(connection string, kind ErrorKind, d time.Duration)
 }
 
 // riverClient is the part of *river.Client[TTx] the Fleet uses, whatever
@@ -519,5 +522,9 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 		w.f.log.Warn("mailsync/fleet: connection needs the admin; unscheduled", "connection", id, "kind", r.kind)
 		return river.JobCancel(fmt.Errorf("mailsync/fleet: %s: stopped: %s", id, r.kind))
 	}
-	return river.JobSnooze(w.f.next(r))
+	d := w.f.next(r)
+	if h := w.f.testHookSnooze; h != nil {
+		h(id, r.kind, d)
+	}
+	return river.JobSnooze(d)
 }

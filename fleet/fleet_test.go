@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/mailsync/mailsync"
@@ -262,7 +263,9 @@ func TestConnectionErrorsBackOffToCap(t *testing.T) {
 	r := newResolver(mb)
 	var mu sync.Mutex
 	var events []string
-	f := newFleet(t, db, Config{Resolver: r, Interval: time.Hour, Backoff: 400 * time.Millisecond, MaxBackoff: time.Second,
+	var snoozes []time.Duration
+	cfg := Config{Resolver: r, Interval: time.Hour, Backoff: 400 * time.Millisecond, MaxBackoff: time.Second, River: fastRiver,
+		State: mailsync.NewMemoryState(),
 		OnDegraded: func(_ context.Context, h Health) {
 			mu.Lock()
 			events = append(events, fmt.Sprintf("degraded@%d", h.ConsecutiveFailures))
@@ -272,20 +275,46 @@ func TestConnectionErrorsBackOffToCap(t *testing.T) {
 			mu.Lock()
 			events = append(events, "recovered")
 			mu.Unlock()
-		}})
+		}}
+	f, err := New(riversqlite.New(db), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.testHookSnooze = func(_ string, _ ErrorKind, d time.Duration) {
+		mu.Lock()
+		snoozes = append(snoozes, d)
+		mu.Unlock()
+	}
+	if err := f.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	if _, err := f.Schedule(context.Background(), "support"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the sync after the failures", func() bool { return len(mb.calls()) >= failures+1 })
-	calls := mb.calls()
+	eventually(t, 30*time.Second, "the sync after the failures", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(snoozes) == failures+1
+	})
+	mu.Lock()
+	got := append([]time.Duration(nil), snoozes...)
+	mu.Unlock()
 	want := []time.Duration{400, 800, 1000, 1000, 1000} // ms: doubling, capped (uncapped: 1600)
 	for i, w := range want {
 		w *= time.Millisecond
-		gap := calls[i+1].Sub(calls[i])
-		// Backoff takes up to a tenth off; polling and -race add some.
-		t.Logf("wait after failure %d: %s (want about %s)", i+1, gap, w)
-		if gap < w*9/10-20*time.Millisecond || gap > w+450*time.Millisecond {
-			t.Errorf("wait after failure %d = %s, want about %s", i+1, gap, w)
+		if got[i] < w*9/10 || got[i] > w { // Backoff takes up to a tenth off
+			t.Errorf("snooze after failure %d = %s, want %s less up to a tenth", i+1, got[i], w)
+		}
+	}
+	if got[failures] < 54*time.Minute || got[failures] > 66*time.Minute {
+		t.Errorf("snooze after the success = %s, want the interval (1h ± 6m)", got[failures])
+	}
+	// River honoured them: no retry came early.
+	calls := mb.calls()
+	for i := range failures {
+		if gap := calls[i+1].Sub(calls[i]); gap < got[i]-20*time.Millisecond {
+			t.Errorf("retry %d came after %s, before its snooze of %s", i+1, gap, got[i])
 		}
 	}
 	eventually(t, 5*time.Second, "recovery", func() bool {
@@ -533,5 +562,26 @@ func TestScheduleMany(t *testing.T) {
 		if n := len(mb.calls()); n != 0 {
 			t.Errorf("%s synced %d times by an insert-only Fleet", mb.name, n)
 		}
+	}
+}
+
+func TestConnectorNameMustBeTheConnectionID(t *testing.T) {
+	db := openSQLite(t)
+	mb := newMailbox("support", 1)
+	r := newResolver(mb)
+	renamed := ResolverFunc(func(ctx context.Context, id string, pw mailsync.Secret) (Target, error) {
+		return r.Resolve(ctx, "support", pw) // the connector says "support" whatever the id
+	})
+	f := newFleet(t, db, Config{Resolver: renamed, Workers: -1})
+	_, err := f.SyncNow(context.Background(), "support-old-id", "")
+	var ce *mailsync.ConfigError
+	if !errors.As(err, &ce) || !ce.Field("name") {
+		t.Fatalf("SyncNow = %v, want a ConfigError on name", err)
+	}
+	if n := len(mb.calls()); n != 0 {
+		t.Errorf("synced %d times under the wrong name", n)
+	}
+	if h := healthOf(t, f, "support-old-id"); !h.NeedsAdmin || h.LastErrorKind != KindInvalidConfig {
+		t.Errorf("health %+v", h)
 	}
 }

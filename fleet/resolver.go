@@ -34,6 +34,10 @@ type Resolver interface {
 	// mailsync.ErrAuth, for example, marks the connection as needing the
 	// admin.
 	//
+	// The Connector's Connection().Name must be connectionID: the State,
+	// the lease and the idempotency keys are kept by that name, so a sync
+	// whose names differ fails as a configuration error.
+	//
 	// Resolve must not dial the server: the Connector connects in List.
 	// The Fleet calls Target.Connector.Close after the sync.
 	Resolve(ctx context.Context, connectionID string, password mailsync.Secret) (Target, error)
