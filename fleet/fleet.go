@@ -92,6 +92,17 @@ type Config struct {
 	// OnRecovered is called when a degraded connection syncs again.
 	OnRecovered func(ctx context.Context, h Health)
 
+	// Connections, when set, lists the connections to keep scheduled
+	// (never a typed-password one). Every ReconcileInterval (default 10
+	// minutes), and when River's leader starts, a River periodic job
+	// schedules those without a job (ScheduleMany), leaving out those that
+	// wait for the admin (Health.NeedsAdmin): it heals a job deleted by
+	// hand or lost otherwise, and spares the host a Schedule call per
+	// connection at start-up. It runs on the leader only, so it must list
+	// the same connections in every process.
+	Connections       func(ctx context.Context) ([]string, error)
+	ReconcileInterval time.Duration
+
 	// River, when set, is called with the River configuration the Fleet
 	// built (Queues, Workers, Logger, RescueStuckJobsAfter) before the
 	// client is made, to tune it (FetchPollInterval, PollOnly, retention
@@ -207,6 +218,20 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Fleet, error) {
 		Workers:              workers,
 		Logger:               f.log,
 		RescueStuckJobsAfter: cfg.SyncTimeout + 5*time.Minute,
+	}
+	if cfg.Connections != nil {
+		if cfg.ReconcileInterval <= 0 {
+			cfg.ReconcileInterval = 10 * time.Minute
+			f.cfg.ReconcileInterval = cfg.ReconcileInterval
+		}
+		if err := river.AddWorkerSafely(workers, &reconcileWorker{f: f}); err != nil {
+			return nil, fmt.Errorf("mailsync/fleet: %w", err)
+		}
+		rc.PeriodicJobs = []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.ReconcileInterval),
+			func() (river.JobArgs, *river.InsertOpts) {
+				return ReconcileArgs{}, &river.InsertOpts{Queue: cfg.Queue, MaxAttempts: 1,
+					UniqueOpts: river.UniqueOpts{ByState: uniqueStates}}
+			}, &river.PeriodicJobOpts{ID: ReconcileKind, RunOnStart: true})}
 	}
 	if cfg.Workers > 0 {
 		rc.Queues = map[string]river.QueueConfig{cfg.Queue: {MaxWorkers: cfg.Workers}}
@@ -527,4 +552,50 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 		h(id, r.kind, d)
 	}
 	return river.JobSnooze(d)
+}
+
+// ReconcileArgs are the arguments of the periodic job that keeps the
+// connections of Config.Connections scheduled (none).
+type ReconcileArgs struct{}
+
+// ReconcileKind is the River job kind of the reconciliation.
+const ReconcileKind = "mailsync_reconcile"
+
+// Kind implements river.JobArgs.
+func (ReconcileArgs) Kind() string { return ReconcileKind }
+
+// reconcileWorker schedules the listed connections that have no job.
+type reconcileWorker struct {
+	river.WorkerDefaults[ReconcileArgs]
+	f *Fleet
+}
+
+// Work lists the connections and schedules those without a job, except
+// the ones that wait for the admin.
+func (w *reconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs]) error {
+	ids, err := w.f.cfg.Connections(ctx)
+	if err != nil {
+		return fmt.Errorf("mailsync/fleet: listing the connections: %w", err)
+	}
+	keep := ids[:0:0]
+	for _, id := range ids {
+		h, ok, err := w.f.health.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ok && h.NeedsAdmin {
+			continue
+		}
+		keep = append(keep, id)
+	}
+	n, err := w.f.ScheduleMany(ctx, keep)
+	if n > 0 {
+		w.f.log.Info("mailsync/fleet: reconciled", "scheduled", n)
+	}
+	if err != nil {
+		// Refused connections (a Checker's ErrPasswordRequired) are logged,
+		// not retried: the next reconciliation sees them again.
+		w.f.log.Warn("mailsync/fleet: reconciling", "err", err)
+	}
+	return nil
 }

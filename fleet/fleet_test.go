@@ -585,3 +585,33 @@ func TestConnectorNameMustBeTheConnectionID(t *testing.T) {
 		t.Errorf("health %+v", h)
 	}
 }
+
+func TestReconcileSchedulesListedConnections(t *testing.T) {
+	db := openSQLite(t)
+	a, b, c := newMailbox("a", 1), newMailbox("b", 1), newMailbox("c", 1)
+	c.setListErr(func(int) error { return fmt.Errorf("LOGIN: %w", mailsync.ErrAuth) })
+	r := newResolver(a, b, c)
+	f := newFleet(t, db, Config{Resolver: r, Interval: time.Hour, ReconcileInterval: 300 * time.Millisecond,
+		Connections: func(context.Context) ([]string, error) { return []string{"a", "b", "c"}, nil }})
+	ctx := context.Background()
+	eventually(t, 20*time.Second, "every listed connection synced", func() bool {
+		return len(a.calls()) == 1 && len(b.calls()) == 1 && len(c.calls()) == 1
+	})
+	// A job deleted by hand comes back at the next reconciliation.
+	j := jobsOf(t, f, "a")
+	if len(j) != 1 {
+		t.Fatalf("a: jobs %v", jobStates(j))
+	}
+	if _, err := db.ExecContext(ctx, `DELETE FROM river_job WHERE id = ?`, j[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a re-scheduled and synced", func() bool { return len(a.calls()) == 2 })
+	// c needs the admin: reconciliations do not bring it back.
+	time.Sleep(time.Second)
+	if n := len(c.calls()); n != 1 {
+		t.Errorf("c (refused password) tried %d times, want once", n)
+	}
+	if n := len(b.calls()); n != 1 {
+		t.Errorf("b synced %d times, want once (its job was there)", n)
+	}
+}
