@@ -19,6 +19,11 @@
 // connection's lease, so a SyncNow in a web request or the CLI never runs
 // beside a worker.
 //
+// With Config.Connections, a River periodic job on the leader re-schedules
+// every listed connection that lost its job (ScheduleMany is idempotent),
+// except those waiting for the admin. Unschedule cancels a job; Trigger
+// makes a snoozed job run now.
+//
 // # Errors
 //
 // The typed errors of the root package decide what comes next (Classify):
