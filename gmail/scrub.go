@@ -66,18 +66,5 @@ func (s *scrubber) err(err error) error {
 	if errors.As(err, &ae) {
 		s.apiError(ae)
 	}
-	msg := err.Error()
-	if clean := s.text(msg); clean != msg {
-		return &scrubbedError{msg: clean, cause: err}
-	}
-	return err
+	return s.r.Error(err)
 }
-
-// scrubbedError is an error whose text had a secret removed.
-type scrubbedError struct {
-	msg   string
-	cause error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.cause }

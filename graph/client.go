@@ -74,7 +74,7 @@ func (p *tokenProvider) GetAuthorizationToken(ctx context.Context, u *url.URL, _
 	p.mu.Lock()
 	p.last = tok
 	p.mu.Unlock()
-	p.scrub.add(tok.AccessToken)
+	p.scrub.Add(tok.AccessToken)
 	return tok.AccessToken, nil
 }
 
@@ -205,7 +205,7 @@ type errorNormalizer struct{ scrub *scrubber }
 func (n errorNormalizer) Intercept(p khttp.Pipeline, i int, req *http.Request) (*http.Response, error) {
 	resp, err := p.Next(req, i)
 	if err != nil || resp == nil || resp.StatusCode < 400 {
-		return resp, n.scrub.err(err)
+		return resp, n.scrub.Error(err)
 	}
 	code, msg := readGraphError(resp, n.scrub)
 	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
@@ -233,7 +233,7 @@ func readGraphError(resp *http.Response, scrub *scrubber) (code, msg string) {
 		code, _ = e.Error.Code.(string)
 		msg, _ = e.Error.Message.(string)
 	}
-	code, msg = scrub.text(code), scrub.text(msg)
+	code, msg = scrub.Scrub(code), scrub.Scrub(msg)
 	if code == "" {
 		code = "HTTP" + strconv.Itoa(resp.StatusCode)
 	}
@@ -417,48 +417,7 @@ func mapError(ctx context.Context, op string, err error, notFound error) error {
 
 // scrubber removes the connection's secrets (client secret, refresh
 // tokens, every access token sent) in every encoding from text that came
-// from a server. A nil *scrubber removes nothing.
-type scrubber struct{ r redact.Scrubber }
+// from a server: a redact.Scrubber (nil-safe, safe for concurrent use).
+type scrubber = redact.Scrubber
 
-func newScrubber(secrets ...string) *scrubber {
-	s := &scrubber{}
-	s.add(secrets...)
-	return s
-}
-
-// add learns secrets (see redact.Scrubber.Add).
-func (s *scrubber) add(secrets ...string) {
-	if s != nil {
-		s.r.Add(secrets...)
-	}
-}
-
-func (s *scrubber) text(t string) string {
-	if s == nil {
-		return t
-	}
-	return s.r.Scrub(t)
-}
-
-// err returns err, or, when its text holds a secret, an error with the
-// scrubbed text that still unwraps to err (so errors.Is and errors.As keep
-// working).
-func (s *scrubber) err(err error) error {
-	if err == nil || s == nil {
-		return err
-	}
-	msg := err.Error()
-	if clean := s.text(msg); clean != msg {
-		return &scrubbedError{msg: clean, cause: err}
-	}
-	return err
-}
-
-// scrubbedError is an error whose text had a secret removed.
-type scrubbedError struct {
-	msg   string
-	cause error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.cause }
+func newScrubber(secrets ...string) *scrubber { return redact.New(secrets...) }

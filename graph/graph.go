@@ -185,7 +185,7 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 		}
 		if store := oo.OnRefreshToken; store != nil {
 			oo.OnRefreshToken = func(ctx context.Context, rt mailsync.Secret) error {
-				scrub.add(rt.Reveal())
+				scrub.Add(rt.Reveal())
 				return store(ctx, rt)
 			}
 		}
@@ -253,7 +253,7 @@ const cursorFolderTag = "mailsync-folder="
 
 // List implements mailsync.Connector with the delta query.
 func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (_ *mailsync.Listing, err error) {
-	defer func() { err = c.scrub.err(err) }()
+	defer func() { err = c.scrub.Error(err) }()
 	var notes []string
 	link := ""
 	if cursor != "" {
@@ -532,7 +532,7 @@ func (e *fnError) Unwrap() error { return e.err }
 
 // Fetch implements mailsync.Connector: GET /messages/{id}/$value, streamed.
 func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn func(mailsync.MessageRef, io.Reader) error) (err error) {
-	defer func() { err = c.scrub.err(err) }()
+	defer func() { err = c.scrub.Error(err) }()
 	for _, ref := range refs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -622,7 +622,7 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 // again, Ack fails with an error matching mailsync.ErrFolderNotFound. A
 // move never counts as done with the message left where it was.
 func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) (err error) {
-	defer func() { err = c.scrub.err(err) }()
+	defer func() { err = c.scrub.Error(err) }()
 	if err := action.Validate(); err != nil {
 		return err
 	}
@@ -740,7 +740,7 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (err err
 		return err
 	}
 	defer c.Close()
-	defer func() { err = c.scrub.err(err) }()
+	defer func() { err = c.scrub.Error(err) }()
 	id, err := c.resolveSource(ctx)
 	if err != nil {
 		return err
@@ -775,7 +775,7 @@ func (c *Connector) checkFolder(ctx context.Context, id string) (mailsync.Folder
 // source folder's counts, changing nothing.
 func (c *Connector) Check(ctx context.Context) (_ *mailsync.CheckResult, err error) {
 	start := time.Now()
-	defer func() { err = c.scrub.err(err) }()
+	defer func() { err = c.scrub.Error(err) }()
 	id, err := c.resolveSource(ctx)
 	if err != nil {
 		return nil, err

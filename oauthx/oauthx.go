@@ -482,31 +482,15 @@ func (s *TokenSource) classify(ctx context.Context, err error) *Error {
 	return &Error{Code: CodeServer, Description: s.scrub(err.Error())}
 }
 
-// addSecrets adds values to the scrubber: each in all the encodings
-// redact.Forms knows, and also its form-urlencoded spelling in all of
-// them, since HTTP Basic credentials of a token request are
+// addSecrets adds values to the scrubber, which also learns each one's
+// form-urlencoded spelling: HTTP Basic credentials of a token request are
 // base64(urlencode(id) ":" urlencode(secret)) (RFC 6749 section 2.3.1).
-func (s *TokenSource) addSecrets(values ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, v := range values {
-		if v == "" {
-			continue
-		}
-		s.scrubber.Add(v)
-		if q := url.QueryEscape(v); q != v {
-			s.scrubber.Add(q)
-		}
-	}
-}
+func (s *TokenSource) addSecrets(values ...string) { s.scrubber.Add(values...) }
 
 // scrub removes every known secret, in every encoding, from text that
 // came from a server and bounds its length.
 func (s *TokenSource) scrub(text string) string {
-	s.mu.Lock()
-	text = s.scrubber.Scrub(text)
-	s.mu.Unlock()
-	return clipText(text, 300)
+	return clipText(s.scrubber.Scrub(text), 300)
 }
 
 // clipText bounds text to n bytes (plus an ellipsis) without splitting a
@@ -518,26 +502,7 @@ func clipText(text string, n int) string {
 	return text
 }
 
-type scrubbedError struct {
-	msg   string
-	cause error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.cause }
-
-func (s *TokenSource) scrubErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	s.mu.Lock()
-	msg := s.scrubber.Scrub(err.Error())
-	s.mu.Unlock()
-	if msg == err.Error() {
-		return err
-	}
-	return &scrubbedError{msg: msg, cause: err}
-}
+func (s *TokenSource) scrubErr(err error) error { return s.scrubber.Error(err) }
 
 // String describes the source without any secret.
 func (s *TokenSource) String() string {

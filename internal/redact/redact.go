@@ -176,3 +176,26 @@ func sortByLenDesc(a []string) {
 		}
 	}
 }
+
+// Error returns err, or, when its text holds a known secret, an error with
+// the scrubbed text that still unwraps to err, so errors.Is and errors.As
+// keep working. A nil Scrubber returns err.
+func (s *Scrubber) Error(err error) error {
+	if err == nil || s == nil {
+		return err
+	}
+	msg := err.Error()
+	if clean := s.Scrub(msg); clean != msg {
+		return &scrubbedError{msg: clean, cause: err}
+	}
+	return err
+}
+
+// scrubbedError is an error whose text had a secret removed.
+type scrubbedError struct {
+	msg   string
+	cause error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+func (e *scrubbedError) Unwrap() error { return e.cause }

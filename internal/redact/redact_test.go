@@ -2,6 +2,8 @@ package redact
 
 import (
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -73,5 +75,26 @@ func TestBase64TailLeavesNothing(t *testing.T) {
 				t.Errorf("user %q pass %q: %q keeps characters after the mark", user, pass, got)
 			}
 		}
+	}
+}
+
+type codeErr struct{ code int }
+
+func (e *codeErr) Error() string { return "server said: token=abcd1234 refused" }
+
+func TestErrorKeepsTheChain(t *testing.T) {
+	s := New("abcd1234")
+	base := &codeErr{401}
+	err := s.Error(fmt.Errorf("wrapped: %w", base))
+	if strings.Contains(err.Error(), "abcd1234") || !strings.Contains(err.Error(), Mark) {
+		t.Fatalf("not scrubbed: %v", err)
+	}
+	var ce *codeErr
+	if !errors.As(err, &ce) || ce.code != 401 {
+		t.Fatal("the chain is lost")
+	}
+	clean := errors.New("nothing secret")
+	if s.Error(clean) != clean || (*Scrubber)(nil).Error(clean) != clean || s.Error(nil) != nil {
+		t.Fatal("an error without a secret must come back as it is")
 	}
 }
