@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	stdhtml "html"
 	"io"
 	"net/textproto"
 	"strings"
@@ -162,7 +163,10 @@ type parseState struct {
 	// header buffers reused across the message.
 	dec mime.Decoder
 
-	text, html         bytes.Buffer
+	// units are the body's pieces in order: a text or HTML part on its
+	// own, or the renderings of one multipart/alternative.
+	units              []bodyUnit
+	altGroup, groups   int   // the innermost multipart/alternative being read (0: none), and a counter
 	textLeft, htmlLeft int64 // MaxTextBytes budgets
 
 	memSpooled int64 // attachment bytes held in memory
@@ -182,6 +186,12 @@ func (ps *parseState) run() error {
 		}
 		ps.warn("skipped a leading mbox \"From \" line")
 	}
+	if n := leadingGarbage(br); n > 0 {
+		if _, err := br.Discard(n); err != nil {
+			return err
+		}
+		ps.warn("skipped %d bytes before the first header line (e.g. a gateway's \"Original message\" line)", n)
+	}
 	h, body, err := ps.dec.ReadHeader(br)
 	if err != nil {
 		return err
@@ -198,19 +208,95 @@ func (ps *parseState) run() error {
 		return err
 	}
 	ps.msg.Size = ps.counter.n
-	ps.msg.Text = ps.text.String()
-	ps.msg.HTML = ps.html.String()
+	ps.msg.Text, ps.msg.HTML = ps.renderings()
 	ps.msg.RemoteContent = ps.remote.URLs
 	if ps.remote.Dropped > 0 {
 		ps.warn("%d remote image URLs not listed in RemoteContent (more than %d, or longer than %d bytes)", ps.remote.Dropped, mime.MaxRemoteContent, mime.MaxRemoteURL)
 	}
-	if strings.TrimSpace(ps.msg.Text) == "" && ps.html.Len() > 0 {
+	if strings.TrimSpace(ps.msg.Text) == "" && ps.msg.HTML != "" {
 		// Rendered from the sanitised HTML, so the text shows what the HTML shows.
-		if t := mime.HTMLToText(ps.html.Bytes()); t != "" {
+		if t := mime.HTMLToText([]byte(ps.msg.HTML)); t != "" {
 			ps.msg.Text, ps.msg.TextFromHTML = t, true
 		}
 	}
 	return nil
+}
+
+// leadingGarbage returns how many bytes of lines that are not header
+// fields come before the header (e.g. "---- Original message ----" pasted
+// above it by a gateway), or 0. It only skips when, within the first few
+// lines, a well-known header field starts a run of at least three header
+// lines — otherwise the message has no header and starts with its body.
+func leadingGarbage(br *bufio.Reader) int {
+	head, _ := br.Peek(8 << 10)
+	if len(head) == 0 || isHeaderLine(firstLine(head)) {
+		return 0
+	}
+	off := 0
+	for skipped := 0; skipped < 5 && off < len(head); skipped++ {
+		nl := bytes.IndexByte(head[off:], '\n')
+		if nl < 0 {
+			return 0
+		}
+		off += nl + 1
+		rest := head[off:]
+		if !wellKnownField(firstLine(rest)) {
+			continue
+		}
+		// The run of header lines that follows must be a real header.
+		lines, p := 0, 0
+		for lines < 3 && p < len(rest) {
+			line := firstLine(rest[p:])
+			if !isHeaderLine(line) && !(len(line) > 0 && (line[0] == ' ' || line[0] == '\t')) {
+				break
+			}
+			lines++
+			nl := bytes.IndexByte(rest[p:], '\n')
+			if nl < 0 {
+				break
+			}
+			p += nl + 1
+		}
+		if lines >= 3 {
+			return off
+		}
+	}
+	return 0
+}
+
+func firstLine(b []byte) []byte {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	}
+	return bytes.TrimRight(b, "\r")
+}
+
+// isHeaderLine reports whether line looks like "Name: value".
+func isHeaderLine(line []byte) bool {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return false
+	}
+	for _, c := range line[:i] {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// wellKnownField reports whether line starts a header field every mail
+// carries or gateways add first.
+func wellKnownField(line []byte) bool {
+	if !isHeaderLine(line) {
+		return false
+	}
+	name := strings.ToLower(string(line[:bytes.IndexByte(line, ':')]))
+	switch name {
+	case "from", "to", "subject", "date", "message-id", "received", "return-path", "mime-version", "delivered-to", "sender", "reply-to":
+		return true
+	}
+	return false
 }
 
 // isMboxFromLine reports whether the message starts with an mbox envelope
@@ -270,12 +356,16 @@ func (ps *parseState) header(h mime.Header) {
 	for _, f := range h {
 		m.Header[f.Key] = append(m.Header[f.Key], d.SingleLine(f.Key, d.DecodeText(f.Value)))
 	}
-	if from := ps.addresses(h, "From"); len(from) > 0 {
+	from := ps.addresses(h, "From")
+	if len(from) > 0 {
 		m.From = from[0]
 	}
 	m.To = ps.addresses(h, "To")
 	m.Cc = ps.addresses(h, "Cc")
 	m.ReplyTo = ps.addresses(h, "Reply-To")
+	if !usable(m.From) {
+		m.From = ps.fallbackSender(h, from)
+	}
 	m.Subject = strings.TrimSpace(d.SingleLine("Subject", d.DecodeText(h.Get("Subject"))))
 	m.Date = d.Date(h.Get("Date"))
 	if ids := mime.MsgIDs(d.SingleLine("Message-Id", h.Get("Message-Id"))); len(ids) > 0 {
@@ -283,6 +373,46 @@ func (ps *parseState) header(h mime.Header) {
 	}
 	m.InReplyTo = mime.MsgIDs(d.SingleLine("In-Reply-To", h.Get("In-Reply-To")))
 	m.References = mime.MsgIDs(d.SingleLine("References", h.Get("References")))
+}
+
+// usable reports whether a has an address a reply could go to.
+func usable(a Address) bool {
+	at := strings.IndexByte(a.Address, '@')
+	return at > 0 && at < len(a.Address)-1
+}
+
+// fallbackSender finds the sender a mail client would show when From has
+// no usable address: a later mailbox in From (a first one with an empty
+// address, "<>"), then Reply-To, Sender, Return-Path. The display name of
+// From is kept. The message gets a warning saying where the address came
+// from; without any, From stays as it was.
+func (ps *parseState) fallbackSender(h mime.Header, from []Address) Address {
+	name := ps.msg.From.Name
+	pick := func(list []Address, field string) (Address, bool) {
+		for _, a := range list {
+			if usable(a) {
+				if name != "" && (a.Name == "" || field != "From") {
+					a.Name = name
+				}
+				where := field
+				if field == "From" {
+					where = "a later mailbox in From"
+				}
+				ps.warn("From has no usable address; the sender's address was taken from %s", where)
+				return a, true
+			}
+		}
+		return Address{}, false
+	}
+	if a, ok := pick(from, "From"); ok {
+		return a
+	}
+	for _, field := range []string{"Reply-To", "Sender", "Return-Path"} {
+		if a, ok := pick(ps.addresses(h, field), field); ok {
+			return a
+		}
+	}
+	return ps.msg.From
 }
 
 // addresses reads an address list field.
@@ -317,6 +447,11 @@ func (ps *parseState) walk(h mime.Header, body io.Reader, depth int, parentType 
 }
 
 func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, depth int) error {
+	if mediaType == "multipart/alternative" {
+		defer func(outer int) { ps.altGroup = outer }(ps.altGroup)
+		ps.groups++
+		ps.altGroup = ps.groups
+	}
 	s := ps.dec.NewSplitter(body, boundary)
 	for {
 		h, part, err := s.Next()
@@ -433,7 +568,7 @@ func (ps *parseState) addText(b []byte, mediaType string, params map[string]stri
 	}
 	if mediaType == "text/html" {
 		if clean := ps.remote.Rewrite(ps.p.htmlPolicy().Sanitize(s)); strings.TrimSpace(clean) != "" {
-			appendPart(&ps.html, clean)
+			ps.addUnit(clean, true)
 		}
 		return
 	}
@@ -441,14 +576,81 @@ func (ps *parseState) addText(b []byte, mediaType string, params map[string]stri
 	if strings.EqualFold(params["format"], "flowed") {
 		s = mime.Unflow(s, strings.EqualFold(params["delsp"], "yes"))
 	}
-	appendPart(&ps.text, s)
+	ps.addUnit(s, false)
 }
 
-func appendPart(dst *bytes.Buffer, s string) {
-	if dst.Len() > 0 {
-		dst.WriteString("\n\n")
+// bodyUnit is one piece of the body in both renderings it came with.
+type bodyUnit struct {
+	group      int // its multipart/alternative, 0 for a part on its own
+	text, html string
+}
+
+// addUnit adds a decoded text or sanitised HTML part: to the unit of the
+// same multipart/alternative when it is one of its renderings, else as a
+// unit of its own.
+func (ps *parseState) addUnit(s string, isHTML bool) {
+	var u *bodyUnit
+	if ps.altGroup != 0 {
+		for i := len(ps.units) - 1; i >= 0; i-- {
+			if ps.units[i].group == ps.altGroup {
+				u = &ps.units[i]
+				break
+			}
+		}
 	}
-	dst.WriteString(s)
+	if u == nil {
+		ps.units = append(ps.units, bodyUnit{group: ps.altGroup})
+		u = &ps.units[len(ps.units)-1]
+	}
+	dst := &u.text
+	if isHTML {
+		dst = &u.html
+	}
+	*dst = joinParts(*dst, s)
+}
+
+func joinParts(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "\n\n" + b
+}
+
+// renderings composes Message.Text and Message.HTML from the units in
+// order, as mail clients show a multipart/mixed with text and HTML parts
+// side by side: when the mail has both kinds, a unit with only one
+// rendering lends it to the other (HTML rendered as text, text escaped
+// into HTML), so each field shows the whole mail. A mail of only one kind
+// keeps the other field empty.
+func (ps *parseState) renderings() (text, html string) {
+	var anyText, anyHTML bool
+	for _, u := range ps.units {
+		anyText = anyText || u.text != ""
+		anyHTML = anyHTML || u.html != ""
+	}
+	var tb, hb strings.Builder
+	for _, u := range ps.units {
+		t, h := u.text, u.html
+		if t == "" && anyText {
+			t = mime.HTMLToText([]byte(h))
+		}
+		if h == "" && anyHTML {
+			h = `<div style="white-space: pre-wrap">` + stdhtml.EscapeString(t) + `</div>`
+		}
+		for _, p := range []struct {
+			b *strings.Builder
+			s string
+		}{{&tb, t}, {&hb, h}} {
+			if p.s == "" {
+				continue
+			}
+			if p.b.Len() > 0 {
+				p.b.WriteString("\n\n")
+			}
+			p.b.WriteString(p.s)
+		}
+	}
+	return tb.String(), hb.String()
 }
 
 // countingReader counts bytes and fails once more than max were read. It

@@ -275,9 +275,11 @@ func TestParseHTML(t *testing.T) {
 		t.Errorf("Text =\n%q\nwant\n%q", m.Text, want)
 	}
 
-	// With a text part, the text is the text part's.
+	// A text part and an HTML part side by side in multipart/mixed are two
+	// pieces of the mail, shown one after the other: each field holds both
+	// (issue 15; they used to be split, one per field).
 	m = mustParse(t, string(multipartWith("Content-Type: text/plain\r\n\r\nplain", "Content-Type: text/html\r\n\r\n<p>html</p>")))
-	if m.Text != "plain" || m.TextFromHTML || !strings.Contains(m.HTML, "<p>html</p>") {
+	if m.Text != "plain\n\nhtml" || m.TextFromHTML || !strings.Contains(m.HTML, "<p>html</p>") || !strings.Contains(m.HTML, ">plain</div>") {
 		t.Errorf("Text %q FromHTML %v HTML %q", m.Text, m.TextFromHTML, m.HTML)
 	}
 }

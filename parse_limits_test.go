@@ -168,8 +168,10 @@ func TestParseLimitTextBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := text + "\n\n" + text[:500]; m.Text != want {
-		t.Errorf("Text has %d bytes, want the first 1500 bytes of the parts (%d)", len(m.Text), len(want))
+	// The text parts' first 1500 bytes, then the HTML part rendered as text
+	// (a piece of the mail of its own, with its own budget).
+	if want := text + "\n\n" + text[:500] + "\n\n" + text; m.Text != want {
+		t.Errorf("Text has %d bytes, want the first 1500 bytes of the text parts and the HTML part's text (%d)", len(m.Text), len(want))
 	}
 	if !strings.Contains(m.HTML, text) {
 		t.Errorf("HTML within its own budget was cut: %d bytes", len(m.HTML))

@@ -6,6 +6,7 @@ import (
 	"io"
 	stdmime "mime"
 	"net/mail"
+	"regexp"
 	"strings"
 )
 
@@ -37,7 +38,7 @@ func Addresses[A any](d *Decoder, h Header, key string, mk func(name, address st
 		if strings.Contains(a.Name, "=?") { // an encoded word inside quotes: clients decode it too
 			a.Name = d.DecodeText(a.Name)
 		}
-		a.Name, a.Address = strings.ToValidUTF8(a.Name, "\uFFFD"), strings.ToValidUTF8(a.Address, "\uFFFD")
+		a.Name, a.Address = strings.ToValidUTF8(a.Name, "\uFFFD"), unquoteAddress(strings.ToValidUTF8(a.Address, "\uFFFD"))
 	}
 	// Display names come from encoded words, which may hold CR, LF or NUL;
 	// a quoted local part may too.
@@ -46,6 +47,19 @@ func Addresses[A any](d *Decoder, h Header, key string, mk func(name, address st
 		out = append(out, mk(d.SingleLine(key+" name", a.Name), d.SingleLine(key+" address", a.Address)))
 	}
 	return out
+}
+
+// encodedWord matches one RFC 2047 encoded word.
+var encodedWord = regexp.MustCompile(`^=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=`)
+
+// unquoteAddress drops stray quotes or apostrophes that wrap a whole
+// address ('ana@example.com'), which the grammar allows as part of the
+// local part and the domain but no mailer means.
+func unquoteAddress(a string) string {
+	if len(a) > 2 && (a[0] == '\'' || a[0] == '"') && a[len(a)-1] == a[0] && strings.Count(a, "@") == 1 {
+		return a[1 : len(a)-1]
+	}
+	return a
 }
 
 // mailbox is one address the lenient reading found.
@@ -123,6 +137,12 @@ func (d *Decoder) lenientAddresses(raw string) []mailbox {
 		case c == '"':
 			quoted = !quoted
 		case quoted:
+		case c == '=' && i+1 < len(s) && s[i+1] == '?':
+			// An encoded word is one token, whatever it holds: Outlook
+			// writes "Last, First" unquoted inside one.
+			if loc := encodedWord.FindStringIndex(s[i:]); loc != nil && loc[0] == 0 {
+				i += loc[1] - 1
+			}
 		case c == '<':
 			angle = true
 		case c == '>':
@@ -143,7 +163,8 @@ func (d *Decoder) lenientAddresses(raw string) []mailbox {
 			continue
 		}
 		if i, j := strings.LastIndex(item, "<"), strings.LastIndex(item, ">"); i >= 0 && j > i {
-			addr := strings.Join(strings.Fields(item[i+1:j]), "")
+			// Stray quotes or apostrophes around the address: <"a@b.pt">.
+			addr := strings.Trim(strings.Join(strings.Fields(item[i+1:j]), ""), `"'`)
 			if k := strings.LastIndexByte(addr, ':'); strings.HasPrefix(addr, "@") && k >= 0 { // obs-route
 				addr = addr[k+1:]
 			}

@@ -225,7 +225,9 @@ func (q *qpReader) decodeLine(o, line []byte, partial bool) []byte {
 	return append(o, eol...)
 }
 
-// uuReader decodes x-uuencode: the lines between "begin" and "end".
+// uuReader decodes x-uuencode: the lines between "begin" and "end". Some
+// mailers send the encoded lines alone, without "begin" and "end": the
+// first line that is a well-formed encoded line then starts the data.
 type uuReader struct {
 	br      *bufio.Reader
 	out     []byte
@@ -247,8 +249,10 @@ func (u *uuReader) Read(p []byte) (int, error) {
 		}
 		line = bytes.TrimRight(line, "\r\n")
 		switch {
-		case !u.begun:
-			u.begun = bytes.HasPrefix(line, []byte("begin "))
+		case !u.begun && bytes.HasPrefix(line, []byte("begin ")):
+			u.begun = true
+			continue
+		case !u.begun && !isUULine(line):
 			continue
 		case bytes.Equal(bytes.TrimSpace(line), []byte("end")):
 			u.err = io.EOF
@@ -276,4 +280,28 @@ func (u *uuReader) Read(p []byte) (int, error) {
 	n := copy(p, u.pending)
 	u.pending = u.pending[n:]
 	return n, nil
+}
+
+// isUULine reports whether line is a well-formed uuencoded data line: its
+// length character announces n bytes, and it holds the 4·⌈n/3⌉ characters
+// of the uuencode alphabet that encode them (a few trailing extra
+// characters, which some encoders add, are allowed).
+func isUULine(line []byte) bool {
+	if len(line) < 2 || line[0] < ' ' || line[0] > '`' {
+		return false
+	}
+	n := int((line[0] - ' ') & 63)
+	if n == 0 {
+		return false
+	}
+	need := (n + 2) / 3 * 4
+	if len(line)-1 < need || len(line)-1 > need+2 {
+		return false
+	}
+	for _, c := range line[1:] {
+		if c < ' ' || c > '`' {
+			return false
+		}
+	}
+	return true
 }
