@@ -28,7 +28,7 @@ func hasWarning(m *Message, part string) bool {
 // Broken From headers: the address a mail client would show is recovered.
 func TestParseBrokenFromRecovered(t *testing.T) {
 	cases := []struct {
-		name, from, extra string
+		name, from, extra  string
 		wantName, wantAddr string
 		warning            string
 	}{
