@@ -166,8 +166,9 @@ type parseState struct {
 	// units are the body's pieces in order: a text or HTML part on its
 	// own, or the renderings of one multipart/alternative.
 	units              []bodyUnit
-	altGroup, groups   int   // the innermost multipart/alternative being read (0: none), and a counter
-	textLeft, htmlLeft int64 // MaxTextBytes budgets
+	altGroup, groups   int    // the innermost multipart/alternative being read (0: none), and a counter
+	bodyCharset        string // a legacy charset detected in the body, for a header read as windows-1252
+	textLeft, htmlLeft int64  // MaxTextBytes budgets
 
 	memSpooled int64 // attachment bytes held in memory
 
@@ -202,6 +203,22 @@ func (ps *parseState) run() error {
 	ps.header(h)
 	if err := ps.walk(h, body, 0, ""); err != nil {
 		return err
+	}
+	if ps.dec.HeaderGuessed && ps.bodyCharset != "" {
+		// The header's undeclared 8-bit bytes fell back to windows-1252, and
+		// the body turned out to be in a legacy charset that was detected:
+		// a header is written by the same mailer, so read it again in that
+		// charset (short header values alone are too short to detect).
+		ps.dec.TopCharset, ps.dec.HeaderGuessed = ps.bodyCharset, false
+		kept := ps.msg.Warnings[:0]
+		for _, w := range ps.msg.Warnings {
+			if w != mime.HeaderFallbackWarning {
+				kept = append(kept, w)
+			}
+		}
+		ps.msg.Warnings = kept
+		clear(ps.msg.Header)
+		ps.header(h)
 	}
 	// Read whatever trails the last part so the size check sees the whole message.
 	if _, err := io.Copy(io.Discard, br); err != nil {
@@ -562,6 +579,9 @@ func (ps *parseState) addText(b []byte, mediaType string, params map[string]stri
 	s, warning := mime.DecodeCharset(b, params["charset"])
 	if warning != "" {
 		ps.warn("%s body %s", mediaType, warning)
+		if cs := mime.DetectedCharset(warning); cs != "" && ps.bodyCharset == "" {
+			ps.bodyCharset = cs
+		}
 	}
 	if strings.TrimSpace(s) == "" {
 		return

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message/charset"
+	"github.com/gogs/chardet"
 	"golang.org/x/text/encoding/charmap"
 )
 
@@ -43,6 +44,9 @@ func DecodeCharset(b []byte, label string) (string, string) {
 		if name == "" {
 			name = "us-ascii"
 		}
+		if s, found, ok := detectCharset(b); ok {
+			return s, fmt.Sprintf("is not valid %s: detected as %s", name, found)
+		}
 		return fixUTF8(b), fmt.Sprintf("is not valid %s: invalid bytes decoded as windows-1252", name)
 	case latin1Labels[cs]:
 		return decode1252(b), ""
@@ -65,6 +69,9 @@ func DecodeCharset(b []byte, label string) (string, string) {
 	}
 	if utf8.Valid(b) {
 		return string(b), fmt.Sprintf("is not valid %s: read as UTF-8", cs)
+	}
+	if s, found, ok := detectCharset(b); ok && found != cs {
+		return s, fmt.Sprintf("is not valid %s: detected as %s", cs, found)
 	}
 	if bad*100 > utf8.RuneCountInString(s) {
 		return decode1252(b), fmt.Sprintf("is not valid %s: decoded as windows-1252", cs)
@@ -111,6 +118,63 @@ func (d *Decoder) fixHeaderBytes(s string) string {
 			return dec
 		}
 	}
-	d.warnf("header has undeclared 8-bit bytes: decoded as windows-1252")
+	if dec, found, ok := detectCharset([]byte(s)); ok {
+		d.warnf("header has undeclared 8-bit bytes: detected as %s", found)
+		return dec
+	}
+	d.HeaderGuessed = true
+	d.warnf(HeaderFallbackWarning)
 	return fixUTF8([]byte(s))
+}
+
+// HeaderFallbackWarning is the warning of a header field whose undeclared
+// 8-bit bytes were read as windows-1252.
+const HeaderFallbackWarning = "header has undeclared 8-bit bytes: decoded as windows-1252"
+
+// DetectedCharset returns the charset DecodeCharset detected, from its
+// warning, or "".
+func DetectedCharset(warning string) string {
+	_, label, ok := strings.Cut(warning, "detected as ")
+	if !ok {
+		return ""
+	}
+	return label
+}
+
+// detectable are the legacy charsets detectCharset may answer: the
+// multi-byte East Asian ones and the Cyrillic ones, which windows-1252 —
+// the fallback otherwise — turns into mojibake. (Western single-byte text
+// is what windows-1252 reads right anyway.)
+var detectable = map[string]string{
+	"GB18030": "gb18030", "Big5": "big5", "Shift_JIS": "shift_jis", "EUC-JP": "euc-jp", "EUC-KR": "euc-kr",
+	"ISO-2022-JP": "iso-2022-jp", "KOI8-R": "koi8-r", "windows-1251": "windows-1251", "ISO-8859-5": "iso-8859-5",
+}
+
+// detectCharset guesses the charset of 8-bit bytes that are not valid in
+// the declared one (or have none), with github.com/gogs/chardet (the
+// maintained fork of saintfish/chardet, ICU's detectors). It answers only a
+// detectable charset found with enough confidence, and only when the bytes
+// then decode cleanly; otherwise ok is false and the caller falls back to
+// windows-1252.
+func detectCharset(b []byte) (s, label string, ok bool) {
+	if len(b) < 4 {
+		return "", "", false
+	}
+	res, err := chardet.NewTextDetector().DetectBest(b)
+	if err != nil || res == nil || res.Confidence < 30 {
+		return "", "", false
+	}
+	label, ok = detectable[res.Charset]
+	if !ok {
+		return "", "", false
+	}
+	r, err := charset.Reader(label, bytes.NewReader(b))
+	if err != nil {
+		return "", "", false
+	}
+	out, err := io.ReadAll(r)
+	if err != nil || bytes.Count(out, []byte("\uFFFD")) > bytes.Count(b, []byte("\uFFFD")) {
+		return "", "", false
+	}
+	return strings.ToValidUTF8(string(out), "\uFFFD"), label, true
 }

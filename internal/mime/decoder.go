@@ -27,6 +27,10 @@ type Decoder struct {
 	// TopCharset is the charset of the message's top-level Content-Type,
 	// used for undeclared 8-bit bytes in header fields as mail clients do.
 	TopCharset string
+	// HeaderGuessed is set when a header field's undeclared 8-bit bytes
+	// fell back to windows-1252: the caller may decode the header again
+	// with a charset it learns from the body.
+	HeaderGuessed bool
 
 	longLine []byte // ReadLine's buffer for header lines longer than a bufio buffer
 	fieldBuf []byte // ReadHeader's buffer for a field's unfolded value
