@@ -11,28 +11,34 @@ import (
 // The e-mail source fields a Mapping can read. A field named
 // "header:<Name>" reads any header (decoded, multiple values joined by ", ").
 const (
-	FieldFrom          = "from"         // "Name <address>"
-	FieldFromAddress   = "from.address" // sender's address
-	FieldFromName      = "from.name"    // sender's display name
-	FieldTo            = "to"           // recipients, comma-separated "Name <address>"
-	FieldCc            = "cc"
-	FieldReplyTo       = "reply_to"
-	FieldSubject       = "subject"
-	FieldBodyText      = "body.text" // text body, or the text rendering of an HTML-only mail
-	FieldBodyHTML      = "body.html" // sanitised HTML body
-	FieldDate          = "date"      // RFC 3339
-	FieldMessageID     = "message_id"
-	FieldInReplyTo     = "in_reply_to"
-	FieldReferences    = "references"  // space-separated Message-IDs
-	FieldAttachments   = "attachments" // file names, comma-separated; the ticket gets the attachments
-	HeaderFieldPrefix  = "header:"
-	maxTicketFieldName = 128
+	FieldFrom            = "from"         // "Name <address>"
+	FieldFromAddress     = "from.address" // sender's address
+	FieldFromName        = "from.name"    // sender's display name
+	FieldTo              = "to"           // recipients, comma-separated "Name <address>"
+	FieldCc              = "cc"
+	FieldReplyTo         = "reply_to"
+	FieldSubject         = "subject"
+	FieldBodyText        = "body.text" // text body, or the text rendering of an HTML-only mail
+	FieldBodyHTML        = "body.html" // sanitised HTML body
+	FieldDate            = "date"      // RFC 3339
+	FieldMessageID       = "message_id"
+	FieldInReplyTo       = "in_reply_to"
+	FieldReferences      = "references"       // space-separated Message-IDs
+	FieldAttachments     = "attachments"      // file names, comma-separated; the ticket gets the attachments
+	FieldInviteSummary   = "invite.summary"   // a calendar invitation's event title
+	FieldInviteStart     = "invite.start"     // its start, RFC 3339 (a date for all-day events)
+	FieldInviteEnd       = "invite.end"       // its end
+	FieldInviteOrganizer = "invite.organizer" // its organizer's address
+	FieldInviteLocation  = "invite.location"
+	HeaderFieldPrefix    = "header:"
+	maxTicketFieldName   = 128
 )
 
 var knownSourceFields = map[string]bool{
 	FieldFrom: true, FieldFromAddress: true, FieldFromName: true, FieldTo: true, FieldCc: true,
 	FieldReplyTo: true, FieldSubject: true, FieldBodyText: true, FieldBodyHTML: true, FieldDate: true,
 	FieldMessageID: true, FieldInReplyTo: true, FieldReferences: true, FieldAttachments: true,
+	FieldInviteSummary: true, FieldInviteStart: true, FieldInviteEnd: true, FieldInviteOrganizer: true, FieldInviteLocation: true,
 }
 
 // Mapping says, for one ticket type, which e-mail field fills which ticket
@@ -221,6 +227,8 @@ func SourceValue(msg *Message, field string) string {
 		return strings.Join(msg.InReplyTo, " ")
 	case FieldReferences:
 		return strings.Join(msg.References, " ")
+	case FieldInviteSummary, FieldInviteStart, FieldInviteEnd, FieldInviteOrganizer, FieldInviteLocation:
+		return inviteValue(msg.Invite, field)
 	case FieldAttachments:
 		names := make([]string, 0, len(msg.Attachments))
 		for _, a := range msg.Attachments {
@@ -237,4 +245,33 @@ func joinAddresses(list []Address) string {
 		parts[i] = a.String()
 	}
 	return strings.Join(parts, ", ")
+}
+
+// inviteValue is one field of a calendar invitation, "" without one.
+func inviteValue(inv *Invite, field string) string {
+	if inv == nil {
+		return ""
+	}
+	when := func(t time.Time) string {
+		switch {
+		case t.IsZero():
+			return ""
+		case inv.AllDay:
+			return t.Format(time.DateOnly)
+		}
+		return t.Format(time.RFC3339)
+	}
+	switch field {
+	case FieldInviteSummary:
+		return inv.Summary
+	case FieldInviteStart:
+		return when(inv.Start)
+	case FieldInviteEnd:
+		return when(inv.End)
+	case FieldInviteOrganizer:
+		return inv.Organizer
+	case FieldInviteLocation:
+		return inv.Location
+	}
+	return ""
 }

@@ -57,6 +57,9 @@ type Message struct {
 	RemoteContent []string
 	// Attachments are attachments and inline parts, in the order they appear.
 	Attachments []*Attachment
+	// Invite is the first event of a calendar invitation (a text/calendar
+	// part, kept among the attachments as its .ics too), or nil.
+	Invite *Invite
 	// Header holds every header field, decoded, by canonical name.
 	Header textproto.MIMEHeader
 	// Size is the raw size in bytes.
@@ -66,6 +69,19 @@ type Message struct {
 	Warnings []string
 
 	closers []io.Closer
+}
+
+// Invite is what a calendar invitation (iCalendar, RFC 5545) says of its
+// event.
+type Invite struct {
+	Method    string // REQUEST, CANCEL, REPLY …
+	UID       string
+	Summary   string
+	Location  string
+	Organizer string // the organizer's address
+	Start     time.Time
+	End       time.Time
+	AllDay    bool // Start is a date: the event lasts whole days
 }
 
 // Attachment is an attachment or inline part of a message.

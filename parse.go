@@ -531,6 +531,14 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 	if filename == "" && mediaType == "message/rfc822" {
 		filename = "message.eml"
 	}
+	if mediaType == "text/calendar" || mediaType == "application/ics" {
+		if filename == "" {
+			filename = "invite.ics"
+		}
+		if ps.msg.Invite == nil {
+			ps.readInvite(sp)
+		}
+	}
 	ps.msg.Attachments = append(ps.msg.Attachments, &Attachment{
 		Filename:    filename,
 		ContentType: mediaType,
@@ -540,6 +548,19 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 		open:        sp.Open,
 	})
 	return nil
+}
+
+// readInvite reads the event of a calendar part.
+func (ps *parseState) readInvite(sp *spool) {
+	rc, err := sp.Open()
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	if ev, ok := mime.ParseCalendar(rc); ok {
+		ps.msg.Invite = &Invite{Method: ev.Method, UID: ev.UID, Summary: ev.Summary, Location: ev.Location,
+			Organizer: ev.Organizer, Start: ev.Start, End: ev.End, AllDay: ev.AllDay}
+	}
 }
 
 func (ps *parseState) threshold() int {
