@@ -12,6 +12,7 @@ import (
 
 	_ "github.com/emersion/go-message/charset" // windows-1252, ISO-2022-JP, iso-8859-*, …
 	"github.com/microcosm-cc/bluemonday"
+	"github.com/teamwork/tnef"
 
 	"github.com/mailsync/mailsync/internal/mime"
 )
@@ -531,6 +532,7 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 	if filename == "" && mediaType == "message/rfc822" {
 		filename = "message.eml"
 	}
+	isTNEF := mediaType == "application/ms-tnef" || mediaType == "application/vnd.ms-tnef" || strings.EqualFold(filename, "winmail.dat")
 	if mediaType == "text/calendar" || mediaType == "application/ics" {
 		if filename == "" {
 			filename = "invite.ics"
@@ -539,6 +541,11 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 			ps.readInvite(sp)
 		}
 	}
+	defer func() {
+		if isTNEF { // after the winmail.dat itself, which stays
+			ps.expandTNEF(sp)
+		}
+	}()
 	ps.msg.Attachments = append(ps.msg.Attachments, &Attachment{
 		Filename:    filename,
 		ContentType: mediaType,
@@ -548,6 +555,70 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 		open:        sp.Open,
 	})
 	return nil
+}
+
+// MaxTNEFBytes bounds the winmail.dat that is expanded (the TNEF decoder
+// holds it whole in memory); a larger one stays as it is, with a warning.
+const MaxTNEFBytes = 32 << 20
+
+// expandTNEF expands Outlook's winmail.dat (application/ms-tnef) into its
+// attachments and body with github.com/teamwork/tnef; the winmail.dat
+// stays among the attachments. The decoder panics on some malformed files
+// and reads only the plain and HTML body (not compressed RTF): a failure
+// leaves the winmail.dat as it is, with a warning.
+func (ps *parseState) expandTNEF(sp *spool) {
+	if sp.Size() > MaxTNEFBytes {
+		ps.warn("winmail.dat of %d bytes not expanded (more than %d)", sp.Size(), MaxTNEFBytes)
+		return
+	}
+	rc, err := sp.Open()
+	if err != nil {
+		return
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return
+	}
+	t, err := decodeTNEF(data)
+	if err != nil {
+		ps.warn("winmail.dat could not be expanded (%v): kept as it is", err)
+		return
+	}
+	for i, a := range t.Attachments {
+		if a == nil || len(a.Data) == 0 {
+			continue
+		}
+		name := ps.dec.AttachmentName(a.Title)
+		if name == "" {
+			name = fmt.Sprintf("winmail-%d.bin", i+1)
+		}
+		b := a.Data
+		ps.msg.Attachments = append(ps.msg.Attachments, &Attachment{
+			Filename: name, ContentType: "application/octet-stream", Size: int64(len(b)),
+			open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+		})
+	}
+	if len(t.BodyHTML) > 0 {
+		ps.addText(t.BodyHTML, "text/html", nil)
+	} else if len(t.Body) > 0 {
+		ps.addText(t.Body, "text/plain", nil)
+	}
+	ps.warn("winmail.dat expanded: %d attachments", len(t.Attachments))
+}
+
+// decodeTNEF runs the TNEF decoder, turning its panics on malformed input
+// into an error.
+func decodeTNEF(data []byte) (d *tnef.Data, err error) {
+	if len(data) < 6 {
+		return nil, tnef.ErrNoMarker
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			d, err = nil, fmt.Errorf("malformed TNEF: %v", r)
+		}
+	}()
+	return tnef.Decode(data)
 }
 
 // readInvite reads the event of a calendar part.
