@@ -20,6 +20,7 @@ require (
 	github.com/riverqueue/river/riverdriver/riverpgxv5 v0.51.2
 	github.com/riverqueue/river/riverdriver/riversqlite v0.51.2
 	github.com/riverqueue/river/rivertype v0.51.2
+	github.com/smallstep/pkcs7 v0.2.3
 	github.com/teamwork/tnef v0.0.0-20200108124832-7deabccfdb32
 	go.etcd.io/bbolt v1.4.3
 	go.opentelemetry.io/otel v1.47.0

@@ -60,6 +60,8 @@ type Message struct {
 	// Invite is the first event of a calendar invitation (a text/calendar
 	// part, kept among the attachments as its .ics too), or nil.
 	Invite *Invite
+	// Signature is the S/MIME signature of a signed message, or nil.
+	Signature *Signature
 	// Header holds every header field, decoded, by canonical name.
 	Header textproto.MIMEHeader
 	// Size is the raw size in bytes.

@@ -103,6 +103,10 @@ type Parser struct {
 	// tell its sender (tracking pixels); their URLs are listed in
 	// Message.RemoteContent either way, for a "show remote content" button.
 	AllowRemoteImages bool
+	// SMIME opens S/MIME mail: signatures verified against SMIME.Roots,
+	// encrypted mail decrypted with the key SMIME.Key gives. Signed mail
+	// is opened (its content becomes the body) even without them.
+	SMIME SMIME
 
 	policy *bluemonday.Policy
 	bufs   *bufferPool // set by Sync: spool buffers reused across messages
@@ -338,7 +342,7 @@ func (ps *parseState) fail(err error) error {
 		return fmt.Errorf("%w: larger than %d bytes", ErrOversized, ps.lim.MaxMessageBytes)
 	case c.err != nil:
 		return fmt.Errorf("mailsync: reading message: %w", c.err)
-	case errors.Is(err, ErrMalformed) || errors.Is(err, ErrOversized):
+	case errors.Is(err, ErrMalformed) || errors.Is(err, ErrOversized) || errors.Is(err, ErrEncrypted):
 		return err
 	}
 	if me := (*mime.MalformedError)(nil); errors.As(err, &me) {
@@ -461,7 +465,7 @@ func (ps *parseState) walk(h mime.Header, body io.Reader, depth int, parentType 
 		}
 		mediaType = "text/plain"
 	}
-	return ps.leaf(h, body, mediaType, params, parentType)
+	return ps.leaf(h, body, mediaType, params, parentType, depth)
 }
 
 func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, depth int) error {
@@ -502,7 +506,7 @@ func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, dept
 }
 
 // leaf handles a non-multipart entity: a body or an attachment.
-func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, params map[string]string, parentType string) error {
+func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, params map[string]string, parentType string, depth int) error {
 	disp, dparams := ps.dec.ParseParams(h.Get("Content-Disposition"))
 	filename := dparams["filename"]
 	if filename == "" {
@@ -512,6 +516,21 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 		filename = ps.dec.AttachmentName(filename)
 	}
 	r := ps.dec.TransferDecoder(h.Get("Content-Transfer-Encoding"), body)
+	if isPKCS7Mime(mediaType, filename) && (depth == 0 || params["smime-type"] != "") {
+		// Opaque S/MIME (the whole message, or a part that says so): open
+		// it, so its content becomes the ticket rather than an empty ticket
+		// with an smime.p7m attachment. A .p7m file attached to a mail
+		// stays an attachment.
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, r); err != nil {
+			return err
+		}
+		opened, err := ps.smime(bytes.NewReader(buf.Bytes()), depth)
+		if err != nil || opened {
+			return err
+		}
+		r = bytes.NewReader(buf.Bytes()) // kept as it is
+	}
 	isBody := disp != "attachment" && filename == "" && (mediaType == "text/plain" || mediaType == "text/html")
 	if isBody {
 		return ps.body(r, mediaType, params)
@@ -531,6 +550,12 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 	cid := strings.TrimSpace(mime.MsgIDOrRaw(ps.dec.SingleLine("Content-Id", h.Get("Content-Id"))))
 	if filename == "" && mediaType == "message/rfc822" {
 		filename = "message.eml"
+	}
+	if mediaType == "application/pkcs7-signature" || mediaType == "application/x-pkcs7-signature" {
+		if filename == "" {
+			filename = "smime.p7s"
+		}
+		defer ps.detachedSignature(sp)
 	}
 	isTNEF := mediaType == "application/ms-tnef" || mediaType == "application/vnd.ms-tnef" || strings.EqualFold(filename, "winmail.dat")
 	if mediaType == "text/calendar" || mediaType == "application/ics" {

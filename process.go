@@ -339,8 +339,11 @@ func (e *engine) quarantineUnfetched(ctx context.Context, ref MessageRef) (*acce
 }
 
 func kindOf(err error) error {
-	if errors.Is(err, ErrOversized) {
+	switch {
+	case errors.Is(err, ErrOversized):
 		return ErrOversized
+	case errors.Is(err, ErrEncrypted):
+		return ErrEncrypted
 	}
 	return ErrMalformed
 }
