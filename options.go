@@ -67,6 +67,12 @@ func WithRemoteImages(allow bool) Option {
 	return func(o *options) { o.parser.AllowRemoteImages = allow }
 }
 
+// WithSMIME sets how S/MIME mail is verified and decrypted (see SMIME):
+// the trust roots, and the callback that hands over a decryption key for
+// one message. Without it signed mail is still opened (not verified) and
+// encrypted mail is quarantined with ErrEncrypted.
+func WithSMIME(s SMIME) Option { return func(o *options) { o.parser.SMIME = s } }
+
 // WithTempDir sets where large messages and attachments are spooled.
 func WithTempDir(dir string) Option { return func(o *options) { o.parser.TempDir = dir } }
 
