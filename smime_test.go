@@ -160,6 +160,12 @@ func TestParseSMIMEEncrypted(t *testing.T) {
 	if rep.Quarantined != 1 || len(q) != 1 || !errors.Is(q[0].Err, ErrEncrypted) || len(sink.Tickets()) != 0 {
 		t.Fatalf("report %+v quarantined %+v", rep, q)
 	}
+	// With the key through WithSMIME: a ticket with the decrypted text.
+	sink = NewMemorySink()
+	rep, err = Sync(context.Background(), &oneMessage{raw: raw}, DefaultMapping("incident"), sink, WithSMIME(p.SMIME))
+	if err != nil || rep.Created != 1 || !strings.Contains(sink.FieldValues("description")[0], "assinado") {
+		t.Fatalf("with the key: %+v %v", rep, err)
+	}
 }
 
 // multipart/signed: the content is the body; the signer is reported, not verified.
