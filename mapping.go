@@ -23,12 +23,13 @@ const (
 	FieldDate            = "date"      // RFC 3339
 	FieldMessageID       = "message_id"
 	FieldInReplyTo       = "in_reply_to"
-	FieldReferences      = "references"       // space-separated Message-IDs
-	FieldAttachments     = "attachments"      // file names, comma-separated; the ticket gets the attachments
-	FieldInviteSummary   = "invite.summary"   // a calendar invitation's event title
-	FieldInviteStart     = "invite.start"     // its start, RFC 3339 (a date for all-day events)
-	FieldInviteEnd       = "invite.end"       // its end
-	FieldInviteOrganizer = "invite.organizer" // its organizer's address
+	FieldReferences      = "references"         // space-separated Message-IDs
+	FieldAttachments     = "attachments"        // file names, comma-separated; the ticket gets the attachments
+	FieldInlineImages    = "attachments.inline" // file names of the inline parts the HTML body shows
+	FieldInviteSummary   = "invite.summary"     // a calendar invitation's event title
+	FieldInviteStart     = "invite.start"       // its start, RFC 3339 (a date for all-day events)
+	FieldInviteEnd       = "invite.end"         // its end
+	FieldInviteOrganizer = "invite.organizer"   // its organizer's address
 	FieldInviteLocation  = "invite.location"
 	HeaderFieldPrefix    = "header:"
 	maxTicketFieldName   = 128
@@ -38,7 +39,7 @@ var knownSourceFields = map[string]bool{
 	FieldFrom: true, FieldFromAddress: true, FieldFromName: true, FieldTo: true, FieldCc: true,
 	FieldReplyTo: true, FieldSubject: true, FieldBodyText: true, FieldBodyHTML: true, FieldDate: true,
 	FieldMessageID: true, FieldInReplyTo: true, FieldReferences: true, FieldAttachments: true,
-	FieldInviteSummary: true, FieldInviteStart: true, FieldInviteEnd: true, FieldInviteOrganizer: true, FieldInviteLocation: true,
+	FieldInlineImages: true, FieldInviteSummary: true, FieldInviteStart: true, FieldInviteEnd: true, FieldInviteOrganizer: true, FieldInviteLocation: true,
 }
 
 // Mapping says, for one ticket type, which e-mail field fills which ticket
@@ -229,10 +230,14 @@ func SourceValue(msg *Message, field string) string {
 		return strings.Join(msg.References, " ")
 	case FieldInviteSummary, FieldInviteStart, FieldInviteEnd, FieldInviteOrganizer, FieldInviteLocation:
 		return inviteValue(msg.Invite, field)
-	case FieldAttachments:
+	case FieldAttachments, FieldInlineImages:
+		// The parts the HTML body shows are part of the body, not listed
+		// again as attachments; "attachments.inline" lists them.
 		names := make([]string, 0, len(msg.Attachments))
 		for _, a := range msg.Attachments {
-			names = append(names, a.Filename)
+			if a.Referenced == (field == FieldInlineImages) {
+				names = append(names, a.Filename)
+			}
 		}
 		return strings.Join(names, ", ")
 	}

@@ -97,8 +97,17 @@ type Attachment struct {
 	ContentType string
 	// ContentID is the inline part's Content-ID, without angle brackets.
 	ContentID string
-	// Inline is true for a Content-Disposition: inline part.
+	// ContentLocation is the part's Content-Location, another way HTML
+	// refers to an inline part.
+	ContentLocation string
+	// Inline is true for a part shown inside the HTML body: one the HTML
+	// refers to (by cid: or Content-Location). An inline part the HTML never
+	// refers to is listed as an ordinary attachment (Inline false).
 	Inline bool
+	// Referenced is true when the HTML body refers to the part, which is
+	// then part of the body: the "attachments" mapping field leaves it out
+	// ("attachments.inline" lists these), so it is not shown twice.
+	Referenced bool
 	// Size is the decoded size in bytes.
 	Size int64
 

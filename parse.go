@@ -173,6 +173,7 @@ type parseState struct {
 	units              []bodyUnit
 	altGroup, groups   int    // the innermost multipart/alternative being read (0: none), and a counter
 	bodyCharset        string // a legacy charset detected in the body, for a header read as windows-1252
+	images             int    // nameless images named so far
 	textLeft, htmlLeft int64  // MaxTextBytes budgets
 
 	memSpooled int64 // attachment bytes held in memory
@@ -232,6 +233,7 @@ func (ps *parseState) run() error {
 	ps.msg.Size = ps.counter.n
 	ps.msg.Text, ps.msg.HTML = ps.renderings()
 	ps.msg.RemoteContent = ps.remote.URLs
+	ps.linkInline()
 	if ps.remote.Dropped > 0 {
 		ps.warn("%d remote image URLs not listed in RemoteContent (more than %d, or longer than %d bytes)", ps.remote.Dropped, mime.MaxRemoteContent, mime.MaxRemoteURL)
 	}
@@ -571,13 +573,19 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 			ps.expandTNEF(sp)
 		}
 	}()
+	if filename == "" && strings.HasPrefix(mediaType, "image/") {
+		// Outlook's nameless inline images: image001.png, as Outlook names them.
+		ps.images++
+		filename = fmt.Sprintf("image%03d.%s", ps.images, imageExt(mediaType))
+	}
 	ps.msg.Attachments = append(ps.msg.Attachments, &Attachment{
-		Filename:    filename,
-		ContentType: mediaType,
-		ContentID:   cid,
-		Inline:      disp == "inline" || (disp == "" && cid != "" && parentType == "multipart/related"),
-		Size:        sp.Size(),
-		open:        sp.Open,
+		Filename:        filename,
+		ContentType:     mediaType,
+		ContentID:       cid,
+		ContentLocation: ps.dec.SingleLine("Content-Location", strings.TrimSpace(h.Get("Content-Location"))),
+		Inline:          disp == "inline" || (disp == "" && cid != "" && parentType == "multipart/related"),
+		Size:            sp.Size(),
+		open:            sp.Open,
 	})
 	return nil
 }

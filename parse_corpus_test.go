@@ -296,7 +296,8 @@ func TestParseCorpusAttachments(t *testing.T) {
 		// Content-Disposition: attachment; filename="api.rb" (Content-Type name="hello.rb" loses)
 		{"attachment_emails/attachment_content_disposition.eml", []att{{filename: "api.rb", contentType: "text/x-ruby-script", size: 28, content: "puts \"Hello, world!\"\r\ngets\r\n"}}},
 		// An inline image referenced by Content-ID, without a name
-		{"attachment_emails/attachment_content_location.eml", []att{{contentType: "image/jpeg", contentID: "qbFGyPQAS8", inline: true, size: 227}}},
+		// A nameless inline image gets a name by its type, as Outlook names them (issue 15).
+		{"attachment_emails/attachment_content_location.eml", []att{{filename: "image001.jpg", contentType: "image/jpeg", contentID: "qbFGyPQAS8", inline: true, size: 227}}},
 		// filename*=ISO-8859-1''Eelanal%FC%FCsi%20p%E4ring.jpg
 		{"attachment_emails/attachment_with_quoted_filename.eml", []att{{filename: "Eelanalüüsi päring.jpg", contentType: "image/jpeg", inline: true, size: 1952, prefix: "\xff\xd8\xff"}}},
 		// filename=ciële.txt: raw UTF-8 in an unquoted parameter

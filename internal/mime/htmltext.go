@@ -209,6 +209,24 @@ const (
 	urlRemote                // http, https or scheme-relative
 )
 
+// InlineLocationAttr holds a relative image reference (src or background)
+// that may name an inline part by its Content-Location.
+const InlineLocationAttr = "data-inline-location"
+
+// isPlainRelative reports whether u is a relative URL that may name a part
+// ("image001.png", "images/logo.png"): no scheme, not starting with "/",
+// "." or "#".
+func isPlainRelative(u string) bool {
+	u = strings.TrimSpace(u)
+	if u == "" || strings.HasPrefix(u, "/") || strings.HasPrefix(u, "#") || strings.HasPrefix(u, ".") {
+		return false // scheme- or root-relative, a fragment, or a path up: never a part's name
+	}
+	if i := strings.IndexAny(u, ":/?#"); i >= 0 && u[i] == ':' {
+		return false // has a scheme
+	}
+	return true
+}
+
 func classifyURL(u string) urlKind {
 	u = strings.TrimSpace(u)
 	l := strings.ToLower(u[:min(len(u), 8)])
@@ -285,7 +303,7 @@ func (rw *RemoteRewriter) Rewrite(src string) string {
 // rewrittenAttrs are the attributes tag may change (sanitised HTML has
 // lower-case attribute names followed by "=").
 var rewrittenAttrs = [][]byte{
-	[]byte("src="), []byte("srcset="), []byte("background="), []byte("align="), []byte("width="),
+	[]byte("src="), []byte("href="), []byte("srcset="), []byte("background="), []byte("align="), []byte("width="),
 	[]byte("height="), []byte("cellpadding="), []byte("cellspacing="), []byte("border="),
 }
 
@@ -317,6 +335,16 @@ func (rw *RemoteRewriter) tag(tok *html.Token) bool {
 				}
 			case urlDrop:
 				keep = false
+				if isPlainRelative(a.Val) {
+					// Maybe an inline part's Content-Location: inert here,
+					// resolved by the host through Message.InlineHTML.
+					a.Key, a.Val, keep = InlineLocationAttr, strings.TrimSpace(a.Val), true
+				}
+				changed = true
+			}
+		case "href":
+			if isPlainRelative(a.Val) {
+				keep, changed = false, true
 			}
 		case "srcset":
 			remote, drop, n := false, false, 0

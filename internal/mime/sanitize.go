@@ -23,6 +23,11 @@ var defaultHTMLPolicy = NewHTMLPolicy()
 func NewHTMLPolicy() *bluemonday.Policy {
 	pol := bluemonday.UGCPolicy()
 	pol.AllowURLSchemes("mailto", "http", "https", "cid")
+	// Relative URLs pass the policy so that RemoteRewriter can keep a
+	// relative image reference (an inline part's Content-Location) inert in
+	// data-inline-location; it drops every other relative URL, which would
+	// load from the helpdesk's own site.
+	pol.AllowRelativeURLs(true)
 	// Keep the layout of mail, not its power over the page that shows it: a
 	// style attribute keeps only these properties, each value checked by
 	// bluemonday's CSS handler for it and, for lengths, by cssBounds.
