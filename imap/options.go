@@ -122,7 +122,7 @@ const (
 type config struct {
 	conn     mailsync.Connection
 	opts     Options // Folder is "", Folders the folders read (at least one)
-	addr     string // host:port
+	addr     string  // host:port
 	port     int
 	security Security
 	mech     string // "" for LOGIN

@@ -34,7 +34,7 @@ type session struct {
 
 	selected   bool   // selName is selected (read-write)
 	selName    string // the configured folder name last selected or examined
-	delim      rune // the server's hierarchy separator, once known
+	delim      rune   // the server's hierarchy separator, once known
 	delimKnown bool
 	ns         *imap.NamespaceData // the server's namespaces, once known (nil: none)
 	nsKnown    bool
