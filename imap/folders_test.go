@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/connectortest"
 	mimap "github.com/mailsync/mailsync/imap"
 	"github.com/mailsync/mailsync/internal/dovecottest"
 )
@@ -304,5 +305,47 @@ func TestFoldersOptionValidation(t *testing.T) {
 	err = c.Ack(context.Background(), []mailsync.MessageRef{{Key: "1:1"}}, mailsync.PostAction{Kind: mailsync.MoveToFolder, Folder: "Support"})
 	if !errors.Is(err, mailsync.ErrInvalidConfig) {
 		t.Errorf("moving into a folder being read: %v; want a config error", err)
+	}
+}
+
+// The conformance suite with a second (empty) folder in Options.Folders:
+// the several-folder cursor, and Fetch and Ack selecting the source folder
+// again after List selected the other. (The suite's Check test takes the
+// first folder for the source, so the source stays first here; keys of a
+// second folder are covered by TestDovecotFoldersIndependentCursors.)
+func TestConformanceDovecotTwoFolders(t *testing.T) {
+	connectortest.Run(t, func(ctx context.Context, t *testing.T) (connectortest.Harness, error) {
+		h := newDovecot(t, dovecottest.Options{}, mimap.ImplicitTLS)
+		h.srv.Doveadm(t, "mailbox", "create", "-u", h.user, "Other")
+		h.opts.Folders = []string{"INBOX", "Other"}
+		return h, nil
+	})
+}
+
+// A changed UIDVALIDITY in one folder re-lists that folder only.
+func TestDovecotFoldersUIDValidityChangeInOne(t *testing.T) {
+	ctx := testCtx(t)
+	h := newDovecot(t, dovecottest.Options{}, mimap.ImplicitTLS)
+	for i := 1; i <= 2; i++ {
+		h.srv.Deliver(t, h.user, "INBOX", mail(i, "inbox"))
+		h.srv.Deliver(t, h.user, "Support", mail(10+i, "support"))
+	}
+	h.opts.Folders = []string{"INBOX", "Support"}
+	l, err := h.connector(t).List(ctx, "")
+	if err != nil || len(l.Messages) != 4 {
+		t.Fatalf("full list: %+v, %v", l, err)
+	}
+	h.srv.SetUIDValidity(t, h.user, "Support", 777)
+	l2, err := h.connector(t).List(ctx, l.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l2.Messages) != 2 || len(l2.Notes) != 1 || !strings.Contains(l2.Notes[0], `"Support"`) {
+		t.Fatalf("after Support's UIDVALIDITY changed: %+v", l2)
+	}
+	for _, m := range l2.Messages {
+		if m.Folder != "Support" || !strings.HasPrefix(m.Key, "Support/777:") {
+			t.Fatalf("re-listed %+v; want Support's messages under UIDVALIDITY 777", m)
+		}
 	}
 }
