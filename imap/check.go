@@ -53,6 +53,10 @@ type CheckResult struct {
 type FolderCheck struct {
 	// Name is the folder's name as configured.
 	Name string
+	// Mailbox is the folder's name on the server, written with "/" as the
+	// hierarchy separator like Mailbox.Name ("INBOX/Support" when the
+	// server put "Support" in its personal namespace "INBOX.").
+	Mailbox string
 	// Messages is its message count.
 	Messages uint32
 	// UIDValidity and UIDNext are the folder's identifiers.
@@ -109,10 +113,14 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (*CheckR
 			if i == 0 {
 				res.Messages, res.UIDValidity, res.UIDNext = sel.NumMessages, sel.UIDValidity, uint32(sel.UIDNext)
 			}
-			res.Read = append(res.Read, FolderCheck{Name: folder, Messages: sel.NumMessages, UIDValidity: sel.UIDValidity, UIDNext: uint32(sel.UIDNext)})
+			res.Read = append(res.Read, FolderCheck{Name: folder, Mailbox: s.selMailbox,
+				Messages: sel.NumMessages, UIDValidity: sel.UIDValidity, UIDNext: uint32(sel.UIDNext)})
 		}
 		var err error
 		res.Mailboxes, err = s.mailboxes(ctx)
+		for i := range res.Read {
+			res.Read[i].Mailbox = s.slashName(res.Read[i].Mailbox)
+		}
 		return err
 	})
 	if err != nil {
@@ -168,6 +176,9 @@ func (s *session) mailboxes(ctx context.Context) ([]Mailbox, error) {
 		if slices.Contains(d.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(d.Attrs, imap.MailboxAttrNonExistent) || len(out) == maxMailboxes {
 			continue
 		}
+		if s.delim == 0 && d.Delim != 0 {
+			s.delim, s.delimKnown = d.Delim, true
+		}
 		name := s.cfg.redactText(d.Mailbox)
 		if d.Delim != 0 && d.Delim != '/' {
 			name = strings.ReplaceAll(name, string(d.Delim), "/")
@@ -192,6 +203,15 @@ func (s *session) mailboxes(ctx context.Context) ([]Mailbox, error) {
 	return out, nil
 }
 
+// slashName writes a server mailbox name with "/" as the hierarchy
+// separator, once the separator is known.
+func (s *session) slashName(name string) string {
+	if s.delim != 0 && s.delim != '/' {
+		return strings.ReplaceAll(name, string(s.delim), "/")
+	}
+	return name
+}
+
 // Check implements mailsync.Checker with the package's Check on the
 // connector's configuration (a separate connection).
 func (c *Connector) Check(ctx context.Context) (*mailsync.CheckResult, error) {
@@ -210,7 +230,7 @@ func (c *Connector) Check(ctx context.Context) (*mailsync.CheckResult, error) {
 			continue
 		}
 		for _, f := range r.Read {
-			if f.Name == m.Name {
+			if sameFolder(f.Mailbox, m.Name) {
 				warnings = append(warnings, fmt.Sprintf("folder %q is the account's junk folder (\\Junk): its spam becomes tickets", f.Name))
 			}
 		}

@@ -127,7 +127,7 @@ func (s *session) selectFolder(ctx context.Context, name string, readOnly bool) 
 		if names[0] != folder {
 			tried = fmt.Sprintf(" (also tried %q in the personal namespace)", names[0])
 			if d, err2 := s.client.Select(names[0], &imap.SelectOptions{ReadOnly: readOnly}).Wait(); err2 == nil {
-				data, err = d, nil
+				data, err, folder = d, nil, names[0]
 			} else if _, ok := s.refusal(ctx, err2); !ok {
 				err = err2
 			}
@@ -145,7 +145,7 @@ func (s *session) selectFolder(ctx context.Context, name string, readOnly bool) 
 		return nil, s.check(ctx, "select", err)
 	}
 	s.sel = *data
-	s.selected, s.selName = !readOnly, name
+	s.selected, s.selName, s.selMailbox = !readOnly, name, folder
 	return data, nil
 }
 

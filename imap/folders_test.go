@@ -349,3 +349,24 @@ func TestDovecotFoldersUIDValidityChangeInOne(t *testing.T) {
 		}
 	}
 }
+
+// With a Courier namespace, "Junk" is "INBOX.Junk" on the server: Check
+// names the server's folder and still warns that Junk is read.
+func TestDovecotCheckJunkInCourierNamespace(t *testing.T) {
+	ctx := testCtx(t)
+	h := newDovecot(t, dovecottest.Options{CourierNamespace: true}, mimap.ImplicitTLS)
+	h.srv.Deliver(t, h.user, "INBOX", mail(1, "inbox"))
+	h.srv.Deliver(t, h.user, "Junk", mail(2, "spam"))
+	h.opts.Folders = []string{"INBOX", "Junk"}
+	gen, err := h.connector(t).Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := gen.Details.(*mimap.CheckResult)
+	if len(res.Read) != 2 || res.Read[1].Mailbox != "INBOX/Junk" || res.Read[1].Messages != 1 {
+		t.Fatalf("Read = %+v", res.Read)
+	}
+	if len(gen.Warnings) != 1 || !strings.Contains(gen.Warnings[0], `"Junk"`) {
+		t.Fatalf("warnings %q (mailboxes %+v)", gen.Warnings, res.Mailboxes)
+	}
+}

@@ -34,6 +34,7 @@ type session struct {
 
 	selected   bool   // selName is selected (read-write)
 	selName    string // the configured folder name last selected or examined
+	selMailbox string // the server's name of that folder
 	delim      rune   // the server's hierarchy separator, once known
 	delimKnown bool
 	ns         *imap.NamespaceData // the server's namespaces, once known (nil: none)
