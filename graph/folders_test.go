@@ -239,3 +239,24 @@ func TestFoldersOptionValidation(t *testing.T) {
 		}
 	}
 }
+
+// A several-folder cursor whose link points elsewhere, or that is not the
+// expected JSON, is not followed: the folders are listed whole, with a note.
+func TestFoldersCursorNotFollowedElsewhere(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	e.fake.AddFolder("Support")
+	e.deliverTo("inbox", 1, "in")
+	e.deliverTo("Support", 1, "sup")
+	two := func(o *graph.Options) { o.Folders = []string{"inbox", "Support"} }
+	for _, bad := range []mailsync.Cursor{
+		`{"v":2,"delta":{"inbox":"https://evil.example/v1.0/users/x/messages/delta()"}}`,
+		`{"v":3,"delta":{}}`,
+		`{"v":2,"delta":`,
+	} {
+		l, err := e.connector(two).List(ctx, bad)
+		if err != nil || len(l.Messages) != 2 || len(l.Notes) != 1 || !strings.Contains(l.Notes[0], "not usable") {
+			t.Fatalf("cursor %s: %v, %d messages, notes %q", bad, err, len(l.Messages), l.Notes)
+		}
+	}
+}
