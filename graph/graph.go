@@ -2,7 +2,8 @@
 // Online mailboxes through Microsoft Graph (msgraph-sdk-go).
 //
 // It reads one mail folder of the connection's user (conn.User: user
-// principal name or object id) with the delta query:
+// principal name or object id), or several (Options.Folders), each with
+// the delta query and its own delta link in the cursor:
 //
 //   - List follows every @odata.nextLink page and returns the
 //     @odata.deltaLink as the cursor, so a sync with nothing new is one
@@ -76,8 +77,17 @@ const DefaultBaseURL = "https://graph.microsoft.com/v1.0"
 type Options struct {
 	// Folder is the folder to read: a well-known name (inbox, archive,
 	// junkemail, …), a display name of a top-level folder, or a path of
-	// display names separated by "/". Default "inbox".
+	// display names separated by "/". Default "inbox". Set Folder or
+	// Folders, not both.
 	Folder string
+	// Folders are the folders to read, named like Folder, e.g. {"inbox",
+	// "Support"}. Each has its own delta link in the cursor, so new mail in
+	// one lists only that. Only the listed folders are read: junkemail and
+	// every other folder are never read unless named here. Keys are the
+	// messages' immutable ids, unique in the mailbox, whichever folder
+	// lists them; each listed message's MessageRef.Folder is its folder's
+	// name as written here, which routing rules can test ("folder").
+	Folders []string
 	// BaseURL is the service root. Default DefaultBaseURL; national clouds
 	// (https://graph.microsoft.us/v1.0, …) and tests change it. It must be https.
 	BaseURL string
@@ -136,9 +146,10 @@ type Connector struct {
 	trans   http.RoundTripper
 	scrub   *scrubber
 
-	folderID string            // resolved source folder (id or well-known name)
-	folders  map[string]string // move destinations: display name -> id
-	closed   atomic.Bool
+	sources   []string          // the folders read, as configured (at least one)
+	sourceIDs map[string]string // resolved source folders: name -> id or well-known name
+	folders   map[string]string // move destinations: display name -> id
+	closed    atomic.Bool
 }
 
 var _ mailsync.Connector = (*Connector)(nil)
@@ -159,8 +170,9 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 	if err != nil || base.Scheme != "https" || base.Host == "" {
 		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "graph base URL", Message: "must be an absolute https URL"})
 	}
-	if opts.Folder == "" {
-		opts.Folder = "inbox"
+	sources, err := sourceFolders(opts)
+	if err != nil {
+		return nil, err
 	}
 	if opts.PageSize <= 0 {
 		opts.PageSize = 1000
@@ -217,7 +229,8 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Connector{conn: conn, opts: opts, log: log, base: base, adapter: ad, tokens: tp, trans: trans, scrub: scrub, folders: map[string]string{}}, nil
+	return &Connector{conn: conn, opts: opts, log: log, base: base, adapter: ad, tokens: tp, trans: trans, scrub: scrub, folders: map[string]string{},
+		sources: sources, sourceIDs: map[string]string{}}, nil
 }
 
 // Connection implements mailsync.Connector.
@@ -251,47 +264,89 @@ func (c *Connector) call(ctx context.Context, fn func(context.Context) error) er
 // cursorFolderTag binds a cursor to the folder option it was made for.
 const cursorFolderTag = "mailsync-folder="
 
-// List implements mailsync.Connector with the delta query.
+// List implements mailsync.Connector with the delta query, folder after
+// folder in the order of Options.Folders. A nothing-new sync costs one
+// request per folder.
 func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (_ *mailsync.Listing, err error) {
 	defer func() { err = c.scrub.Error(err) }()
 	var notes []string
-	link := ""
+	links := map[string]string{}
 	if cursor != "" {
-		l, folder, ok := c.parseCursor(string(cursor))
+		got, legacyFolder, ok := c.parseCursors(string(cursor))
 		switch {
 		case !ok:
 			notes = append(notes, "the stored Graph delta link is not usable; listed the whole folder again")
-		case folder != c.opts.Folder:
-			notes = append(notes, fmt.Sprintf("the folder changed from %q to %q; listed the whole folder", folder, c.opts.Folder))
+		case legacyFolder != "" && len(c.sources) == 1 && legacyFolder != c.sources[0]:
+			notes = append(notes, fmt.Sprintf("the folder changed from %q to %q; listed the whole folder", legacyFolder, c.sources[0]))
 		default:
-			link = l
+			links = got
+			for _, f := range c.sources {
+				if links[f] == "" && len(c.sources) > 1 {
+					notes = append(notes, fmt.Sprintf("no delta link for folder %q in the cursor (a folder added to the list); listed the whole folder", f))
+				}
+			}
 		}
 	}
-	lst, err := c.delta(ctx, link)
+	out := &mailsync.Listing{Notes: notes}
+	next := map[string]string{}
+	seen := map[string]bool{}
+	for _, folder := range c.sources {
+		lst, delta, err := c.listFolder(ctx, folder, links[folder])
+		if err != nil {
+			return nil, err
+		}
+		next[folder] = delta
+		out.Notes = append(out.Notes, lst.Notes...)
+		for _, m := range lst.Messages {
+			// An immutable id is unique in the mailbox: a message moved
+			// between two folders read during one List is listed once.
+			if !seen[m.Key] {
+				seen[m.Key] = true
+				out.Messages = append(out.Messages, m)
+			}
+		}
+	}
+	out.Cursor = c.encodeCursors(next)
+	return out, nil
+}
+
+// listFolder runs the delta of one folder from link ("" for a full
+// listing) and returns its new delta link.
+func (c *Connector) listFolder(ctx context.Context, folder, link string) (*mailsync.Listing, string, error) {
+	var notes []string
+	lst, delta, err := c.delta(ctx, folder, link)
 	if err != nil && isSyncStateGone(err) {
 		// The delta link, or the skip token of a later page (also in a
 		// first full listing of a large folder), expired: list the whole
 		// folder again. Keys do not change, so nothing is duplicated.
 		if link != "" {
-			c.log.WarnContext(ctx, "graph: delta link or skip token expired, restarting the delta", "connection", c.conn.Name)
-			notes = append(notes, "the Graph delta link or a page's skip token expired (sync state not found); listed the whole folder again")
+			c.log.WarnContext(ctx, "graph: delta link or skip token expired, restarting the delta", "connection", c.conn.Name, "folder", folder)
+			notes = append(notes, c.inFolder("the Graph delta link or a page's skip token expired (sync state not found); listed the whole folder again", folder))
 		} else {
-			c.log.WarnContext(ctx, "graph: skip token expired during a full listing, restarting it", "connection", c.conn.Name)
-			notes = append(notes, "a Graph skip token expired during the full listing (sync state not found); listed the whole folder again from the start")
+			c.log.WarnContext(ctx, "graph: skip token expired during a full listing, restarting it", "connection", c.conn.Name, "folder", folder)
+			notes = append(notes, c.inFolder("a Graph skip token expired during the full listing (sync state not found); listed the whole folder again from the start", folder))
 		}
-		lst, err = c.delta(ctx, "")
+		lst, delta, err = c.delta(ctx, folder, "")
 		if err != nil && isSyncStateGone(err) {
 			// Expired twice in one run: try again next run.
 			status, code, msg, _, _ := apiError(err)
-			return nil, &Error{Op: "list", StatusCode: status, Code: code,
+			return nil, "", &Error{Op: "list", StatusCode: status, Code: code,
 				Message: "a skip token expired again while the folder was listed anew (" + msg + ")", Kind: mailsync.ErrConnection}
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	lst.Notes = append(notes, lst.Notes...)
-	return lst, nil
+	return lst, delta, nil
+}
+
+// inFolder appends the folder's name to a note when several are read.
+func (c *Connector) inFolder(note, folder string) string {
+	if len(c.sources) == 1 {
+		return note
+	}
+	return fmt.Sprintf("%s (folder %q)", note, folder)
 }
 
 func (c *Connector) parseCursor(s string) (link, folder string, ok bool) {
@@ -311,17 +366,17 @@ func (c *Connector) parseCursor(s string) (link, folder string, ok bool) {
 	return link, folder, true
 }
 
-// resolveSource finds the id of the folder to read (well-known names are
+// resolveSource finds the id of a folder to read (well-known names are
 // used as they are).
-func (c *Connector) resolveSource(ctx context.Context) (string, error) {
-	if c.folderID != "" {
-		return c.folderID, nil
+func (c *Connector) resolveSource(ctx context.Context, folder string) (string, error) {
+	if id := c.sourceIDs[folder]; id != "" {
+		return id, nil
 	}
-	id, err := c.resolveFolder(ctx, c.opts.Folder, false)
+	id, err := c.resolveFolder(ctx, folder, false)
 	if err != nil {
 		return "", err
 	}
-	c.folderID = id
+	c.sourceIDs[folder] = id
 	return id, nil
 }
 
@@ -417,8 +472,9 @@ func (c *Connector) createFolder(ctx context.Context, parent, name string) (stri
 	return *created.GetId(), nil
 }
 
-// delta runs one delta round from link ("" for a full listing).
-func (c *Connector) delta(ctx context.Context, link string) (*mailsync.Listing, error) {
+// delta runs one delta round of folder from link ("" for a full listing)
+// and returns the listing (without cursor) and the new delta link.
+func (c *Connector) delta(ctx context.Context, folder, link string) (*mailsync.Listing, string, error) {
 	type item struct {
 		key      string
 		received time.Time
@@ -430,21 +486,22 @@ func (c *Connector) delta(ctx context.Context, link string) (*mailsync.Listing, 
 	h := c.headers()
 	h.Add("Prefer", fmt.Sprintf("odata.maxpagesize=%d", c.opts.PageSize))
 	pages := 0
-	var delta string
+	var delta, folderID string
 	if link == "" {
-		if _, err := c.resolveSource(ctx); err != nil {
-			return nil, err
+		var err error
+		if folderID, err = c.resolveSource(ctx, folder); err != nil {
+			return nil, "", err
 		}
 	}
 	for {
 		if pages > 100000 {
-			return nil, &Error{Op: "list", Message: "too many delta pages", Kind: mailsync.ErrConnection}
+			return nil, "", &Error{Op: "list", Message: "too many delta pages", Kind: mailsync.ErrConnection}
 		}
 		var resp users.ItemMailFoldersItemMessagesDeltaGetResponseable
 		err := c.call(ctx, func(ctx context.Context) error {
 			var err error
 			if link == "" {
-				resp, err = c.user().MailFolders().ByMailFolderId(c.folderID).Messages().Delta().GetAsDeltaGetResponse(ctx,
+				resp, err = c.user().MailFolders().ByMailFolderId(folderID).Messages().Delta().GetAsDeltaGetResponse(ctx,
 					&users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetRequestConfiguration{Headers: h,
 						QueryParameters: &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetQueryParameters{Select: []string{"id", "receivedDateTime"}}})
 			} else {
@@ -455,13 +512,13 @@ func (c *Connector) delta(ctx context.Context, link string) (*mailsync.Listing, 
 		})
 		if err != nil {
 			if isSyncStateGone(err) && (link != "" || pages > 0) {
-				return nil, err // an expired delta link or skip token: the caller restarts
+				return nil, "", err // an expired delta link or skip token: the caller restarts
 			}
-			return nil, mapError(ctx, "list", err, mailsync.ErrFolderNotFound)
+			return nil, "", mapError(ctx, "list", err, mailsync.ErrFolderNotFound)
 		}
 		pages++
 		if resp == nil {
-			return nil, &Error{Op: "list", Message: "empty delta response", Kind: mailsync.ErrConnection}
+			return nil, "", &Error{Op: "list", Message: "empty delta response", Kind: mailsync.ErrConnection}
 		}
 		for _, m := range resp.GetValue() {
 			if m == nil || m.GetId() == nil || *m.GetId() == "" {
@@ -485,7 +542,7 @@ func (c *Connector) delta(ctx context.Context, link string) (*mailsync.Listing, 
 		}
 		if next := resp.GetOdataNextLink(); next != nil && *next != "" {
 			if !c.sameService(*next) {
-				return nil, &Error{Op: "list", Message: "nextLink points outside the Graph service root", Kind: mailsync.ErrConnection}
+				return nil, "", &Error{Op: "list", Message: "nextLink points outside the Graph service root", Kind: mailsync.ErrConnection}
 			}
 			link = *next
 			continue
@@ -496,7 +553,7 @@ func (c *Connector) delta(ctx context.Context, link string) (*mailsync.Listing, 
 		break
 	}
 	if delta == "" {
-		return nil, &Error{Op: "list", Message: "delta round ended without @odata.deltaLink", Kind: mailsync.ErrConnection}
+		return nil, "", &Error{Op: "list", Message: "delta round ended without @odata.deltaLink", Kind: mailsync.ErrConnection}
 	}
 	// Oldest first: the delta query has no order guarantee.
 	sort.SliceStable(items, func(i, j int) bool {
@@ -509,14 +566,14 @@ func (c *Connector) delta(ctx context.Context, link string) (*mailsync.Listing, 
 		}
 		return a.received.Before(b.received)
 	})
-	lst := &mailsync.Listing{Cursor: mailsync.Cursor(delta + "#" + cursorFolderTag + url.QueryEscape(c.opts.Folder))}
+	lst := &mailsync.Listing{}
 	for _, it := range items {
 		if !removed[it.key] {
-			lst.Messages = append(lst.Messages, mailsync.MessageRef{Key: it.key, Size: -1})
+			lst.Messages = append(lst.Messages, mailsync.MessageRef{Key: it.key, Size: -1, Folder: folder})
 		}
 	}
-	c.log.DebugContext(ctx, "graph: delta listed", "connection", c.conn.Name, "messages", len(lst.Messages), "pages", pages)
-	return lst, nil
+	c.log.DebugContext(ctx, "graph: delta listed", "connection", c.conn.Name, "folder", folder, "messages", len(lst.Messages), "pages", pages)
+	return lst, delta, nil
 }
 
 func (c *Connector) sameService(link string) bool {
@@ -731,7 +788,7 @@ func (c *Connector) Close() error {
 }
 
 // Check verifies a connection as the admin form's "test" button would: it
-// gets an access token and reads the configured folder. The error matches
+// gets an access token and reads the configured folders. The error matches
 // mailsync.ErrConsentRequired, ErrAuth, ErrFolderNotFound, ErrInvalidConfig
 // or ErrConnection.
 func Check(ctx context.Context, conn mailsync.Connection, opts Options) (err error) {
@@ -741,23 +798,44 @@ func Check(ctx context.Context, conn mailsync.Connection, opts Options) (err err
 	}
 	defer c.Close()
 	defer func() { err = c.scrub.Error(err) }()
-	id, err := c.resolveSource(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = c.checkFolder(ctx, id)
+	_, _, err = c.checkSources(ctx)
 	return err
 }
 
-// checkFolder reads the source folder's name and counts.
-func (c *Connector) checkFolder(ctx context.Context, id string) (mailsync.FolderStatus, error) {
-	st := mailsync.FolderStatus{Name: c.opts.Folder, Messages: -1, Unread: -1}
-	err := mapError(ctx, "check folder "+c.opts.Folder, c.call(ctx, func(ctx context.Context) error {
+// checkSources resolves every folder read and reads its name and counts;
+// ids are the folders' ids (as Graph returns them, also for a well-known
+// name), by folder.
+func (c *Connector) checkSources(ctx context.Context) ([]mailsync.FolderStatus, map[string]string, error) {
+	var out []mailsync.FolderStatus
+	ids := map[string]string{}
+	for _, folder := range c.sources {
+		id, err := c.resolveSource(ctx, folder)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, realID, err := c.checkFolder(ctx, folder, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, st)
+		ids[folder] = realID
+	}
+	return out, ids, nil
+}
+
+// checkFolder reads a source folder's name, id and counts.
+func (c *Connector) checkFolder(ctx context.Context, folder, id string) (mailsync.FolderStatus, string, error) {
+	st := mailsync.FolderStatus{Name: folder, Messages: -1, Unread: -1}
+	gotID := id
+	err := mapError(ctx, "check folder "+folder, c.call(ctx, func(ctx context.Context) error {
 		f, err := c.user().MailFolders().ByMailFolderId(id).Get(ctx, &users.ItemMailFoldersMailFolderItemRequestBuilderGetRequestConfiguration{
 			Headers: c.headers(), QueryParameters: &users.ItemMailFoldersMailFolderItemRequestBuilderGetQueryParameters{Select: []string{"id", "displayName", "totalItemCount", "unreadItemCount"}}})
 		if err == nil && f != nil {
 			if n := f.GetDisplayName(); n != nil {
 				st.Name = *n
+			}
+			if n := f.GetId(); n != nil {
+				gotID = *n
 			}
 			if n := f.GetTotalItemCount(); n != nil {
 				st.Messages = int(*n)
@@ -768,22 +846,30 @@ func (c *Connector) checkFolder(ctx context.Context, id string) (mailsync.Folder
 		}
 		return err
 	}), mailsync.ErrFolderNotFound)
-	return st, err
+	return st, gotID, err
 }
 
-// Check implements mailsync.Checker: it gets an access token and reads the
-// source folder's counts, changing nothing.
+// Check implements mailsync.Checker: it gets an access token, reads the
+// counts of every folder read (Folders) and lists the account's folders
+// (Details is a *CheckResult with Mailboxes, well-known names marked),
+// changing nothing. Reading junkemail is reported in Warnings.
 func (c *Connector) Check(ctx context.Context) (_ *mailsync.CheckResult, err error) {
 	start := time.Now()
 	defer func() { err = c.scrub.Error(err) }()
-	id, err := c.resolveSource(ctx)
+	read, ids, err := c.checkSources(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.checkFolder(ctx, id)
+	boxes, known, err := c.mailboxes(ctx)
 	if err != nil {
 		return nil, err
+	}
+	var warnings []string
+	for i, folder := range c.sources {
+		if id := ids[folder]; strings.EqualFold(id, "junkemail") || known[id] == "junkemail" {
+			warnings = append(warnings, fmt.Sprintf("folder %q is the mailbox's Junk Email folder: its spam becomes tickets", read[i].Name))
+		}
 	}
 	return &mailsync.CheckResult{Provider: "graph", Server: c.base.String(), Account: c.conn.User, Security: "https", Auth: "OAuth 2.0",
-		Folders: []mailsync.FolderStatus{st}, Elapsed: time.Since(start)}, nil
+		Folders: read, Warnings: warnings, Elapsed: time.Since(start), Details: &CheckResult{Read: read, Mailboxes: boxes}}, nil
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/mailsync/mailsync"
 )
 
-// Connector reads one IMAP folder. It implements mailsync.Connector. It
+// Connector reads one or more IMAP folders (Options.Folders). It implements mailsync.Connector. It
 // connects on the first call and reconnects on the next call after the
 // connection broke. Like every mailsync.Connector it is used by one
 // goroutine at a time.
@@ -46,7 +46,7 @@ func (c *Connector) Connection() mailsync.Connection { return c.cfg.conn }
 
 // String describes the connector without credentials.
 func (c *Connector) String() string {
-	return fmt.Sprintf("imap connector %s folder %q (%s)", c.cfg.addr, c.cfg.opts.Folder, c.cfg.security)
+	return fmt.Sprintf("imap connector %s folders %q (%s)", c.cfg.addr, c.cfg.opts.Folders, c.cfg.security)
 }
 
 // session returns a usable session, connecting if needed.
@@ -107,27 +107,27 @@ func (c *Connector) run(ctx context.Context, op string, f func(s *session) error
 	return err
 }
 
-// selectFolder selects (or, readOnly, examines) the configured folder: as
-// written (with the server's separator) or, when the server does not know
-// that name, inside its personal namespace ("INBOX.Support" on Courier and
-// Cyrus).
-func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.SelectData, error) {
-	s.selected = false
-	folder, err := s.mailboxName(ctx, s.cfg.opts.Folder)
+// selectFolder selects (or, readOnly, examines) the folder the admin
+// named name: as written (with the server's separator) or, when the server
+// does not know that name, inside its personal namespace ("INBOX.Support"
+// on Courier and Cyrus).
+func (s *session) selectFolder(ctx context.Context, name string, readOnly bool) (*imap.SelectData, error) {
+	s.selected, s.selName = false, ""
+	folder, err := s.mailboxName(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	data, err := s.client.Select(folder, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
 	tried := ""
 	if ie, ok := s.refusal(ctx, err); ok && folderMissing(ie) {
-		names, nerr := s.destinations(ctx, s.cfg.opts.Folder)
+		names, nerr := s.destinations(ctx, name)
 		if nerr != nil {
 			return nil, nerr
 		}
 		if names[0] != folder {
 			tried = fmt.Sprintf(" (also tried %q in the personal namespace)", names[0])
 			if d, err2 := s.client.Select(names[0], &imap.SelectOptions{ReadOnly: readOnly}).Wait(); err2 == nil {
-				data, err = d, nil
+				data, err, folder = d, nil, names[0]
 			} else if _, ok := s.refusal(ctx, err2); !ok {
 				err = err2
 			}
@@ -145,7 +145,7 @@ func (s *session) selectFolder(ctx context.Context, readOnly bool) (*imap.Select
 		return nil, s.check(ctx, "select", err)
 	}
 	s.sel = *data
-	s.selected = !readOnly
+	s.selected, s.selName, s.selMailbox = !readOnly, name, folder
 	return data, nil
 }
 
@@ -176,20 +176,24 @@ func (s *session) mailboxName(ctx context.Context, name string) (string, error) 
 	return strings.ReplaceAll(name, "/", string(s.delim)), nil
 }
 
-// ensureSelected selects the folder read-write unless it already is.
-func (s *session) ensureSelected(ctx context.Context) error {
-	if s.selected {
+// ensureSelected selects the folder the admin named name read-write
+// unless it already is.
+func (s *session) ensureSelected(ctx context.Context, name string) error {
+	if s.selected && s.selName == name {
 		return nil
 	}
-	_, err := s.selectFolder(ctx, false)
+	_, err := s.selectFolder(ctx, name, false)
 	return err
 }
 
-// List returns the messages whose UID is above the cursor's, oldest first.
-// The cursor is "v1:<uidvalidity>:<uid>"; an empty or unknown cursor, or
-// one from another UIDVALIDITY, lists the whole folder (the latter with a
-// note, since every key changes). Nothing new costs a SELECT and at most
-// one UID FETCH, whatever the folder's size.
+// List returns the messages whose UID is above the cursor's, oldest first,
+// folder after folder in the order of Options.Folders. With one folder the
+// cursor is "v1:<uidvalidity>:<uid>"; with several it holds one such
+// position per folder (see the package doc). An empty or unknown cursor
+// lists every folder whole; a folder without a position in the cursor, or
+// whose UIDVALIDITY changed, is listed whole (the latter with a note, since
+// every key changes). Nothing new costs a SELECT and at most one UID FETCH
+// per folder, whatever the folders' sizes.
 func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (*mailsync.Listing, error) {
 	var listing *mailsync.Listing
 	err := c.do(ctx, "list", func(s *session) error {
@@ -201,34 +205,60 @@ func (c *Connector) List(ctx context.Context, cursor mailsync.Cursor) (*mailsync
 }
 
 func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.Listing, error) {
-	sel, err := s.selectFolder(ctx, false)
-	if err != nil {
-		return nil, err
-	}
+	folders := s.cfg.opts.Folders
 	listing := &mailsync.Listing{}
+	positions := cursorSet{}
+	if cursor != "" {
+		set, ok := parseCursors(cursor, folders[0])
+		if ok {
+			positions = set
+		} else {
+			listing.Notes = append(listing.Notes, fmt.Sprintf("IMAP cursor %q not understood; listing every message of %q again", cursor, strings.Join(folders, `", "`)))
+		}
+	}
+	next := cursorSet{}
+	for i, folder := range folders {
+		pos, known := positions[folder]
+		refs, p, notes, err := s.listFolder(ctx, folder, i == 0, pos, known)
+		if err != nil {
+			return nil, err
+		}
+		next[folder] = p
+		listing.Messages = append(listing.Messages, refs...)
+		listing.Notes = append(listing.Notes, notes...)
+	}
+	listing.Cursor = encodeCursors(folders, next)
+	return listing, nil
+}
+
+// listFolder lists the messages of folder above pos (all of them when
+// known is false or the UIDVALIDITY changed) and returns the folder's new
+// position.
+func (s *session) listFolder(ctx context.Context, folder string, primary bool, pos position, known bool) ([]mailsync.MessageRef, position, []string, error) {
+	sel, err := s.selectFolder(ctx, folder, false)
+	if err != nil {
+		return nil, position{}, nil, err
+	}
+	var notes []string
 	uv := sel.UIDValidity
 	var last imap.UID
-	if cursor != "" {
-		pos, ok := parseCursor(cursor)
-		switch {
-		case !ok:
-			listing.Notes = append(listing.Notes, fmt.Sprintf("IMAP cursor %q not understood; listing every message of %q again", cursor, s.cfg.opts.Folder))
-		case pos.uidValidity != uv:
-			listing.Notes = append(listing.Notes, fmt.Sprintf(
+	if known {
+		if pos.uidValidity != uv {
+			notes = append(notes, fmt.Sprintf(
 				"UIDVALIDITY of folder %q changed from %d to %d (the folder was recreated or the server rebuilt its index): every message is listed again under new keys; already processed mail is recognised by its content",
-				s.cfg.opts.Folder, pos.uidValidity, uv))
-			s.cfg.log.Warn("imap UIDVALIDITY changed", slog.String("folder", s.cfg.opts.Folder),
+				folder, pos.uidValidity, uv))
+			s.cfg.log.Warn("imap UIDVALIDITY changed", slog.String("folder", folder),
 				slog.Uint64("old", uint64(pos.uidValidity)), slog.Uint64("new", uint64(uv)))
-		default:
+		} else {
 			last = pos.uid
 		}
 	}
-	listing.Cursor = position{uidValidity: uv, uid: last}.encode()
+	next := position{uidValidity: uv, uid: last}
 
 	// Nothing can be above last when the folder is empty, when UIDNEXT
 	// says so, or when last is the largest UID there is.
 	if sel.NumMessages == 0 || (sel.UIDNext != 0 && sel.UIDNext <= last+1) || last == imap.UID(^uint32(0)) {
-		return listing, nil
+		return nil, next, notes, nil
 	}
 
 	var set imap.UIDSet
@@ -265,20 +295,20 @@ func (s *session) list(ctx context.Context, cursor mailsync.Cursor) (*mailsync.L
 		}
 	}
 	if err := cmd.Close(); err != nil {
-		return nil, s.check(ctx, "list", err)
+		return nil, position{}, nil, s.check(ctx, "list", err)
 	}
 	slices.SortFunc(found, func(a, b entry) int { return int(int64(a.uid) - int64(b.uid)) })
 	found = slices.CompactFunc(found, func(a, b entry) bool { return a.uid == b.uid })
-	listing.Messages = make([]mailsync.MessageRef, len(found))
+	refs := make([]mailsync.MessageRef, len(found))
 	for i, e := range found {
-		listing.Messages[i] = mailsync.MessageRef{Key: messageKey(uv, e.uid), Size: e.size}
+		refs[i] = mailsync.MessageRef{Key: folderKey(folder, primary, uv, e.uid), Size: e.size, Folder: folder}
 	}
 	if n := len(found); n > 0 {
-		listing.Cursor = position{uidValidity: uv, uid: found[n-1].uid}.encode()
+		next.uid = found[n-1].uid
 	}
-	s.cfg.log.Debug("imap listed", slog.String("folder", s.cfg.opts.Folder), slog.Int("new", len(found)),
+	s.cfg.log.Debug("imap listed", slog.String("folder", folder), slog.Int("new", len(found)),
 		slog.Uint64("uidvalidity", uint64(uv)), slog.Uint64("after_uid", uint64(last)))
-	return listing, nil
+	return refs, next, notes, nil
 }
 
 // collectMeta is FetchMessageData.Collect for UID, RFC822.SIZE and FLAGS,
@@ -321,12 +351,37 @@ type target struct {
 	uid imap.UID
 }
 
-// targets keeps the refs of the selected UIDVALIDITY; the others name
-// messages that no longer exist under those keys (gone).
+// folderRun is a run of consecutive refs of one folder.
+type folderRun struct {
+	folder string // the configured name
+	refs   []mailsync.MessageRef
+}
+
+// byFolder splits refs, in order, into runs of the same folder, which
+// the key names (a primary-folder key, or one this connector did not make,
+// belongs to the primary folder; targets reports the latter gone).
+func (c *config) byFolder(refs []mailsync.MessageRef) []folderRun {
+	var runs []folderRun
+	for _, r := range refs {
+		folder, _, _, ok := parseFolderKey(r.Key)
+		if !ok || folder == "" {
+			folder = c.opts.Folders[0]
+		}
+		if n := len(runs); n > 0 && runs[n-1].folder == folder {
+			runs[n-1].refs = append(runs[n-1].refs, r)
+			continue
+		}
+		runs = append(runs, folderRun{folder: folder, refs: []mailsync.MessageRef{r}})
+	}
+	return runs
+}
+
+// targets keeps the refs of the selected folder's UIDVALIDITY; the others
+// name messages that no longer exist under those keys (gone).
 func (s *session) targets(refs []mailsync.MessageRef) (out []target, gone []mailsync.MessageRef) {
 	out = make([]target, 0, len(refs))
 	for _, r := range refs {
-		uv, uid, ok := parseKey(r.Key)
+		_, uv, uid, ok := parseFolderKey(r.Key)
 		if !ok {
 			s.cfg.log.Warn("imap: a message key this connector did not make names no message", slog.String("key", r.Key))
 			gone = append(gone, r)
@@ -370,39 +425,53 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 	if action.Kind == mailsync.LeaveUntouched || len(refs) == 0 {
 		return nil
 	}
-	if action.Kind == mailsync.MoveToFolder && sameFolder(action.Folder, c.cfg.opts.Folder) {
-		return mailsync.NewConfigError(mailsync.Problem{Field: "post_action.folder", Message: fmt.Sprintf("%q is the folder being read", action.Folder)})
+	if action.Kind == mailsync.MoveToFolder {
+		for _, f := range c.cfg.opts.Folders {
+			if sameFolder(action.Folder, f) {
+				return mailsync.NewConfigError(mailsync.Problem{Field: "post_action.folder", Message: fmt.Sprintf("%q is a folder being read", action.Folder)})
+			}
+		}
 	}
 	return c.do(ctx, "ack", func(s *session) error {
-		if err := s.ensureSelected(ctx); err != nil {
-			return err
-		}
-		ts, _ := s.targets(refs) // acting on what is gone is a no-op
-		for len(ts) > 0 {
-			n := min(len(ts), 500)
-			var set imap.UIDSet
-			for _, t := range ts[:n] {
-				set.AddNum(t.uid)
+		for _, run := range s.cfg.byFolder(refs) {
+			if err := s.ensureSelected(ctx, run.folder); err != nil {
+				return err
 			}
-			ts = ts[n:]
-			var err error
-			switch action.Kind {
-			case mailsync.MarkRead:
-				err = s.store(ctx, set, imap.FlagSeen)
-			case mailsync.Delete:
-				err = s.delete(ctx, set)
-			case mailsync.MoveToFolder:
-				var dests []string
-				if dests, err = s.destinations(ctx, action.Folder); err == nil {
-					err = s.move(ctx, set, action.Folder, dests)
-				}
-			}
-			if err != nil {
+			if err := s.ack(ctx, run.refs, action); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// ack applies action to refs of the selected folder.
+func (s *session) ack(ctx context.Context, refs []mailsync.MessageRef, action mailsync.PostAction) error {
+	ts, _ := s.targets(refs) // acting on what is gone is a no-op
+	for len(ts) > 0 {
+		n := min(len(ts), 500)
+		var set imap.UIDSet
+		for _, t := range ts[:n] {
+			set.AddNum(t.uid)
+		}
+		ts = ts[n:]
+		var err error
+		switch action.Kind {
+		case mailsync.MarkRead:
+			err = s.store(ctx, set, imap.FlagSeen)
+		case mailsync.Delete:
+			err = s.delete(ctx, set)
+		case mailsync.MoveToFolder:
+			var dests []string
+			if dests, err = s.destinations(ctx, action.Folder); err == nil {
+				err = s.move(ctx, set, action.Folder, dests)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sameFolder(a, b string) bool {
@@ -431,7 +500,7 @@ func (s *session) hasUIDPlus() bool {
 func (s *session) delete(ctx context.Context, set imap.UIDSet) error {
 	if !s.hasUIDPlus() {
 		return fmt.Errorf("imap: delete: %s lacks UIDPLUS, so only a plain EXPUNGE could remove the messages, which would also remove any other message marked deleted in %q; choose another post-action: %w",
-			s.cfg.addr, s.cfg.opts.Folder, mailsync.ErrUnsupported)
+			s.cfg.addr, s.selName, mailsync.ErrUnsupported)
 	}
 	if err := s.store(ctx, set, imap.FlagDeleted); err != nil {
 		return err
@@ -496,11 +565,11 @@ func (s *session) move(ctx context.Context, set imap.UIDSet, folder string, dest
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("%w (nothing was deleted from %q)", err, s.cfg.opts.Folder)
+		return fmt.Errorf("%w (nothing was deleted from %q)", err, s.selName)
 	}
 	copied := confirmedCopies(existing, data)
 	if len(copied) == 0 {
-		s.cfg.log.Warn("imap: the server confirmed none of the copies (COPYUID); nothing is deleted from the source", slog.String("folder", s.cfg.opts.Folder))
+		s.cfg.log.Warn("imap: the server confirmed none of the copies (COPYUID); nothing is deleted from the source", slog.String("folder", s.selName))
 		return nil
 	}
 	if err := s.store(ctx, copied, imap.FlagDeleted); err != nil {

@@ -67,3 +67,52 @@ func TestBatches(t *testing.T) {
 		}
 	}
 }
+
+func TestFolderCursors(t *testing.T) {
+	folders := []string{"INBOX", "Support/Tier 1", "a=b;c%d"}
+	set := cursorSet{"INBOX": {7, 42}, "a=b;c%d": {9, 1}}
+	c := encodeCursors(folders, set)
+	if c != "v2;INBOX=7:42;a%3Db%3Bc%25d=9:1" {
+		t.Fatalf("encode = %q", c)
+	}
+	got, ok := parseCursors(c, "INBOX")
+	if !ok || len(got) != 2 || got["INBOX"] != set["INBOX"] || got["a=b;c%d"] != set["a=b;c%d"] {
+		t.Fatalf("parse = %v, %v", got, ok)
+	}
+	// One folder keeps v1; a v1 cursor is the primary folder's position.
+	if c := encodeCursors([]string{"Support"}, cursorSet{"Support": {3, 4}}); c != "v1:3:4" {
+		t.Fatalf("one folder: %q", c)
+	}
+	if got, ok := parseCursors("v1:3:4", "Support"); !ok || got["Support"] != (position{3, 4}) || len(got) != 1 {
+		t.Fatalf("v1 = %v, %v", got, ok)
+	}
+	if got, ok := parseCursors("v2", "INBOX"); !ok || len(got) != 0 {
+		t.Fatalf("empty v2 = %v, %v", got, ok)
+	}
+	for _, bad := range []mailsync.Cursor{"", "v2;", "v2x", "v2;INBOX", "v2;=1:2", "v2;INBOX=1", "v2;INBOX=1:x", "v2;%zz=1:2", "v3;INBOX=1:2"} {
+		if _, ok := parseCursors(bad, "INBOX"); ok {
+			t.Errorf("parseCursors(%q) accepted", bad)
+		}
+	}
+}
+
+func TestFolderKeys(t *testing.T) {
+	if k := folderKey("INBOX", true, 7, 42); k != "7:42" {
+		t.Fatalf("primary key = %q", k)
+	}
+	k := folderKey("Support/Tier 1", false, 7, 42)
+	if k != "Support%2FTier%201/7:42" {
+		t.Fatalf("key = %q", k)
+	}
+	if f, uv, uid, ok := parseFolderKey(k); !ok || f != "Support/Tier 1" || uv != 7 || uid != 42 {
+		t.Fatalf("parseFolderKey = %q %d %d %v", f, uv, uid, ok)
+	}
+	if f, uv, uid, ok := parseFolderKey("7:42"); !ok || f != "" || uv != 7 || uid != 42 {
+		t.Fatalf("parseFolderKey(primary) = %q %d %d %v", f, uv, uid, ok)
+	}
+	for _, bad := range []string{"/7:42", "%zz/7:42", "Support/7", "Support/", "a/b/7:0"} {
+		if _, _, _, ok := parseFolderKey(bad); ok {
+			t.Errorf("parseFolderKey(%q) accepted", bad)
+		}
+	}
+}

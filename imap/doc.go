@@ -1,7 +1,8 @@
 // Package imap is the mailsync provider for IMAP servers, built on
 // github.com/emersion/go-imap/v2.
 //
-// A Connector reads one folder (INBOX by default) and implements
+// A Connector reads one folder (INBOX by default) or several
+// (Options.Folders, e.g. {"INBOX", "Support"}) and implements
 // mailsync.Connector:
 //
 //   - Security: implicit TLS (port 993, the default), STARTTLS (port 143),
@@ -14,6 +15,22 @@
 //     A sync with nothing new costs a SELECT (and at most one UID FETCH)
 //     whatever the folder's size. A changed UIDVALIDITY re-lists the folder
 //     with a note in the listing.
+//   - Several folders: the cursor keeps one position per folder,
+//     "v2;<folder>=<uidvalidity>:<uid>;…" (folder names URL-query escaped);
+//     nothing new costs a SELECT (and at most one UID FETCH) per folder.
+//     The first folder of the list is the primary one: its keys stay
+//     "<uidvalidity>:<uid>" and a one-folder "v1" cursor is its position,
+//     so a deployment that moves from Folder to Folders, or adds folders
+//     after its folder, keeps its cursor and processed keys. The other
+//     folders' keys are "<folder>/<uidvalidity>:<uid>" (folder URL-path
+//     escaped), unique across folders; reordering the list changes which
+//     keys are qualified (positions are by name and stay). Every listed
+//     MessageRef carries its Folder (routing rules: field "folder"); Fetch
+//     and Ack select the folder a key names. Only the listed folders are
+//     read: Junk, Spam and the others never implicitly. Check examines
+//     every folder read and lists the account's folders with their RFC
+//     6154 special use (\Junk, \Sent …) so an admin can pick, warning when
+//     a \Junk folder is read.
 //   - Bodies are fetched in batches with BODY.PEEK[] (never setting \Seen)
 //     and streamed from the network to the callback.
 //   - Post-actions: mark read, move (MOVE, or COPY then UID EXPUNGE of just

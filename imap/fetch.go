@@ -13,7 +13,8 @@ import (
 	"github.com/mailsync/mailsync"
 )
 
-// Fetch streams the raw bytes of refs to fn, in order, in batches of UID
+// Fetch streams the raw bytes of refs to fn, in order (each run of refs of
+// one folder — the folder their key names — after selecting it), in batches of UID
 // FETCH (UID BODY.PEEK[]) — PEEK, so the server does not set \Seen. The
 // reader passed to fn streams the literal from the network, at most
 // Options.ReadAhead bytes ahead of fn, and is valid only during fn.
@@ -28,18 +29,20 @@ func (c *Connector) Fetch(ctx context.Context, refs []mailsync.MessageRef, fn fu
 		return nil
 	}
 	return c.do(ctx, "fetch", func(s *session) error {
-		if err := s.ensureSelected(ctx); err != nil {
-			return err
-		}
-		ts, gone := s.targets(refs)
-		for _, r := range gone {
-			if err := s.reportGone(r, fn); err != nil {
+		for _, run := range s.cfg.byFolder(refs) {
+			if err := s.ensureSelected(ctx, run.folder); err != nil {
 				return err
 			}
-		}
-		for _, batch := range s.batches(ts) {
-			if err := s.fetchBatch(ctx, batch, fn); err != nil {
-				return err
+			ts, gone := s.targets(run.refs)
+			for _, r := range gone {
+				if err := s.reportGone(r, fn); err != nil {
+					return err
+				}
+			}
+			for _, batch := range s.batches(ts) {
+				if err := s.fetchBatch(ctx, batch, fn); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,8 +59,20 @@ type Options struct {
 	// says otherwise.
 	TLSConfig *tls.Config
 
-	// Folder is the mailbox to read; default "INBOX".
+	// Folder is the mailbox to read; default "INBOX". Set Folder or
+	// Folders, not both.
 	Folder string
+	// Folders are the mailboxes to read, each with its own position in
+	// the cursor; e.g. {"INBOX", "Support"}. Names use "/" as the hierarchy
+	// separator, like Folder. Only the listed folders are read: Junk,
+	// Spam and every other folder are never read unless named here. The
+	// first is the primary folder, whose message keys keep the form a
+	// single-folder connector has always used ("<uidvalidity>:<uid>");
+	// keys of the others carry the folder name (see the package doc), so
+	// an existing deployment adds folders after its folder. Each listed
+	// message's MessageRef.Folder is its folder's name as written here,
+	// which routing rules can test ("folder").
+	Folders []string
 	// BatchSize is the number of messages per UID FETCH; default 100.
 	BatchSize int
 	// BatchBytes caps the announced size of one UID FETCH batch (a single
@@ -108,8 +121,8 @@ const (
 // config is the validated, defaulted configuration of a Connector.
 type config struct {
 	conn     mailsync.Connection
-	opts     Options
-	addr     string // host:port
+	opts     Options // Folder is "", Folders the folders read (at least one)
+	addr     string  // host:port
 	port     int
 	security Security
 	mech     string // "" for LOGIN
@@ -203,6 +216,24 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 	if strings.ContainsAny(opts.Folder, "\r\n\x00") {
 		add("folder", "must not contain CR, LF or NUL")
 	}
+	if opts.Folder != "" && len(opts.Folders) > 0 {
+		add("folders", "give either folder or folders, not both")
+	}
+	for i, f := range opts.Folders {
+		switch {
+		case strings.TrimSpace(f) == "":
+			add(fmt.Sprintf("folders[%d]", i), "is empty")
+		case strings.ContainsAny(f, "\r\n\x00"):
+			add(fmt.Sprintf("folders[%d]", i), "must not contain CR, LF or NUL")
+		default:
+			for j := range i {
+				if sameFolder(opts.Folders[j], f) {
+					add(fmt.Sprintf("folders[%d]", i), fmt.Sprintf("%q is listed twice", f))
+					break
+				}
+			}
+		}
+	}
 	if opts.BatchSize < 0 {
 		add("batch_size", "must not be negative")
 	}
@@ -235,9 +266,14 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 			port = 143
 		}
 	}
-	if opts.Folder == "" {
-		opts.Folder = DefaultFolder
+	folders := slices.Clone(opts.Folders)
+	if len(folders) == 0 {
+		if opts.Folder == "" {
+			opts.Folder = DefaultFolder
+		}
+		folders = []string{opts.Folder}
 	}
+	opts.Folder, opts.Folders = "", folders
 	if opts.BatchSize == 0 {
 		opts.BatchSize = DefaultBatchSize
 	}
@@ -296,8 +332,12 @@ func (o Options) String() string {
 	case o.Password == "":
 		auth = "none"
 	}
-	return fmt.Sprintf("imap.Options{auth=%s security=%s allow_plaintext_login=%t folder=%q batch=%d}",
-		strings.TrimSpace(auth), o.Security, o.AllowPlaintextLogin, o.Folder, o.BatchSize)
+	folders := ""
+	if len(o.Folders) > 0 {
+		folders = fmt.Sprintf(" folders=%q", o.Folders)
+	}
+	return fmt.Sprintf("imap.Options{auth=%s security=%s allow_plaintext_login=%t folder=%q%s batch=%d}",
+		strings.TrimSpace(auth), o.Security, o.AllowPlaintextLogin, o.Folder, folders, o.BatchSize)
 }
 
 // Format prints String for every verb, so no verb reaches the credentials.

@@ -32,8 +32,10 @@ type session struct {
 	caps   imap.CapSet
 	auth   string // "LOGIN", "XOAUTH2" or "OAUTHBEARER"
 
-	selected   bool // the folder is selected (read-write)
-	delim      rune // the server's hierarchy separator, once known
+	selected   bool   // selName is selected (read-write)
+	selName    string // the configured folder name last selected or examined
+	selMailbox string // the server's name of that folder
+	delim      rune   // the server's hierarchy separator, once known
 	delimKnown bool
 	ns         *imap.NamespaceData // the server's namespaces, once known (nil: none)
 	nsKnown    bool

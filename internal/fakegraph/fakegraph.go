@@ -403,6 +403,28 @@ func (s *Server) AddFolder(name string) *Folder {
 	return &c
 }
 
+// AddWellKnownFolder creates a top-level folder with a well-known name
+// (e.g. "Junk Email", "junkemail"), which requests may use in place of its id.
+func (s *Server) AddWellKnownFolder(name, wellKnown string) *Folder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := *s.addFolder(name, wellKnown, "root")
+	return &c
+}
+
+// AddChildFolder creates a folder named name inside the folder with the
+// display or well-known name parent; nil when there is no such parent.
+func (s *Server) AddChildFolder(parent, name string) *Folder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.folderByNameLocked(parent)
+	if p == nil {
+		return nil
+	}
+	c := *s.addFolder(name, "", p.ID)
+	return &c
+}
+
 // DeleteFolder deletes the user folder with that display name, as a user
 // deleting it in Outlook would: its messages go to Deleted Items (with
 // new mutable ids) and its id answers 404 ErrorItemNotFound from then on.
@@ -826,7 +848,12 @@ func (s *Server) messageLocked(id string) *message {
 func mutableID(m *message) string { return fmt.Sprintf("%s-m%d", m.id, m.moves) }
 
 func (s *Server) folderJSON(f *Folder) map[string]any {
-	total, unread := 0, 0
+	total, unread, children := 0, 0, 0
+	for _, c := range s.folders {
+		if c.ParentID == f.ID {
+			children++
+		}
+	}
 	for _, m := range s.messages {
 		if m.folderID == f.ID {
 			total++
@@ -836,7 +863,7 @@ func (s *Server) folderJSON(f *Folder) map[string]any {
 		}
 	}
 	return map[string]any{"id": f.ID, "displayName": f.DisplayName, "parentFolderId": f.ParentID,
-		"childFolderCount": 0, "unreadItemCount": unread, "totalItemCount": total, "isHidden": false}
+		"childFolderCount": children, "unreadItemCount": unread, "totalItemCount": total, "isHidden": false}
 }
 
 func (s *Server) messageJSON(m *message, immutable, full bool) map[string]any {
