@@ -48,6 +48,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -55,7 +56,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailsync/mailsync"
-	"github.com/mailsync/mailsync/boltstate"
 	"github.com/mailsync/mailsync/jsonlsink"
 )
 
@@ -78,11 +78,28 @@ type cli struct {
 	stdout        io.Writer
 	stderr        io.Writer
 	passwords     map[string]mailsync.Secret
+
+	serve          bool
+	interval       time.Duration
+	statusInterval time.Duration
+	workers        int
+	fleetDB        string
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runContext(ctx, args, stdin, stdout, stderr)
+}
+
+// runContext is run until ctx ends (SIGINT or SIGTERM in run).
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mail2ticket", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	// One lock for both outputs: in -serve several syncs, the status
+	// printer and the logger write at once, maybe to the same writer.
+	var outMu sync.Mutex
+	stdout, stderr = &lockedWriter{mu: &outMu, w: stdout}, &lockedWriter{mu: &outMu, w: stderr}
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, passwords: map[string]mailsync.Secret{}}
 	fs.StringVar(&c.configPath, "config", "mail2ticket.json", "the JSON configuration file")
 	fs.StringVar(&c.only, "connection", "", "sync only the connection with this name")
@@ -91,15 +108,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.verbose, "v", false, "verbose logging")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "preview: list what each new message would become, store and change nothing")
 	fs.StringVar(&c.replay, "replay", "", "feed quarantined raw mail (an .eml file or a folder of them) back through -connection's rules")
+	fs.BoolVar(&c.serve, "serve", false, "run until stopped, syncing the OAuth connections every -interval on the fleet (River); password connections are skipped")
+	fs.DurationVar(&c.interval, "interval", 5*time.Minute, "with -serve: the time between two syncs of a connection")
+	fs.DurationVar(&c.statusInterval, "status-interval", time.Minute, "with -serve: how often to print each connection's health")
+	fs.IntVar(&c.workers, "workers", 4, "with -serve: how many connections sync at once")
+	fs.StringVar(&c.fleetDB, "fleet-db", "", "with -serve and the bbolt state_file: the SQLite file of the fleet's jobs, health and state (default: the config's name with .db, next to it)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	}
+	if c.serve && (c.check || c.dryRun || c.replay != "") {
+		return errors.New("-serve does not go with -check, -dry-run or -replay")
 	}
 	cfg, err := loadConfig(c.configPath)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	level := slog.LevelWarn
 	if c.verbose {
 		level = slog.LevelDebug
@@ -129,11 +155,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return nil
 	}
 
-	state, err := boltstate.Open(cfg.StateFile)
+	if c.serve {
+		return c.serveFleet(ctx, cfg, conns, logger)
+	}
+	state, closeState, err := openState(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer state.Close()
+	defer closeState()
 	sink, err := jsonlsink.Open(cfg.TicketsFile, cfg.SaveFiles)
 	if err != nil {
 		return err
@@ -175,6 +204,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// lockedWriter serialises writes to w under mu.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // counts formats a report's numbers.
