@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -68,8 +69,13 @@ func (c *cli) serveFleet(ctx context.Context, cfg *fileConfig, conns []connectio
 			path = filepath.Join(filepath.Dir(c.configPath), strings.TrimSuffix(base, filepath.Ext(base))+".db")
 		}
 		store = stateSetting{kind: storeSQLite, path: path}
-		fmt.Fprintf(c.stdout, "note: -serve keeps its state in %s, not in the bbolt state_file %s; set \"state\": \"sqlite:%s\" to share it with one-off runs (mail already ticketed is recognised by %s in any case)\n",
-			path, cfg.StateFile, path, cfg.TicketsFile)
+		if _, err := os.Stat(cfg.StateFile); err == nil {
+			// One-off runs used bbolt: its cursors are not carried over, so
+			// the first syncs list the mailboxes again; the tickets file
+			// knows every idempotency key and makes no second ticket.
+			fmt.Fprintf(c.stdout, "note: -serve keeps its state in %s, not in the bbolt state_file %s; set \"state\": \"sqlite:%s\" to share it with one-off runs (mail already ticketed is recognised by %s in any case)\n",
+				path, cfg.StateFile, path, cfg.TicketsFile)
+		}
 	}
 	scfg := *cfg
 	scfg.store = store
