@@ -96,12 +96,11 @@ func (c *cli) serveFleet(ctx context.Context, cfg *fileConfig, conns []connectio
 
 	health := &printingHealth{c: c}
 	fcfg := fleet.Config{
-		Resolver:    &serveResolver{c: c, logger: logger, sink: sink, ids: ids},
-		State:       state,
-		Interval:    c.interval,
-		Workers:     c.workers,
-		Logger:      logger,
-		SyncTimeout: max(c.interval, time.Minute),
+		Resolver: &serveResolver{c: c, logger: logger, sink: sink, ids: ids},
+		State:    state,
+		Interval: c.interval,
+		Workers:  c.workers,
+		Logger:   logger,
 		OnDegraded: func(_ context.Context, h fleet.Health) {
 			fmt.Fprintf(c.stdout, "! %s: degraded: %s\n", h.Connection, healthLine(h, time.Now()))
 		},
@@ -233,7 +232,7 @@ func healthLine(h fleet.Health, now time.Time) string {
 	s := fmt.Sprintf("last success %s, consecutive failures %d, needs admin %s, degraded %s, messages %d",
 		last, h.ConsecutiveFailures, yes[h.NeedsAdmin], yes[h.Degraded], h.MessagesSynced)
 	if h.ConsecutiveFailures > 0 {
-		s += fmt.Sprintf(", last error (%s): %s", h.LastErrorKind, h.LastError)
+		s += fmt.Sprintf(", last error (%s): %s", h.LastErrorKind, oneLine(h.LastError, 160))
 	}
 	return s
 }

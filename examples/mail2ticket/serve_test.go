@@ -17,6 +17,8 @@ import (
 
 	"github.com/mailsync/mailsync/connectortest"
 	"github.com/mailsync/mailsync/internal/fakegmail"
+	"github.com/mailsync/mailsync/internal/fakegraph"
+	"github.com/mailsync/mailsync/internal/pgtest"
 )
 
 // syncBuffer is a bytes.Buffer the test may read while the tool writes.
@@ -233,4 +235,115 @@ func readAll(f *os.File) string {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(f)
 	return b.String()
+}
+
+// startServe runs -serve with args in the background; stop cancels it and
+// returns its error.
+func startServe(t *testing.T, args ...string) (out *syncBuffer, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out = &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- runContext(ctx, append([]string{"-serve"}, args...), strings.NewReader(""), out, out)
+	}()
+	stopped := false
+	var err error
+	stop = func() error {
+		if stopped {
+			return err
+		}
+		stopped = true
+		cancel()
+		select {
+		case err = <-done:
+		case <-time.After(40 * time.Second):
+			t.Fatalf("serve did not stop\n%s", out.String())
+		}
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return out, stop
+}
+
+// TestServeNeedsAdmin: a connection whose refresh token is refused is
+// tried once, shown as degraded and needing the admin, while the other
+// keeps syncing; no secret reaches the output although the token endpoint
+// echoes them (in several encodings) in its error.
+func TestServeNeedsAdmin(t *testing.T) {
+	good := graphFixture(t, "good@contoso.example", 1)
+	bad := graphFixture(t, "bad@contoso.example", 1)
+	bad.FailTokens("echo")
+	dir := t.TempDir()
+	cfg := writeConfig(t, map[string]any{
+		"state": "sqlite:" + filepath.Join(dir, "m2t.db"), "tickets_file": filepath.Join(dir, "tickets.jsonl"),
+		"connections": []map[string]any{
+			graphConnection(t, "Good", "good@contoso.example", good),
+			graphConnection(t, "Bad", "bad@contoso.example", bad),
+		},
+		"mappings": titleMapping,
+	})
+	out, stop := startServe(t, "-config", cfg, "-interval", "150ms", "-status-interval", "200ms")
+	waitFor(t, 20*time.Second, "Bad to need the admin and Good to sync 3 times", func() bool {
+		s := out.String()
+		return strings.Contains(s, "✗ Bad: sync failed, needs the admin") && strings.Count(s, "✓ Good: synced") >= 3
+	}, out)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	t.Logf("output:\n%s", s)
+	if n := strings.Count(s, "✗ Bad:"); n != 1 {
+		t.Errorf("Bad was tried %d times, want once (it waits for the admin)", n)
+	}
+	if !strings.Contains(s, "! Bad: degraded:") {
+		t.Error("no degraded line for Bad")
+	}
+	_, final, _ := strings.Cut(s, "stopping:")
+	if !regexp.MustCompile(`health Bad: last success never, consecutive failures 1, needs admin yes, degraded yes, messages 0, last error \(\w+\): `).MatchString(final) {
+		t.Error("no final health line of Bad needing the admin")
+	}
+	if !regexp.MustCompile(`health Good: last success .*, consecutive failures 0, needs admin no`).MatchString(final) {
+		t.Error("no final health line of Good")
+	}
+	for _, secret := range []string{"client-secret", "rt-0"} {
+		for _, form := range fakegraph.EchoForms(secret) {
+			if strings.Contains(s, form) {
+				t.Errorf("the output holds the secret %q as %q", secret, form)
+			}
+		}
+	}
+}
+
+// TestServePostgres runs -serve with a PostgreSQL "state" URL: River on
+// riverpgxv5, state and health in the same database.
+func TestServePostgres(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	const user = "pgserve@contoso.example"
+	graph := graphFixture(t, user, 2)
+	dir := t.TempDir()
+	cfg := writeConfig(t, map[string]any{
+		"state": url, "tickets_file": filepath.Join(dir, "tickets.jsonl"),
+		"connections": []map[string]any{graphConnection(t, "M365", user, graph)},
+		"mappings":    titleMapping,
+	})
+	out, stop := startServe(t, "-config", cfg, "-interval", "150ms", "-status-interval", "200ms")
+	waitFor(t, 20*time.Second, "2 syncs", func() bool { return strings.Count(out.String(), "✓ M365: synced") >= 2 }, out)
+	if _, err := graph.Deliver("Inbox", connectortest.NewMessage("pg-late", "Graph late")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the late mail", func() bool { return strings.Contains(out.String(), "✓ M365: synced, 1 ticket") }, out)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	if !strings.Contains(s, "on PostgreSQL") || strings.Contains(s, url) {
+		t.Errorf("the store is not named, or the URL is printed:\n%s", s)
+	}
+	if n := len(readTickets(t, filepath.Join(dir, "tickets.jsonl"))); n != 3 {
+		t.Errorf("%d tickets, want 3\n%s", n, s)
+	}
+	if !regexp.MustCompile(`health M365: last success .*, consecutive failures 0, needs admin no, degraded no, messages 3`).MatchString(s) {
+		t.Errorf("no health line with 3 messages:\n%s", s)
+	}
 }
