@@ -4,8 +4,17 @@
 // form (see example-config.json). The password is never read from that
 // file: it is asked on the terminal without echo, or read from the
 // MAILSYNC_PASSWORD environment variable, or from standard input with
-// -password-stdin. State (cursors, processed messages) persists in a bbolt
-// file, so a re-run only fetches what is new and never duplicates a ticket.
+// -password-stdin. State (cursors, processed messages) persists, so a
+// re-run only fetches what is new and never duplicates a ticket: by default
+// in the bbolt file "state_file" (default "mailsync-state.db"), or, with
+// "state", in SQL through sqlstate:
+//
+//	"state": "sqlite:mailsync.db"                   // a SQLite file; relative to the config's folder
+//	"state": "postgres://mail2ticket@db.example/helpdesk" // PostgreSQL; the password may come from PGPASSWORD
+//
+// The state holds cursors and processed keys, never a password or token.
+// A SQL state is a lease holder: a sync of a connection never runs beside
+// another one of the same connection (-serve or another process).
 //
 // Tickets go to a jsonlsink file, which also takes follow-ups: a reply to
 // a ticket (In-Reply-To/References, or "[Ticket#id]" in the subject from
@@ -24,6 +33,35 @@
 //	go run ./examples/mail2ticket -config mail2ticket.json -connection Suporte
 //	go run ./examples/mail2ticket -config mail2ticket.json -dry-run   # preview: what each new mail would become
 //	go run ./examples/mail2ticket -config mail2ticket.json -connection Suporte -replay tickets.jsonl.files/
+//	go run ./examples/mail2ticket -config mail2ticket.json -serve -interval 5m # run until stopped
+//
+// # Serve
+//
+// With -serve the tool runs until SIGINT or SIGTERM, syncing each enabled
+// OAuth connection (Microsoft Graph, Gmail API, or IMAP/POP3 with an
+// "oauth" block) every -interval (default 5m, ± 10%) on the fleet runner
+// (package fleet, on River). A password connection is never scheduled —
+// its password is typed at sync time and never stored — and is listed as
+// skipped; sync it with a one-off run. The fleet's jobs (which hold only
+// the connection's name), the connections' health and the state share one
+// database: the SQLite file of "state" or, without it, "<config name>.db"
+// next to the config (-fleet-db overrides it; the bbolt state_file is then
+// not used, and mail it already saw is recognised by the tickets file's
+// idempotency keys), or the PostgreSQL database of a "state" URL.
+//
+// Every sync prints one line ("✓ name: synced, …" or "✗ name: sync
+// failed …"), and every -status-interval (default 1m) and at shutdown
+// each connection's health: last success, consecutive failures, whether it
+// needs the admin, degraded, messages synced, and the last error (scrubbed
+// of the connection's secrets). A connection whose credentials are refused
+// (ErrAuth, a revoked grant) or whose configuration is wrong is tried once
+// and waits for the admin; restarting -serve schedules it again. Each sync
+// reads the config file again, so the admin's edits and a refresh token
+// rotated by the previous sync (written back as in one-off runs) take
+// effect at the next sync. Up to -workers (default 4) connections sync at
+// once; they share one jsonlsink Sink, which serialises its writes with a
+// mutex (it is safe for concurrent use), and the config rewrites are
+// serialised too.
 //
 // A connection's "rules" and "blocked" route its mail among the ticket
 // types it is connected with and filter it (see mailsync.Routing). With

@@ -43,8 +43,8 @@ func schedulable(cc connectionConfig) error {
 // ctx ends, printing one line per sync and, every -status-interval and at
 // shutdown, each connection's health.
 func (c *cli) serveFleet(ctx context.Context, cfg *fileConfig, conns []connectionConfig, logger *slog.Logger) error {
-	if c.interval <= 0 || c.statusInterval <= 0 {
-		return errors.New("-interval and -status-interval must be positive")
+	if c.interval <= 0 || c.statusInterval <= 0 || c.workers < 1 {
+		return errors.New("-interval and -status-interval must be positive, -workers at least 1")
 	}
 	var ids []string
 	for _, cc := range conns {

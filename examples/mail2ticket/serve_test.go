@@ -347,3 +347,47 @@ func TestServePostgres(t *testing.T) {
 		t.Errorf("no health line with 3 messages:\n%s", s)
 	}
 }
+
+// TestServeOnlyConnection: -serve -connection NAME syncs only NAME, even
+// when the database still holds the job of another connection scheduled
+// by an earlier -serve (the job is dropped, not run).
+func TestServeOnlyConnection(t *testing.T) {
+	a := graphFixture(t, "a@contoso.example", 1)
+	b := graphFixture(t, "b@contoso.example", 1)
+	dir := t.TempDir()
+	tickets := filepath.Join(dir, "tickets.jsonl")
+	cfg := writeConfig(t, map[string]any{
+		"state": "sqlite:m2t.db", "tickets_file": tickets,
+		"connections": []map[string]any{graphConnection(t, "A", "a@contoso.example", a), graphConnection(t, "B", "b@contoso.example", b)},
+		"mappings":    titleMapping,
+	})
+	out, stop := startServe(t, "-config", cfg, "-interval", "150ms", "-status-interval", "1h")
+	waitFor(t, 20*time.Second, "both to sync", func() bool {
+		s := out.String()
+		return strings.Contains(s, "✓ A: synced, 1") && strings.Contains(s, "✓ B: synced, 1")
+	}, out)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Deliver("Inbox", connectortest.NewMessage("b-late", "B late")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Deliver("Inbox", connectortest.NewMessage("a-late", "A late")); err != nil {
+		t.Fatal(err)
+	}
+	out, stop = startServe(t, "-config", cfg, "-connection", "A", "-interval", "150ms", "-status-interval", "1h")
+	waitFor(t, 20*time.Second, "A's late mail", func() bool { return strings.Contains(out.String(), "✓ A: synced, 1") }, out)
+	time.Sleep(500 * time.Millisecond) // B's old job would have run by now
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	if !strings.Contains(s, "serving 1 connection(s)") || strings.Contains(s, " B:") || strings.Contains(s, "health B") {
+		t.Errorf("B was served:\n%s", s)
+	}
+	for _, r := range readTickets(t, tickets) {
+		if r.Fields["title"] == "B late" {
+			t.Errorf("B's late mail became a ticket")
+		}
+	}
+}
