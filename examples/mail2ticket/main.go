@@ -201,6 +201,13 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		return err
 	}
 	defer closeState()
+	if !c.dryRun {
+		unlock, err := lockTickets(cfg.TicketsFile)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	sink, err := jsonlsink.Open(cfg.TicketsFile, cfg.SaveFiles)
 	if err != nil {
 		return err

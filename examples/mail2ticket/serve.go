@@ -52,7 +52,7 @@ func (c *cli) serveFleet(ctx context.Context, cfg *fileConfig, conns []connectio
 		case err == nil:
 			ids = append(ids, cc.Name)
 		case errors.Is(err, fleet.ErrPasswordRequired):
-			fmt.Fprintf(c.stdout, "- %s: skipped: a password connection is never scheduled (its password is typed at sync time and never stored); sync it with mail2ticket without -serve\n", cc.Name)
+			fmt.Fprintf(c.stdout, "- %s: skipped: a password connection is never scheduled (its password is typed at sync time and never stored); sync it with a one-off run of mail2ticket while -serve is stopped\n", cc.Name)
 		default:
 			fmt.Fprintf(c.stdout, "- %s: disabled, skipped\n", cc.Name)
 		}
@@ -87,7 +87,13 @@ func (c *cli) serveFleet(ctx context.Context, cfg *fileConfig, conns []connectio
 	db := state.(*sqlstate.State).DB()
 
 	// The jsonlsink Sink is safe for concurrent use (one mutex around every
-	// write), so the -workers connections share it.
+	// write), so the -workers connections share it; other processes are
+	// kept off the file.
+	unlock, err := lockTickets(cfg.TicketsFile)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	sink, err := jsonlsink.Open(cfg.TicketsFile, cfg.SaveFiles)
 	if err != nil {
 		return err

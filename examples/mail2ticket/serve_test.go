@@ -391,3 +391,34 @@ func TestServeOnlyConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestOneOffRunWhileServing: a one-off run on the tickets file of a
+// running -serve is refused (two processes must not write one jsonlsink
+// file); once -serve stopped, it runs, sharing the SQLite state.
+func TestOneOffRunWhileServing(t *testing.T) {
+	const user = "lock@contoso.example"
+	graph := graphFixture(t, user, 1)
+	dir := t.TempDir()
+	cfg := writeConfig(t, map[string]any{
+		"state": "sqlite:m2t.db", "tickets_file": filepath.Join(dir, "tickets.jsonl"),
+		"connections": []map[string]any{graphConnection(t, "M365", user, graph)},
+		"mappings":    titleMapping,
+	})
+	out, stop := startServe(t, "-config", cfg, "-interval", "150ms", "-status-interval", "1h")
+	waitFor(t, 20*time.Second, "a sync", func() bool { return strings.Contains(out.String(), "✓ M365: synced, 1") }, out)
+	var one bytes.Buffer
+	err := runContext(context.Background(), []string{"-config", cfg}, strings.NewReader(""), &one, &one)
+	if err == nil || !strings.Contains(err.Error(), "in use by another mail2ticket") {
+		t.Fatalf("one-off run beside -serve: %v\n%s", err, one.String())
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	one.Reset()
+	if err := runContext(context.Background(), []string{"-config", cfg}, strings.NewReader(""), &one, &one); err != nil {
+		t.Fatalf("one-off run after -serve: %v\n%s", err, one.String())
+	}
+	if !strings.Contains(one.String(), "created 0") {
+		t.Errorf("the one-off run did not share -serve's state:\n%s", one.String())
+	}
+}
