@@ -62,11 +62,17 @@ func (c *cli) serveFleet(ctx context.Context, cfg *fileConfig, conns []connectio
 	}
 
 	store := cfg.store
+	if store.kind != storeBolt && c.fleetDB != "" {
+		return errors.New("-fleet-db is for a config without \"state\": the fleet uses the database of \"state\"")
+	}
 	if store.kind == storeBolt {
 		path := c.fleetDB
 		if path == "" {
 			base := filepath.Base(c.configPath)
 			path = filepath.Join(filepath.Dir(c.configPath), strings.TrimSuffix(base, filepath.Ext(base))+".db")
+			if path == filepath.Clean(c.configPath) {
+				path += ".db"
+			}
 		}
 		store = stateSetting{kind: storeSQLite, path: path}
 		if _, err := os.Stat(cfg.StateFile); err == nil {
