@@ -264,8 +264,12 @@ func (p *printingHealth) Update(ctx context.Context, connection string, fn func(
 	}
 	took := after.Updated.Sub(after.LastAttempt).Round(time.Millisecond)
 	if after.ConsecutiveFailures == 0 {
-		fmt.Fprintf(p.c.stdout, "✓ %s: synced, %d ticket(s) or follow-up(s), %d quarantined in %s\n", connection,
-			after.MessagesSynced-before.MessagesSynced, after.Quarantined-before.Quarantined, took)
+		mark, rest := "✓", ""
+		if after.CaughtUpAt.Before(after.LastAttempt) { // the fleet leaves CaughtUpAt when a message failed
+			mark, rest = "!", "; some messages failed, left for the next sync"
+		}
+		fmt.Fprintf(p.c.stdout, "%s %s: synced, %d ticket(s) or follow-up(s), %d quarantined in %s%s\n", mark, connection,
+			after.MessagesSynced-before.MessagesSynced, after.Quarantined-before.Quarantined, took, rest)
 	} else {
 		what := "failed"
 		if after.NeedsAdmin {
