@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/mailsync/mailsync"
 )
@@ -13,8 +15,17 @@ import (
 // fileConfig is the JSON file: connections in the shape of the admin form,
 // the mappings per ticket type, and where state and tickets go.
 type fileConfig struct {
-	// StateFile is the durable state (bbolt); default "mailsync-state.db".
+	// StateFile is the durable state in a bbolt file; default
+	// "mailsync-state.db". It is used when State is empty.
 	StateFile string `json:"state_file,omitempty"`
+	// State selects an SQL state store instead of the bbolt StateFile:
+	// "sqlite:PATH" (a SQLite file; a relative PATH is relative to the
+	// config file's folder) or a PostgreSQL URL "postgres://…" /
+	// "postgresql://…" (its password may come from PGPASSWORD instead of
+	// the URL). The state holds cursors and processed keys, never a secret.
+	// -serve keeps River's jobs and the connections' health in the same
+	// database.
+	State string `json:"state,omitempty"`
 	// TicketsFile is the JSON-lines ticket file; default "tickets.jsonl".
 	TicketsFile string `json:"tickets_file,omitempty"`
 	// SaveFiles writes attachments next to TicketsFile (in
@@ -26,6 +37,9 @@ type fileConfig struct {
 	SaveFiles   bool               `json:"save_files,omitempty"`
 	Connections []connectionConfig `json:"connections"`
 	Mappings    []mailsync.Mapping `json:"mappings"`
+
+	// store is State parsed (zero: the bbolt StateFile).
+	store stateSetting
 }
 
 // connectionConfig is one admin-form connection plus the tool's settings.
@@ -103,6 +117,13 @@ func loadConfig(path string) (*fileConfig, error) {
 	if cfg.StateFile == "" {
 		cfg.StateFile = "mailsync-state.db"
 	}
+	if cfg.State != "" {
+		st, err := parseStateSetting(cfg.State, filepath.Dir(path))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		cfg.store = st
+	}
 	if cfg.TicketsFile == "" {
 		cfg.TicketsFile = "tickets.jsonl"
 	}
@@ -141,9 +162,15 @@ func (c *fileConfig) mapping(ticketType string) (mailsync.Mapping, bool) {
 	return mailsync.Mapping{}, false
 }
 
+// configMu serialises the rewrites of the config file: in -serve, two
+// connections may rotate their refresh tokens at once.
+var configMu sync.Mutex
+
 // saveRefreshToken writes a rotated refresh token back into the config
 // file (atomically, mode 0600), as the host would store it.
 func saveRefreshToken(path, connection string, token mailsync.Secret) error {
+	configMu.Lock()
+	defer configMu.Unlock()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return err

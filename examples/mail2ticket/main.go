@@ -4,8 +4,17 @@
 // form (see example-config.json). The password is never read from that
 // file: it is asked on the terminal without echo, or read from the
 // MAILSYNC_PASSWORD environment variable, or from standard input with
-// -password-stdin. State (cursors, processed messages) persists in a bbolt
-// file, so a re-run only fetches what is new and never duplicates a ticket.
+// -password-stdin. State (cursors, processed messages) persists, so a
+// re-run only fetches what is new and never duplicates a ticket: by default
+// in the bbolt file "state_file" (default "mailsync-state.db"), or, with
+// "state", in SQL through sqlstate:
+//
+//	"state": "sqlite:mailsync.db"                   // a SQLite file; relative to the config's folder
+//	"state": "postgres://mail2ticket@db.example/helpdesk" // PostgreSQL; the password may come from PGPASSWORD
+//
+// The state holds cursors and processed keys, never a password or token.
+// A SQL state is a lease holder: a sync of a connection never runs beside
+// another one of the same connection (-serve or another process).
 //
 // Tickets go to a jsonlsink file, which also takes follow-ups: a reply to
 // a ticket (In-Reply-To/References, or "[Ticket#id]" in the subject from
@@ -24,6 +33,35 @@
 //	go run ./examples/mail2ticket -config mail2ticket.json -connection Suporte
 //	go run ./examples/mail2ticket -config mail2ticket.json -dry-run   # preview: what each new mail would become
 //	go run ./examples/mail2ticket -config mail2ticket.json -connection Suporte -replay tickets.jsonl.files/
+//	go run ./examples/mail2ticket -config mail2ticket.json -serve -interval 5m # run until stopped
+//
+// # Serve
+//
+// With -serve the tool runs until SIGINT or SIGTERM, syncing each enabled
+// OAuth connection (Microsoft Graph, Gmail API, or IMAP/POP3 with an
+// "oauth" block) every -interval (default 5m, ± 10%) on the fleet runner
+// (package fleet, on River). A password connection is never scheduled —
+// its password is typed at sync time and never stored — and is listed as
+// skipped; sync it with a one-off run. The fleet's jobs (which hold only
+// the connection's name), the connections' health and the state share one
+// database: the SQLite file of "state" or, without it, "<config name>.db"
+// next to the config (-fleet-db overrides it; the bbolt state_file is then
+// not used, and mail it already saw is recognised by the tickets file's
+// idempotency keys), or the PostgreSQL database of a "state" URL.
+//
+// Every sync prints one line ("✓ name: synced, …" or "✗ name: sync
+// failed …"), and every -status-interval (default 1m) and at shutdown
+// each connection's health: last success, consecutive failures, whether it
+// needs the admin, degraded, messages synced, and the last error (scrubbed
+// of the connection's secrets). A connection whose credentials are refused
+// (ErrAuth, a revoked grant) or whose configuration is wrong is tried once
+// and waits for the admin; restarting -serve schedules it again. Each sync
+// reads the config file again, so the admin's edits and a refresh token
+// rotated by the previous sync (written back as in one-off runs) take
+// effect at the next sync. Up to -workers (default 4) connections sync at
+// once; they share one jsonlsink Sink, which serialises its writes with a
+// mutex (it is safe for concurrent use), and the config rewrites are
+// serialised too.
 //
 // A connection's "rules" and "blocked" route its mail among the ticket
 // types it is connected with and filter it (see mailsync.Routing). With
@@ -48,6 +86,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -55,7 +94,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailsync/mailsync"
-	"github.com/mailsync/mailsync/boltstate"
 	"github.com/mailsync/mailsync/jsonlsink"
 )
 
@@ -78,11 +116,28 @@ type cli struct {
 	stdout        io.Writer
 	stderr        io.Writer
 	passwords     map[string]mailsync.Secret
+
+	serve          bool
+	interval       time.Duration
+	statusInterval time.Duration
+	workers        int
+	fleetDB        string
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return runContext(ctx, args, stdin, stdout, stderr)
+}
+
+// runContext is run until ctx ends (SIGINT or SIGTERM in run).
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mail2ticket", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	// One lock for both outputs: in -serve several syncs, the status
+	// printer and the logger write at once, maybe to the same writer.
+	var outMu sync.Mutex
+	stdout, stderr = &lockedWriter{mu: &outMu, w: stdout}, &lockedWriter{mu: &outMu, w: stderr}
 	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr, passwords: map[string]mailsync.Secret{}}
 	fs.StringVar(&c.configPath, "config", "mail2ticket.json", "the JSON configuration file")
 	fs.StringVar(&c.only, "connection", "", "sync only the connection with this name")
@@ -91,15 +146,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.verbose, "v", false, "verbose logging")
 	fs.BoolVar(&c.dryRun, "dry-run", false, "preview: list what each new message would become, store and change nothing")
 	fs.StringVar(&c.replay, "replay", "", "feed quarantined raw mail (an .eml file or a folder of them) back through -connection's rules")
+	fs.BoolVar(&c.serve, "serve", false, "run until stopped, syncing the OAuth connections every -interval on the fleet (River); password connections are skipped")
+	fs.DurationVar(&c.interval, "interval", 5*time.Minute, "with -serve: the time between two syncs of a connection")
+	fs.DurationVar(&c.statusInterval, "status-interval", time.Minute, "with -serve: how often to print each connection's health")
+	fs.IntVar(&c.workers, "workers", 4, "with -serve: how many connections sync at once")
+	fs.StringVar(&c.fleetDB, "fleet-db", "", "with -serve and the bbolt state_file: the SQLite file of the fleet's jobs, health and state (default: the config's name with .db, next to it)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	}
+	if c.serve && (c.check || c.dryRun || c.replay != "") {
+		return errors.New("-serve does not go with -check, -dry-run or -replay")
 	}
 	cfg, err := loadConfig(c.configPath)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	level := slog.LevelWarn
 	if c.verbose {
 		level = slog.LevelDebug
@@ -129,11 +193,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return nil
 	}
 
-	state, err := boltstate.Open(cfg.StateFile)
+	if c.serve {
+		return c.serveFleet(ctx, cfg, conns, logger)
+	}
+	state, closeState, err := openState(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer state.Close()
+	defer closeState()
+	if !c.dryRun {
+		unlock, err := lockTickets(cfg.TicketsFile)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	sink, err := jsonlsink.Open(cfg.TicketsFile, cfg.SaveFiles)
 	if err != nil {
 		return err
@@ -175,6 +249,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// lockedWriter serialises writes to w under mu.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // counts formats a report's numbers.

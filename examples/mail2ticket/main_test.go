@@ -11,12 +11,14 @@ import (
 
 	"github.com/mailsync/mailsync/connectortest"
 	"github.com/mailsync/mailsync/internal/dovecottest"
+	"github.com/mailsync/mailsync/internal/pgtest"
 	"github.com/mailsync/mailsync/jsonlsink"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	dovecottest.StopAll()
+	pgtest.StopAll()
 	os.Exit(code)
 }
 
