@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/mailsync/mailsync"
 	mimap "github.com/mailsync/mailsync/imap"
 	"github.com/mailsync/mailsync/internal/cutproxy"
@@ -248,6 +250,7 @@ func TestWatchCoalescesBursts(t *testing.T) {
 	time.Sleep(2 * window)
 	before := ch.count()
 	var last time.Time
+	first := time.Now()
 	for i := range 30 {
 		srv.Deliver(t, user, "INBOX", mail(i, "burst"))
 		last = time.Now()
@@ -269,7 +272,8 @@ func TestWatchCoalescesBursts(t *testing.T) {
 			t.Errorf("OnChange calls %s apart, want at least the %s window", gap, window)
 		}
 	}
-	t.Logf("30 deliveries in %s: %d OnChange calls", last.Sub(calls[0]).Round(time.Millisecond), len(calls))
+	t.Logf("30 deliveries over %s: %d OnChange calls, the last %s after the last delivery",
+		last.Sub(first).Round(time.Millisecond), len(calls), calls[len(calls)-1].Sub(last).Round(time.Millisecond))
 }
 
 // TestWatchReconnectsWithBackoff: a cut connection is re-established after
@@ -447,13 +451,13 @@ func TestWatchConnectionLimit(t *testing.T) {
 	}
 	// b fails for good (wrong password): its slot is free, its status stays.
 	bad := opts
-	bad.Password = "wrong"
+	bad.Password = "wrong-pw-4711"
 	if err := w.Watch(ctx, named("b"), bad); err != nil {
 		t.Fatal(err)
 	}
 	st := waitState(t, w, "b", mimap.WatchFailed, 5*time.Second)
-	if !errors.Is(st.LastError, mailsync.ErrAuth) {
-		t.Errorf("failed watch LastError = %v, want ErrAuth", st.LastError)
+	if !errors.Is(st.LastError, mailsync.ErrAuth) || strings.Contains(st.LastError.Error(), bad.Password.Reveal()) {
+		t.Errorf("failed watch LastError = %v, want ErrAuth without the password", st.LastError)
 	}
 	if err := w.Watch(ctx, named("c"), opts); err != nil {
 		t.Fatalf("Watch beside a failed watch: %v", err)
@@ -665,5 +669,71 @@ func TestWatchMemoryPerMailbox(t *testing.T) {
 		(runtime.NumGoroutine()-goroutines)/n, ms.StackInuse>>10)
 	if per >= 64<<10 {
 		t.Errorf("%d bytes of heap per watched mailbox, want under 64 KiB", per)
+	}
+}
+
+// rotatingTokens hands out a new registered access token on every call.
+type rotatingTokens struct {
+	srv    *dovecottest.Server
+	user   string
+	calls  atomic.Int64
+	revoke atomic.Bool // hand out tokens Dovecot does not know
+	mu     sync.Mutex
+	issued []string
+}
+
+func (r *rotatingTokens) Token() (*oauth2.Token, error) {
+	n := r.calls.Add(1)
+	tok := fmt.Sprintf("watch-token-%d-%s", n, r.user)
+	if !r.revoke.Load() {
+		r.srv.AddToken(r.user, tok)
+	}
+	r.mu.Lock()
+	r.issued = append(r.issued, tok)
+	r.mu.Unlock()
+	return &oauth2.Token{AccessToken: tok}, nil
+}
+
+// TestWatchOAuthReconnects: an OAuth connection logs in again after a drop
+// with a fresh token from its TokenSource; a rejected token stops the
+// watch with ErrAuth, and no token shows in its status.
+func TestWatchOAuthReconnects(t *testing.T) {
+	srv := dovecottest.Shared(t, dovecottest.Options{OAuth: true})
+	user := srv.AddUser(t, "WatchOAuth", dovecotPassword)
+	proxy := cutproxy.Start(t, srv.IMAPAddr)
+	conn := connection(t, proxy.Addr)
+	conn.Name, conn.User = "oauth", user
+	ts := &rotatingTokens{srv: srv, user: user}
+	opts := mimap.Options{TokenSource: ts, Security: mimap.StartTLS, RootCAs: srv.CAPool}
+	ch := newChanges()
+	w := newWatcher(t, mimap.WatchOptions{OnChange: ch.on, Coalesce: 10 * time.Millisecond, Backoff: 20 * time.Millisecond})
+	if err := w.Watch(testCtx(t), conn, opts); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, w, conn.Name, mimap.WatchIdling, 10*time.Second)
+	ch.wait(t, 2*time.Second, "after connecting")
+	ch.drain()
+	srv.Deliver(t, user, "INBOX", mail(1, "oauth idle"))
+	ch.wait(t, 2*time.Second, "after a delivery")
+
+	proxy.CutAll()
+	ch.wait(t, 5*time.Second, "after the reconnection")
+	st := waitState(t, w, conn.Name, mimap.WatchIdling, 5*time.Second)
+	if st.Connects != 2 || ts.calls.Load() != 2 {
+		t.Fatalf("after a cut: %d connects, %d tokens; want 2 and 2", st.Connects, ts.calls.Load())
+	}
+
+	ts.revoke.Store(true)
+	proxy.CutAll()
+	st = waitState(t, w, conn.Name, mimap.WatchFailed, 10*time.Second)
+	if !errors.Is(st.LastError, mailsync.ErrAuth) {
+		t.Fatalf("rejected token: LastError %v, want ErrAuth", st.LastError)
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for _, tok := range ts.issued {
+		if strings.Contains(st.LastError.Error(), tok) {
+			t.Errorf("LastError shows a token: %v", st.LastError)
+		}
 	}
 }
