@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -160,8 +162,9 @@ func NewWatcher(opts WatchOptions) (*Watcher, error) {
 }
 
 // Watch starts watching conn's folder (Options.Folder, default INBOX),
-// replacing a watch of the same connection name. It returns once the
-// configuration is validated, without waiting for the connection: progress
+// replacing a watch of the same connection name (after that one has
+// stopped). It returns once the configuration is validated, without
+// waiting for the new connection: progress
 // and errors show in Status. The watch lasts until ctx ends (pass a
 // long-lived context, not a request's), Unwatch or Close. It fails with a
 // *mailsync.ConfigError for a wrong configuration, ErrWatchLimit when
@@ -302,7 +305,7 @@ func (w *Watcher) Status(name string) (st WatchStatus, ok bool) {
 	return wt.snapshot(), true
 }
 
-// Statuses returns the health of every watch.
+// Statuses returns the health of every watch, ordered by connection name.
 func (w *Watcher) Statuses() []WatchStatus {
 	w.mu.Lock()
 	all := make([]*watch, 0, len(w.watches))
@@ -314,6 +317,7 @@ func (w *Watcher) Statuses() []WatchStatus {
 	for i, wt := range all {
 		out[i] = wt.snapshot()
 	}
+	slices.SortFunc(out, func(a, b WatchStatus) int { return strings.Compare(a.Connection, b.Connection) })
 	return out
 }
 
