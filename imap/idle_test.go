@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -473,22 +474,25 @@ func TestWatchConnectionLimit(t *testing.T) {
 	}
 }
 
-// noIdleServer is a minimal IMAP4rev1 server without IDLE: LOGIN,
-// EXAMINE, NOOP (which reports EXISTS when messages were added) and LOGOUT.
+// noIdleServer is a minimal IMAP4rev1 server without IDLE (unless
+// offerIdle): LOGIN, EXAMINE, NOOP (which reports EXISTS when messages
+// were added) and LOGOUT.
 type noIdleServer struct {
-	addr  string
-	msgs  atomic.Int64
-	noops atomic.Int64
-	idles atomic.Int64 // IDLE commands received (must stay 0)
+	addr      string
+	offerIdle bool        // advertise and run IDLE
+	stallDone atomic.Bool // never answer DONE (a half-open connection)
+	msgs      atomic.Int64
+	noops     atomic.Int64
+	idles     atomic.Int64 // IDLE commands received
 }
 
-func startNoIdle(t *testing.T) *noIdleServer {
+func startNoIdle(t *testing.T, offerIdle bool) *noIdleServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &noIdleServer{addr: ln.Addr().String()}
+	f := &noIdleServer{addr: ln.Addr().String(), offerIdle: offerIdle}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var open []net.Conn
@@ -525,7 +529,11 @@ func startNoIdle(t *testing.T) *noIdleServer {
 
 func (f *noIdleServer) serve(c net.Conn) {
 	r := bufio.NewReader(c)
-	fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] no IDLE here\r\n")
+	caps := "IMAP4rev1"
+	if f.offerIdle {
+		caps += " IDLE"
+	}
+	fmt.Fprintf(c, "* OK [CAPABILITY %s AUTH=PLAIN] fake ready\r\n", caps)
 	known := f.msgs.Load()
 	for {
 		line, err := r.ReadString('\n')
@@ -537,9 +545,9 @@ func (f *noIdleServer) serve(c net.Conn) {
 		var reply string
 		switch verb {
 		case "CAPABILITY":
-			reply = "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n%[1]s OK done\r\n"
+			reply = "* CAPABILITY " + caps + " AUTH=PLAIN\r\n%[1]s OK done\r\n"
 		case "LOGIN":
-			reply = "%[1]s OK [CAPABILITY IMAP4rev1] logged in\r\n"
+			reply = "%[1]s OK [CAPABILITY " + caps + "] logged in\r\n"
 		case "SELECT", "EXAMINE":
 			known = f.msgs.Load()
 			reply = fmt.Sprintf("* %d EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT %d] ok\r\n%%[1]s OK [READ-ONLY] done\r\n", known, known+1)
@@ -552,7 +560,19 @@ func (f *noIdleServer) serve(c net.Conn) {
 			reply += "%[1]s OK done\r\n"
 		case "IDLE":
 			f.idles.Add(1)
-			reply = "%[1]s BAD unknown command\r\n"
+			if !f.offerIdle {
+				reply = "%[1]s BAD unknown command\r\n"
+				break
+			}
+			fmt.Fprintf(c, "+ idling\r\n")
+			if _, err := r.ReadString('\n'); err != nil { // DONE
+				return
+			}
+			if f.stallDone.Load() {
+				io.Copy(io.Discard, r) // silent until the client hangs up
+				return
+			}
+			reply = "%[1]s OK idle done\r\n"
 		case "LOGOUT":
 			fmt.Fprintf(c, "* BYE bye\r\n%s OK done\r\n", tag)
 			return
@@ -568,7 +588,7 @@ func (f *noIdleServer) serve(c net.Conn) {
 // TestWatchPollsWithoutIdle: a server without IDLE is polled with NOOP,
 // and new mail it reports there triggers OnChange.
 func TestWatchPollsWithoutIdle(t *testing.T) {
-	f := startNoIdle(t)
+	f := startNoIdle(t, false)
 	conn := connection(t, f.addr)
 	opts := mimap.Options{Password: testPassword, Security: mimap.Plaintext, AllowPlaintextLogin: true}
 	ch := newChanges()
@@ -736,4 +756,42 @@ func TestWatchOAuthReconnects(t *testing.T) {
 			t.Errorf("LastError shows a token: %v", st.LastError)
 		}
 	}
+}
+
+// TestWatchDetectsSilentServer: a server that stops answering (a half-open
+// connection) is noticed when IDLE is renewed: DONE gets no answer within
+// CommandTimeout, and the watch reconnects.
+func TestWatchDetectsSilentServer(t *testing.T) {
+	f := startNoIdle(t, true)
+	conn := connection(t, f.addr)
+	opts := mimap.Options{Password: testPassword, Security: mimap.Plaintext, AllowPlaintextLogin: true,
+		CommandTimeout: 300 * time.Millisecond}
+	ch := newChanges()
+	w := newWatcher(t, mimap.WatchOptions{OnChange: ch.on, RenewEvery: 200 * time.Millisecond, Backoff: 20 * time.Millisecond})
+	if err := w.Watch(testCtx(t), conn, opts); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, w, conn.Name, mimap.WatchIdling, 5*time.Second)
+	time.Sleep(500 * time.Millisecond) // renewals that work
+	if st, _ := w.Status(conn.Name); st.Connects != 1 || st.Failures != 0 || f.idles.Load() < 2 {
+		t.Fatalf("renewing on a healthy server: %+v, %d IDLE", st, f.idles.Load())
+	}
+	f.stallDone.Store(true)
+	stalled := time.Now()
+	deadline := stalled.Add(3 * time.Second)
+	var st mimap.WatchStatus
+	for {
+		st, _ = w.Status(conn.Name)
+		if st.Failures > 0 && st.Connects >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the silent server was not noticed within 3s: %+v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !errors.Is(st.LastError, mailsync.ErrConnection) {
+		t.Errorf("LastError = %v, want ErrConnection", st.LastError)
+	}
+	t.Logf("silent server noticed and reconnected after %s: %v", time.Since(stalled).Round(time.Millisecond), st.LastError)
 }
