@@ -341,8 +341,10 @@ type WatchStatus struct {
 	// Since is when the current connection was established (zero while
 	// not connected).
 	Since time.Time
-	// LastEvent is when the server last reported new mail (EXISTS).
+	// LastEvent is when the server last reported new mail (EXISTS);
+	// Events counts those reports.
 	LastEvent time.Time
+	Events    int64
 	// LastChange is when OnChange was last called; Changes counts the calls.
 	LastChange time.Time
 	Changes    int64
@@ -417,7 +419,7 @@ func (wt *watch) onMailbox(data *imapclient.UnilateralDataMailbox) {
 		return // FLAGS / PERMANENTFLAGS changes bring no mail
 	}
 	now := time.Now()
-	wt.update(func(st *WatchStatus) { st.LastEvent = now })
+	wt.update(func(st *WatchStatus) { st.LastEvent = now; st.Events++ })
 	select {
 	case wt.events <- struct{}{}:
 	default: // one is pending already
