@@ -645,9 +645,6 @@ func TestWatchIdleMemServer(t *testing.T) {
 // mailbox (STARTTLS to Dovecot). MAILSYNC_WATCH_MEM_N sets the number of
 // mailboxes (default 20; the report uses 100).
 func TestWatchMemoryPerMailbox(t *testing.T) {
-	if raceEnabled {
-		t.Skip("heap figures are not meaningful under -race")
-	}
 	n := 20
 	if v, err := strconv.Atoi(os.Getenv("MAILSYNC_WATCH_MEM_N")); err == nil && v > 0 {
 		n = v
