@@ -171,6 +171,9 @@ func NewWatcher(opts WatchOptions) (*Watcher, error) {
 // MaxConnections mailboxes are watched already, ErrWatcherClosed after
 // Close.
 func (w *Watcher) Watch(ctx context.Context, conn mailsync.Connection, opts Options) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("imap: watch %s: %w", conn.Name, err)
+	}
 	if conn.Name == "" {
 		return mailsync.NewConfigError(mailsync.Problem{Field: "name", Message: "is required to watch a connection"})
 	}
