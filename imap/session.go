@@ -345,6 +345,9 @@ func (s *session) open(ctx context.Context) error {
 	opts := &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{Fetch: s.strayFetch},
 	}
+	if h, ok := s.raw.Conn.(unilateralHook); ok { // a Watcher's connection (idle.go)
+		h.hookUnilateral(opts.UnilateralDataHandler)
+	}
 	switch cfg.security {
 	case ImplicitTLS:
 		tc := tls.Client(s.raw, cfg.tlsConfig())
