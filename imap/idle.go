@@ -526,7 +526,10 @@ func (wt *watch) connect(ctx context.Context) (s *session, idle bool, err error)
 		return nil, false, err
 	}
 	stop := s.watch(ctx, wt.cfg.opts.CommandTimeout)
-	_, err = s.selectFolder(ctx, true)
+	// IDLE watches one mailbox per connection: the primary folder (the
+	// first of Options.Folders). Mail arriving only in another folder is
+	// found by the backstop sync.
+	_, err = s.selectFolder(ctx, wt.cfg.opts.Folders[0], true)
 	stop()
 	if err != nil {
 		s.shutdown()
