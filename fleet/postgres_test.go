@@ -5,11 +5,8 @@ import (
 	"database/sql"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib"
-	"github.com/riverqueue/river/riverdriver"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/mailsync/mailsync/internal/pgtest"
 )
@@ -52,13 +49,4 @@ func postgresHealth(t testing.TB, dsn string) *SQLHealth {
 func TestPostgresHealthStore(t *testing.T) {
 	dsn := postgresDB(t)
 	testHealthStore(t, postgresHealth(t, dsn))
-}
-
-func TestTwoProcessesPostgres(t *testing.T) {
-	dsn := postgresDB(t)
-	p1, p2 := postgresPool(t, dsn), postgresPool(t, dsn)
-	if err := Migrate(context.Background(), riverpgxv5.New(p1)); err != nil {
-		t.Fatal(err)
-	}
-	testTwoProcesses(t, [2]riverdriver.Driver[pgx.Tx]{riverpgxv5.New(p1), riverpgxv5.New(p2)}, postgresHealth(t, dsn), 20)
 }
