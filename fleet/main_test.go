@@ -8,8 +8,12 @@ import (
 	"github.com/mailsync/mailsync/internal/pgtest"
 )
 
-// TestMain stops the private PostgreSQL and Dovecot the tests started.
+// TestMain runs an acceptance worker process (see TestFleetAcceptance)
+// when asked to, and stops the private PostgreSQL and Dovecot the tests started.
 func TestMain(m *testing.M) {
+	if os.Getenv(acceptanceWorkerEnv) != "" {
+		os.Exit(acceptanceWorkerMain())
+	}
 	code := m.Run()
 	pgtest.StopAll()
 	dovecottest.StopAll()
