@@ -529,6 +529,22 @@ type syncWorker struct {
 // Timeout bounds one sync.
 func (w *syncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return w.f.cfg.SyncTimeout }
 
+// NextRetry is when River runs the job again after it ended in an error:
+// a panic, or a rescue (the process that ran it died and River's rescuer
+// found the job stuck). River's default policy waits (errors+1)^4 seconds,
+// but a connection's job never completes, so its errors pile up over its
+// life — the tenth rescue would wait almost three hours. A rescued job (it
+// was attempted more than SyncTimeout ago) runs again at once: the dead
+// holder's lease has expired by then as long as RescueStuckJobsAfter
+// exceeds LeaseTTL. A panic waits Backoff.
+func (w *syncWorker) NextRetry(job *river.Job[SyncArgs]) time.Time {
+	now := time.Now()
+	if job.AttemptedAt != nil && now.Sub(*job.AttemptedAt) >= w.f.cfg.SyncTimeout {
+		return now
+	}
+	return now.Add(w.f.cfg.Backoff)
+}
+
 // Work runs one scheduled sync and snoozes the job until the next, or
 // cancels it when the connection needs the admin. It never fails the job:
 // a failed job would count attempts and end up discarded.
