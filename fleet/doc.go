@@ -37,6 +37,35 @@
 //     doubling per consecutive failure, at most MaxBackoff.
 //   - mailsync.ErrBusy (someone else holds the lease): the next interval.
 //
+// # Crashed workers
+//
+// A worker process that dies mid-sync (SIGKILL, OOM, a lost machine)
+// leaves two things behind: the connection's lease in the State, and its
+// River job in the state "running". The lease expires after LeaseTTL (it
+// is renewed every third of it while the sync runs), so no one else syncs
+// the connection before that, and a holder that only stalled is fenced: its
+// writes carry an old token and the State refuses them. The job is
+// rescued by River's leader, which looks for stuck jobs every 30 seconds
+// and takes those that have been running for longer than both
+// RescueStuckJobsAfter (SyncTimeout + 5 minutes) and SyncTimeout; the job
+// then runs again at once (its retry does not back off by the errors a
+// connection's long-lived job piled up). A killed worker therefore delays
+// its connections by about SyncTimeout + 5 minutes, plus up to 30 seconds,
+// with the defaults about 20 minutes; the other connections go on.
+//
+// The lease alone would allow a faster rescue (LeaseTTL, 2 minutes), but
+// River offers no way to take over a running job before its rescuer does:
+// the job row stays "running", and a job for the same connection cannot
+// be added beside it. The trade-off is the host's, through SyncTimeout:
+// a shorter SyncTimeout rescues sooner but cuts long first syncs of big
+// mailboxes (they resume at the next run, so nothing is lost, only
+// delayed). RescueStuckJobsAfter must stay above LeaseTTL, otherwise the
+// rescued run finds the dead lease still held, gets ErrBusy and waits for
+// the next interval. The fleet's acceptance test (TestFleetAcceptance),
+// with SyncTimeout 5 s and RescueStuckJobsAfter 6 s, sees a killed
+// worker's connections taken over 14 to 25 s after the kill: River's
+// 30-second rescuer tick dominates.
+//
 // # Password connections
 //
 // A connection whose password is typed at sync time is never scheduled:

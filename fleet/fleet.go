@@ -68,7 +68,8 @@ type Config struct {
 	// minutes: the job of a worker process that died mid-sync stays
 	// "running" until River's leader rescues it (its rescuer runs every 30
 	// seconds), so a killed worker delays its connections by about that
-	// much; the connection's lease expires after LeaseTTL already.
+	// much; the connection's lease expires after LeaseTTL already (see
+	// "Crashed workers" in the package documentation).
 	SyncTimeout time.Duration
 	// LeaseTTL and Holder are passed to mailsync.WithLease (defaults:
 	// mailsync.DefaultLeaseTTL; host name, process id and a random suffix).
