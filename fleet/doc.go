@@ -48,10 +48,11 @@
 // rescued by River's leader, which looks for stuck jobs every 30 seconds
 // and takes those that have been running for longer than both
 // RescueStuckJobsAfter (SyncTimeout + 5 minutes) and SyncTimeout; the job
-// then runs again at once (its retry does not back off by the errors a
-// connection's long-lived job piled up). A killed worker therefore delays
-// its connections by about SyncTimeout + 5 minutes, plus up to 30 seconds,
-// with the defaults about 20 minutes; the other connections go on.
+// is then retried at once — within the 5 seconds of River's scheduler —
+// without backing off by the errors a connection's long-lived job piled
+// up. A killed worker therefore delays its connections by about
+// SyncTimeout + 5 minutes, plus up to 35 seconds: with the defaults about
+// 20 minutes; the other connections go on.
 //
 // The lease alone would allow a faster rescue (LeaseTTL, 2 minutes), but
 // River offers no way to take over a running job before its rescuer does:
