@@ -268,6 +268,7 @@ func TestFleetAcceptance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs worker processes and waits for River's rescuer")
 	}
+	t.Parallel() // mostly waits for River's rescuer
 	users := envInt("MAILSYNC_FLEET_USERS", 20)
 	msgs := envInt("MAILSYNC_FLEET_MESSAGES", 10)
 	kills := envInt("MAILSYNC_FLEET_KILLS", 3)

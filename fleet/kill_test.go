@@ -186,6 +186,7 @@ func TestKilledWorkerSQLite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for River's rescuer")
 	}
+	t.Parallel() // mostly waits for River's rescuer
 	db := openSQLite(t)
 	statePath := filepath.Join(t.TempDir(), "state.db")
 	st := sqliteStates(statePath)(t)
@@ -204,6 +205,7 @@ func TestKilledWorkerPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for River's rescuer")
 	}
+	t.Parallel() // mostly waits for River's rescuer
 	dsn := postgresDB(t)
 	pool := postgresPool(t, dsn)
 	if err := Migrate(context.Background(), riverpgxv5.New(pool)); err != nil {
