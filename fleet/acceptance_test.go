@@ -51,6 +51,7 @@ type acceptanceConfig struct {
 	LeaseTTL    time.Duration `json:"lease_ttl"`
 	SyncTimeout time.Duration `json:"sync_timeout"`
 	RescueAfter time.Duration `json:"rescue_after"`
+	LeaseRescue bool          `json:"lease_rescue"`
 }
 
 // The sink of the acceptance test: tickets in a table of the fleet's
@@ -191,7 +192,7 @@ func acceptanceWorkerMain() int {
 		sink: &pgSink{pool: pool, holder: cfg.Holder}}
 	f, err := New(riverpgxv5.New(pool), Config{Resolver: res, State: state, Health: health,
 		Interval: cfg.Interval, Workers: cfg.Workers, SyncTimeout: cfg.SyncTimeout, LeaseTTL: cfg.LeaseTTL,
-		Holder: cfg.Holder, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Holder: cfg.Holder, LeaseRescue: cfg.LeaseRescue, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		River: func(c *river.Config) {
 			fastRiver(c)
 			c.JobTimeout, c.RescueStuckJobsAfter = cfg.SyncTimeout, cfg.RescueAfter
@@ -261,9 +262,12 @@ type rescue struct {
 //	  go test -race -run '^TestFleetAcceptance$' -v -timeout 30m ./fleet/
 //
 // (defaults 20 users, 10 messages, 3 kills; MAILSYNC_FLEET_PROCESSES,
-// default 4, sets the worker processes). The lease TTL (2 s), SyncTimeout
-// (5 s) and River's RescueStuckJobsAfter (6 s) are short so that a rescue
-// takes seconds — River's rescuer runs every 30 s, which bounds it.
+// default 4, sets the worker processes). The workers run with
+// Config.LeaseRescue and a lease TTL of 2 s, so a killed worker's
+// connections are taken over within about 4 s of the kill;
+// MAILSYNC_FLEET_LEASE_RESCUE=0 leaves the rescue to River, whose rescuer
+// runs on the leader every 30 s (SyncTimeout 5 s and RescueStuckJobsAfter
+// 6 s keep that to tens of seconds).
 func TestFleetAcceptance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs worker processes and waits for River's rescuer")
@@ -273,6 +277,7 @@ func TestFleetAcceptance(t *testing.T) {
 	msgs := envInt("MAILSYNC_FLEET_MESSAGES", 10)
 	kills := envInt("MAILSYNC_FLEET_KILLS", 3)
 	procs := envInt("MAILSYNC_FLEET_PROCESSES", 4)
+	leaseRescue := os.Getenv("MAILSYNC_FLEET_LEASE_RESCUE") != "0"
 	const password = "fleet-acceptance-pw"
 	ctx := context.Background()
 	start := time.Now()
@@ -330,7 +335,8 @@ func TestFleetAcceptance(t *testing.T) {
 	spawn := func() *acceptanceWorker {
 		w := &acceptanceWorker{holder: fmt.Sprintf("worker-%02d", len(workers)), done: make(chan struct{})}
 		cfg := acceptanceConfig{DSN: dsn, IMAPS: srv.IMAPSAddr, CAFile: srv.CAFile, Password: password, Holder: w.holder,
-			Workers: 4, Interval: time.Second, LeaseTTL: leaseTTL, SyncTimeout: syncTimeout, RescueAfter: rescueAfter}
+			Workers: 4, Interval: time.Second, LeaseTTL: leaseTTL, SyncTimeout: syncTimeout, RescueAfter: rescueAfter,
+			LeaseRescue: leaseRescue}
 		raw, _ := json.Marshal(cfg)
 		path := filepath.Join(dir, w.holder+".json")
 		if err := os.WriteFile(path, raw, 0o600); err != nil {
@@ -536,8 +542,8 @@ func TestFleetAcceptance(t *testing.T) {
 		afters = append(afters, r.after)
 	}
 	sort.Slice(afters, func(i, j int) bool { return afters[i] < afters[j] })
-	t.Logf("%d connections of killed workers taken over by another holder after %s (min) … %s (median) … %s (max)",
-		len(afters), afters[0].Round(100*time.Millisecond), afters[len(afters)/2].Round(100*time.Millisecond), afters[len(afters)-1].Round(100*time.Millisecond))
+	t.Logf("lease rescue %v: %d connections of killed workers taken over by another holder after %s (min) … %s (median) … %s (max)",
+		leaseRescue, len(afters), afters[0].Round(100*time.Millisecond), afters[len(afters)/2].Round(100*time.Millisecond), afters[len(afters)-1].Round(100*time.Millisecond))
 	t.Logf("%d redeliveries absorbed by the idempotency key; %d quarantined; total %s",
 		count(`SELECT count(*) FROM acceptance_redeliveries`), count(`SELECT count(*) FROM acceptance_quarantined`),
 		time.Since(start).Round(time.Millisecond))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -121,7 +122,11 @@ func leaseOf(t testing.TB, st *sqlstate.State, pg bool, connection string) (leas
 // with no second job and no duplicate ticket. ins is an insert-only Fleet
 // and survivor makes the surviving worker process, both on the same
 // databases as the child, whose environment is env.
-func testKilledWorker(t *testing.T, env []string, st *sqlstate.State, pg bool, ins *Fleet, r *resolver, mb *mailbox, survivor func(Config) *Fleet) {
+//
+// With leaseRescue, River's rescuer is out of the way (RescueStuckJobsAfter
+// one hour) and the survivor's Config.LeaseRescue must rescue the job
+// within seconds of the dead lease's expiry.
+func testKilledWorker(t *testing.T, env []string, st *sqlstate.State, pg bool, ins *Fleet, r *resolver, mb *mailbox, leaseRescue bool, survivor func(Config) *Fleet) {
 	if _, err := ins.Schedule(context.Background(), "support"); err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +156,22 @@ func testKilledWorker(t *testing.T, env []string, st *sqlstate.State, pg bool, i
 	}
 
 	// The surviving process; a short SyncTimeout so the rescue comes soon.
-	f := survivor(Config{Resolver: r, State: st, Interval: time.Hour, SyncTimeout: time.Second, Holder: "survivor",
+	cfg := Config{Resolver: r, State: st, Interval: time.Hour, SyncTimeout: time.Second, Holder: "survivor",
 		River: func(c *river.Config) {
 			fastRiver(c)
 			c.JobTimeout, c.RescueStuckJobsAfter = time.Second, 2*time.Second
-		}})
-	eventually(t, 90*time.Second, "the rescued sync", func() bool { return len(mb.calls()) == 1 })
+		}}
+	wait := 90 * time.Second
+	if leaseRescue {
+		cfg.LeaseRescue, cfg.LeaseTTL = true, killChildLeaseTTL
+		cfg.River = func(c *river.Config) {
+			fastRiver(c)
+			c.JobTimeout, c.RescueStuckJobsAfter = time.Second, time.Hour
+		}
+		wait = 15 * time.Second
+	}
+	f := survivor(cfg)
+	eventually(t, wait, "the rescued sync", func() bool { return len(mb.calls()) == 1 })
 	resynced := mb.calls()[0]
 	t.Logf("synced again %s after the kill (the dead lease expired %s after it)",
 		resynced.Sub(killed).Round(100*time.Millisecond), dead.expires.Sub(killed).Round(100*time.Millisecond))
@@ -178,7 +193,9 @@ func testKilledWorker(t *testing.T, env []string, st *sqlstate.State, pg bool, i
 		t.Errorf("health %+v", h)
 	}
 	if len(j[0].Errors) != 1 {
-		t.Errorf("job errors %v, want River's one rescue", j[0].Errors)
+		t.Errorf("job errors %v, want one rescue", j[0].Errors)
+	} else if rescued := strings.Contains(j[0].Errors[0].Error, "lease expired"); rescued != leaseRescue {
+		t.Errorf("job error %q: rescued by the lease rescue %v, want %v", j[0].Errors[0].Error, rescued, leaseRescue)
 	}
 }
 
@@ -187,6 +204,15 @@ func TestKilledWorkerSQLite(t *testing.T) {
 		t.Skip("waits for River's rescuer")
 	}
 	t.Parallel() // mostly waits for River's rescuer
+	killedWorkerSQLite(t, false)
+}
+
+func TestKilledWorkerLeaseRescueSQLite(t *testing.T) {
+	t.Parallel()
+	killedWorkerSQLite(t, true)
+}
+
+func killedWorkerSQLite(t *testing.T, leaseRescue bool) {
 	db := openSQLite(t)
 	statePath := filepath.Join(t.TempDir(), "state.db")
 	st := sqliteStates(statePath)(t)
@@ -198,7 +224,7 @@ func TestKilledWorkerSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{killChildEnv + "=sqlite", killRiverEnv + "=" + dbPath(t, db), killStateEnv + "=" + statePath}
-	testKilledWorker(t, env, st, false, ins, r, mb, func(cfg Config) *Fleet { return newFleetOn(t, riversqlite.New(db), cfg) })
+	testKilledWorker(t, env, st, false, ins, r, mb, leaseRescue, func(cfg Config) *Fleet { return newFleetOn(t, riversqlite.New(db), cfg) })
 }
 
 func TestKilledWorkerPostgres(t *testing.T) {
@@ -206,6 +232,15 @@ func TestKilledWorkerPostgres(t *testing.T) {
 		t.Skip("waits for River's rescuer")
 	}
 	t.Parallel() // mostly waits for River's rescuer
+	killedWorkerPostgres(t, false)
+}
+
+func TestKilledWorkerLeaseRescuePostgres(t *testing.T) {
+	t.Parallel()
+	killedWorkerPostgres(t, true)
+}
+
+func killedWorkerPostgres(t *testing.T, leaseRescue bool) {
 	dsn := postgresDB(t)
 	pool := postgresPool(t, dsn)
 	if err := Migrate(context.Background(), riverpgxv5.New(pool)); err != nil {
@@ -219,5 +254,5 @@ func TestKilledWorkerPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{killChildEnv + "=postgres", killRiverEnv + "=" + dsn, killStateEnv + "=" + dsn}
-	testKilledWorker(t, env, st, true, ins, r, mb, func(cfg Config) *Fleet { return newFleetOn(t, riverpgxv5.New(pool), cfg) })
+	testKilledWorker(t, env, st, true, ins, r, mb, leaseRescue, func(cfg Config) *Fleet { return newFleetOn(t, riverpgxv5.New(pool), cfg) })
 }
