@@ -105,7 +105,8 @@ func BenchmarkFleetSQLite(b *testing.B) {
 	}
 }
 
-// BenchmarkFleetPostgres needs MAILSYNC_FLEET_POSTGRES_URL.
+// BenchmarkFleetPostgres runs on the private PostgreSQL of internal/pgtest:
+// go test -run '^$' -bench FleetPostgres -benchtime 1x ./fleet/
 func BenchmarkFleetPostgres(b *testing.B) {
 	for range b.N {
 		dsn := postgresDB(b)

@@ -37,6 +37,45 @@
 //     doubling per consecutive failure, at most MaxBackoff.
 //   - mailsync.ErrBusy (someone else holds the lease): the next interval.
 //
+// # Crashed workers
+//
+// A worker process that dies mid-sync (SIGKILL, OOM, a lost machine)
+// leaves two things behind: the connection's lease in the State, and its
+// River job in the state "running". The lease expires after LeaseTTL (it
+// is renewed every third of it while the sync runs), so no one else syncs
+// the connection before that, and a holder that only stalled is fenced: its
+// writes carry an old token and the State refuses them. The job is
+// rescued by River's leader, which looks for stuck jobs every 30 seconds
+// and takes those that have been running for longer than both
+// RescueStuckJobsAfter (SyncTimeout + 5 minutes) and SyncTimeout; the job
+// is then retried at once — within the 5 seconds of River's scheduler —
+// without backing off by the errors a connection's long-lived job piled
+// up. A killed worker therefore delays its connections by about
+// SyncTimeout + 5 minutes, plus up to 35 seconds: with the defaults about
+// 20 minutes; the other connections go on.
+//
+// Config.LeaseRescue rescues sooner, by the lease: every working process
+// looks, every LeaseTTL/2, for sync jobs running for longer than LeaseTTL
+// whose connection's lease nobody holds (a live sync holds it from start
+// to end; the check takes and releases the lease), and makes them
+// available again, as River's rescuer would — without waiting for River's
+// leader, which may be the process that died (a new one is elected after
+// about 15 seconds). A killed worker then delays its connections by at
+// most about twice LeaseTTL. The cost: each working process lists the
+// running sync jobs every LeaseTTL/2, and a sync that ended in the instant
+// of the check may run once more, early (the lease still keeps two syncs
+// apart). Without it, the trade-off is the host's, through SyncTimeout: a
+// shorter SyncTimeout rescues sooner but cuts long first syncs of big
+// mailboxes (they resume at the next run: nothing is lost, only delayed).
+// Either way RescueStuckJobsAfter must stay above LeaseTTL, otherwise a
+// rescued run finds the dead lease still held, gets ErrBusy and waits for
+// the next interval.
+//
+// Measured by TestFleetAcceptance (4 worker processes on PostgreSQL and a
+// real Dovecot, LeaseTTL 2 s, SyncTimeout 5 s, RescueStuckJobsAfter 6 s):
+// with LeaseRescue a killed worker's connections are taken over about 2 s
+// after the kill; with River's rescuer alone, 13 to 30 s.
+//
 // # Password connections
 //
 // A connection whose password is typed at sync time is never scheduled:

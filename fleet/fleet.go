@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,12 +69,29 @@ type Config struct {
 	// minutes: the job of a worker process that died mid-sync stays
 	// "running" until River's leader rescues it (its rescuer runs every 30
 	// seconds), so a killed worker delays its connections by about that
-	// much; the connection's lease expires after LeaseTTL already.
+	// much; the connection's lease expires after LeaseTTL already (see
+	// "Crashed workers" in the package documentation).
 	SyncTimeout time.Duration
 	// LeaseTTL and Holder are passed to mailsync.WithLease (defaults:
 	// mailsync.DefaultLeaseTTL; host name, process id and a random suffix).
 	LeaseTTL time.Duration
 	Holder   string
+
+	// LeaseRescue, with a State that is a mailsync.Leaser, rescues the
+	// job of a worker process that died mid-sync as soon as its lease has
+	// expired, instead of waiting for River's rescuer (SyncTimeout + 5
+	// minutes, on River's leader, see "Crashed workers" in the package
+	// documentation): every working process, every LeaseTTL/2, looks for
+	// sync jobs running for longer than LeaseTTL whose connection's lease
+	// nobody holds (it takes and releases the lease to know), and makes
+	// them available again, as River's rescuer would. It does not wait for
+	// River's leader, which may be the process that died. A killed worker
+	// then delays its connections by at most about twice LeaseTTL. A live
+	// sync holds its lease from start to end, so it is never taken; at
+	// worst a job whose sync ended in the instant of the check, or whose
+	// Resolve took longer than LeaseTTL, runs once more (the lease keeps
+	// the two runs' syncs apart).
+	LeaseRescue bool
 
 	// MeterProvider receives the metrics (default: no-op).
 	MeterProvider metric.MeterProvider
@@ -123,6 +141,13 @@ type Fleet struct {
 	metrics *metrics
 	log     *slog.Logger
 	holder  string
+
+	// stopRescue stops the lease rescue loop and waits for it.
+	stopRescue func()
+
+	// rescueJobs makes running sync jobs attempted before horizon
+	// available again (River's JobRescueMany on the Fleet's driver).
+	rescueJobs func(ctx context.Context, ids []int64, horizon time.Time) error
 
 	// testHookSnooze, when set, sees every snooze a worker decides.
 	testHookSnooze func(connection string, kind ErrorKind, d time.Duration)
@@ -239,6 +264,23 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Fleet, error) {
 	if cfg.River != nil {
 		cfg.River(rc)
 	}
+	exec, schema := driver.GetExecutor(), rc.Schema
+	f.rescueJobs = func(ctx context.Context, ids []int64, horizon time.Time) error {
+		now := time.Now().UTC()
+		p := &riverdriver.JobRescueManyParams{Schema: schema, StuckHorizon: horizon}
+		for _, id := range ids {
+			e, err := json.Marshal(rivertype.AttemptError{At: now,
+				Error: "mailsync/fleet: rescued: the connection's lease expired while the job was running (its worker is gone)"})
+			if err != nil {
+				return err
+			}
+			p.ID, p.Error = append(p.ID, id), append(p.Error, e)
+			p.FinalizedAt, p.ScheduledAt = append(p.FinalizedAt, nil), append(p.ScheduledAt, now)
+			p.State = append(p.State, string(rivertype.JobStateAvailable))
+		}
+		_, err := exec.JobRescueMany(ctx, p)
+		return err
+	}
 	client, err := river.NewClient(driver, rc)
 	if err != nil {
 		return nil, fmt.Errorf("mailsync/fleet: %w", err)
@@ -259,6 +301,26 @@ func (f *Fleet) Start(ctx context.Context) error {
 	if err := f.client.Start(ctx); err != nil {
 		return fmt.Errorf("mailsync/fleet: starting: %w", err)
 	}
+	if _, ok := f.cfg.State.(mailsync.Leaser); ok && f.cfg.LeaseRescue && f.stopRescue == nil {
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		f.stopRescue = func() { cancel(); <-done }
+		go func() {
+			defer close(done)
+			t := time.NewTicker(max(f.cfg.LeaseTTL/2, 100*time.Millisecond))
+			defer t.Stop()
+			for {
+				select {
+				case <-rctx.Done():
+					return
+				case <-t.C:
+				}
+				if err := f.leaseRescue(rctx); err != nil && rctx.Err() == nil {
+					f.log.Warn("mailsync/fleet: lease rescue", "err", err)
+				}
+			}
+		}()
+	}
 	return nil
 }
 
@@ -267,6 +329,10 @@ func (f *Fleet) Start(ctx context.Context) error {
 func (f *Fleet) Stop(ctx context.Context) error {
 	if f.cfg.Workers < 0 {
 		return nil
+	}
+	if f.stopRescue != nil {
+		f.stopRescue()
+		f.stopRescue = nil
 	}
 	if err := f.client.Stop(ctx); err != nil {
 		return fmt.Errorf("mailsync/fleet: stopping: %w", err)
@@ -529,6 +595,22 @@ type syncWorker struct {
 // Timeout bounds one sync.
 func (w *syncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return w.f.cfg.SyncTimeout }
 
+// NextRetry is when River runs the job again after it ended in an error:
+// a panic, or a rescue (the process that ran it died and River's rescuer
+// found the job stuck). River's default policy waits (errors+1)^4 seconds,
+// but a connection's job never completes, so its errors pile up over its
+// life — the tenth rescue would wait almost three hours. A rescued job (it
+// was attempted more than SyncTimeout ago) runs again at once: the dead
+// holder's lease has expired by then as long as RescueStuckJobsAfter
+// exceeds LeaseTTL. A panic waits Backoff.
+func (w *syncWorker) NextRetry(job *river.Job[SyncArgs]) time.Time {
+	now := time.Now()
+	if job.AttemptedAt != nil && now.Sub(*job.AttemptedAt) >= w.f.cfg.SyncTimeout {
+		return now
+	}
+	return now.Add(w.f.cfg.Backoff)
+}
+
 // Work runs one scheduled sync and snoozes the job until the next, or
 // cancels it when the connection needs the admin. It never fails the job:
 // a failed job would count attempts and end up discarded.
@@ -596,6 +678,47 @@ func (w *reconcileWorker) Work(ctx context.Context, _ *river.Job[ReconcileArgs])
 		// Refused connections (a Checker's ErrPasswordRequired) are logged,
 		// not retried: the next reconciliation sees them again.
 		w.f.log.Warn("mailsync/fleet: reconciling", "err", err)
+	}
+	return nil
+}
+
+// leaseRescue finds the sync jobs running for longer than LeaseTTL whose
+// connection's lease is free — a live sync holds it from its start to its
+// end — and rescues them (Config.LeaseRescue).
+func (f *Fleet) leaseRescue(ctx context.Context) error {
+	leaser := f.cfg.State.(mailsync.Leaser)
+	horizon := time.Now().Add(-f.cfg.LeaseTTL)
+	res, err := f.client.JobList(ctx, river.NewJobListParams().Kinds(JobKind).States(rivertype.JobStateRunning).First(10000))
+	if err != nil {
+		return fmt.Errorf("mailsync/fleet: listing the running syncs: %w", err)
+	}
+	var ids []int64
+	for _, j := range res.Jobs {
+		if j.AttemptedAt == nil || j.AttemptedAt.After(horizon) {
+			continue
+		}
+		var args SyncArgs
+		if err := json.Unmarshal(j.EncodedArgs, &args); err != nil || args.Connection == "" {
+			continue
+		}
+		l, err := leaser.AcquireLease(ctx, args.Connection, f.holder+"/lease-rescue", f.cfg.LeaseTTL)
+		if err != nil {
+			if !errors.Is(err, mailsync.ErrBusy) {
+				f.log.Warn("mailsync/fleet: lease rescue: probing the lease", "connection", args.Connection, "err", err)
+			}
+			continue // held: its sync is alive
+		}
+		if err := leaser.ReleaseLease(ctx, l); err != nil {
+			f.log.Warn("mailsync/fleet: lease rescue: releasing the probe", "connection", args.Connection, "err", err)
+		}
+		ids = append(ids, j.ID)
+		f.log.Info("mailsync/fleet: rescuing a sync whose worker is gone", "connection", args.Connection, "job", j.ID)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := f.rescueJobs(ctx, ids, horizon); err != nil {
+		return fmt.Errorf("mailsync/fleet: rescuing %d syncs: %w", len(ids), err)
 	}
 	return nil
 }
