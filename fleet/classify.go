@@ -103,16 +103,6 @@ func needsAdmin(k ErrorKind) bool {
 	return false
 }
 
-// countsAsFailure reports whether kind is a failed attempt of the
-// connection (ErrBusy and a cancellation are not).
-func countsAsFailure(k ErrorKind) bool {
-	switch k {
-	case KindNone, KindBusy, KindCanceled, KindLeaseLost:
-		return false
-	}
-	return true
-}
-
 // Backoff returns the wait after the failures-th consecutive failure:
 // base doubled per failure, at most limit, less up to a tenth (random) so
 // connections that failed together do not retry together.
