@@ -400,3 +400,30 @@ func TestNewSubscriberChecksOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestSubscribeCoversEveryFolderRead(t *testing.T) {
+	p := newPushEnv(t, nil)
+	p.fake.AddFolder("Support")
+	p.opts.Folders = []string{"inbox", "Support"}
+	if err := p.sub.Subscribe(context.Background(), p.conn, p.opts); err != nil {
+		t.Fatal(err)
+	}
+	subs := p.fake.Subscriptions()
+	if len(subs) != 2 || len(p.sub.Subscriptions()) != 2 {
+		t.Fatalf("subscriptions %+v, want one per folder", subs)
+	}
+	if _, err := p.fake.Deliver("Support", []byte("Message-ID: <s@x>\r\nSubject: s\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if c := p.got.wait(t, 5*time.Second); c.conn != p.conn.Name {
+		t.Fatalf("OnChange%+v", c)
+	}
+	// Mail in a folder not read notifies nobody.
+	time.Sleep(400 * time.Millisecond)
+	p.fake.Deliver("archive", []byte("Message-ID: <a@x>\r\nSubject: a\r\n\r\nbody\r\n"))
+	p.fake.WaitDeliveries()
+	time.Sleep(200 * time.Millisecond)
+	if n := p.got.count(); n != 1 {
+		t.Fatalf("%d OnChange calls, want 1", n)
+	}
+}
