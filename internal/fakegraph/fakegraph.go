@@ -21,7 +21,10 @@
 // moves, as on the real service). Request bodies may be gzip-compressed
 // (Content-Encoding: gzip). Every request needs a bearer token the fake
 // issued (401 InvalidAuthenticationToken otherwise); tests can expire
-// tokens, inject 429/503 throttling and count requests.
+// tokens, inject 429/503 throttling and count requests. It also keeps
+// change-notification subscriptions (POST/PATCH/DELETE /v1.0/subscriptions)
+// and delivers change and lifecycle notifications to their URLs (see
+// subscriptions.go).
 package fakegraph
 
 import (
