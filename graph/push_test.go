@@ -427,3 +427,18 @@ func TestSubscribeCoversEveryFolderRead(t *testing.T) {
 		t.Fatalf("%d OnChange calls, want 1", n)
 	}
 }
+
+func TestSubscribeAgainReplacesTheSubscriptions(t *testing.T) {
+	p := newPushEnv(t, nil)
+	first := p.subscribe(t)
+	second := p.subscribe(t) // checks that the fake has exactly one
+	if second.ID == first.ID || second.ClientState == first.ClientState {
+		t.Fatal("the second Subscribe did not make a new subscription with a new client state")
+	}
+	if mine := p.sub.Subscriptions(); len(mine) != 1 || mine[0].ID != second.ID {
+		t.Fatalf("Subscriber keeps %+v", mine)
+	}
+	if err := p.sub.Unsubscribe(context.Background(), "no-such-connection"); err != nil {
+		t.Fatal(err)
+	}
+}
