@@ -21,7 +21,10 @@
 // moves, as on the real service). Request bodies may be gzip-compressed
 // (Content-Encoding: gzip). Every request needs a bearer token the fake
 // issued (401 InvalidAuthenticationToken otherwise); tests can expire
-// tokens, inject 429/503 throttling and count requests.
+// tokens, inject 429/503 throttling and count requests. It also keeps
+// change-notification subscriptions (POST/PATCH/DELETE /v1.0/subscriptions)
+// and delivers change and lifecycle notifications to their URLs (see
+// subscriptions.go).
 package fakegraph
 
 import (
@@ -81,6 +84,7 @@ type Server struct {
 	nextID         int
 	start          time.Time
 	idp            idp
+	hooks          webhooks // subscriptions (subscriptions.go)
 }
 
 // idp is the fake's token endpoint state.
@@ -530,6 +534,9 @@ func (s *Server) sortedLocked(folderID string) []*message {
 }
 
 func (s *Server) event(folderID, msgID string, removed bool) {
+	if len(s.hooks.subs) > 0 {
+		s.notifyLocked(folderID, msgID, s.changeKind(folderID, msgID, removed))
+	}
 	s.seq++
 	s.events = append(s.events, event{seq: s.seq, folderID: folderID, msgID: msgID, removed: removed})
 }
@@ -715,6 +722,10 @@ func prefers(r *http.Request) (pageSize int, immutable bool) {
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte) {
 	seg := segments(r.URL.EscapedPath())
+	if len(seg) >= 2 && seg[0] == "v1.0" && seg[1] == "subscriptions" {
+		s.routeSubscriptions(w, r, seg[2:], body)
+		return
+	}
 	if len(seg) < 3 || seg[0] != "v1.0" || seg[1] != "users" {
 		graphError(w, 400, "BadRequest", "Resource not found for the segment '"+strings.Join(seg, "/")+"'.")
 		return

@@ -1,0 +1,693 @@
+package graph
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailsync/mailsync"
+	abs "github.com/microsoft/kiota-abstractions-go"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+)
+
+// Change notifications (push).
+//
+// A Subscriber keeps Microsoft Graph change-notification subscriptions
+// (webhooks) on the mail folders a connection reads and turns every
+// notification into a call of OnChange(connection, full), which a host
+// wires to its trigger of that connection's ordinary, cursor-based sync
+// (mailsync.Sync with the stored delta link). A notification carries no
+// mail: it only makes the next sync happen sooner. A lost notification
+// costs latency until the next scheduled poll, a duplicated one at most a
+// redundant (cheap, one request per folder) sync; neither ever costs mail.
+//
+//	sub, _ := graph.NewSubscriber(graph.SubscriberOptions{
+//		NotificationURL: "https://hooks.example.com/graph",
+//		OnChange:        func(conn string, full bool) { fleet.Trigger(conn) },
+//	})
+//	http.Handle("/graph", sub.Handler())        // serve before Subscribe: Graph validates the URL
+//	err := sub.Subscribe(ctx, conn, graph.Options{…}) // the connector's options
+//	go sub.Run(ctx)                             // renews ahead of expiry
+//
+// Production requirement: Graph only delivers to an https URL reachable
+// from the internet, with a certificate from a trusted CA, and it
+// validates NotificationURL (and LifecycleURL) when a subscription is
+// created: the Handler must answer already. Graph expects every
+// notification POST to be answered within 3 seconds (the validation
+// within 10), otherwise it retries and eventually drops notifications;
+// the Handler answers 202 at once and calls OnChange on its own goroutine.
+//
+// Subscription requests (POST, PATCH, DELETE /subscriptions) go through
+// the connector built by New from the same connection and Options: the
+// same token source, request pacing, retry and error handling as the
+// sync's requests (plain JSON through the SDK's request adapter; the
+// SDK's subscriptions request builders would add another large package
+// to compile). With application permissions Mail.Read suffices; with
+// delegated permissions the subscription dies when the user's password
+// changes (Graph then sends subscriptionRemoved, see below).
+
+// MaxMessageSubscriptionLifetime is the longest lifetime Graph grants a
+// subscription on Outlook messages: 10080 minutes (under 7 days).
+const MaxMessageSubscriptionLifetime = 10080 * time.Minute
+
+// Default subscription timing.
+const (
+	DefaultSubscriptionLifetime = 72 * time.Hour // well under the 7-day maximum
+	DefaultRenewBefore          = 24 * time.Hour // renew when less than a day remains
+	DefaultCoalesce             = 5 * time.Second
+)
+
+// SubscriberOptions configure NewSubscriber.
+type SubscriberOptions struct {
+	// NotificationURL is where Graph posts change notifications: the
+	// public https URL at which the host serves Handler. Required.
+	NotificationURL string
+	// LifecycleURL is where Graph posts lifecycle notifications
+	// (reauthorizationRequired, subscriptionRemoved, missed). Default
+	// NotificationURL; Handler serves both.
+	LifecycleURL string
+	// ClientState is the shared secret Graph echoes in every
+	// notification; notifications without it are discarded. Default: a
+	// random value per subscription (recommended). At most 128 characters.
+	ClientState mailsync.Secret
+	// Lifetime is the subscriptions' lifetime at creation and renewal.
+	// Default DefaultSubscriptionLifetime; at most
+	// MaxMessageSubscriptionLifetime.
+	Lifetime time.Duration
+	// RenewBefore: Renew renews a subscription when less than this
+	// remains. Default DefaultRenewBefore, or a third of Lifetime when
+	// that is shorter.
+	RenewBefore time.Duration
+	// CheckEvery is how often Run calls Renew. Default RenewBefore/4,
+	// at most an hour.
+	CheckEvery time.Duration
+	// Coalesce is the window within which notifications of one
+	// connection lead to one OnChange call: the first calls it at once,
+	// later ones within the window are merged into one call at the
+	// window's end (so a change is never left without a sync after it);
+	// an exact duplicate (same subscription, change and message) within
+	// the window is dropped. Default DefaultCoalesce.
+	Coalesce time.Duration
+	// OnChange is called, on its own goroutine, when a connection should
+	// sync: conn is the connection's name. full is set after a lifecycle
+	// event that may have lost notifications (missed, subscriptionRemoved,
+	// an expired subscription): the delta link in the cursor already
+	// catches up with everything, so full is informational unless the host
+	// keeps state beyond the cursor. Required.
+	OnChange func(conn string, full bool)
+	// Logger receives records of subscriptions and discarded
+	// notifications (never a token or client state). Default: discard.
+	Logger *slog.Logger
+}
+
+// Subscriber keeps Graph subscriptions on connections' mail folders and
+// serves their notifications (see the package documentation's section on
+// change notifications). Its methods are safe for concurrent use.
+type Subscriber struct {
+	opts SubscriberOptions
+	log  *slog.Logger
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	subs  map[string]*subscription // by subscription id
+	conns map[string]*subscribed   // by connection name
+	fire  map[string]*coalescer    // by connection name
+}
+
+type subscribed struct {
+	c    *Connector
+	opMu sync.Mutex // serialises renewals and recreations of the connection
+}
+
+type subscription struct {
+	id       string
+	conn     string
+	folder   string // as configured
+	resource string
+	state    mailsync.Secret
+	expires  time.Time
+}
+
+type coalescer struct {
+	last    time.Time
+	timer   *time.Timer
+	pending bool
+	full    bool
+	seen    map[string]time.Time // dedupe keys -> when
+}
+
+// SubscriptionInfo describes one subscription a Subscriber keeps.
+type SubscriptionInfo struct {
+	ID         string
+	Connection string
+	Folder     string
+	Resource   string
+	Expires    time.Time
+}
+
+// NewSubscriber checks opts and returns a Subscriber. It makes no request.
+func NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
+	var probs []mailsync.Problem
+	for _, u := range []struct{ field, v string }{{"notification URL", opts.NotificationURL}, {"lifecycle URL", opts.LifecycleURL}} {
+		if u.v == "" && u.field == "lifecycle URL" {
+			continue
+		}
+		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			probs = append(probs, mailsync.Problem{Field: u.field, Message: "must be an absolute https URL"})
+		}
+	}
+	if opts.OnChange == nil {
+		probs = append(probs, mailsync.Problem{Field: "OnChange", Message: "is required"})
+	}
+	if len(opts.ClientState.Reveal()) > 128 {
+		probs = append(probs, mailsync.Problem{Field: "client state", Message: "must be at most 128 characters"})
+	}
+	if opts.Lifetime <= 0 {
+		opts.Lifetime = DefaultSubscriptionLifetime
+	}
+	if opts.Lifetime > MaxMessageSubscriptionLifetime {
+		probs = append(probs, mailsync.Problem{Field: "subscription lifetime", Message: "must be at most 10080 minutes"})
+	}
+	if len(probs) > 0 {
+		return nil, mailsync.NewConfigError(probs...)
+	}
+	if opts.LifecycleURL == "" {
+		opts.LifecycleURL = opts.NotificationURL
+	}
+	if opts.RenewBefore <= 0 {
+		opts.RenewBefore = min(DefaultRenewBefore, opts.Lifetime/3)
+	}
+	if opts.RenewBefore >= opts.Lifetime {
+		opts.RenewBefore = opts.Lifetime / 3
+	}
+	if opts.CheckEvery <= 0 {
+		opts.CheckEvery = min(opts.RenewBefore/4, time.Hour)
+	}
+	if opts.Coalesce <= 0 {
+		opts.Coalesce = DefaultCoalesce
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Subscriber{opts: opts, log: log.With(slog.String("provider", "graph")), ctx: ctx, cancel: cancel,
+		subs: map[string]*subscription{}, conns: map[string]*subscribed{}, fire: map[string]*coalescer{}}, nil
+}
+
+// Subscribe creates a subscription (changeType "created") on every folder
+// conn reads (opts.Folder or opts.Folders, as for New), replacing the
+// subscriptions an earlier Subscribe of the same connection made. Graph
+// validates the notification URLs during the call, so Handler must be
+// served already. Errors match the mailsync sentinels as New's and List's
+// do; a failed handshake is a *Error with Code "ValidationError".
+func (s *Subscriber) Subscribe(ctx context.Context, conn mailsync.Connection, opts Options) error {
+	if s.ctx.Err() != nil {
+		return errors.New("graph: subscriber is closed")
+	}
+	c, err := New(conn, opts)
+	if err != nil {
+		return err
+	}
+	if err := s.Unsubscribe(ctx, conn.Name); err != nil {
+		s.log.WarnContext(ctx, "graph: removing the earlier subscriptions failed", "connection", conn.Name, "error", err)
+	}
+	sc := &subscribed{c: c}
+	sc.opMu.Lock()
+	defer sc.opMu.Unlock()
+	s.mu.Lock()
+	s.conns[conn.Name] = sc
+	s.mu.Unlock()
+	var made []*subscription
+	for _, folder := range c.sources {
+		id, err := c.resolveSource(ctx, folder)
+		if err == nil {
+			var sub *subscription
+			sub, err = s.create(ctx, c, folder, id)
+			if err == nil {
+				made = append(made, sub)
+				continue
+			}
+		}
+		// Undo the folders subscribed so far: all or nothing.
+		for _, sub := range made {
+			s.delete(ctx, c, sub)
+		}
+		s.mu.Lock()
+		delete(s.conns, conn.Name)
+		s.mu.Unlock()
+		c.Close()
+		return c.scrub.Error(err)
+	}
+	return nil
+}
+
+// create makes one subscription on folder (id or well-known name folderID).
+func (s *Subscriber) create(ctx context.Context, c *Connector, folder, folderID string) (*subscription, error) {
+	state := s.opts.ClientState
+	if state == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		state = mailsync.Secret(base64.RawURLEncoding.EncodeToString(b))
+	}
+	c.scrub.Add(state.Reveal())
+	resource := "users/" + c.conn.User + "/mailFolders('" + strings.ReplaceAll(folderID, "'", "''") + "')/messages"
+	exp := time.Now().Add(s.opts.Lifetime).UTC()
+	body := map[string]any{"changeType": "created", "notificationUrl": s.opts.NotificationURL,
+		"lifecycleNotificationUrl": s.opts.LifecycleURL, "resource": resource,
+		"expirationDateTime": exp.Format(time.RFC3339Nano), "clientState": state.Reveal()}
+	var out struct {
+		ID         string    `json:"id"`
+		Expiration time.Time `json:"expirationDateTime"`
+	}
+	if err := s.send(ctx, c, http.MethodPost, "/subscriptions", body, &out); err != nil {
+		return nil, mapError(ctx, "subscribe "+folder, err, mailsync.ErrFolderNotFound)
+	}
+	if out.ID == "" {
+		return nil, &Error{Op: "subscribe " + folder, Message: "no subscription id in the response", Kind: mailsync.ErrConnection}
+	}
+	if out.Expiration.IsZero() {
+		out.Expiration = exp
+	}
+	sub := &subscription{id: out.ID, conn: c.conn.Name, folder: folder, resource: resource, state: state, expires: out.Expiration}
+	s.mu.Lock()
+	s.subs[sub.id] = sub
+	s.mu.Unlock()
+	s.log.InfoContext(ctx, "graph: subscribed", "connection", c.conn.Name, "folder", folder, "subscription", sub.id, "expires", sub.expires)
+	return sub, nil
+}
+
+// delete removes one subscription at Graph (a 404 counts as done) and here.
+func (s *Subscriber) delete(ctx context.Context, c *Connector, sub *subscription) error {
+	s.mu.Lock()
+	delete(s.subs, sub.id)
+	s.mu.Unlock()
+	err := s.send(ctx, c, http.MethodDelete, "/subscriptions/"+url.PathEscape(sub.id), nil, nil)
+	if err != nil && statusOf(err) != http.StatusNotFound {
+		return mapError(ctx, "unsubscribe "+sub.folder, err, nil)
+	}
+	return nil
+}
+
+// send makes one JSON request to the service root through the
+// connector's request adapter (token, pacing, retries, 401 retry) and
+// decodes the answer into out (when not nil).
+func (s *Subscriber) send(ctx context.Context, c *Connector, method, path string, in, out any) error {
+	u, err := url.Parse(c.base.String() + path)
+	if err != nil {
+		return err
+	}
+	var payload []byte
+	if in != nil {
+		if payload, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	var got []byte
+	err = c.call(ctx, func(ctx context.Context) error {
+		ri := abs.NewRequestInformation()
+		ri.Method = map[string]abs.HttpMethod{http.MethodPost: abs.POST, http.MethodPatch: abs.PATCH, http.MethodDelete: abs.DELETE, http.MethodGet: abs.GET}[method]
+		ri.SetUri(*u)
+		ri.Headers.TryAdd("Accept", "application/json")
+		if payload != nil {
+			ri.SetStreamContentAndContentType(payload, "application/json")
+		}
+		res, err := c.adapter.SendPrimitive(ctx, ri, "[]byte", abs.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue})
+		if b, ok := res.([]byte); ok {
+			got = b
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if out != nil && len(got) > 0 {
+		if err := json.Unmarshal(got, out); err != nil {
+			return &Error{Op: strings.ToLower(method) + " " + path, Message: "unreadable response", Kind: mailsync.ErrConnection, Err: err}
+		}
+	}
+	return nil
+}
+
+// Unsubscribe deletes the connection's subscriptions at Graph and forgets
+// them. A connection without subscriptions is no error.
+func (s *Subscriber) Unsubscribe(ctx context.Context, conn string) error {
+	s.mu.Lock()
+	sc := s.conns[conn]
+	delete(s.conns, conn)
+	if f := s.fire[conn]; f != nil && f.timer != nil {
+		f.timer.Stop()
+	}
+	delete(s.fire, conn)
+	var subs []*subscription
+	for _, sub := range s.subs {
+		if sub.conn == conn {
+			subs = append(subs, sub)
+		}
+	}
+	s.mu.Unlock()
+	if sc == nil {
+		return nil
+	}
+	sc.opMu.Lock()
+	defer sc.opMu.Unlock()
+	var errs []error
+	for _, sub := range subs {
+		if err := s.delete(ctx, sc.c, sub); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	sc.c.Close()
+	return sc.c.scrub.Error(errors.Join(errs...))
+}
+
+// Subscriptions lists the subscriptions kept, in no particular order.
+func (s *Subscriber) Subscriptions() []SubscriptionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []SubscriptionInfo
+	for _, sub := range s.subs {
+		out = append(out, SubscriptionInfo{ID: sub.id, Connection: sub.conn, Folder: sub.folder, Resource: sub.resource, Expires: sub.expires})
+	}
+	return out
+}
+
+// Renew renews (PATCH expirationDateTime) every subscription with less
+// than RenewBefore left. A subscription Graph no longer knows (404) or
+// that expired meanwhile is created anew and its connection gets
+// OnChange(conn, true), since notifications may have been lost. It
+// returns the errors of the renewals that failed (they are tried again
+// on the next call).
+func (s *Subscriber) Renew(ctx context.Context) error {
+	now := time.Now()
+	s.mu.Lock()
+	var due []*subscription
+	for _, sub := range s.subs {
+		if sub.expires.Sub(now) < s.opts.RenewBefore {
+			due = append(due, sub)
+		}
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, sub := range due {
+		if err := s.renew(ctx, sub.id, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// renew extends subscription id, or recreates it when Graph no longer has
+// it; recreated (or recreate) calls OnChange(conn, true).
+func (s *Subscriber) renew(ctx context.Context, id string, recreate bool) error {
+	s.mu.Lock()
+	sub := s.subs[id]
+	var sc *subscribed
+	if sub != nil {
+		sc = s.conns[sub.conn]
+	}
+	s.mu.Unlock()
+	if sub == nil || sc == nil {
+		return nil // unsubscribed or already replaced
+	}
+	sc.opMu.Lock()
+	defer sc.opMu.Unlock()
+	s.mu.Lock()
+	current := s.subs[id] == sub
+	s.mu.Unlock()
+	if !current {
+		return nil
+	}
+	c := sc.c
+	if !recreate && time.Now().Before(sub.expires) {
+		exp := time.Now().Add(s.opts.Lifetime).UTC()
+		var out struct {
+			Expiration time.Time `json:"expirationDateTime"`
+		}
+		err := s.send(ctx, c, http.MethodPatch, "/subscriptions/"+url.PathEscape(id), map[string]any{"expirationDateTime": exp.Format(time.RFC3339Nano)}, &out)
+		if err == nil {
+			if out.Expiration.IsZero() {
+				out.Expiration = exp
+			}
+			s.mu.Lock()
+			sub.expires = out.Expiration
+			s.mu.Unlock()
+			s.log.DebugContext(ctx, "graph: subscription renewed", "connection", sub.conn, "folder", sub.folder, "subscription", id, "expires", out.Expiration)
+			return nil
+		}
+		if statusOf(err) != http.StatusNotFound {
+			return c.scrub.Error(mapError(ctx, "renew subscription of "+sub.folder, err, nil))
+		}
+		s.log.WarnContext(ctx, "graph: subscription gone at Graph; creating it anew", "connection", sub.conn, "folder", sub.folder, "subscription", id)
+	}
+	// Gone, expired or removed: a new one, and a sync for what was missed.
+	s.delete(ctx, c, sub) // best effort; usually 404
+	folderID, err := c.resolveSource(ctx, sub.folder)
+	if err == nil {
+		_, err = s.create(ctx, c, sub.folder, folderID)
+	}
+	s.notify(sub.conn, true, "")
+	if err != nil {
+		// Keep a placeholder so the next Renew tries again.
+		s.mu.Lock()
+		if s.conns[sub.conn] == sc {
+			s.subs[id] = sub
+			sub.expires = time.Time{}
+		}
+		s.mu.Unlock()
+		return c.scrub.Error(err)
+	}
+	return nil
+}
+
+// Run calls Renew every CheckEvery (and once at once) until ctx is done
+// or the Subscriber is closed; failures are logged and retried.
+func (s *Subscriber) Run(ctx context.Context) error {
+	t := time.NewTicker(s.opts.CheckEvery)
+	defer t.Stop()
+	for {
+		if err := s.Renew(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "graph: renewing subscriptions failed; retrying later", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the lifecycle work and pending OnChange timers and waits
+// for running OnChange calls and renewals. It leaves the subscriptions at
+// Graph (they expire; call Unsubscribe to delete them) and closes the
+// connectors.
+func (s *Subscriber) Close() error {
+	s.cancel()
+	s.mu.Lock()
+	for _, f := range s.fire {
+		if f.timer != nil {
+			f.timer.Stop()
+		}
+	}
+	conns := s.conns
+	s.conns = map[string]*subscribed{}
+	s.mu.Unlock()
+	s.wg.Wait()
+	for _, sc := range conns {
+		sc.c.Close()
+	}
+	return nil
+}
+
+// notification is one entry of a changeNotificationCollection (or a
+// lifecycle notification).
+type notification struct {
+	SubscriptionID string `json:"subscriptionId"`
+	ClientState    string `json:"clientState"`
+	ChangeType     string `json:"changeType"`
+	Resource       string `json:"resource"`
+	LifecycleEvent string `json:"lifecycleEvent"`
+	ResourceData   struct {
+		ID string `json:"id"`
+	} `json:"resourceData"`
+}
+
+// Handler serves NotificationURL and LifecycleURL:
+//
+//   - a request with a validationToken query parameter (Graph's
+//     handshake when a subscription is created) is answered 200 with the
+//     token as text/plain;
+//   - a POSTed notification collection is answered 202 at once. Each
+//     notification whose subscription is unknown, or whose clientState
+//     does not match that subscription's (compared in constant time), is
+//     discarded and logged; the others lead to OnChange, coalesced per
+//     connection (see SubscriberOptions.Coalesce);
+//   - lifecycle notifications: reauthorizationRequired renews the
+//     subscription (recreating it if Graph no longer has it);
+//     subscriptionRemoved creates it anew; missed calls
+//     OnChange(conn, true). Both renewals run in the background.
+//
+// A body that is not a notification collection gets 400. Notifications
+// with a wrong clientState still get 202, so a forger learns nothing.
+func (s *Subscriber) Handler() http.Handler {
+	return http.HandlerFunc(s.serveHTTP)
+}
+
+func (s *Subscriber) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if tok, ok := r.URL.Query()["validationToken"]; ok {
+		if len(tok) != 1 || len(tok[0]) > 4096 {
+			http.Error(w, "bad validation token", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, tok[0])
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	var coll struct {
+		Value []notification `json:"value"`
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err != nil || json.Unmarshal(b, &coll) != nil {
+		http.Error(w, "not a notification collection", http.StatusBadRequest)
+		return
+	}
+	for _, n := range coll.Value {
+		s.handle(r.Context(), n)
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (s *Subscriber) handle(ctx context.Context, n notification) {
+	s.mu.Lock()
+	sub := s.subs[n.SubscriptionID]
+	s.mu.Unlock()
+	if sub == nil {
+		s.log.DebugContext(ctx, "graph: notification for an unknown subscription discarded", "subscription", clip(n.SubscriptionID, 80))
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(sub.state.Reveal())) != 1 {
+		s.log.WarnContext(ctx, "graph: notification with a wrong clientState discarded", "connection", sub.conn, "subscription", sub.id)
+		return
+	}
+	switch n.LifecycleEvent {
+	case "":
+		s.notify(sub.conn, false, sub.id+"\x00"+n.ChangeType+"\x00"+n.Resource+"\x00"+n.ResourceData.ID)
+	case "missed":
+		s.log.InfoContext(ctx, "graph: Graph missed notifications; syncing", "connection", sub.conn, "subscription", sub.id)
+		s.notify(sub.conn, true, "")
+	case "reauthorizationRequired", "subscriptionRemoved":
+		s.log.InfoContext(ctx, "graph: lifecycle notification", "event", n.LifecycleEvent, "connection", sub.conn, "subscription", sub.id)
+		recreate := n.LifecycleEvent == "subscriptionRemoved"
+		s.background(func(ctx context.Context) {
+			if err := s.renew(ctx, sub.id, recreate); err != nil {
+				s.log.WarnContext(ctx, "graph: handling a lifecycle notification failed; Renew retries", "event", n.LifecycleEvent, "connection", sub.conn, "error", err)
+			}
+		})
+	default:
+		s.log.DebugContext(ctx, "graph: unknown lifecycle event ignored", "event", clip(n.LifecycleEvent, 40))
+	}
+}
+
+// background runs fn on its own goroutine with a context that Close
+// cancels.
+func (s *Subscriber) background(fn func(context.Context)) {
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Minute)
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
+// notify asks for a sync of conn, coalesced: at once when none was asked
+// within the Coalesce window, otherwise once at the window's end. key,
+// when set, identifies the change: a repeat within the window is dropped.
+func (s *Subscriber) notify(conn string, full bool, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	f := s.fire[conn]
+	if f == nil {
+		f = &coalescer{seen: map[string]time.Time{}}
+		s.fire[conn] = f
+	}
+	for k, t := range f.seen {
+		if now.Sub(t) >= s.opts.Coalesce {
+			delete(f.seen, k)
+		}
+	}
+	if key != "" {
+		if _, dup := f.seen[key]; dup {
+			return
+		}
+		f.seen[key] = now
+	}
+	if f.pending {
+		f.full = f.full || full
+		return
+	}
+	if wait := f.last.Add(s.opts.Coalesce).Sub(now); !f.last.IsZero() && wait > 0 {
+		f.pending, f.full = true, full
+		f.timer = time.AfterFunc(wait, func() {
+			s.mu.Lock()
+			if s.fire[conn] != f || !f.pending || s.ctx.Err() != nil {
+				s.mu.Unlock()
+				return
+			}
+			full := f.full
+			f.pending, f.full, f.last = false, false, time.Now()
+			s.wg.Add(1)
+			s.mu.Unlock()
+			go s.call(conn, full)
+		})
+		return
+	}
+	f.last = now
+	s.wg.Add(1)
+	go s.call(conn, full)
+}
+
+func (s *Subscriber) call(conn string, full bool) {
+	defer s.wg.Done()
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("graph: OnChange panicked", "connection", conn, "panic", fmt.Sprint(p))
+		}
+	}()
+	s.opts.OnChange(conn, full)
+}
