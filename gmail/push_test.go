@@ -384,6 +384,7 @@ func TestPushCursorDecides(t *testing.T) {
 	}
 	pe.env.deliver("m", 1)
 	pe.deliver(tok, "m3", pe.fake.Email(), pe.fake.HistoryID())
+	pe.deliver(tok, "m3", pe.fake.Email(), pe.fake.HistoryID()) // redelivered: ignored
 	// With a cursor, a notification the cursor has not reached calls
 	// OnChange every time (the sync it triggered may not have run yet).
 	pe.deliver(tok, "m4", pe.fake.Email(), pe.fake.HistoryID())
