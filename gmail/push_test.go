@@ -196,10 +196,13 @@ func TestPushWatchCallsUsersWatch(t *testing.T) {
 }
 
 func TestPushRenewsBeforeExpiry(t *testing.T) {
-	// The watch lasts 400 ms: Run renews it at three quarters of its life,
-	// well before RenewEvery (the default, a day).
-	pe := newPushEnv(t, fakegmail.Options{WatchExpiry: 400 * time.Millisecond}, nil)
+	// The watch lasts 2 s: Run renews it at three quarters of its life
+	// (1.5 s), long before RenewEvery (the default, a day).
+	pe := newPushEnv(t, fakegmail.Options{WatchExpiry: 2 * time.Second}, nil)
 	first := pe.watch()
+	if d := first.NextRenewal.Sub(first.Renewed); d < time.Second || d > 1600*time.Millisecond {
+		t.Errorf("next renewal %v after the watch, want 1.5 s", d)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- pe.push.Run(ctx) }()
@@ -209,33 +212,47 @@ func TestPushRenewsBeforeExpiry(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, _ := pe.push.Status(pe.conn.Name)
-		if pe.fake.Stats().ByOp["users.watch"] >= 3 {
-			if !st.Expiration.After(first.Expiration) {
-				t.Errorf("expiration not extended: %v, first %v", st.Expiration, first.Expiration)
-			}
-			break
-		}
+	deadline := time.Now().Add(10 * time.Second)
+	for pe.fake.Stats().ByOp["users.watch"] < 2 {
 		if time.Now().After(deadline) {
-			t.Fatalf("users.watch called %d times in 5 s, want ≥ 3", pe.fake.Stats().ByOp["users.watch"])
-		}
-		if _, ok := pe.fake.Watch(); !ok {
-			t.Fatal("the watch expired before it was renewed")
+			t.Fatal("users.watch not renewed in 10 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	st, _ := pe.push.Status(pe.conn.Name)
+	for st.Renewed.Equal(first.Renewed) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		st, _ = pe.push.Status(pe.conn.Name)
+	}
+	if !st.Renewed.Before(first.Expiration) {
+		t.Errorf("renewed at %v, after the first watch's expiration %v", st.Renewed, first.Expiration)
+	}
+	if !st.Expiration.After(first.Expiration) {
+		t.Errorf("expiration not extended: %v, first %v", st.Expiration, first.Expiration)
+	}
+	if _, ok := pe.fake.Watch(); !ok {
+		t.Error("no watch on the fake after the renewal")
 	}
 }
 
 func TestPushRenewsEveryRenewEvery(t *testing.T) {
 	pe := newPushEnv(t, fakegmail.Options{}, func(o *gmail.PushOptions) { o.RenewEvery = 100 * time.Millisecond })
 	pe.watch()
-	ctx, cancel := context.WithTimeout(context.Background(), 450*time.Millisecond)
-	defer cancel()
-	pe.push.Run(ctx)
-	if n := pe.fake.Stats().ByOp["users.watch"]; n < 3 || n > 6 {
-		t.Errorf("users.watch called %d times in 450 ms with RenewEvery 100 ms, want 4 or 5", n)
+	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- pe.push.Run(ctx) }()
+	for pe.fake.Stats().ByOp["users.watch"] < 4 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("users.watch called %d times in 10 s with RenewEvery 100 ms", pe.fake.Stats().ByOp["users.watch"])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	// Three renewals take at least 300 ms: Run does not renew in a loop.
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Errorf("three renewals in %v, want ≥ 300 ms", el)
 	}
 }
 
@@ -255,9 +272,15 @@ func TestPushRenewalRetriesAfterFailure(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(20 * time.Millisecond)
-	if st, _ := pe.push.Status(pe.conn.Name); st.Err != nil {
-		t.Errorf("status after the successful retry: %v", st.Err)
+	for {
+		st, _ := pe.push.Status(pe.conn.Name)
+		if st.Err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("status after the successful retry: %v", st.Err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if !strings.Contains(pe.logText(), "users.watch failed") {
 		t.Error("the failed renewal was not logged")
