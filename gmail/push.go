@@ -50,7 +50,9 @@ import (
 // gmail-api-push@system.gserviceaccount.com granted the Pub/Sub Publisher
 // role on it; a push subscription to the URL serving Handler, with
 // authentication enabled, a service account (PushOptions.ServiceAccount)
-// and an audience (PushOptions.Audience, by default the push URL).
+// and an audience (PushOptions.Audience, by default the push URL). The
+// subscription must deliver wrapped messages (Pub/Sub's default, not
+// "no wrapper"), since the body carries messageId for deduplication.
 //
 // A Push is safe for concurrent use.
 type Push struct {
@@ -115,6 +117,10 @@ const (
 	maxPushBody = 64 << 10
 	// seenLimit is how many messageIds are remembered for deduplication.
 	seenLimit = 4096
+	// minRenewEvery bounds how soon a watch is renewed, whatever
+	// expiration Gmail returns (one in the past must not make Run call
+	// users.watch in a loop).
+	minRenewEvery = time.Second
 )
 
 // watch is one watched connection.
@@ -214,6 +220,11 @@ func validTopic(name string) bool {
 // shares with its syncs), reads the mailbox's address (users.getProfile,
 // unless opts.UserID is one), resolves the labels to ids and calls
 // users.watch. Run renews it.
+//
+// An error before users.watch (configuration, profile, an unknown label)
+// leaves the connection unwatched. When users.watch itself fails, the
+// connection stays registered and Run retries with back-off (Status
+// reports the error); call Stop to give up.
 func (p *Push) Watch(ctx context.Context, conn mailsync.Connection, opts Options) (WatchStatus, error) {
 	c, err := New(conn, opts)
 	if err != nil {
@@ -329,7 +340,7 @@ func (p *Push) renew(ctx context.Context, w *watch) error {
 	if life := w.expiration.Sub(now); res.Expiration > 0 && life*3/4 < next {
 		// Gmail's expiration comes sooner than RenewEvery: renew at
 		// three quarters of the watch's life.
-		next = max(life*3/4, 0)
+		next = max(life*3/4, minRenewEvery)
 	}
 	w.due = now.Add(next)
 	p.log.DebugContext(ctx, "gmail push: watching", "connection", w.name, "labels", labels, "expiration", w.expiration)

@@ -263,7 +263,7 @@ func TestPushRenewalRetriesAfterFailure(t *testing.T) {
 	pe.opts.MaxRetries = -1
 	pe.watch()
 	pe.fake.InjectFault(fakegmail.Fault{Op: "users.watch", Status: 500, Times: 2})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	go pe.push.Run(ctx)
 	for pe.fake.Stats().ByOp["users.watch"] < 4 {
@@ -527,5 +527,18 @@ func TestNewPushValidates(t *testing.T) {
 		if !strings.Contains(err.Error(), f) {
 			t.Errorf("error %q does not name %s", err, f)
 		}
+	}
+}
+
+func TestPushPastExpirationDoesNotLoop(t *testing.T) {
+	// An expiration already past (clock skew) must not make Run call
+	// users.watch in a loop.
+	pe := newPushEnv(t, fakegmail.Options{WatchExpiry: -time.Hour}, nil)
+	pe.watch()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	pe.push.Run(ctx)
+	if n := pe.fake.Stats().ByOp["users.watch"]; n > 2 {
+		t.Errorf("users.watch called %d times in 300 ms", n)
 	}
 }
