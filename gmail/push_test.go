@@ -542,3 +542,33 @@ func TestPushPastExpirationDoesNotLoop(t *testing.T) {
 		t.Errorf("users.watch called %d times in 300 ms", n)
 	}
 }
+
+func TestPushWatchErrors(t *testing.T) {
+	pe := newPushEnv(t, fakegmail.Options{}, nil)
+	o := pe.opts
+	o.Labels = []string{"No Such Label"}
+	if _, err := pe.push.Watch(context.Background(), pe.conn, o); !errors.Is(err, mailsync.ErrFolderNotFound) {
+		t.Errorf("Watch with an unknown label: %v, want ErrFolderNotFound", err)
+	}
+	if _, ok := pe.push.Status(pe.conn.Name); ok {
+		t.Error("a connection whose labels do not exist is registered")
+	}
+	pe.opts.MaxRetries = -1
+	pe.fake.InjectFault(fakegmail.Fault{Op: "users.watch", Status: 500})
+	if _, err := pe.push.Watch(context.Background(), pe.conn, pe.opts); !errors.Is(err, mailsync.ErrConnection) {
+		t.Errorf("Watch with users.watch failing: %v, want ErrConnection", err)
+	}
+	st, ok := pe.push.Status(pe.conn.Name)
+	if !ok || st.Err == nil {
+		t.Fatalf("Status after a failed users.watch: %+v %v, want registered with the error", st, ok)
+	}
+	if d := time.Until(st.NextRenewal); d > time.Minute+time.Second {
+		t.Errorf("retry in %v, want ≤ RetryEvery (1 min)", d)
+	}
+	// Notifications reach a registered connection even while its watch
+	// is being retried.
+	pe.deliver(signJWT(t, testKeys(), "k1", goodClaims()), "m1", pe.fake.Email(), 99999)
+	if got := pe.changeList(); len(got) != 1 {
+		t.Errorf("OnChange %v", got)
+	}
+}
