@@ -572,3 +572,26 @@ func TestPushWatchErrors(t *testing.T) {
 		t.Errorf("OnChange %v", got)
 	}
 }
+
+func TestPushConcurrentRedeliveries(t *testing.T) {
+	// Pub/Sub may deliver a message twice at once; with a Cursor (no
+	// history id bookkeeping) the messageId alone must keep it to one
+	// OnChange.
+	pe := newPushEnv(t, fakegmail.Options{}, func(o *gmail.PushOptions) {
+		o.Cursor = func(context.Context, string) (mailsync.Cursor, error) { return "4000;INBOX", nil }
+	})
+	pe.watch()
+	tok := signJWT(t, testKeys(), "k1", goodClaims())
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pe.deliver(tok, "same", pe.fake.Email(), 5000)
+		}()
+	}
+	wg.Wait()
+	if got := pe.changeList(); len(got) != 1 {
+		t.Errorf("OnChange %v, want 1", got)
+	}
+}
