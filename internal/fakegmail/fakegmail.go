@@ -33,6 +33,13 @@
 //     and fields (partial responses) is accepted but not applied.
 //   - Bearer tokens: a missing, unknown or expired token answers 401 with
 //     Google's error body and WWW-Authenticate header.
+//   - users.watch ({topicName, labelIds, labelFilterBehavior} →
+//     {historyId, expiration}: expiration in epoch milliseconds, as a
+//     string; WatchExpiry after the call, default 7 days) and users.stop
+//     (204, no body). topicName must be projects/{project}/topics/{topic};
+//     label ids must exist. Server.Watch returns the current watch, if any
+//     (Stats.ByOp counts the calls). The fake publishes nothing to Pub/Sub:
+//     tests build push deliveries themselves.
 //   - Errors use Google's JSON error shape ({"error": {"code", "message",
 //     "errors": [{"domain", "reason", "message"}], "status"}}).
 //
@@ -92,6 +99,18 @@ type Options struct {
 	ReverseBatch bool
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// WatchExpiry is how long a users.watch lasts; default 7 days, as
+	// Gmail's.
+	WatchExpiry time.Duration
+}
+
+// Watch is the mailbox's push notification watch, as the last users.watch
+// call set it.
+type Watch struct {
+	TopicName           string
+	LabelIDs            []string
+	LabelFilterBehavior string
+	Expiration          time.Time
 }
 
 // System label ids (equal to their names).
@@ -216,6 +235,7 @@ type Server struct {
 	echoN       int // echoing faults answered, picks the encoding
 	stats       Stats
 	unavailable bool
+	watch       *Watch // nil: none, or stopped
 }
 
 // New starts a fake Gmail API on loopback. Close it when done.
@@ -231,6 +251,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.WatchExpiry == 0 {
+		opts.WatchExpiry = 7 * 24 * time.Hour
 	}
 	s := &Server{
 		opts:      opts,
@@ -319,6 +342,19 @@ func (s *Server) HistoryID() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.historyID
+}
+
+// Watch returns the current watch (users.watch, not yet stopped or
+// expired), if any.
+func (s *Server) Watch() (Watch, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.watch == nil || !s.opts.Now().Before(s.watch.Expiration) {
+		return Watch{}, false
+	}
+	w := *s.watch
+	w.LabelIDs = slices.Clone(w.LabelIDs)
+	return w, true
 }
 
 // ExpireHistory drops every history record: a startHistoryId older than
@@ -747,6 +783,8 @@ func (s *Server) routes() {
 	h("GET "+p+"/labels", "labels.list", s.listLabels)
 	h("GET "+p+"/labels/{id}", "labels.get", s.getLabel)
 	h("POST "+p+"/labels", "labels.create", s.createLabelCall)
+	h("POST "+p+"/watch", "users.watch", s.watchCall)
+	h("POST "+p+"/stop", "users.stop", s.stopCall)
 }
 
 func (s *Server) authorized(r *http.Request) bool {
@@ -1321,4 +1359,55 @@ func (s *Server) createLabelCall(r *http.Request, _ string) (any, *apiError) {
 		return nil, &apiError{code: 409, status: "ALREADY_EXISTS", reason: "duplicate", message: "Label name exists or conflicts"}
 	}
 	return s.labelJSON(s.createLabel(name)), nil
+}
+
+type watchBody struct {
+	TopicName           string   `json:"topicName"`
+	LabelIDs            []string `json:"labelIds"`
+	LabelFilterBehavior string   `json:"labelFilterBehavior"`
+	LabelFilterAction   string   `json:"labelFilterAction"`
+}
+
+// validTopic reports whether name is a Pub/Sub v1 topic name,
+// projects/{project}/topics/{topic}.
+func validTopic(name string) bool {
+	f := strings.Split(name, "/")
+	return len(f) == 4 && f[0] == "projects" && f[1] != "" && f[2] == "topics" && f[3] != ""
+}
+
+func (s *Server) watchCall(r *http.Request, _ string) (any, *apiError) {
+	var b watchBody
+	if e := decodeBody(r, &b); e != nil {
+		return nil, e
+	}
+	if !validTopic(b.TopicName) {
+		return nil, errInvalid("Invalid topicName does not match projects/SOME-PROJECT/topics/*")
+	}
+	behavior := b.LabelFilterBehavior
+	if behavior == "" {
+		behavior = b.LabelFilterAction
+	}
+	switch strings.ToLower(behavior) {
+	case "", "include", "exclude":
+	default:
+		return nil, errInvalid(fmt.Sprintf("Invalid value at 'label_filter_behavior', %q", behavior))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.checkLabels(b.LabelIDs); e != nil {
+		return nil, e
+	}
+	exp := s.opts.Now().Add(s.opts.WatchExpiry)
+	s.watch = &Watch{TopicName: b.TopicName, LabelIDs: slices.Clone(b.LabelIDs), LabelFilterBehavior: behavior, Expiration: exp}
+	return map[string]any{
+		"historyId":  strconv.FormatUint(s.historyID, 10),
+		"expiration": strconv.FormatInt(exp.UnixMilli(), 10),
+	}, nil
+}
+
+func (s *Server) stopCall(r *http.Request, _ string) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watch = nil
+	return nil, nil
 }
