@@ -16,8 +16,10 @@ import (
 // default. With no rules and no block list Sync behaves as without it.
 // It is JSON-serialisable, so a host stores it beside the connection.
 type Routing struct {
-	// Mappings are the mappings of the other ticket types rules may choose
-	// (one per ticket type; each must be in the connection's ConnectedWith).
+	// Mappings are the mappings of the ticket types rules may choose (one
+	// per ticket type; each must be in the connection's ConnectedWith). A
+	// host may list every type it has: the one of the mapping given to Sync
+	// is taken from Sync's argument.
 	Mappings []Mapping `json:"mappings,omitempty"`
 	// Rules are evaluated in order, before threading. A rule that matches
 	// applies its actions and stops the evaluation unless it says Continue.
@@ -131,6 +133,9 @@ func (r Routing) Validate(conn Connection, def Mapping) error {
 	var e ConfigError
 	mapped := map[string]bool{def.TicketType: true}
 	for i, m := range r.Mappings {
+		if m.TicketType == def.TicketType {
+			continue // Sync's own mapping wins
+		}
 		at := fmt.Sprintf("routing.mappings[%d]", i)
 		if err := m.Validate(); err != nil {
 			var ce *ConfigError
@@ -263,7 +268,9 @@ type compiledRule struct {
 func newRouter(r Routing, def Mapping) *router {
 	rt := &router{mappings: map[string]Mapping{def.TicketType: def}, blocked: r.Blocked}
 	for _, m := range r.Mappings {
-		rt.mappings[m.TicketType] = m
+		if m.TicketType != def.TicketType {
+			rt.mappings[m.TicketType] = m
+		}
 	}
 	for _, rule := range r.Rules {
 		cr := compiledRule{Rule: rule, re: make([]*regexp.Regexp, len(rule.When)),

@@ -243,3 +243,21 @@ func TestRuleRegexpPrefilterIsSound(t *testing.T) {
 		}
 	}
 }
+
+// A host may list the mappings of every ticket type, Sync's own included.
+func TestRoutingMappingsMayIncludeTheDefault(t *testing.T) {
+	r := testRouting()
+	other := mapping
+	other.Fields = other.Fields[:1] // a different mapping of the same type: Sync's argument wins
+	r.Mappings = append(r.Mappings, other)
+	sink := mailsync.NewMemorySink()
+	rep, err := mailsync.Sync(context.Background(), routingBox(), mapping, sink, mailsync.WithRouting(r))
+	if err != nil || rep.Created != 5 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	for _, tk := range sink.Tickets() {
+		if tk.Type == "incident" && tk.Fields["title"] == "" {
+			t.Fatalf("the routing's copy of the default mapping was used: %v", tk.Fields)
+		}
+	}
+}
