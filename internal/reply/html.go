@@ -43,8 +43,10 @@ func quoteMark(name string, class, id, typ, style string) string {
 		return "outlook_appendonsend"
 	case id == "divRplyFwdMsg":
 		return "outlook_divRplyFwdMsg"
-	case id == "zwchr" || id == "OLK_SRC_BODY_SECTION":
-		return "outlook_" + id
+	case id == "zwchr":
+		return "zimbra_zwchr"
+	case id == "OLK_SRC_BODY_SECTION":
+		return "outlook_mac"
 	case hasClass(class, "moz-cite-prefix"):
 		return "moz-cite-prefix"
 	case hasClass(class, "moz-forward-container"):

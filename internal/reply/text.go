@@ -40,6 +40,8 @@ const (
 	// maxSigLines is how far from the end of the new text a "-- "
 	// delimiter may be to be taken for a signature's.
 	maxSigLines = 12
+	// maxBareSigLines is the same for "--" without its space.
+	maxBareSigLines = 6
 )
 
 // onWrote are the "On <date>, <name> wrote:" headers, by language; each is
@@ -121,7 +123,7 @@ func Text(s string) Result {
 		quoted = strings.Join(lines[cut:], "\n")
 		markers = append(markers, marker)
 	}
-	sig, sigMarker := findSignature(lower, end)
+	sig, sigMarker := findSignature(lines, lower, end)
 	var signature string
 	if sig >= 0 {
 		signature = strings.TrimSpace(strings.Join(lines[sig:end], "\n"))
@@ -321,7 +323,7 @@ func bottomPosted(lines, lower []string, cut int) (reply, quoted string, ok bool
 // findSignature returns the first line of the signature at the end of
 // lines[:end] ("-- " delimiter near the end, or a phone's one-line
 // signature as the last line), or -1.
-func findSignature(lower []string, end int) (int, string) {
+func findSignature(lines, lower []string, end int) (int, string) {
 	last := end - 1
 	for last >= 0 && lower[last] == "" {
 		last--
@@ -330,7 +332,9 @@ func findSignature(lower []string, end int) (int, string) {
 		return -1, ""
 	}
 	for i := last; i >= 0 && i >= last-maxSigLines; i-- {
-		if lower[i] == "--" || lower[i] == "-- " {
+		// "-- " is the delimiter; "--" (a client that trims trailing
+		// spaces) only closer to the end, as it also draws rules.
+		if lower[i] == "--" && (strings.TrimRight(lines[i], "\r") == "-- " || last-i <= maxBareSigLines) {
 			if !blank(lower[:i]) {
 				return i, "sig_dash_dash"
 			}
