@@ -94,6 +94,20 @@ func hasClass(class, name string) bool {
 	return false
 }
 
+// marks are substrings one of which every mark has; a body without any is
+// not tokenised.
+var marks = []string{"gmail_", "yahoo_quoted", "protonmail_", "appendonsend", "divRplyFwdMsg", "zwchr",
+	"OLK_SRC_BODY_SECTION", "moz-", "cite", "border-top", "Signature", "ms-outlook-mobile-signature"}
+
+func mayHaveMark(src string) bool {
+	for _, m := range marks {
+		if strings.Contains(src, m) {
+			return true
+		}
+	}
+	return false
+}
+
 // citeMark reports whether a mark only quotes (Apple Mail's and
 // Thunderbird's cite blockquotes), so that new text after it means an
 // interleaved answer; the other marks start history that runs to the end.
@@ -103,6 +117,9 @@ func citeMark(m string) bool { return m == "blockquote_cite" || m == "moz-cite-p
 // id, type and style attributes the sanitiser keeps).
 func HTML(src string) HTMLResult {
 	whole := HTMLResult{Reply: src}
+	if !mayHaveMark(src) {
+		return whole
+	}
 	z := html.NewTokenizer(strings.NewReader(src))
 	var (
 		stack                []string // open elements

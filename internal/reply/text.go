@@ -50,14 +50,14 @@ var onWrote = []struct {
 	lang string
 	re   *regexp.Regexp
 }{
-	{"en", regexp.MustCompile(`^(?:on|at)\s.{0,400}\s(?:wrote|writes|said)\s?:$`)},
-	{"pt", regexp.MustCompile(`^(?:em|a|no dia|às|as)\s.{0,400}\sescreveu\s?:$`)},
-	{"es", regexp.MustCompile(`^(?:el|en)\s.{0,400}\sescribió\s?:$`)},
-	{"fr", regexp.MustCompile(`^le\s.{0,400}\sa écrit\s?:$`)},
-	{"de", regexp.MustCompile(`^am\s.{0,400}\sschrieb\s.{0,300}:$`)},
-	{"it", regexp.MustCompile(`^(?:il|in data)\s.{0,400}\sha scritto\s?:$`)},
-	{"nl", regexp.MustCompile(`^op\s.{0,400}\sschreef\s.{0,300}:$`)},
-	{"ja", regexp.MustCompile(`^(?:\d{4}年\d{1,2}月\d{1,2}日|\d{4}/\d{1,2}/\d{1,2}).{0,300}[:：]$|^.{1,300}(?:書きました|のメール)\s?[:：]$`)},
+	{"en", regexp.MustCompile(`(?i)^(?:on|at)\s.{0,400}\s(?:wrote|writes|said)\s?:$`)},
+	{"pt", regexp.MustCompile(`(?i)^(?:em|a|no dia|às|as)\s.{0,400}\sescreveu\s?:$`)},
+	{"es", regexp.MustCompile(`(?i)^(?:el|en)\s.{0,400}\sescribió\s?:$`)},
+	{"fr", regexp.MustCompile(`(?i)^le\s.{0,400}\sa écrit\s?:$`)},
+	{"de", regexp.MustCompile(`(?i)^am\s.{0,400}\sschrieb\s.{0,300}:$`)},
+	{"it", regexp.MustCompile(`(?i)^(?:il|in data)\s.{0,400}\sha scritto\s?:$`)},
+	{"nl", regexp.MustCompile(`(?i)^op\s.{0,400}\sschreef\s.{0,300}:$`)},
+	{"ja", regexp.MustCompile(`(?i)^(?:\d{4}年\d{1,2}月\d{1,2}日|\d{4}/\d{1,2}/\d{1,2}).{0,300}[:：]$|^.{1,300}(?:書きました|のメール)\s?[:：]$`)},
 }
 
 // originalMessage are the separator lines above a quoted or forwarded
@@ -66,9 +66,9 @@ var originalMessage = []struct {
 	marker string
 	re     *regexp.Regexp
 }{
-	{"original_message", regexp.MustCompile(`^-{2,}\s*(?:original message|mensagem original|mensaje original|message d'origine|message original|ursprüngliche nachricht|originalnachricht|messaggio originale|oorspronkelijk bericht|oorspronkelijk e-mailbericht|元のメッセージ)\s*-{2,}$`)},
-	{"forwarded", regexp.MustCompile(`^-{2,}\s*(?:forwarded message|mensagem encaminhada|mensagem reencaminhada|mensaje reenviado|message transféré|weitergeleitete nachricht|messaggio inoltrato|doorgestuurd bericht|転送されたメッセージ)\s*-{2,}$`)},
-	{"forwarded", regexp.MustCompile(`^(?:begin forwarded message|início da mensagem reencaminhada|início da mensagem encaminhada|comienzo del mensaje reenviado|début du message réexpédié|anfang der weitergeleiteten nachricht|inizio messaggio inoltrato|begin doorgestuurd bericht|転送されたメッセージの始まり)\s?[:：]$`)},
+	{"original_message", regexp.MustCompile(`(?i)^-{2,}\s*(?:original message|mensagem original|mensaje original|message d'origine|message original|ursprüngliche nachricht|originalnachricht|messaggio originale|oorspronkelijk bericht|oorspronkelijk e-mailbericht|元のメッセージ)\s*-{2,}$`)},
+	{"forwarded", regexp.MustCompile(`(?i)^-{2,}\s*(?:forwarded message|mensagem encaminhada|mensagem reencaminhada|mensaje reenviado|message transféré|weitergeleitete nachricht|messaggio inoltrato|doorgestuurd bericht|転送されたメッセージ)\s*-{2,}$`)},
+	{"forwarded", regexp.MustCompile(`(?i)^(?:begin forwarded message|início da mensagem reencaminhada|início da mensagem encaminhada|comienzo del mensaje reenviado|début du message réexpédié|anfang der weitergeleiteten nachricht|inizio messaggio inoltrato|begin doorgestuurd bericht|転送されたメッセージの始まり)\s?[:：]$`)},
 }
 
 // headerKeys are the fields of Outlook's header block above a quoted
@@ -89,7 +89,7 @@ var headerKeys = []struct {
 }
 
 // mobileSignature are the one-line signatures phones add.
-var mobileSignature = regexp.MustCompile(`^(?:sent from my \S.{0,40}|sent from (?:outlook|mail|yahoo mail).{0,40}|get outlook for \S.{0,30}|enviado do meu \S.{0,40}|enviado desde mi \S.{0,40}|envoyé de mon \S.{0,40}|von meinem \S.{0,40} gesendet|inviato da(?:l mio)? \S.{0,40}|verzonden (?:met|vanaf) mijn \S.{0,40}|\S{1,30}から送信)$`)
+var mobileSignature = regexp.MustCompile(`(?i)^(?:sent from my \S.{0,40}|sent from (?:outlook|mail|yahoo mail).{0,40}|get outlook for \S.{0,30}|enviado do meu \S.{0,40}|enviado desde mi \S.{0,40}|envoyé de mon \S.{0,40}|von meinem \S.{0,40} gesendet|inviato da(?:l mio)? \S.{0,40}|verzonden (?:met|vanaf) mijn \S.{0,40}|\S{1,30}から送信)$`)
 
 // Text splits a text body.
 func Text(s string) Result {
@@ -98,9 +98,11 @@ func Text(s string) Result {
 		return whole
 	}
 	lines := strings.Split(s, "\n")
+	// The lines trimmed (not copied); the rules match them without regard
+	// to case.
 	lower := make([]string, len(lines))
 	for i, l := range lines {
-		lower[i] = strings.ToLower(strings.TrimSpace(strings.TrimRight(l, "\r")))
+		lower[i] = strings.TrimSpace(l)
 	}
 	var markers []string
 	end := len(lines) // the new text is lines[:end]
@@ -129,6 +131,9 @@ func Text(s string) Result {
 		signature = strings.TrimSpace(strings.Join(lines[sig:end], "\n"))
 		end = sig
 		markers = append(markers, sigMarker)
+	}
+	if len(markers) == 0 {
+		return whole
 	}
 	return finish(Result{
 		Reply:     strings.Join(lines[:end], "\n"),
@@ -174,9 +179,11 @@ func findQuote(lines, lower []string) (int, string, bool) {
 			// caller).
 			return i, "quote_prefix", true
 		}
-		for _, om := range originalMessage {
-			if om.re.MatchString(l) {
-				return i, om.marker, false
+		if strings.HasPrefix(l, "--") || strings.HasSuffix(l, ":") || strings.HasSuffix(l, "：") {
+			for _, om := range originalMessage {
+				if om.re.MatchString(l) {
+					return i, om.marker, false
+				}
 			}
 		}
 		if isUnderscoreRule(l) {
@@ -211,23 +218,19 @@ func isUnderscoreRule(l string) bool {
 // onWroteHeader reports whether an "On … wrote:" header starts at line i,
 // maybe wrapped over a few lines, with its language and its line count.
 func onWroteHeader(lower []string, i int) (string, int) {
-	joined := ""
+	size := 0
 	for n := 1; n <= maxHeaderLines && i+n <= len(lower); n++ {
 		l := lower[i+n-1]
 		if l == "" || isQuoted(l) && n > 1 {
 			break
 		}
-		if n == 1 {
-			joined = l
-		} else {
-			joined += " " + l
-		}
-		if len(joined) > maxHeaderRunes*3 {
+		if size += len(l) + 1; size > maxHeaderRunes*3 {
 			break
 		}
-		if !strings.HasSuffix(joined, ":") && !strings.HasSuffix(joined, "：") {
+		if !strings.HasSuffix(l, ":") && !strings.HasSuffix(l, "：") {
 			continue
 		}
+		joined := strings.Join(lower[i:i+n], " ")
 		for _, ow := range onWrote {
 			if ow.re.MatchString(joined) {
 				return ow.lang, n
@@ -241,6 +244,9 @@ func onWroteHeader(lower []string, i int) (string, int) {
 // To: … Subject: …") starts at line i, and in which language: a From
 // field and at least two of the others within the next lines.
 func headerBlock(lower []string, i int) string {
+	if !fieldLike(lower[i]) {
+		return ""
+	}
 	for _, hk := range headerKeys {
 		if !hasKey(lower[i], hk.from) {
 			continue
@@ -253,7 +259,7 @@ func headerBlock(lower []string, i int) string {
 				}
 				continue
 			}
-			if hasKey(lower[j], hk.others) {
+			if fieldLike(lower[j]) && hasKey(lower[j], hk.others) {
 				seen++
 			}
 		}
@@ -264,16 +270,22 @@ func headerBlock(lower []string, i int) string {
 	return ""
 }
 
+// fieldLike reports whether a line has a colon close enough to its start
+// to be a header field of the block (the keys are short).
+func fieldLike(l string) bool {
+	head := l[:min(len(l), 32)]
+	return strings.IndexByte(head, ':') >= 0 || strings.Contains(head, "：")
+}
+
 // hasKey reports whether line l is a "Key: value" field with one of keys
 // (a bold "*From:*" as Outlook renders it as text included).
 func hasKey(l string, keys []string) bool {
 	l = strings.TrimLeft(l, "*")
 	for _, k := range keys {
-		rest, ok := strings.CutPrefix(l, k)
-		if !ok {
+		if len(l) < len(k) || !strings.EqualFold(l[:len(k)], k) {
 			continue
 		}
-		rest = strings.TrimLeft(rest, "* \u00a0")
+		rest := strings.TrimLeft(l[len(k):], "* \u00a0")
 		if strings.HasPrefix(rest, ":") || strings.HasPrefix(rest, "：") {
 			return true
 		}
