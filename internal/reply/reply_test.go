@@ -24,6 +24,7 @@ func TestText(t *testing.T) {
 		{"german on wrote", "Ja\n\nAm 01.11.2023 um 09:00 schrieb Hans <h@example.de>:\n> q", "Ja", "on_wrote:de", "", ""},
 		{"japanese on wrote", "はい\n\n2023年11月1日(水) 9:00 山田 <y@example.jp>:\n> q", "はい", "on_wrote:ja", "", ""},
 		{"bottom posted", "On Mon, A wrote:\n> q\nanswer", "answer", "on_wrote:en,bottom_posted", "", ""},
+		{"on wrote in prose kept", "Hi\nOn the checkout page the site wrote:\nDeclined\nHelp?", "Hi\nOn the checkout page the site wrote:\nDeclined\nHelp?", "", "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := Text(c.in)

@@ -231,6 +231,13 @@ func onWroteHeader(lower []string, i int) (string, int) {
 			continue
 		}
 		joined := strings.Join(lower[i:i+n], " ")
+		if !strings.ContainsAny(joined, "0123456789@") {
+			// A real header has a date or an address, or quoted lines
+			// under it.
+			if next := nextNonBlank(lower, i+n); next < 0 || !isQuoted(lower[next]) {
+				return "", 0
+			}
+		}
 		for _, ow := range onWrote {
 			if ow.re.MatchString(joined) {
 				return ow.lang, n
