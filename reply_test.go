@@ -1,6 +1,7 @@
 package mailsync
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -58,4 +59,31 @@ func TestParseReplyNoMarks(t *testing.T) {
 	if m.Reply != m.Text || m.ReplyHTML != m.HTML || m.ReplyMarker != "" || m.Quoted != "" || m.SignatureText != "" {
 		t.Errorf("Reply %q Text %q ReplyHTML %q HTML %q marker %q", m.Reply, m.Text, m.ReplyHTML, m.HTML, m.ReplyMarker)
 	}
+}
+
+// BenchmarkSegmentMailbox measures reply segmentation alone on the bodies
+// of the 2,000-message benchmark mailbox (BenchmarkParseMailbox parses it
+// with segmentation), to compare with its parse time per mailbox:
+//
+//	go test -run '^$' -bench 'SegmentMailbox|ParseMailbox' -benchtime 3x .
+func BenchmarkSegmentMailbox(b *testing.B) {
+	p := &Parser{TempDir: b.TempDir()}
+	var msgs []*Message
+	for _, raw := range benchMailbox() {
+		m, err := p.Parse(bytes.NewReader(raw))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m.Close()
+		msgs = append(msgs, m)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, m := range msgs {
+			ps := &parseState{msg: m}
+			ps.segment()
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/mailbox")
 }
