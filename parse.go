@@ -258,6 +258,12 @@ func (ps *parseState) segment() {
 		h = reply.HTML(m.HTML)
 		m.ReplyHTML, m.ReplyHTMLMarker = h.Reply, h.Marker
 	}
+	if m.TextFromHTML && h.Refused {
+		// The HTML's quote marks say the answer is interleaved with the
+		// quote (or below it): keep the text whole.
+		m.Reply = m.Text
+		return
+	}
 	if m.TextFromHTML && h.Marker != "" {
 		// The text is the HTML's rendering: render the HTML's segments.
 		if t := mime.HTMLToText([]byte(h.Reply)); strings.TrimSpace(t) != "" {

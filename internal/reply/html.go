@@ -22,6 +22,11 @@ type HTMLResult struct {
 	// (e.g. "gmail_quote", "outlook_divRplyFwdMsg,gmail_signature"); empty
 	// when nothing was cut.
 	Marker string
+	// Refused is true when a quote mark was found but not cut at: an
+	// interleaved answer, new text below the quote, or a quote with no new
+	// text before it. The body's text rendering must then be kept whole
+	// too (without "> " prefixes its quotes look like new text).
+	Refused bool
 }
 
 // voidElements have no end tag.
@@ -108,10 +113,13 @@ func mayHaveMark(src string) bool {
 	return false
 }
 
-// citeMark reports whether a mark only quotes (Apple Mail's and
-// Thunderbird's cite blockquotes), so that new text after it means an
-// interleaved answer; the other marks start history that runs to the end.
-func citeMark(m string) bool { return m == "blockquote_cite" || m == "moz-cite-prefix" }
+// citeMark reports whether a mark quotes in blockquotes (Gmail's,
+// Apple Mail's and Thunderbird's), so that text outside them after the
+// first one means an interleaved answer (or new text below the quote); the
+// other marks start history that runs to the end.
+func citeMark(m string) bool {
+	return m == "blockquote_cite" || m == "moz-cite-prefix" || m == "gmail_quote"
+}
 
 // HTML splits an HTML body (sanitised: the marks are read from the class,
 // id, type and style attributes the sanitiser keeps).
@@ -127,7 +135,8 @@ func HTML(src string) HTMLResult {
 		cut                  = -1     // where the quote starts
 		cutStack             []string // elements open at cut
 		marker               string
-		citeDepth            = -1 // stack depth of the cite element being read, -1 outside
+		quoteDepth           int  // blockquotes open after cut
+		sawQuote             bool // a blockquote started after cut
 		interleaved          bool
 		sigStart, sigDepth   = -1, -1
 		sigEnd               = -1
@@ -165,9 +174,10 @@ func HTML(src string) HTMLResult {
 					style = string(v)
 				}
 			}
+			markTag := false
 			if cut < 0 {
 				if m := quoteMark(name, class, id, typ, style); m != "" {
-					cut, marker = start, m
+					cut, marker, markTag = start, m, true
 					cutStack = append([]string(nil), stack...)
 					if hrAt >= 0 {
 						cut, cutStack = hrAt, hrStack
@@ -190,13 +200,15 @@ func HTML(src string) HTMLResult {
 				} else if name != "br" && name != "div" {
 					hrAt = -1
 				}
-			} else if citeMark(marker) && citeDepth < 0 && quoteMark(name, class, id, typ, style) != "" {
-				citeDepth = len(stack) // another cite block: still history
+			} else if name == "blockquote" && tt == html.StartTagToken {
+				quoteDepth++
+				sawQuote = true
 			}
 			if tt == html.StartTagToken && !voidElements[name] {
 				stack = append(stack, name)
-				if cut == start && citeMark(marker) {
-					citeDepth = len(stack) - 1
+				if markTag && name == "blockquote" {
+					quoteDepth++
+					sawQuote = true
 				}
 			}
 		case html.EndTagToken:
@@ -208,8 +220,8 @@ func HTML(src string) HTMLResult {
 					break
 				}
 			}
-			if citeDepth >= 0 && len(stack) <= citeDepth {
-				citeDepth = -1
+			if cut >= 0 && name == "blockquote" && quoteDepth > 0 {
+				quoteDepth--
 			}
 			if sigStart >= 0 && sigEnd < 0 && len(stack) <= sigDepth {
 				sigEnd = off
@@ -225,7 +237,9 @@ func HTML(src string) HTMLResult {
 				if sigEnd >= 0 {
 					textAfterSig = true
 				}
-			case citeMark(marker) && citeDepth < 0:
+			case citeMark(marker) && quoteDepth == 0 && sawQuote:
+				// Text outside the quotes after the first one (the text
+				// before it is the "On … wrote:" header).
 				interleaved = true
 			}
 		}
@@ -233,6 +247,7 @@ func HTML(src string) HTMLResult {
 	if cut < 0 && sigStart < 0 || interleaved || cut >= 0 && !textBeforeQ {
 		// Nothing found, an interleaved answer, or a quote with no new text
 		// before it (a forward, or new text below it): keep everything.
+		whole.Refused = cut >= 0
 		return whole
 	}
 	var r HTMLResult

@@ -84,3 +84,20 @@ func BenchmarkText(b *testing.B) {
 		Text(s)
 	}
 }
+
+func TestHTMLInterleaved(t *testing.T) {
+	for name, in := range map[string]string{
+		"gmail inline answers": `<div>Hi, answers below.</div><div class="gmail_quote"><div class="gmail_attr">On Mon, 1 Nov 2023 A wrote:</div><blockquote class="gmail_quote">q1</blockquote><div>a1</div><blockquote class="gmail_quote">q2</blockquote></div>`,
+		"gmail text below":     `<div>Hi</div><div class="gmail_quote">On 1 Nov 2023 A wrote:<blockquote class="gmail_quote">q1</blockquote></div><div>more below</div>`,
+		"cite after an hr":     `<div>Hi</div><hr><blockquote type="cite">q1</blockquote><div>a1</div>`,
+	} {
+		if r := HTML(in); r.Reply != in || r.Marker != "" {
+			t.Errorf("%s: HTML = %q marker %q, want it whole", name, r.Reply, r.Marker)
+		}
+	}
+	// The header text before the first blockquote is no answer.
+	in := `<div>Hi</div><div class="gmail_quote">On 1 Nov 2023 A wrote:<br><blockquote class="gmail_quote">q1</blockquote></div>`
+	if r := HTML(in); r.Reply != `<div>Hi</div>` {
+		t.Errorf("old Gmail header: %q", r.Reply)
+	}
+}
