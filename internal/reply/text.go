@@ -109,11 +109,16 @@ func Text(s string) Result {
 	cut, marker, prefixed := findQuote(lines, lower)
 	var quoted string
 	if cut >= 0 {
+		if marker == "quote_prefix" && !quotedHistory(lower, cut) {
+			// "> " lines with no header in them may be the customer's own
+			// quotation (an error message, a line of a document): keep.
+			return whole
+		}
 		if blank(lower[:cut]) {
 			// Bottom posting: the quote comes first. Keep the text after
 			// it when the quote is one "> " block followed by new text
 			// only.
-			if r, q, ok := bottomPosted(lines, lower, cut); ok {
+			if r, q, ok := bottomPosted(lines, lower, cut); ok && marker != "quote_prefix" {
 				return finish(Result{Reply: r, Quoted: q, Marker: marker + ",bottom_posted"}, s)
 			}
 			return whole
@@ -298,6 +303,38 @@ func hasKey(l string, keys []string) bool {
 		}
 	}
 	return false
+}
+
+// quotedHistory reports whether the "> " block starting at line cut
+// begins like quoted mail: an "On … wrote:" header or two header fields
+// (From, Sent, To, Subject … in any of the languages) in its first lines.
+func quotedHistory(lower []string, cut int) bool {
+	var inner []string
+	for _, l := range lower[cut:min(len(lower), cut+10)] {
+		if !isQuoted(l) {
+			break
+		}
+		inner = append(inner, strings.TrimSpace(strings.TrimLeft(l, "> ")))
+	}
+	fields := 0
+	for i, l := range inner {
+		if l == "" {
+			continue
+		}
+		if lang, _ := onWroteHeader(inner, i); lang != "" {
+			return true
+		}
+		if !fieldLike(l) {
+			continue
+		}
+		for _, hk := range headerKeys {
+			if hasKey(l, hk.from) || hasKey(l, hk.others) {
+				fields++
+				break
+			}
+		}
+	}
+	return fields >= 2
 }
 
 // quoteRunsToEnd reports whether, from line cut, only quoted lines, blank
