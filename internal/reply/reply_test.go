@@ -17,6 +17,7 @@ func TestText(t *testing.T) {
 		{"quote only kept", "> q1\n> q2", "> q1\n> q2", "", "", ""},
 		{"customer's quotation at the end kept", "The app says:\n> Error 500: try later", "The app says:\n> Error 500: try later", "", "", ""},
 		{"customer's quotation at the start kept", "> Error 500\nThis is what I see.", "> Error 500\nThis is what I see.", "", "", ""},
+		{"customer's quotation then a real quote", "Hi\n> Error 5\nsee above\n\nOn Mon, 1 Nov 2023 A <a@example.com> wrote:\n> q", "Hi\n> Error 5\nsee above", "on_wrote:en", "", ""},
 		{"quoted header block", "Hi\n\n> From: a\n> Sent: today\n> To: b\n>\n> q", "Hi", "quote_prefix", "", ""},
 		{"forward without note kept", "-----Original Message-----\nFrom: a\n\nbody", "-----Original Message-----\nFrom: a\n\nbody", "", "", ""},
 		{"dash dash signature", "Thanks\n-- \nAnn\nACME", "Thanks", "sig_dash_dash", "", "-- \nAnn\nACME"},

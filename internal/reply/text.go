@@ -179,10 +179,14 @@ func findQuote(lines, lower []string) (int, string, bool) {
 			continue
 		}
 		if isQuoted(l) {
-			// A block of quoted lines: history when nothing but quoted
-			// lines, blank lines or a signature follow (checked by the
-			// caller).
-			return i, "quote_prefix", true
+			// A block of quoted lines that begins like quoted mail:
+			// history when nothing but quoted lines or blank lines follow
+			// (checked by the caller). Other quoted lines are the
+			// customer's own quotation: look further.
+			if quotedHistory(lower, i) {
+				return i, "quote_prefix", true
+			}
+			continue
 		}
 		if strings.HasPrefix(l, "--") || strings.HasSuffix(l, ":") || strings.HasSuffix(l, "：") {
 			for _, om := range originalMessage {
