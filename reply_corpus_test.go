@@ -7,13 +7,16 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/mailsync/mailsync/internal/mime"
 )
 
 // TestReplyCorpus checks reply segmentation on the labelled corpus in
 // testdata/replies (one <client>.<language>.<name>.eml per case, its new
 // text in <name>.reply.txt): a case is right when Message.Reply is the
 // expected new text (white space collapsed), the quote and the signature
-// removed. It fails when a case loses words of the new text, or when the
+// removed. It fails when a case loses words of the new text (in Reply, or
+// in ReplyHTML rendered as text), or when the
 // precision falls below 95 %. The table per client and language:
 //
 //	go test -run TestReplyCorpus -v .
@@ -22,7 +25,7 @@ func TestReplyCorpus(t *testing.T) {
 	if err != nil || len(emls) == 0 {
 		t.Fatalf("no corpus: %v", err)
 	}
-	type tally struct{ ok, n int }
+	type tally struct{ ok, n, htmlOK, htmlN int }
 	perClient, perLang := map[string]*tally{}, map[string]*tally{}
 	var total tally
 	p := &Parser{TempDir: t.TempDir()}
@@ -49,6 +52,15 @@ func TestReplyCorpus(t *testing.T) {
 		} else if !ok {
 			t.Logf("%s: quote or signature kept (marker %q)\n got: %q\nwant: %q", name, m.ReplyMarker, got, exp)
 		}
+		hasHTML, htmlOK := m.HTML != "", false
+		if hasHTML {
+			// The HTML's new text must keep the words too.
+			gotHTML := collapse(mime.HTMLToText([]byte(m.ReplyHTML)))
+			htmlOK = gotHTML == exp
+			if !strings.Contains(gotHTML, exp) {
+				t.Errorf("%s: words of the new text lost from ReplyHTML (marker %q)\n got: %q\nwant: %q", name, m.ReplyHTMLMarker, gotHTML, exp)
+			}
+		}
 		if strings.TrimSpace(m.Text) != "" && strings.TrimSpace(m.Reply) == "" {
 			t.Errorf("%s: empty reply for a non-empty text", name)
 		}
@@ -58,13 +70,25 @@ func TestReplyCorpus(t *testing.T) {
 			if ok {
 				tl.ok++
 			}
+			if hasHTML {
+				tl.htmlN++
+				if htmlOK {
+					tl.htmlOK++
+				}
+			}
 		}
 	}
 	var b strings.Builder
-	row := func(kind, key string, tl *tally) {
-		fmt.Fprintf(&b, "| %-6s | %-12s | %3d/%-3d | %5.1f %% |\n", kind, key, tl.ok, tl.n, 100*float64(tl.ok)/float64(tl.n))
+	pct := func(ok, n int) string {
+		if n == 0 {
+			return "      - |         -"
+		}
+		return fmt.Sprintf("%3d/%-3d | %7.1f %%", ok, n, 100*float64(ok)/float64(n))
 	}
-	b.WriteString("| by     | value        | right   | precision |\n|--------|--------------|---------|-----------|\n")
+	row := func(kind, key string, tl *tally) {
+		fmt.Fprintf(&b, "| %-6s | %-12s | %s | %s |\n", kind, key, pct(tl.ok, tl.n), pct(tl.htmlOK, tl.htmlN))
+	}
+	b.WriteString("| by     | value        | Reply   | precision | ReplyHTML | precision |\n|--------|--------------|---------|-----------|-----------|-----------|\n")
 	for _, k := range sortedKeys(perClient) {
 		row("client", k, perClient[k])
 	}
