@@ -28,6 +28,12 @@
 //	subject       the decoded subject
 //	body.text     the text body, or a text rendering of an HTML-only mail
 //	body.html     the HTML body, sanitised
+//	body.reply    the new text of body.text: quoted history, forwarded
+//	              message and signature cut off (Message.ReplyMarker says
+//	              which mark decided; the whole text when none was found)
+//	body.reply_html  the same for body.html
+//	body.quoted   the quoted history cut off, as text
+//	body.signature  the signature cut off, as text
 //	date          the Date header, RFC 3339
 //	message_id    the Message-ID, without angle brackets
 //	in_reply_to   the In-Reply-To ids, space-separated

@@ -18,9 +18,13 @@ const (
 	FieldCc              = "cc"
 	FieldReplyTo         = "reply_to"
 	FieldSubject         = "subject"
-	FieldBodyText        = "body.text" // text body, or the text rendering of an HTML-only mail
-	FieldBodyHTML        = "body.html" // sanitised HTML body
-	FieldDate            = "date"      // RFC 3339
+	FieldBodyText        = "body.text"       // text body, or the text rendering of an HTML-only mail
+	FieldBodyHTML        = "body.html"       // sanitised HTML body
+	FieldBodyReply       = "body.reply"      // the new text of body.text, without quoted history and signature
+	FieldBodyReplyHTML   = "body.reply_html" // the new text of body.html
+	FieldBodyQuoted      = "body.quoted"     // the quoted history cut off body.reply, as text
+	FieldBodySignature   = "body.signature"  // the signature cut off body.reply, as text
+	FieldDate            = "date"            // RFC 3339
 	FieldMessageID       = "message_id"
 	FieldInReplyTo       = "in_reply_to"
 	FieldReferences      = "references"         // space-separated Message-IDs
@@ -40,6 +44,7 @@ var knownSourceFields = map[string]bool{
 	FieldReplyTo: true, FieldSubject: true, FieldBodyText: true, FieldBodyHTML: true, FieldDate: true,
 	FieldMessageID: true, FieldInReplyTo: true, FieldReferences: true, FieldAttachments: true,
 	FieldInlineImages: true, FieldInviteSummary: true, FieldInviteStart: true, FieldInviteEnd: true, FieldInviteOrganizer: true, FieldInviteLocation: true,
+	FieldBodyReply: true, FieldBodyReplyHTML: true, FieldBodyQuoted: true, FieldBodySignature: true,
 }
 
 // Mapping says, for one ticket type, which e-mail field fills which ticket
@@ -217,6 +222,14 @@ func SourceValue(msg *Message, field string) string {
 		return msg.Text
 	case FieldBodyHTML:
 		return msg.HTML
+	case FieldBodyReply:
+		return msg.Reply
+	case FieldBodyReplyHTML:
+		return msg.ReplyHTML
+	case FieldBodyQuoted:
+		return msg.Quoted
+	case FieldBodySignature:
+		return msg.SignatureText
 	case FieldDate:
 		if msg.Date.IsZero() {
 			return ""

@@ -50,6 +50,31 @@ type Message struct {
 	// data-remote-srcset, data-remote-background, data-remote-style holding
 	// the style with its background-image); renaming them back shows them.
 	HTML string
+	// Reply is the new text of Text: without the quoted history, the
+	// forwarded message and the signature that mail clients append
+	// (see ReplyMarker). When nothing was recognised it is Text whole; it
+	// is never empty when Text is not.
+	Reply string
+	// ReplyHTML is the new text of HTML (a fragment with its elements
+	// closed), or HTML whole when no quote or signature mark was found.
+	ReplyHTML string
+	// Quoted is the quoted history or forwarded message cut off Reply, as
+	// text, with the header that introduced it ("On … wrote:",
+	// "From:/Sent:/To:/Subject:", …).
+	Quoted string
+	// SignatureText is the signature cut off the end of Reply, as text
+	// (Signature is the S/MIME signature).
+	SignatureText string
+	// ReplyMarker names the rules that decided Reply, comma-separated: for
+	// HTML marks "gmail_quote", "outlook_divRplyFwdMsg",
+	// "outlook_appendonsend", "outlook_border_top", "blockquote_cite",
+	// "moz-cite-prefix", "yahoo_quoted", "gmail_signature", …; for text
+	// "on_wrote:<lang>", "outlook_header_block:<lang>",
+	// "original_message", "forwarded", "quote_prefix", "bottom_posted",
+	// "sig_dash_dash", "sig_mobile". Empty when nothing was cut (Reply is
+	// then Text). ReplyHTMLMarker is the same for ReplyHTML.
+	ReplyMarker     string
+	ReplyHTMLMarker string
 	// RemoteContent lists the URLs of the remote images the HTML refers to
 	// (img src and srcset, background attributes, background-image in
 	// style attributes), once each, in order, blocked or not; a host can

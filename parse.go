@@ -15,6 +15,7 @@ import (
 	"github.com/teamwork/tnef"
 
 	"github.com/mailsync/mailsync/internal/mime"
+	"github.com/mailsync/mailsync/internal/reply"
 )
 
 // Limits bound what one message may cost. A message that breaks one is
@@ -243,7 +244,39 @@ func (ps *parseState) run() error {
 			ps.msg.Text, ps.msg.TextFromHTML = t, true
 		}
 	}
+	ps.segment()
 	return nil
+}
+
+// segment splits the body into the new text, the quoted history and the
+// signature (Message.Reply, ReplyHTML, Quoted, SignatureText).
+func (ps *parseState) segment() {
+	m := ps.msg
+	m.ReplyHTML = m.HTML
+	var h reply.HTMLResult
+	if m.HTML != "" {
+		h = reply.HTML(m.HTML)
+		m.ReplyHTML, m.ReplyHTMLMarker = h.Reply, h.Marker
+	}
+	if m.TextFromHTML && h.Refused {
+		// The HTML's quote marks say the answer is interleaved with the
+		// quote (or below it): keep the text whole.
+		m.Reply = m.Text
+		return
+	}
+	if m.TextFromHTML && h.Marker != "" {
+		// The text is the HTML's rendering: render the HTML's segments.
+		if t := mime.HTMLToText([]byte(h.Reply)); strings.TrimSpace(t) != "" {
+			m.Reply, m.ReplyMarker = t, h.Marker
+			m.Quoted = mime.HTMLToText([]byte(h.Quoted))
+			if h.Signature != "" {
+				m.SignatureText = mime.HTMLToText([]byte(h.Signature))
+			}
+			return
+		}
+	}
+	t := reply.Text(m.Text)
+	m.Reply, m.Quoted, m.SignatureText, m.ReplyMarker = t.Reply, t.Quoted, t.Signature, t.Marker
 }
 
 // leadingGarbage returns how many bytes of lines that are not header

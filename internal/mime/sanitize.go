@@ -51,8 +51,19 @@ func NewHTMLPolicy() *bluemonday.Policy {
 	// Image sources beyond img src; RemoteRewriter checks their URLs.
 	pol.AllowAttrs("srcset").OnElements("img")
 	pol.AllowAttrs("background").OnElements("table", "tr", "td", "th")
+	// The marks mail clients put on quoted history and signatures, which
+	// reply segmentation (internal/reply) reads in the sanitised HTML:
+	// only these class names pass (a class attribute with any other name
+	// is dropped as before, so a mail cannot borrow the host page's
+	// classes), and blockquote type="cite".
+	pol.AllowAttrs("class").Matching(replyClasses).OnElements("div", "blockquote", "span", "pre", "p")
+	pol.AllowAttrs("type").Matching(regexp.MustCompile(`^(?i)cite$`)).OnElements("blockquote")
 	return pol
 }
+
+// replyClasses matches a class attribute made only of the class names
+// mail clients mark quoted history and signatures with.
+var replyClasses = regexp.MustCompile(`^\s*(?:(?:gmail_quote|gmail_quote_container|gmail_attr|gmail_extra|gmail_signature|gmail_signature_prefix|moz-cite-prefix|moz-signature|moz-forward-container|yahoo_quoted|protonmail_quote|protonmail_signature_block)\s*)+$`)
 
 // cssImageURL is the one url() form kept in a style attribute (checked on
 // bluemonday's lower-cased, unescaped value): an http, https or cid URL

@@ -1,0 +1,278 @@
+package reply
+
+import (
+	"bytes"
+	"strings"
+
+	"golang.org/x/net/html"
+)
+
+// HTMLResult is an HTML body split into its segments, each an HTML
+// fragment.
+type HTMLResult struct {
+	// Reply is the new text, its open elements closed; the whole body when
+	// nothing was recognised.
+	Reply string
+	// Quoted is the quoted history from its mark to the end (its closing
+	// tags may be unbalanced: render it, do not embed it).
+	Quoted string
+	// Signature is the signature element cut off the end of the reply.
+	Signature string
+	// Marker names the marks that decided the split, comma-separated
+	// (e.g. "gmail_quote", "outlook_divRplyFwdMsg,gmail_signature"); empty
+	// when nothing was cut.
+	Marker string
+	// Refused is true when a quote mark was found but not cut at: an
+	// interleaved answer, new text below the quote, or a quote with no new
+	// text before it. The body's text rendering must then be kept whole
+	// too (without "> " prefixes its quotes look like new text).
+	Refused bool
+}
+
+// voidElements have no end tag.
+var voidElements = map[string]bool{
+	"area": true, "base": true, "br": true, "col": true, "embed": true, "hr": true, "img": true,
+	"input": true, "link": true, "meta": true, "param": true, "source": true, "track": true, "wbr": true,
+}
+
+// quoteMark names the quote mark a start tag is, or "".
+func quoteMark(name string, class, id, typ, style string) string {
+	switch {
+	case hasClass(class, "gmail_quote") || hasClass(class, "gmail_quote_container"):
+		return "gmail_quote"
+	case hasClass(class, "yahoo_quoted") || strings.HasPrefix(id, "yahoo_quoted"):
+		return "yahoo_quoted"
+	case hasClass(class, "protonmail_quote"):
+		return "protonmail_quote"
+	case id == "appendonsend":
+		return "outlook_appendonsend"
+	case id == "divRplyFwdMsg":
+		return "outlook_divRplyFwdMsg"
+	case id == "zwchr":
+		return "zimbra_zwchr"
+	case id == "OLK_SRC_BODY_SECTION":
+		return "outlook_mac"
+	case hasClass(class, "moz-cite-prefix"):
+		return "moz-cite-prefix"
+	case hasClass(class, "moz-forward-container"):
+		return "moz-forward-container"
+	case name == "blockquote" && strings.EqualFold(typ, "cite"):
+		return "blockquote_cite"
+	case name == "div" && outlookBorder(style):
+		return "outlook_border_top"
+	}
+	return ""
+}
+
+// outlookBorder reports whether a style is the top border Outlook desktop
+// draws above the header block of the quoted message.
+func outlookBorder(style string) bool {
+	s := strings.ToLower(style)
+	return strings.Contains(s, "border-top") && (strings.Contains(s, "#e1e1e1") || strings.Contains(s, "#b5c4df")) &&
+		strings.Contains(s, "padding")
+}
+
+// sigMark names the signature mark a start tag is, or "".
+func sigMark(class, id string) string {
+	switch {
+	case hasClass(class, "gmail_signature_prefix"), hasClass(class, "gmail_signature"):
+		return "gmail_signature"
+	case hasClass(class, "moz-signature"):
+		return "moz-signature"
+	case hasClass(class, "protonmail_signature_block"):
+		return "protonmail_signature"
+	case id == "Signature" || id == "ms-outlook-mobile-signature":
+		return "outlook_signature"
+	}
+	return ""
+}
+
+func hasClass(class, name string) bool {
+	if class == "" {
+		return false
+	}
+	for _, c := range strings.Fields(class) {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+// marks are substrings one of which every mark has; a body without any is
+// not tokenised.
+var marks = []string{"gmail_", "yahoo_quoted", "protonmail_", "appendonsend", "divRplyFwdMsg", "zwchr",
+	"OLK_SRC_BODY_SECTION", "moz-", "cite", "border-top", "Signature", "ms-outlook-mobile-signature"}
+
+func mayHaveMark(src string) bool {
+	for _, m := range marks {
+		if strings.Contains(src, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// citeMark reports whether a mark quotes in blockquotes (Gmail's,
+// Apple Mail's and Thunderbird's), so that text outside them after the
+// first one means an interleaved answer (or new text below the quote); the
+// other marks start history that runs to the end.
+func citeMark(m string) bool {
+	return m == "blockquote_cite" || m == "moz-cite-prefix" || m == "gmail_quote"
+}
+
+// HTML splits an HTML body (sanitised: the marks are read from the class,
+// id, type and style attributes the sanitiser keeps).
+func HTML(src string) HTMLResult {
+	whole := HTMLResult{Reply: src}
+	if !mayHaveMark(src) {
+		return whole
+	}
+	z := html.NewTokenizer(strings.NewReader(src))
+	var (
+		stack                []string // open elements
+		off                  int      // offset of the current token
+		cut                  = -1     // where the quote starts
+		cutStack             []string // elements open at cut
+		marker               string
+		quoteDepth           int  // blockquotes open after cut
+		sawQuote             bool // a blockquote started after cut
+		interleaved          bool
+		sigStart, sigDepth   = -1, -1
+		sigEnd               = -1
+		sigMarker            string
+		sigStack             []string
+		textAfterSig         bool
+		hrAt                 = -1 // an <hr> just before, which goes with a mark after it
+		hrStack              []string
+		sawText, textBeforeQ bool
+	)
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		raw := z.Raw()
+		start := off
+		off += len(raw)
+		switch tt {
+		case html.StartTagToken, html.SelfClosingTagToken:
+			nameB, hasAttr := z.TagName()
+			name := string(nameB)
+			var class, id, typ, style string
+			for hasAttr {
+				var k, v []byte
+				k, v, hasAttr = z.TagAttr()
+				switch string(k) {
+				case "class":
+					class = string(v)
+				case "id":
+					id = string(v)
+				case "type":
+					typ = string(v)
+				case "style":
+					style = string(v)
+				}
+			}
+			markTag := false
+			if cut < 0 {
+				if m := quoteMark(name, class, id, typ, style); m != "" {
+					cut, marker, markTag = start, m, true
+					cutStack = append([]string(nil), stack...)
+					if hrAt >= 0 {
+						cut, cutStack = hrAt, hrStack
+					}
+					textBeforeQ = sawText
+				} else if m := sigMark(class, id); m != "" && sawText {
+					switch {
+					case sigStart < 0:
+						sigStart, sigMarker = start, m
+						sigStack = append([]string(nil), stack...)
+						sigDepth = len(stack)
+					case sigEnd >= 0 && !textAfterSig:
+						// The signature goes on (Gmail's "-- " prefix, then
+						// the signature itself).
+						sigDepth, sigEnd = min(sigDepth, len(stack)), -1
+					}
+				}
+				if name == "hr" {
+					hrAt, hrStack = start, append([]string(nil), stack...)
+				} else if name != "br" && name != "div" {
+					hrAt = -1
+				}
+			} else if name == "blockquote" && tt == html.StartTagToken {
+				quoteDepth++
+				sawQuote = true
+			}
+			if tt == html.StartTagToken && !voidElements[name] {
+				stack = append(stack, name)
+				if markTag && name == "blockquote" {
+					quoteDepth++
+					sawQuote = true
+				}
+			}
+		case html.EndTagToken:
+			nameB, _ := z.TagName()
+			name := string(nameB)
+			for i := len(stack) - 1; i >= 0; i-- {
+				if stack[i] == name {
+					stack = stack[:i]
+					break
+				}
+			}
+			if cut >= 0 && name == "blockquote" && quoteDepth > 0 {
+				quoteDepth--
+			}
+			if sigStart >= 0 && sigEnd < 0 && len(stack) <= sigDepth {
+				sigEnd = off
+			}
+		case html.TextToken:
+			if strings.TrimSpace(strings.ReplaceAll(string(z.Text()), "\u00a0", " ")) == "" {
+				continue
+			}
+			hrAt = -1
+			switch {
+			case cut < 0:
+				sawText = true
+				if sigEnd >= 0 {
+					textAfterSig = true
+				}
+			case citeMark(marker) && quoteDepth == 0 && sawQuote:
+				// Text outside the quotes after the first one (the text
+				// before it is the "On … wrote:" header).
+				interleaved = true
+			}
+		}
+	}
+	if cut < 0 && sigStart < 0 || interleaved || cut >= 0 && !textBeforeQ {
+		// Nothing found, an interleaved answer, or a quote with no new text
+		// before it (a forward, or new text below it): keep everything.
+		whole.Refused = cut >= 0
+		return whole
+	}
+	var r HTMLResult
+	var markers []string
+	end, endStack := len(src), stack
+	if cut >= 0 {
+		r.Quoted = src[cut:]
+		end, endStack = cut, cutStack
+		markers = append(markers, marker)
+	}
+	if sigStart >= 0 && !textAfterSig && sigStart < end {
+		if sigEnd < 0 || sigEnd > end {
+			sigEnd = end
+		}
+		r.Signature = src[sigStart:sigEnd]
+		end, endStack = sigStart, sigStack
+		markers = append(markers, sigMarker)
+	}
+	var b bytes.Buffer
+	b.Grow(end + 8*len(endStack))
+	b.WriteString(src[:end])
+	for i := len(endStack) - 1; i >= 0; i-- {
+		b.WriteString("</" + endStack[i] + ">")
+	}
+	r.Reply = b.String()
+	r.Marker = strings.Join(markers, ",")
+	return r
+}
