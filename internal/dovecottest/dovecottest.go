@@ -102,6 +102,11 @@ type Options struct {
 	// "INBOX.Processed" is the Maildir++ folder ".Processed", so Deliver
 	// and Messages still take "Processed".
 	CourierNamespace bool
+	// LoginProcessLimit, when positive, sets process_limit of the imap-login
+	// and imap services (Dovecot's default is 100 each, from
+	// default_process_limit), so that more than 100 IMAP connections can be
+	// open or logging in at once, as a fleet benchmark needs.
+	LoginProcessLimit int
 }
 
 // Server is a running private Dovecot.
