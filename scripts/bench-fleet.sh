@@ -8,8 +8,11 @@
 # process_limit = USERS + 100 (the default, 100, makes Dovecot answer the
 # oldest waiting clients "* BYE Connection queue full" once 100 are open,
 # which `mbsync -a` over 1,000 accounts would hit); everything else is
-# dovecottest's stock configuration (login processes in high-security mode,
-# one process per connection). Then, in the same run and alternately:
+# dovecottest's stock configuration: login processes in high-security mode,
+# one process per connection, so no TLS session can resume. LOGIN=performance
+# switches imap-login to Dovecot's high-performance mode (service_count = 0,
+# process_min_avail = 1: one long-lived login process whose TLS tickets let
+# the next connection resume). Then, in the same run and alternately:
 #
 #   first sync  ROUNDS times: the FULL_USERS × MESSAGES mailboxes from
 #               scratch (fresh mailsync state, fresh mbsync Maildirs);
@@ -32,7 +35,7 @@
 #
 # Needs: go, dovecot (dovecot-imapd), mbsync (isync), /usr/bin/time, bc.
 # Usage: scripts/bench-fleet.sh
-#        ROUNDS=3 USERS=1000 FULL_USERS=200 MESSAGES=50 FEW=5 MB=100 WORKERS=4 STORE=/dev/shm scripts/bench-fleet.sh
+#        LOGIN=performance ROUNDS=3 USERS=1000 FULL_USERS=200 MESSAGES=50 FEW=5 MB=100 WORKERS=4 STORE=/dev/shm scripts/bench-fleet.sh
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -42,6 +45,7 @@ MESSAGES=${MESSAGES:-50}
 FEW=${FEW:-5}
 MB=${MB:-100}
 WORKERS=${WORKERS:-4}
+LOGIN=${LOGIN:-security} # or "performance": imap-login service_count = 0, process_min_avail = 1
 STORE=${STORE:-} # where mbsync's Maildirs and mailsync's state go (default: the work dir)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,7 +69,9 @@ echo "building…"
 (cd "$root" && go build -o "$work/benchfleet" ./internal/benchfleet)
 
 echo "starting Dovecot with $USERS users ($FULL_USERS × $MESSAGES messages, the others × $FEW, ~$MB MB)…"
-"$work/benchfleet" serve -dir "$work" -users "$USERS" -full-users "$FULL_USERS" -messages "$MESSAGES" -few "$FEW" -mb "$MB" >"$work/server.log" 2>&1 &
+login_flag=()
+[ "$LOGIN" = performance ] && login_flag=(-login-high-performance)
+"$work/benchfleet" serve -dir "$work" -users "$USERS" -full-users "$FULL_USERS" -messages "$MESSAGES" -few "$FEW" -mb "$MB" "${login_flag[@]}" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1200); do
 	[ -f "$work/env" ] && break
@@ -76,7 +82,7 @@ done
 # shellcheck disable=SC1091
 . "$work/env"
 sed 's/^/  /' "$work/server.log"
-grep -A3 -E '^service imap(-login)? \{' "$BENCH_DOVECOT_CONF" | grep -E 'service|process_limit' | tr '\n' ' ' | sed 's/^/  dovecot.conf: /; s/$/\n/'
+grep -A4 -E '^service imap(-login)? \{' "$BENCH_DOVECOT_CONF" | grep -E 'service|process_' | tr '\n' ' ' | sed 's/^/  dovecot.conf: /; s/$/\n/'
 
 port=${BENCH_ADDR##*:}
 users() { for i in $(seq "$1" $(($2 - 1))); do printf 'u%04d\n' "$i"; done; }
@@ -120,7 +126,7 @@ measure() {
 	cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$work/time.txt")
 	rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
 	echo "$name $wall $cpu $rss" >>"$work/results"
-	printf '  %-16s %7.2f s  CPU %6.2f s  %6.1f MiB   %s\n' "$name" "$wall" "$cpu" "$(echo "$rss / 1024" | bc -l)" "$(tr '\n' ' ' <"$work/out.txt" | cut -c1-110)"
+	printf '  %-16s %7.2f s  CPU %6.2f s  %6.1f MiB   %s\n' "$name" "$wall" "$cpu" "$(echo "$rss / 1024" | bc -l)" "$(tr '\n' ' ' <"$work/out.txt" | sed 's/mailsync: [0-9]* connections, [0-9]* workers, //' | cut -c1-150)"
 }
 
 ms_sync() { # name from to want-created
@@ -166,7 +172,7 @@ done
 mb_count 0 "$FULL_USERS" $((FULL_USERS * MESSAGES))
 
 echo
-echo "IMAPS on loopback, Dovecot process_limit $BENCH_PROCESS_LIMIT, $WORKERS at a time, $ROUNDS rounds, median (min–max); CPU = user+sys of the client(s) in the median round:"
+echo "IMAPS on loopback, Dovecot process_limit $BENCH_PROCESS_LIMIT, imap-login $LOGIN mode, $WORKERS at a time, $ROUNDS rounds, median (min–max); CPU = user+sys of the client(s) in the median round:"
 summary() { # name connections
 	awk -v n="$1" '$1 == n {print $2, $3, $4}' "$work/results" | sort -n | awk -v n="$1" -v c="$2" '
 		{ t[NR] = $1; cpu[NR] = $2; r[NR] = $3 }

@@ -1,10 +1,11 @@
 // Command benchfleet is the Go half of scripts/bench-fleet.sh. It has no
 // tests, so `go test ./...` only compiles it.
 //
-//	benchfleet serve -dir D -users 1000 -full-users 200 -messages 50 -few 5 -mb 100
+//	benchfleet serve -dir D -users 1000 -full-users 200 -messages 50 -few 5 -mb 100 [-login-high-performance]
 //
 // starts a private Dovecot (internal/dovecottest) with imap-login and imap
-// process_limit raised to users+100, creates the users u0000…, delivers
+// process_limit raised to users+100 (and, with -login-high-performance,
+// imap-login's service_count = 0 and process_min_avail = 1), creates the users u0000…, delivers
 // -messages realistic messages to each of the first -full-users and -few to
 // the others, writes D/env and serves until D/stop exists.
 //
@@ -14,7 +15,8 @@
 // connector + mailsync.Sync with a durable sqlstate State in SQLite),
 // -workers connections at a time, one shared tls.Config whose
 // ClientSessionCache lets TLS sessions resume across the mailboxes of the
-// server. It checks the number of tickets created and prints one line.
+// server. It checks the number of tickets created and prints one line,
+// with how many TLS handshakes resumed a session.
 package main
 
 import (
@@ -91,13 +93,14 @@ func serve(args []string) error {
 	messages := fs.Int("messages", 50, "messages of each full user")
 	few := fs.Int("few", 5, "messages of each other user")
 	mb := fs.Int("mb", 100, "total size of all messages, MB")
+	highPerf := fs.Bool("login-high-performance", false, "imap-login in high-performance mode (service_count = 0, process_min_avail = 1)")
 	fs.Parse(args)
 	if *dir == "" {
 		return errors.New("serve: -dir is required")
 	}
 	*fullUsers = min(*fullUsers, *users)
 	limit := *users + 100
-	srv := dovecottest.Start(tb{}, dovecottest.Options{LoginProcessLimit: limit})
+	srv := dovecottest.Start(tb{}, dovecottest.Options{LoginProcessLimit: limit, LoginHighPerformance: *highPerf})
 	defer srv.Stop()
 	start := time.Now()
 	counts := make([]int, *users)
@@ -202,6 +205,14 @@ func syncUsers(args []string) error {
 	if !*noResume {
 		tlsConfig.ClientSessionCache = cache
 	}
+	var handshakes, resumed atomic.Int64
+	tlsConfig.VerifyConnection = func(cs tls.ConnectionState) error {
+		handshakes.Add(1)
+		if cs.DidResume {
+			resumed.Add(1)
+		}
+		return nil
+	}
 	logger := slog.New(slog.DiscardHandler)
 	opts := imap.Options{Password: mailsync.Secret(password), Security: imap.ImplicitTLS, TLSConfig: tlsConfig, Logger: logger}
 	sink := &benchsink.DiscardSink{}
@@ -244,8 +255,8 @@ func syncUsers(args []string) error {
 	var ru struct{ user, sys time.Duration }
 	ru.user, ru.sys = cpuTimes()
 	n := *to - *from
-	fmt.Printf("mailsync: %d connections, %d workers, %d seen, %d created, %d already done, %d failed, TLS sessions offered %d/%d, %.2f s, CPU %.1f ms/connection, goroutines %d\n",
-		n, *workers, seen.Load(), created.Load(), already.Load(), failed.Load(), cache.hits.Load(), cache.hits.Load()+cache.misses.Load(),
+	fmt.Printf("mailsync: %d connections, %d workers, %d seen, %d created, %d already done, %d failed, TLS sessions offered %d/%d, resumed %d/%d, %.2f s, CPU %.1f ms/connection, goroutines %d\n",
+		n, *workers, seen.Load(), created.Load(), already.Load(), failed.Load(), cache.hits.Load(), cache.hits.Load()+cache.misses.Load(), resumed.Load(), handshakes.Load(),
 		d.Seconds(), float64((ru.user+ru.sys).Microseconds())/1000/float64(n), runtime.NumGoroutine())
 	if firstErr != nil {
 		return firstErr

@@ -893,3 +893,27 @@ func TestLoginProcessLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginHighPerformanceResumesTLS: with long-lived login processes a
+// second IMAPS connection resumes the TLS session of the first.
+func TestLoginHighPerformanceResumesTLS(t *testing.T) {
+	s := Start(t, Options{LoginHighPerformance: true})
+	cfg := &tls.Config{RootCAs: s.CAPool, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	var resumed []bool
+	for i := 0; i < 3; i++ {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", s.IMAPSAddr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// TLS 1.3 tickets arrive after the handshake: read the greeting.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "* OK") {
+			t.Fatalf("greeting %q, %v", line, err)
+		}
+		resumed = append(resumed, c.ConnectionState().DidResume)
+		c.Close()
+	}
+	if resumed[0] || !resumed[1] || !resumed[2] {
+		t.Fatalf("DidResume per connection = %v, want [false true true]", resumed)
+	}
+}
