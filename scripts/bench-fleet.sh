@@ -38,10 +38,11 @@
 #   LOGIN=security (3 rounds):  cycle  mailsync 15.5 s (10.5–19.6), 2.7 ms CPU/conn;
 #                               mbsync 41.5 s (36.6–63.9), 57 ms CPU/conn.
 #                               first 200×50: mailsync 6.3 s (5.1–11.1), mbsync 13.9 s (13.2–15.3).
-#   LOGIN=performance (2 rounds, every mailsync handshake after the first
-#   few resumed): cycle mailsync 4.1–4.4 s, 1.8–2.0 ms CPU/conn; mbsync
-#   25.5–25.9 s, 44 ms CPU/conn. first 200×50: mailsync 3.7–4.1 s,
-#   mbsync 14.3–15.3 s. Peak RSS: mailsync 24 MiB (cycle) / 40 MiB (first
+#   LOGIN=performance (3 rounds; all handshakes but the first 3–4 resumed):
+#                               cycle  mailsync 4.96 s (4.86–5.08), 2.2 ms CPU/conn;
+#                               mbsync 33.5 s (28.2–33.8), 57 ms CPU/conn.
+#                               first 200×50: mailsync 3.6 s (3.5–3.7), mbsync 7.6 s (7.2–8.1).
+#   Peak RSS: mailsync 24 MiB (cycle) / 37–40 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.#
 # Needs: go, dovecot (dovecot-imapd), mbsync (isync), /usr/bin/time, bc.
 # Usage: scripts/bench-fleet.sh
