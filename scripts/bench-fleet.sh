@@ -43,7 +43,8 @@
 #                               mbsync 33.5 s (28.2–33.8), 57 ms CPU/conn.
 #                               first 200×50: mailsync 3.6 s (3.5–3.7), mbsync 7.6 s (7.2–8.1).
 #   Peak RSS: mailsync 24 MiB (cycle) / 37–40 MiB (first
-#   sync) for the whole process; mbsync 9 MiB per process.#
+#   sync) for the whole process; mbsync 9 MiB per process.
+#
 # Needs: go, dovecot (dovecot-imapd), mbsync (isync), /usr/bin/time, bc.
 # Usage: scripts/bench-fleet.sh
 #        LOGIN=performance ROUNDS=3 USERS=1000 FULL_USERS=200 MESSAGES=50 FEW=5 MB=100 WORKERS=4 STORE=/dev/shm scripts/bench-fleet.sh
