@@ -94,7 +94,16 @@ func (s *Server) config(ports []int) string {
 	if s.nonLocal {
 		plainAddr = "    address = 127.0.0.1, " + nonLocalIP + "\n"
 	}
-	w("service imap-login {\n%s  inet_listener imap {\n%s    port = %d\n  }\n  inet_listener imaps {\n    port = %d\n    ssl = yes\n  }\n}", chroot, plainAddr, ports[0], ports[1])
+	imapLimit := ""
+	if n := s.opts.LoginProcessLimit; n > 0 {
+		imapLimit = fmt.Sprintf("  process_limit = %d\n", n)
+		w("service imap {\n%s}", imapLimit)
+	}
+	loginLimits := imapLimit
+	if s.opts.LoginHighPerformance {
+		loginLimits += "  service_count = 0\n  process_min_avail = 1\n"
+	}
+	w("service imap-login {\n%s%s  inet_listener imap {\n%s    port = %d\n  }\n  inet_listener imaps {\n    port = %d\n    ssl = yes\n  }\n}", chroot, loginLimits, plainAddr, ports[0], ports[1])
 	w("service pop3-login {\n%s  inet_listener pop3 {\n%s    port = %d\n  }\n  inet_listener pop3s {\n    port = %d\n    ssl = yes\n  }\n}", chroot, plainAddr, ports[2], ports[3])
 	// Anvil's auth penalty would delay every login after a failed one by
 	// up to 15 s; a listener mode of 0 disables it.

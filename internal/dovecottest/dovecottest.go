@@ -102,6 +102,21 @@ type Options struct {
 	// "INBOX.Processed" is the Maildir++ folder ".Processed", so Deliver
 	// and Messages still take "Processed".
 	CourierNamespace bool
+	// LoginProcessLimit, when positive, sets process_limit of the imap-login
+	// and imap services (Dovecot's default is 100 each, from
+	// default_process_limit), so that more than 100 IMAP connections can be
+	// open or logging in at once, as a fleet benchmark needs.
+	LoginProcessLimit int
+	// LoginHighPerformance runs imap-login in Dovecot's "high-performance"
+	// mode (service_count = 0, process_min_avail = 1): a long-lived login
+	// process serving many connections (up to default_client_limit, 1000),
+	// instead of one new process per connection. Its OpenSSL context lives
+	// on, so a client can resume TLS sessions (TLS 1.3 tickets) across
+	// connections; in the default high-security mode every handshake is a
+	// full one. (Dovecot's guide suggests process_min_avail = CPU cores;
+	// each process has its own ticket key, so resumption then only works
+	// when the connection lands on the same process.)
+	LoginHighPerformance bool
 }
 
 // Server is a running private Dovecot.

@@ -845,3 +845,75 @@ func TestCourierNamespace(t *testing.T) {
 		t.Fatalf("Messages(Processed) = %+v", m)
 	}
 }
+
+// TestLoginProcessLimit opens more simultaneous IMAPS connections than
+// Dovecot's default of 100 imap-login processes allows: each must get its
+// greeting and keep it. With the default limit Dovecot answers the oldest
+// waiting clients "* BYE Connection queue full" to make room.
+func TestLoginProcessLimit(t *testing.T) {
+	const n = 130
+	s := Start(t, Options{LoginProcessLimit: n + 20})
+	if b, err := os.ReadFile(s.ConfigFile); err != nil || !strings.Contains(string(b), "process_limit = 150") {
+		t.Fatalf("config lacks process_limit = 150 (%v)", err)
+	}
+	type client struct {
+		c  *tls.Conn
+		br *bufio.Reader
+	}
+	conns := make([]client, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.c.Close()
+		}
+	}()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", s.IMAPSAddr, &tls.Config{RootCAs: s.CAPool, ServerName: "localhost"})
+		if err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		cl := client{c, bufio.NewReader(c)}
+		conns = append(conns, cl)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := cl.br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "* OK") {
+			t.Fatalf("connection %d: greeting %q, %v", i+1, line, err)
+		}
+	}
+	// Past the limit Dovecot drops the oldest waiting clients to make
+	// room: every connection must still answer.
+	for i, cl := range conns {
+		cl.c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := cl.c.Write([]byte("a NOOP\r\n")); err != nil {
+			t.Fatalf("connection %d: NOOP: %v", i+1, err)
+		}
+		line, err := cl.br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "a OK") {
+			t.Fatalf("connection %d (of %d, opened in %s): NOOP answered %q, %v", i+1, n, time.Since(start).Round(time.Millisecond), line, err)
+		}
+	}
+}
+
+// TestLoginHighPerformanceResumesTLS: with long-lived login processes a
+// second IMAPS connection resumes the TLS session of the first.
+func TestLoginHighPerformanceResumesTLS(t *testing.T) {
+	s := Start(t, Options{LoginHighPerformance: true})
+	cfg := &tls.Config{RootCAs: s.CAPool, ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	var resumed []bool
+	for i := 0; i < 3; i++ {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", s.IMAPSAddr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// TLS 1.3 tickets arrive after the handshake: read the greeting.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "* OK") {
+			t.Fatalf("greeting %q, %v", line, err)
+		}
+		resumed = append(resumed, c.ConnectionState().DidResume)
+		c.Close()
+	}
+	if resumed[0] || !resumed[1] || !resumed[2] {
+		t.Fatalf("DidResume per connection = %v, want [false true true]", resumed)
+	}
+}
