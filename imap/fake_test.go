@@ -42,42 +42,8 @@ func startFake(t testing.TB, f *fakeServer) *fakeServer {
 	if f.uidValidity == 0 {
 		f.uidValidity = 42
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Addr = ln.Addr().String()
-	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
 	f.quit = make(chan struct{})
-	t.Cleanup(func() {
-		close(f.quit)
-		ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		conns.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			conns.Add(1)
-			go func() {
-				defer conns.Done()
-				defer c.Close()
-				f.serve(c)
-			}()
-		}
-	}()
+	f.Addr = serveLoopback(t, f.serve, func() { close(f.quit) })
 	return f
 }
 

@@ -491,42 +491,8 @@ type noIdleServer struct {
 
 func startNoIdle(t *testing.T, offerIdle bool) *noIdleServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &noIdleServer{addr: ln.Addr().String(), offerIdle: offerIdle}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				f.serve(c)
-			}()
-		}
-	}()
+	f := &noIdleServer{offerIdle: offerIdle}
+	f.addr = serveLoopback(t, f.serve, nil)
 	return f
 }
 
