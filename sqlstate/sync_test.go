@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/connectortest"
-	"github.com/mailsync/mailsync/internal/redact"
+	"github.com/mailsync/mailsync/internal/secretscan"
 	"github.com/mailsync/mailsync/sqlstate"
 )
 
@@ -156,47 +155,16 @@ func testSync(t *testing.T, s *sqlstate.State) {
 // no cursor).
 func assertNoSecret(t *testing.T, s *sqlstate.State, wantFailures int) {
 	t.Helper()
-	var forms []string
-	for _, secret := range []string{clientSecret, refreshToken, password} {
-		forms = append(forms, redact.Forms(secret)...)
-	}
 	tables := stateTables(t, s.DB())
 	if len(tables) != 6 {
 		t.Fatalf("tables %v, want 6", tables)
 	}
-	rowsPerTable := map[string]int{}
-	for _, table := range tables {
-		rows, err := s.DB().QueryContext(ctx, "SELECT * FROM "+table)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			rowsPerTable[table]++
-			for i, v := range vals {
-				text := fmt.Sprint(v)
-				if b, ok := v.([]byte); ok {
-					text = string(b)
-				}
-				for _, f := range forms {
-					if strings.Contains(text, f) {
-						t.Errorf("table %s column %s holds a secret (form %q)", table, cols[i], f)
-					}
-				}
-			}
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		rows.Close()
+	rowsPerTable, leaks, err := secretscan.Rows(ctx, s.DB(), tables, clientSecret, refreshToken, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaks {
+		t.Error(l)
 	}
 	nonEmpty := []string{"mailsync_done", "mailsync_threads", "mailsync_leases", "mailsync_schema_migrations"}
 	if wantFailures == 0 { // the run that counted a failure kept the cursor where it was
