@@ -560,7 +560,7 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 		if _, err := io.Copy(&buf, r); err != nil {
 			return err
 		}
-		opened, err := ps.smime(bytes.NewReader(buf.Bytes()), depth)
+		opened, err := ps.smime(buf.Bytes(), depth)
 		if err != nil || opened {
 			return err
 		}

@@ -60,11 +60,7 @@ func isPKCS7Mime(mediaType, filename string) bool {
 // are given) and its content parsed as the message body; enveloped data is
 // decrypted with the host's key and parsed likewise. The part itself is
 // kept as an attachment (smime.p7m) only when it cannot be opened.
-func (ps *parseState) smime(body io.Reader, depth int) (opened bool, err error) {
-	der, err := io.ReadAll(body)
-	if err != nil {
-		return false, err
-	}
+func (ps *parseState) smime(der []byte, depth int) (opened bool, err error) {
 	if b, ok := pemOrBase64(der); ok {
 		der = b
 	}
