@@ -138,9 +138,19 @@ const formPage = `<!doctype html>
 <textarea name="body"></textarea>
 <select name="prio"><option>low</option><option>high</option></select>
 <input name='say"hi'>
+<button type="button" id="preview">Preview</button>
 <button type="submit" id="send">Send</button>
 </form>
-<script>console.log("form ready", 42);</script>
+<p id="out"></p>
+<script>
+const subject = document.querySelector("[name=subject]");
+let inputs = 0;
+subject.addEventListener("input", () => inputs++);
+document.getElementById("preview").addEventListener("click", () => {
+	document.getElementById("out").textContent = "preview (" + inputs + " input event): " + subject.value;
+});
+console.log("form ready", 42);
+</script>
 </body></html>`
 
 func formServer(t *testing.T) (*httptest.Server, func() map[string]string) {
@@ -189,6 +199,10 @@ func TestFormSubmit(t *testing.T) {
 	b.Fill(Name("body"), "line 1\nline 2")
 	b.Fill(Name("prio"), "high")
 	b.Fill(Name(`say"hi`), "hello")
+	b.Click("#preview") // no navigation: the page's script answers
+	if got, want := b.Text("#out"), "preview (1 input event): "+subject; got != want {
+		t.Errorf("#out = %q, want %q", got, want)
+	}
 	resp := b.ClickAndWait("#send")
 	if resp.Status != 200 || !strings.HasSuffix(resp.URL, "/tickets/1") {
 		t.Errorf("after submit: status %d url %s, want 200 …/tickets/1", resp.Status, resp.URL)
