@@ -282,6 +282,21 @@ func (ps *parseState) segment() {
 	}
 	t := reply.Text(m.Text)
 	m.Reply, m.Quoted, m.SignatureText, m.ReplyMarker = t.Reply, t.Quoted, t.Signature, t.Marker
+	if m.HTML != "" && h.Marker == "" && !h.Refused && t.Marker != "" {
+		// The HTML has no quote mark in its structure but the text has one
+		// (an "On … wrote:" line or Outlook's From:/Sent: block in plain
+		// paragraphs, "> " lines): cut the HTML where that line starts.
+		hr := reply.HTMLByText(m.HTML, t.Marker)
+		switch {
+		case hr.Marker != "":
+			m.ReplyHTML, m.ReplyHTMLMarker = hr.Reply, hr.Marker
+		case m.TextFromHTML:
+			// The text is the HTML's rendering, which loses what the HTML
+			// says (a blockquote's answers between quotes): where the
+			// HTML's own lines do not confirm the cut, keep the text whole.
+			m.Reply, m.Quoted, m.SignatureText, m.ReplyMarker = m.Text, "", "", ""
+		}
+	}
 }
 
 // leadingGarbage returns how many bytes of lines that are not header
