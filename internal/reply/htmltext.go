@@ -112,8 +112,10 @@ func htmlLines(src string) ([]string, []htmlLine) {
 				}
 			case "br":
 				endLine(start) // each <br> ends a line, an empty one too
-			case "img":
-				runOff = -1
+			case "img", "td", "th":
+				if name == "img" {
+					runOff = -1
+				}
 				if cur.Len() > 0 {
 					cur.WriteByte(' ')
 				}
