@@ -24,7 +24,8 @@ var ErrEncrypted = errors.New("mailsync: encrypted message")
 // SMIME configures how the Parser opens S/MIME mail. The library stores no
 // key: the host's callback hands one over for one message.
 type SMIME struct {
-	// Roots verifies signatures; nil opens signed mail without verifying
+	// Roots verifies signatures, opaque (application/pkcs7-mime) and
+	// detached (multipart/signed); nil opens signed mail without verifying
 	// (Signature.Verified false, with the reason).
 	Roots *x509.CertPool
 	// Key returns the certificate and private key to decrypt an encrypted
@@ -40,7 +41,12 @@ type Signature struct {
 	// Verified is true when the signature is valid and its certificate
 	// chains to SMIME.Roots.
 	Verified bool
-	// Reason says why it is not verified.
+	// Reason says why it is not verified, in one line: "invalid: …" (the
+	// content does not match the signature: changed on the way, e.g. a
+	// gateway re-encoded it), "untrusted: …" (the certificate does not
+	// chain to SMIME.Roots), "no trust roots given: not verified", "not
+	// verified: too large" (a signed part over MaxSignedBytes), "signature
+	// part missing…" or "signature part could not be read (…)…".
 	Reason string
 	// Detached is true for multipart/signed (the content travels beside
 	// the signature); false for opaque application/pkcs7-mime signed data.
