@@ -179,6 +179,11 @@ type parseState struct {
 
 	memSpooled int64 // attachment bytes held in memory
 
+	// sigWanted is true while the second part of a multipart/signed is
+	// read; leaf then hands its signature part over in sigPart.
+	sigWanted bool
+	sigPart   *spool
+
 	remote mime.RemoteRewriter // remote images of the HTML parts
 }
 
@@ -277,6 +282,21 @@ func (ps *parseState) segment() {
 	}
 	t := reply.Text(m.Text)
 	m.Reply, m.Quoted, m.SignatureText, m.ReplyMarker = t.Reply, t.Quoted, t.Signature, t.Marker
+	if m.HTML != "" && h.Marker == "" && !h.Refused && t.Marker != "" {
+		// The HTML has no quote mark in its structure but the text has one
+		// (an "On … wrote:" line or Outlook's From:/Sent: block in plain
+		// paragraphs, "> " lines): cut the HTML where that line starts.
+		hr := reply.HTMLByText(m.HTML, t.Marker)
+		switch {
+		case hr.Marker != "":
+			m.ReplyHTML, m.ReplyHTMLMarker = hr.Reply, hr.Marker
+		case m.TextFromHTML:
+			// The text is the HTML's rendering, which loses what the HTML
+			// says (a blockquote's answers between quotes): where the
+			// HTML's own lines do not confirm the cut, keep the text whole.
+			m.Reply, m.Quoted, m.SignatureText, m.ReplyMarker = m.Text, "", "", ""
+		}
+	}
 }
 
 // leadingGarbage returns how many bytes of lines that are not header
@@ -496,20 +516,27 @@ func (ps *parseState) walk(h mime.Header, body io.Reader, depth int, parentType 
 		case len(b) > mime.MaxBoundaryLen:
 			ps.warn("%s with a boundary of %d characters: read as text", mediaType, len(b))
 		default:
-			return ps.multipart(mediaType, b, body, depth)
+			return ps.multipart(mediaType, params, body, depth)
 		}
 		mediaType = "text/plain"
 	}
 	return ps.leaf(h, body, mediaType, params, parentType, depth)
 }
 
-func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, depth int) error {
+func (ps *parseState) multipart(mediaType string, params map[string]string, body io.Reader, depth int) error {
 	if mediaType == "multipart/alternative" {
 		defer func(outer int) { ps.altGroup = outer }(ps.altGroup)
 		ps.groups++
 		ps.altGroup = ps.groups
 	}
-	s := ps.dec.NewSplitter(body, boundary)
+	s := ps.dec.NewSplitter(body, params["boundary"])
+	var signed *signedContent
+	if mediaType == "multipart/signed" && smimeProtocol(params["protocol"]) {
+		// The signature covers the first part's raw bytes: keep a copy
+		// (bounded) while it streams past.
+		signed = &signedContent{max: MaxSignedBytes}
+		s.CaptureNext(signed)
+	}
 	for {
 		h, part, err := s.Next()
 		if err == io.EOF {
@@ -518,9 +545,19 @@ func (ps *parseState) multipart(mediaType, boundary string, body io.Reader, dept
 		if err != nil {
 			return err
 		}
-		if err := ps.walk(h, part, depth+1, mediaType); err != nil {
+		sigPart := signed != nil && s.Parts == 2
+		ps.sigWanted, ps.sigPart = sigPart, nil // leaf sets sigPart when this part is the signature
+		err = ps.walk(h, part, depth+1, mediaType)
+		if sigPart {
+			signed.sig = ps.sigPart
+		}
+		ps.sigWanted, ps.sigPart = false, nil
+		if err != nil {
 			return err
 		}
+	}
+	if signed != nil {
+		ps.verifyDetached(signed)
 	}
 	switch {
 	case s.Parts == 0 && len(bytes.TrimSpace(s.Preamble)) > 0:
@@ -590,7 +627,11 @@ func (ps *parseState) leaf(h mime.Header, body io.Reader, mediaType string, para
 		if filename == "" {
 			filename = "smime.p7s"
 		}
-		defer ps.detachedSignature(sp)
+		if ps.sigWanted && parentType == "multipart/signed" {
+			ps.sigPart, ps.sigWanted = sp, false // verified by multipart against the first part
+		} else {
+			defer ps.detachedSignature(sp)
+		}
 	}
 	isTNEF := mediaType == "application/ms-tnef" || mediaType == "application/vnd.ms-tnef" || strings.EqualFold(filename, "winmail.dat")
 	if mediaType == "text/calendar" || mediaType == "application/ics" {

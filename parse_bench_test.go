@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"strings"
@@ -29,6 +31,7 @@ import (
 // 100 MB message stays under 64 MiB.
 // BenchmarkParseHostileNames and TestParseHostileNames (parse_names_test.go):
 // a 12 MB mail whose twelve attachment names have a million characters each.
+// BenchmarkParseReplies: the labelled reply corpus, where segmentation cuts.
 
 func BenchmarkParseCorpus(b *testing.B) {
 	var msgs [][]byte
@@ -256,5 +259,37 @@ func BenchmarkParseHTML1MB(b *testing.B) {
 			b.Fatal(err)
 		}
 		m.Close()
+	}
+}
+
+// BenchmarkParseReplies parses the labelled reply corpus (testdata/replies):
+// replies whose segmentation cuts, in HTML by its structure or only by its
+// text — where segmentation costs most.
+func BenchmarkParseReplies(b *testing.B) {
+	emls, err := filepath.Glob(filepath.Join("testdata", "replies", "*.eml"))
+	if err != nil || len(emls) == 0 {
+		b.Fatalf("no corpus: %v", err)
+	}
+	var msgs [][]byte
+	var total int64
+	for _, path := range emls {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs = append(msgs, raw)
+		total += int64(len(raw))
+	}
+	p := &Parser{TempDir: b.TempDir()}
+	b.SetBytes(total)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, raw := range msgs {
+			m, err := p.Parse(bytes.NewReader(raw))
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.Close()
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto"
+	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -23,7 +24,8 @@ var ErrEncrypted = errors.New("mailsync: encrypted message")
 // SMIME configures how the Parser opens S/MIME mail. The library stores no
 // key: the host's callback hands one over for one message.
 type SMIME struct {
-	// Roots verifies signatures; nil opens signed mail without verifying
+	// Roots verifies signatures, opaque (application/pkcs7-mime) and
+	// detached (multipart/signed); nil opens signed mail without verifying
 	// (Signature.Verified false, with the reason).
 	Roots *x509.CertPool
 	// Key returns the certificate and private key to decrypt an encrypted
@@ -39,7 +41,12 @@ type Signature struct {
 	// Verified is true when the signature is valid and its certificate
 	// chains to SMIME.Roots.
 	Verified bool
-	// Reason says why it is not verified.
+	// Reason says why it is not verified, in one line: "invalid: …" (the
+	// content does not match the signature: changed on the way, e.g. a
+	// gateway re-encoded it), "untrusted: …" (the certificate does not
+	// chain to SMIME.Roots), "no trust roots given: not verified", "not
+	// verified: too large" (a signed part over MaxSignedBytes), "signature
+	// part missing…" or "signature part could not be read (…)…".
 	Reason string
 	// Detached is true for multipart/signed (the content travels beside
 	// the signature); false for opaque application/pkcs7-mime signed data.
@@ -79,7 +86,7 @@ func (ps *parseState) smime(der []byte, depth int) (opened bool, err error) {
 			sig.Reason = "no trust roots given: not verified"
 		default:
 			if err := p7.VerifyWithChain(roots); err != nil {
-				sig.Reason = err.Error()
+				sig.Reason = verifyReason(err)
 			} else {
 				sig.Verified = true
 			}
@@ -137,26 +144,182 @@ func signerNames(c *x509.Certificate) []string {
 	return nil
 }
 
-// detachedSignature records the signer of a multipart/signed message's
-// signature part; the signature over the content part is not verified
-// (that needs the part's raw bytes, which the streaming parser does not
-// keep).
+// MaxSignedBytes bounds the signed part of a multipart/signed message that
+// is kept in memory to verify its detached signature. A larger one is
+// still read and delivered, its signature reported "not verified: too
+// large".
+const MaxSignedBytes = 16 << 20
+
+// maxSignatureBytes bounds the signature part read (certificates and
+// signer infos; a few KB in practice).
+const maxSignatureBytes = 1 << 20
+
+// smimeProtocol reports whether a multipart/signed's protocol parameter
+// is S/MIME's (RFC 8551 §3.5; x-pkcs7-signature from older mailers). A
+// missing one is taken for S/MIME too: the signature part's own type
+// decides then.
+func smimeProtocol(protocol string) bool {
+	switch strings.ToLower(strings.TrimSpace(protocol)) {
+	case "", "application/pkcs7-signature", "application/x-pkcs7-signature":
+		return true
+	}
+	return false
+}
+
+// signedContent keeps the raw bytes of a multipart/signed's first part,
+// the content its detached signature covers, up to max bytes: beyond that
+// it keeps nothing and remembers that it overflowed.
+type signedContent struct {
+	buf  []byte
+	max  int
+	over bool
+	sig  *spool // the signature part, once read
+}
+
+func (c *signedContent) Write(p []byte) (int, error) {
+	switch {
+	case c.over:
+	case len(c.buf)+len(p) > c.max:
+		c.over, c.buf = true, nil
+	default:
+		c.buf = append(c.buf, p...)
+	}
+	return len(p), nil
+}
+
+// verifyDetached verifies a multipart/signed message's detached signature
+// over its first part's raw bytes against SMIME.Roots, and reports it in
+// Message.Signature (the first signature of the message only). Whatever
+// it finds — no signature part, garbage, a changed content — is reported,
+// never an error: the content is delivered either way.
+func (ps *parseState) verifyDetached(c *signedContent) {
+	if ps.msg.Signature != nil {
+		return
+	}
+	if c.sig == nil {
+		ps.msg.Signature = &Signature{Detached: true, Reason: "signature part missing: not verified"}
+		return
+	}
+	sig := &Signature{Detached: true}
+	ps.msg.Signature = sig
+	defer func() {
+		if r := recover(); r != nil { // a bug in the PKCS#7 decoder must not cost the content
+			sig.Verified, sig.Reason = false, fmt.Sprintf("signature part could not be read (%v): not verified", r)
+		}
+	}()
+	p7, err := readSignaturePart(c.sig)
+	if err != nil {
+		sig.Reason = fmt.Sprintf("signature part could not be read (%v): not verified", err)
+		return
+	}
+	sig.SignedBy = signerNames(p7.GetOnlySigner())
+	switch roots := ps.p.SMIME.Roots; {
+	case len(p7.Signers) == 0:
+		sig.Reason = "signature part has no signer: not verified"
+	case roots == nil:
+		sig.Reason = "no trust roots given: not verified"
+	case c.over:
+		sig.Reason = fmt.Sprintf("not verified: too large (signed part over %d bytes)", c.max)
+	default:
+		// The signature is over the canonical form (CRLF line ends); mail
+		// stored with LF line ends is turned back into it. The bytes as
+		// they came are tried too, for a signer that did not canonicalise.
+		p7.Content = canonicalCRLF(c.buf)
+		err := p7.VerifyWithChain(roots)
+		if err != nil && !bytes.Equal(p7.Content, c.buf) {
+			p7.Content = c.buf
+			if p7.VerifyWithChain(roots) == nil {
+				err = nil
+			}
+		}
+		if err != nil {
+			sig.Reason = verifyReason(err)
+			return
+		}
+		sig.Verified = true
+	}
+}
+
+// readSignaturePart parses a signature part (DER, or base64 again inside
+// the transfer encoding, as some mailers send it).
+func readSignaturePart(sp *spool) (*pkcs7.PKCS7, error) {
+	rc, err := sp.Open()
+	if err != nil {
+		return nil, err
+	}
+	der, err := io.ReadAll(io.LimitReader(rc, maxSignatureBytes+1))
+	rc.Close()
+	if err != nil {
+		return nil, err
+	}
+	if len(der) > maxSignatureBytes {
+		return nil, fmt.Errorf("larger than %d bytes", maxSignatureBytes)
+	}
+	if b, ok := pemOrBase64(der); ok {
+		der = b
+	}
+	return pkcs7.Parse(der)
+}
+
+// canonicalCRLF returns b with every line end a CRLF (b itself when it
+// already is).
+func canonicalCRLF(b []byte) []byte {
+	bare := 0
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			bare++
+		}
+	}
+	if bare == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+bare)
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// verifyReason says in one line why a signature did not verify: the
+// content does not match it ("invalid"), or its certificate does not
+// chain to the roots ("untrusted").
+func verifyReason(err error) string {
+	var (
+		digest  *pkcs7.MessageDigestMismatchError
+		sigTime *pkcs7.SigningTimeNotValidError
+	)
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	switch {
+	case errors.As(err, &digest):
+		return "invalid: the signed content was changed (message digest mismatch)"
+	case errors.As(err, &sigTime):
+		return "untrusted: signing time outside the certificate's validity"
+	case strings.Contains(msg, "verify certificate chain"): // pkcs7 wraps x509's error with %v
+		return "untrusted: " + strings.TrimPrefix(msg, "pkcs7: ")
+	case errors.Is(err, rsa.ErrVerification), strings.Contains(msg, "verification"), strings.Contains(msg, "signature"):
+		return "invalid: " + msg
+	}
+	return "not verified: " + msg
+}
+
+// detachedSignature records the signer of a signature part found outside
+// a multipart/signed (attached to a multipart/mixed): what it covers is
+// not defined, so it is not verified.
 func (ps *parseState) detachedSignature(sp *spool) {
 	if ps.msg.Signature != nil {
 		return
 	}
-	rc, err := sp.Open()
-	if err != nil {
-		return
-	}
-	der, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-	rc.Close()
-	if err != nil {
-		return
-	}
-	sig := &Signature{Detached: true, Reason: "detached signatures (multipart/signed) are not verified yet"}
-	if p7, err := pkcs7.Parse(der); err == nil {
+	sig := &Signature{Detached: true, Reason: "signature part outside a multipart/signed: not verified"}
+	ps.msg.Signature = sig
+	defer func() {
+		if r := recover(); r != nil {
+			sig.SignedBy = nil
+		}
+	}()
+	if p7, err := readSignaturePart(sp); err == nil {
 		sig.SignedBy = signerNames(p7.GetOnlySigner())
 	}
-	ps.msg.Signature = sig
 }

@@ -20,6 +20,7 @@ type Splitter struct {
 	dash   []byte // "--boundary"
 	part   *mimePart
 	done   bool
+	tee    io.Writer // receives the raw bytes of the next part (CaptureNext)
 
 	// What Next has seen so far; complete once it returned io.EOF.
 
@@ -34,6 +35,14 @@ type Splitter struct {
 	// the Decoder's MaxPreambleBytes.
 	Preamble []byte
 }
+
+// CaptureNext makes the next part that Next returns copy its raw bytes,
+// header and body exactly as they stand between its delimiter line and the
+// line end before the next delimiter (what RFC 1847 multipart/signed
+// signs), to w as they are read — also those Next skips when the caller
+// did not read the part to its end. Write errors are ignored: w bounds
+// itself.
+func (s *Splitter) CaptureNext(w io.Writer) { s.tee = w }
 
 // NewSplitter returns a Splitter over the multipart body r; boundary is
 // the Content-Type's boundary parameter. Part headers are read with d.
@@ -98,7 +107,8 @@ func (s *Splitter) Next() (Header, io.Reader, error) {
 			switch kind {
 			case openDelim:
 				s.Parts++
-				part := &mimePart{s: s}
+				part := &mimePart{s: s, tee: s.tee}
+				s.tee = nil
 				s.part = part
 				h, body, err := s.d.ReadHeader(bufio.NewReaderSize(part, 2048))
 				if err != nil {
@@ -134,6 +144,7 @@ type mimePart struct {
 	err     error // returned once those are read: io.EOF at the delimiter
 	total   int64
 	readErr error
+	tee     io.Writer // a copy of the bytes read, or nil
 }
 
 func (p *mimePart) Read(d []byte) (int, error) {
@@ -156,6 +167,9 @@ func (p *mimePart) Read(d []byte) (int, error) {
 		return 0, p.err
 	}
 	n, _ := br.Read(d[:min(len(d), p.n)])
+	if p.tee != nil {
+		_, _ = p.tee.Write(d[:n])
+	}
 	p.total += int64(n)
 	p.n -= n
 	return n, nil

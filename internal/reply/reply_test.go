@@ -73,11 +73,16 @@ func TestHTML(t *testing.T) {
 func FuzzText(f *testing.F) {
 	f.Add("Hi\n\nOn x wrote:\n> q\n-- \nsig")
 	f.Add("<div>Hi</div><div class=\"gmail_quote\">q</div>")
+	f.Add("<div>Hi<br><br><div>-----Original Message-----<br>From: a</div></div>")
+	f.Add("<pre>Yes\n\nOn Mon, 1 Nov 2023 A <a@b.c> wrote:\n&gt; q</pre>")
 	f.Fuzz(func(t *testing.T, s string) {
 		if r := Text(s); strings.TrimSpace(s) != "" && strings.TrimSpace(r.Reply) == "" {
 			t.Errorf("empty reply for %q", s)
 		}
 		HTML(s)
+		if r := HTMLByText(s, Text(s).Marker); r.Marker != "" && (len(r.Reply) == 0 || len(r.Quoted)+len(r.Signature) > len(s)) {
+			t.Errorf("HTMLByText(%q) = %+v", s, r)
+		}
 	})
 }
 

@@ -93,11 +93,19 @@ var mobileSignature = regexp.MustCompile(`(?i)^(?:sent from my \S.{0,40}|sent fr
 
 // Text splits a text body.
 func Text(s string) Result {
+	r, _, _ := splitLines(s, strings.Split(s, "\n"))
+	return r
+}
+
+// splitLines is Text on s split into lines; it also returns the line where
+// the quote starts and the line where the signature starts (-1: none, or
+// not a cut of the lines' end as for a bottom-posted reply).
+func splitLines(s string, lines []string) (r Result, quoteAt, sigAt int) {
+	quoteAt, sigAt = -1, -1
 	whole := Result{Reply: s}
 	if strings.TrimSpace(s) == "" {
-		return whole
+		return whole, -1, -1
 	}
-	lines := strings.Split(s, "\n")
 	// The lines trimmed (not copied); the rules match them without regard
 	// to case.
 	lower := make([]string, len(lines))
@@ -112,21 +120,21 @@ func Text(s string) Result {
 		if marker == "quote_prefix" && !quotedHistory(lower, cut) {
 			// "> " lines with no header in them may be the customer's own
 			// quotation (an error message, a line of a document): keep.
-			return whole
+			return whole, -1, -1
 		}
 		if blank(lower[:cut]) {
 			// Bottom posting: the quote comes first. Keep the text after
 			// it when the quote is one "> " block followed by new text
 			// only.
 			if r, q, ok := bottomPosted(lines, lower, cut); ok && marker != "quote_prefix" {
-				return finish(Result{Reply: r, Quoted: q, Marker: marker + ",bottom_posted"}, s)
+				return finish(Result{Reply: r, Quoted: q, Marker: marker + ",bottom_posted"}, s), -1, -1
 			}
-			return whole
+			return whole, -1, -1
 		}
 		if prefixed && !quoteRunsToEnd(lower, cut) {
-			return whole // an interleaved answer: keep everything
+			return whole, -1, -1 // an interleaved answer: keep everything
 		}
-		end = cut
+		end, quoteAt = cut, cut
 		quoted = strings.Join(lines[cut:], "\n")
 		markers = append(markers, marker)
 	}
@@ -134,18 +142,22 @@ func Text(s string) Result {
 	var signature string
 	if sig >= 0 {
 		signature = strings.TrimSpace(strings.Join(lines[sig:end], "\n"))
-		end = sig
+		end, sigAt = sig, sig
 		markers = append(markers, sigMarker)
 	}
 	if len(markers) == 0 {
-		return whole
+		return whole, -1, -1
 	}
-	return finish(Result{
+	r = finish(Result{
 		Reply:     strings.Join(lines[:end], "\n"),
 		Quoted:    quoted,
 		Signature: signature,
 		Marker:    strings.Join(markers, ","),
 	}, s)
+	if r.Marker == "" { // the reply came out empty: kept whole
+		return r, -1, -1
+	}
+	return r, quoteAt, sigAt
 }
 
 // finish trims the segments and falls back to the whole body when the
