@@ -324,7 +324,10 @@ func (r *pushRunner) tick(ctx context.Context) {
 	// Watches nobody holds.
 	var orphans []string
 	now := time.Now()
-	health := r.pushHealth(ctx)
+	var health map[string]PushHealth
+	if len(want) > len(r.held) {
+		health = r.pushHealth(ctx)
+	}
 	for id := range want {
 		if _, ok := r.held[id]; ok {
 			continue
@@ -353,7 +356,9 @@ func (r *pushRunner) pushHealth(ctx context.Context) map[string]PushHealth {
 	}
 	all, err := r.f.health.List(ctx)
 	if err != nil {
-		r.f.log.Warn("mailsync/fleet: push: reading the health", "err", err)
+		if ctx.Err() == nil {
+			r.f.log.Warn("mailsync/fleet: push: reading the health", "err", err)
+		}
 		return nil
 	}
 	m := make(map[string]PushHealth, len(all))
