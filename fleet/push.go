@@ -12,39 +12,6 @@ import (
 	"github.com/mailsync/mailsync/internal/redact"
 )
 
-// Push notifications.
-//
-// A connection is either polled only (every Interval), or pushed with a
-// backstop poll: its push source tells the Fleet when new mail may have
-// arrived, the Fleet triggers the connection's usual cursor-based sync
-// through its job (Notify, then Trigger: never a fetch of its own), and
-// while the push works (Health.Push.Healthy) the job polls only every
-// BackstopInterval. When the push is down — the IDLE connection lost, a
-// subscription gone — the connection is synced once at once and then every
-// Interval again, until the push is back.
-//
-// A push watch is held by exactly one process of the fleet: the one that
-// holds the connection's push lease (PushLeaseName, in the State, which must
-// be a mailsync.Leaser for a fleet of several processes). Every process
-// with Config.Push looks every PushConfig.Every for push connections whose
-// watch nobody refreshes, takes their lease and starts the watch; the
-// holder renews the lease and refreshes Health.Push. A holder that dies
-// stops renewing: after PushConfig.LeaseTTL another process takes the
-// watch over. An IMAP IDLE watch holds a TCP connection, so this keeps one
-// per connection in the whole fleet; Graph subscriptions and Gmail watches
-// are created and renewed by their holder only (graph.Subscriber.Run and
-// gmail.Push.Run renew only what their own process subscribed), so renewals
-// also run in one process at a time.
-//
-// Credentials: a watch logs in again after every drop, and a new holder
-// logs in after a takeover, so a push source needs credentials it can use
-// again without a person: OAuth connections (a token source from the
-// host's OAuth store) always. A password connection never: its password is
-// typed at sync time and kept nowhere (see "Password connections"), so its
-// push source's resolver returns ErrPasswordRequired and the connection is
-// only synced by SyncNow. Do not list such connections in
-// PushConfig.Connections.
-
 // DefaultPushLeaseTTL is the default PushConfig.LeaseTTL.
 const DefaultPushLeaseTTL = 30 * time.Second
 
