@@ -366,6 +366,13 @@ func (r *pushRunner) take(ctx context.Context, id string, kind PushKind) {
 	r.held[id] = h
 	f.log.Info("mailsync/fleet: push: watching", "connection", id, "kind", kind)
 	r.refresh(ctx, id, h)
+	// Mail may have come while nobody watched (before the first holder, or
+	// between a dead holder's last refresh and now), and the job may sleep
+	// for the backstop interval: one sync picks it up. (An IDLE watch
+	// notifies on connecting too; the two coalesce.)
+	if _, err := f.Trigger(ctx, id); err != nil && ctx.Err() == nil {
+		f.log.Warn("mailsync/fleet: push: triggering", "connection", id, "err", err)
+	}
 }
 
 // failed records a watch that could not start and when to try again.

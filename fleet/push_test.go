@@ -1,11 +1,13 @@
 package fleet
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/mailsync/mailsync"
 	mimap "github.com/mailsync/mailsync/imap"
 	"github.com/mailsync/mailsync/internal/dovecottest"
+	"github.com/mailsync/mailsync/internal/secretscan"
 )
 
 // startFleet makes a Fleet on db, lets add register its push sources, and
@@ -405,31 +408,103 @@ func TestPushOneHolderAndTakeover(t *testing.T) {
 	}
 }
 
-// TestPushStartErrorIsScrubbed: a watch that fails to start with an error
-// quoting the credentials keeps it out of the health.
-func TestPushStartErrorIsScrubbed(t *testing.T) {
+// echoingIMAP is an IMAP server that refuses every login and quotes the
+// LOGIN line in its answer, as some servers do.
+func echoingIMAP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "* OK [CAPABILITY IMAP4rev1 IDLE AUTH=PLAIN] echo ready\r\n")
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					line = strings.TrimRight(line, "\r\n")
+					tag, rest, _ := strings.Cut(line, " ")
+					switch verb, _, _ := strings.Cut(strings.ToUpper(rest), " "); verb {
+					case "CAPABILITY":
+						fmt.Fprintf(c, "* CAPABILITY IMAP4rev1 IDLE AUTH=PLAIN\r\n%s OK done\r\n", tag)
+					case "LOGIN", "AUTHENTICATE":
+						fmt.Fprintf(c, "%s NO [AUTHENTICATIONFAILED] refused: %s\r\n", tag, line)
+					case "LOGOUT":
+						fmt.Fprintf(c, "* BYE\r\n%s OK bye\r\n", tag)
+						return
+					default:
+						fmt.Fprintf(c, "%s BAD what\r\n", tag)
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestPushRowsHoldNoSecret: an IDLE watch whose server refuses the login
+// and echoes the password: the push health records the failure, and no
+// row of any table of the fleet's database holds the password in any
+// encoding.
+func TestPushRowsHoldNoSecret(t *testing.T) {
 	db := openSQLite(t)
-	const secret = "s3cret-refresh-token-value"
+	const secret = "Pa55-word-echoed-by-the-server"
+	addr := echoingIMAP(t)
 	w, err := mimap.NewWatcher(mimap.WatchOptions{OnChange: func(string) {}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	src := &IMAPIdle{Watcher: w, Resolve: func(context.Context, string) (mailsync.Connection, mimap.Options, error) {
-		// A Watch that fails at once: a server name the configuration refuses, echoing the password.
-		return mailsync.Connection{Name: "support", Enabled: true, User: "u", Server: "bad host " + secret, Port: 993, Protocol: mailsync.IMAP},
-			mimap.Options{Password: mailsync.Secret(secret)}, nil
+	src := &IMAPIdle{Watcher: w, Resolve: func(_ context.Context, id string) (mailsync.Connection, mimap.Options, error) {
+		return mailsync.Connection{Name: id, Enabled: true, User: "support", Server: "127.0.0.1", Port: portOf(addr),
+				Protocol: mailsync.IMAP, ConnectedWith: []string{"incident"}},
+			mimap.Options{Password: secret, Security: mimap.Plaintext, AllowPlaintextLogin: true}, nil
 	}}
 	f := startFleet(t, db, Config{Resolver: newResolver(), State: mailsync.NewMemoryState(), Health: sqliteHealth(t, db), Push: &PushConfig{
 		Connections: func(context.Context) ([]PushConnection, error) {
 			return []PushConnection{{ID: "support", Kind: PushIdle}}, nil
 		}, Every: 100 * time.Millisecond}}, func(f *Fleet) { _ = f.AddPushSource(src) })
-	eventually(t, 10*time.Second, "the start error in the health", func() bool { return pushOf(t, f, "support").LastError != "" })
+	eventually(t, 10*time.Second, "the login failure in the push health", func() bool {
+		return strings.Contains(pushOf(t, f, "support").LastError, "AUTHENTICATIONFAILED")
+	})
 	p := pushOf(t, f, "support")
-	if strings.Contains(p.LastError, secret) {
-		t.Errorf("push health error holds the secret: %q", p.LastError)
-	}
 	t.Logf("recorded: %q", p.LastError)
+	if p.Active || p.Kind != PushIdle {
+		t.Errorf("push health: %+v", p)
+	}
+	var tables []string
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, n)
+	}
+	rows.Close()
+	counts, leaks, err := secretscan.Rows(context.Background(), db, tables, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leaks {
+		t.Error(l)
+	}
+	if counts["mailsync_fleet_push"] != 1 {
+		t.Errorf("scanned %v, want the push row", counts)
+	}
 }
 
 // pushLogger logs the fleet's push records to the test log.
