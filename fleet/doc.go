@@ -130,15 +130,17 @@
 //
 // Only a process that added a source for a connection's kind
 // (AddPushSource) takes its watch. Graph change notifications and Gmail
-// pushes are HTTP requests, and graph.Subscriber's and gmail.Push's
-// handlers know only the subscriptions and watches of their own process:
-// add the Graph and Gmail sources in the process(es) that serve the
-// public push URLs, with OnChange = Fleet.OnChange (see the examples). With
-// several such processes behind one URL, a notification that reaches a
-// process other than the holder is dropped there (logged) and the mail
-// waits for the backstop poll; with one, its death leaves the connections
-// polled every Interval until it is back. IMAP IDLE has no such limit:
-// every worker process may hold watches.
+// pushes are HTTP requests to the host's public URLs, answered by
+// graph.Subscriber's and gmail.Push's handlers with OnChange =
+// Fleet.OnChange (see the examples); the sync they trigger runs on any
+// worker. gmail.Push's handler works in every process: with
+// PushOptions.Connections it triggers the connections of a mailbox whose
+// watch another process holds. graph.Subscriber's handler knows only the
+// subscriptions of its own process: route Graph's notification URL to the
+// process(es) that add the Graph source; with several behind one URL, a
+// notification that reaches a process other than the holder is dropped
+// there (logged) and the mail waits for the backstop poll. IMAP IDLE has
+// no such limit: every worker process may hold watches.
 //
 // Cost: each holder renews its push leases and writes each held
 // connection's push record every PushConfig.Every (LeaseTTL/3, 10 s by

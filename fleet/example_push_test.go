@@ -93,21 +93,22 @@ func (s *gmailSource) Status(id string) fleet.PushStatus {
 	return fleet.PushStatus{Active: w.Err == nil && time.Now().Before(w.Expiration), Expires: w.Expiration, Err: w.Err}
 }
 
-// Push for Microsoft Graph and Gmail: the webhook handlers are mounted in
-// the process that serves the public push URLs, with OnChange = the
-// Fleet's OnChange (a notification only triggers the connection's usual
-// sync, through its job). That process also adds the push sources, so it
-// creates and renews the subscriptions and watches (the push lease keeps
-// each in one process; graph.Subscriber.Run and gmail.Push.Run renew only
-// what their own process made).
+// Push for Microsoft Graph and Gmail: the webhook handlers are mounted
+// with OnChange = the Fleet's OnChange (a notification only triggers the
+// connection's usual sync, through its job, which any worker runs). The
+// process adds the push sources, so it may create and renew the
+// subscriptions and watches (the push lease keeps each in one process;
+// graph.Subscriber.Run and gmail.Push.Run renew only what their own process
+// made).
 //
-// A handler knows only the subscriptions and watches of its own
-// Subscriber or Push: serve the push URLs from the processes that add the
-// sources. With one such process, its death moves nothing (the others have
-// no source for these kinds) and the connections are polled every
-// Interval until it is back; with several behind one URL, a notification
-// that reaches a process not holding that connection's subscription is
-// dropped (logged) and waits for the backstop poll.
+// Gmail: every process may serve the push URL; with
+// PushOptions.Connections (the connections that read a mailbox), a
+// process that does not hold a mailbox's watch still triggers their sync.
+// Graph: a Subscriber's handler knows only the subscriptions of its own
+// process, so route Graph's notification URL to the processes that add
+// the Graph source; with several behind one URL, a notification reaching
+// a process that does not hold the connection's subscription is dropped
+// (logged) and the mail waits for the backstop poll.
 func Example_graphAndGmailPush() {
 	ctx := context.Background()
 	db, _ := sql.Open("sqlite", "file:fleet.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
@@ -117,6 +118,7 @@ func Example_graphAndGmailPush() {
 	var resolver fleet.Resolver                                               // the host's
 	var state mailsync.State                                                  // e.g. sqlstate
 	var pushConnections func(context.Context) ([]fleet.PushConnection, error) // the host's push settings
+	var mailboxConnections func(ctx context.Context, email string) []string   // the connections reading a Gmail address
 	f, err := fleet.New(riversqlite.New(db), fleet.Config{Resolver: resolver, State: state, Health: health,
 		Interval: 5 * time.Minute, BackstopInterval: time.Hour,
 		Push: &fleet.PushConfig{Connections: pushConnections}})
@@ -136,7 +138,8 @@ func Example_graphAndGmailPush() {
 		Topic: "projects/helpdesk/topics/gmail", Audience: "https://hooks.example.com/gmail",
 		ServiceAccount: "pubsub-push@helpdesk.iam.gserviceaccount.com",
 		OnChange:       f.OnChange,
-		Cursor:         state.Cursor, // a delivery the cursor already passed is dropped
+		Cursor:         state.Cursor,       // a delivery the cursor already passed is dropped
+		Connections:    mailboxConnections, // watched by another process: still triggered
 	})
 	if err != nil {
 		log.Fatal(err)

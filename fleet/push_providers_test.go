@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,7 +216,9 @@ func pubsubToken(t *testing.T, audience, account string) string {
 
 // TestPushGmailNotificationSyncs: a Gmail connection with push. A Pub/Sub
 // delivery for new mail reaches gmail.Push's handler, whose OnChange is
-// the Fleet's: one sync, one ticket; the health shows the watch.
+// the Fleet's: one sync, one ticket; the same through the handler of a
+// process that does not hold the watch (PushOptions.Connections); the
+// health shows the watch.
 func TestPushGmailNotificationSyncs(t *testing.T) {
 	const topic, audience, account = "projects/helpdesk-1/topics/gmail-push", "https://helpdesk.example.com/gmail", "pubsub-push@helpdesk-1.iam.gserviceaccount.com"
 	fake := fakegmail.New(fakegmail.Options{})
@@ -261,13 +264,14 @@ func TestPushGmailNotificationSyncs(t *testing.T) {
 
 	begin := time.Now()
 	fake.Deliver(connectortest.NewMessage("gmail-push-1", "Pedido"), "INBOX")
+	hookURL := hook.URL
 	deliver := func(messageID string, historyID uint64) {
 		t.Helper()
 		data, _ := json.Marshal(map[string]any{"emailAddress": fake.Email(), "historyId": historyID})
 		body, _ := json.Marshal(map[string]any{"message": map[string]any{"data": base64.StdEncoding.EncodeToString(data),
 			"messageId": messageID, "publishTime": time.Now().UTC().Format(time.RFC3339Nano)},
 			"subscription": "projects/helpdesk-1/subscriptions/gmail-push"})
-		req, _ := http.NewRequest("POST", hook.URL, bytes.NewReader(body))
+		req, _ := http.NewRequest("POST", hookURL, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+pubsubToken(t, audience, account))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -285,6 +289,36 @@ func TestPushGmailNotificationSyncs(t *testing.T) {
 	if n := res.n.Load() - before; n != 1 {
 		t.Errorf("%d syncs after one push, want 1", n)
 	}
+	// Another process's handler: it watches nothing (the watch is held
+	// here) but knows the mailbox's connections, so its delivery also
+	// triggers one sync through the shared queue.
+	other, err := gmail.NewPush(gmail.PushOptions{Topic: topic, Audience: audience, ServiceAccount: account,
+		Verifier: &gmail.KeySetVerifier{Keys: map[string]*rsa.PublicKey{"k1": &testKey().PublicKey}},
+		OnChange: f.OnChange,
+		Connections: func(_ context.Context, email string) []string {
+			if email == strings.ToLower(fake.Email()) {
+				return []string{conn.Name}
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherHook := httptest.NewServer(other.Handler())
+	t.Cleanup(otherHook.Close)
+	settled(t, f, f.Health(), conn.Name)
+	before = res.n.Load()
+	begin2 := time.Now()
+	fake.Deliver(connectortest.NewMessage("gmail-push-2", "Pedido"), "INBOX")
+	hookURL = otherHook.URL
+	deliver("m2", fake.HistoryID())
+	waitFor(t, 10*time.Second, "the ticket through the other handler", func() bool { return len(sink.Tickets()) == 2 })
+	t.Logf("Gmail: delivery to ticket through another process's handler: %s", time.Since(begin2).Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond)
+	if n := res.n.Load() - before; n != 1 {
+		t.Errorf("%d syncs after one push to the other handler, want 1", n)
+	}
+
 	p := pushHealth(t, f, conn.Name)
 	if p.Kind != fleet.PushGmail || !p.Active || p.LastNotification.Before(begin) ||
 		p.Expires.Before(time.Now().Add(6*24*time.Hour)) || p.LastError != "" {
