@@ -146,8 +146,10 @@ func (s *SQLHealth) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// PushTable and TriggerTable return the names of the push and trigger tables.
-func (s *SQLHealth) PushTable() string    { return s.push }
+// PushTable returns the push table's name.
+func (s *SQLHealth) PushTable() string { return s.push }
+
+// TriggerTable returns the trigger marks table's name.
 func (s *SQLHealth) TriggerTable() string { return s.triggers }
 
 const pushColumns = `kind, active, holder, since, expires, last_notification, last_error, last_error_at, updated`

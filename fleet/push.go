@@ -56,7 +56,9 @@ type PushStatus struct {
 
 // PushConnection is one connection with push.
 type PushConnection struct {
-	ID   string
+	// ID is the connection id (the Resolver's, the connector's Name).
+	ID string
+	// Kind is its push kind; PushNone leaves it polled only.
 	Kind PushKind
 }
 
