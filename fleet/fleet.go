@@ -532,12 +532,6 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret) re
 		if t.Interval > 0 {
 			r.interval = t.Interval
 		}
-		if f.pushHealthy(ctx, id) {
-			r.interval = f.cfg.BackstopInterval
-			if t.BackstopInterval > 0 {
-				r.interval = t.BackstopInterval
-			}
-		}
 		conn := t.Connector.Connection()
 		if conn.Name != id {
 			err = mailsync.NewConfigError(mailsync.Problem{Field: "name",
@@ -587,6 +581,13 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret) re
 		a.apply(&after, f.cfg.DegradeAfter)
 	}
 	r.failures = after.ConsecutiveFailures
+	if after.Push.Healthy(time.Now(), 2*f.pushLeaseTTL()) {
+		// Push works: the poll is only the backstop.
+		r.interval = f.cfg.BackstopInterval
+		if t.BackstopInterval > 0 {
+			r.interval = t.BackstopInterval
+		}
+	}
 	if provider == "" {
 		provider = "unknown" // the Resolver failed: no connector to ask
 	}
@@ -650,13 +651,9 @@ func (w *syncWorker) NextRetry(job *river.Job[SyncArgs]) time.Time {
 // a failed job would count attempts and end up discarded.
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 	id := job.Args.Connection
-	run := runKey(job.JobRow)
-	if err := w.f.triggers.BeginRun(ctx, id, run); err != nil {
-		w.f.log.Warn("mailsync/fleet: recording the run; a Trigger during it waits for the next", "connection", id, "err", err)
-	}
 	r := w.f.run(ctx, id, "")
 	// Ended, and a Trigger came during the run? Then once more at once.
-	again, err := w.f.triggers.EndRun(context.WithoutCancel(ctx), id, run)
+	again, err := w.f.triggers.EndRun(context.WithoutCancel(ctx), id, runKey(job.JobRow))
 	if err != nil {
 		w.f.log.Warn("mailsync/fleet: reading the trigger mark", "connection", id, "err", err)
 	}

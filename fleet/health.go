@@ -233,12 +233,7 @@ func (s *MemoryHealth) UpdatePush(_ context.Context, connection string, fn func(
 	return nil
 }
 
-// BeginRun implements TriggerStore (in this process only).
-func (s *MemoryHealth) BeginRun(ctx context.Context, connection, run string) error {
-	return s.triggers.BeginRun(ctx, connection, run)
-}
-
-// MarkRun implements TriggerStore.
+// MarkRun implements TriggerStore (in this process only).
 func (s *MemoryHealth) MarkRun(ctx context.Context, connection, run string) (RunMark, error) {
 	return s.triggers.MarkRun(ctx, connection, run)
 }

@@ -62,7 +62,7 @@ const (
 // and the marks of Trigger (TriggerStore), prefix + "fleet_trigger":
 //
 //	connection text primary key
-//	run        text    -- the sync job's run under way or last ended
+//	run        text    -- the sync job's run last marked or ended
 //	ended      integer -- 0 or 1
 //	marked     integer -- 1: a Trigger came during the run
 type SQLHealth struct {
@@ -241,49 +241,36 @@ func (s *SQLHealth) UpdatePush(ctx context.Context, connection string, fn func(*
 	return tx.Commit()
 }
 
-// BeginRun implements TriggerStore.
-func (s *SQLHealth) BeginRun(ctx context.Context, connection, run string) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO `+s.triggers+` (connection, run, ended, marked) VALUES (?, ?, 0, 0)
-	ON CONFLICT (connection) DO UPDATE SET run = excluded.run, ended = 0, marked = 0`), connection, run)
-	if err != nil {
-		return fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
-	}
-	return nil
-}
-
-// MarkRun implements TriggerStore. The UPDATE and EndRun's are serialised
-// by the row's lock (PostgreSQL) or the database's (SQLite): a mark lands
-// before the run's end, and EndRun sees it, or after, and MarkRun reports
+// MarkRun implements TriggerStore with one upsert: it marks run unless the
+// row says run has ended. The upsert and EndRun's are serialised by the
+// row's lock (PostgreSQL) or the database's (SQLite): a mark lands before
+// the run's end, and EndRun sees it, or after, and MarkRun reports
 // RunEnded.
 func (s *SQLHealth) MarkRun(ctx context.Context, connection, run string) (RunMark, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE `+s.triggers+` SET marked = 1 WHERE connection = ? AND run = ? AND ended = 0`), connection, run)
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO `+s.triggers+` AS t (connection, run, ended, marked) VALUES (?, ?, 0, 1)
+	ON CONFLICT (connection) DO UPDATE SET run = excluded.run, ended = 0, marked = 1
+	WHERE t.run <> excluded.run OR t.ended = 0`), connection, run)
 	if err != nil {
-		return RunOther, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
+		return RunMarked, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n > 0 {
-		return RunMarked, nil
-	}
-	var ended int64
-	err = s.db.QueryRowContext(ctx, s.q(`SELECT ended FROM `+s.triggers+` WHERE connection = ? AND run = ?`), connection, run).Scan(&ended)
-	if errors.Is(err, sql.ErrNoRows) {
-		return RunOther, nil
-	}
+	n, err := res.RowsAffected()
 	if err != nil {
-		return RunOther, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
+		return RunMarked, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
 	}
-	if ended != 0 {
+	if n == 0 {
 		return RunEnded, nil
 	}
-	return RunOther, nil // begun again just now: it reads the cursor after the notification
+	return RunMarked, nil
 }
 
-// EndRun implements TriggerStore.
+// EndRun implements TriggerStore with one upsert that records the end of
+// run and returns its mark (a mark of another run does not count).
 func (s *SQLHealth) EndRun(ctx context.Context, connection, run string) (bool, error) {
 	var marked int64
-	err := s.db.QueryRowContext(ctx, s.q(`UPDATE `+s.triggers+` SET ended = 1 WHERE connection = ? AND run = ? RETURNING marked`), connection, run).Scan(&marked)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
+	err := s.db.QueryRowContext(ctx, s.q(`INSERT INTO `+s.triggers+` AS t (connection, run, ended, marked) VALUES (?, ?, 1, 0)
+	ON CONFLICT (connection) DO UPDATE SET marked = CASE WHEN t.run = excluded.run THEN t.marked ELSE 0 END,
+	run = excluded.run, ended = 1
+	RETURNING marked`), connection, run).Scan(&marked)
 	if err != nil {
 		return false, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
 	}
@@ -366,7 +353,8 @@ func boolInt(b bool) int64 {
 
 // Update implements HealthStore in one transaction: it inserts the row if
 // missing (taking the write lock in SQLite), locks it (FOR UPDATE in
-// PostgreSQL), applies fn and writes it back.
+// PostgreSQL), applies fn and writes it back. before and after carry the
+// push state (Health.Push), which fn cannot change (UpdatePush does).
 func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Health)) (before, after Health, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -380,17 +368,18 @@ func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Heal
 	if _, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+s.table+` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`), connection); err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
-	sel := `SELECT ` + healthColumns + ` FROM ` + s.table + ` WHERE connection = ?`
+	sel := s.pushSelect() + ` WHERE h.connection = ?`
 	if s.dialect == Postgres {
-		sel += ` FOR UPDATE`
+		sel += ` FOR UPDATE OF h`
 	}
-	before, err = scanHealth(tx.QueryRowContext(ctx, s.q(sel), connection))
+	before, err = scanHealthPush(tx.QueryRowContext(ctx, s.q(sel), connection))
 	if err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
 	after = before
 	fn(&after)
 	after.Connection = connection
+	after.Push = before.Push // UpdatePush's
 	if len(after.LastError) > MaxErrorLen {
 		after.LastError = truncateUTF8(after.LastError, MaxErrorLen)
 	}

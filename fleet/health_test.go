@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -168,24 +169,14 @@ func testPushAndTriggerStore(t *testing.T, s HealthStore) {
 	if !ok {
 		t.Fatalf("%T is not a TriggerStore", s)
 	}
-	if m, err := ts.MarkRun(ctx, "p", "1/1"); err != nil || m != RunOther {
-		t.Errorf("MarkRun before any run = %v, %v", m, err)
-	}
-	if err := ts.BeginRun(ctx, "p", "1/1"); err != nil {
-		t.Fatal(err)
-	}
+	// A run ends unmarked; a mark after its end is refused.
 	if marked, err := ts.EndRun(ctx, "p", "1/1"); err != nil || marked {
 		t.Errorf("EndRun unmarked = %v, %v", marked, err)
 	}
 	if m, err := ts.MarkRun(ctx, "p", "1/1"); err != nil || m != RunEnded {
 		t.Errorf("MarkRun after the end = %v, %v", m, err)
 	}
-	if err := ts.BeginRun(ctx, "p", "1/2"); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := ts.MarkRun(ctx, "p", "1/1"); err != nil || m != RunOther {
-		t.Errorf("MarkRun of an older run = %v, %v", m, err)
-	}
+	// Marks during the next run: one mark, seen once at its end.
 	for range 3 {
 		if m, err := ts.MarkRun(ctx, "p", "1/2"); err != nil || m != RunMarked {
 			t.Errorf("MarkRun during the run = %v, %v", m, err)
@@ -194,14 +185,34 @@ func testPushAndTriggerStore(t *testing.T, s HealthStore) {
 	if marked, err := ts.EndRun(ctx, "p", "1/2"); err != nil || !marked {
 		t.Errorf("EndRun marked = %v, %v", marked, err)
 	}
-	if marked, err := ts.EndRun(ctx, "p", "1/3"); err != nil || marked {
-		t.Errorf("EndRun of another run = %v, %v", marked, err)
+	if m, err := ts.MarkRun(ctx, "p", "1/2"); err != nil || m != RunEnded {
+		t.Errorf("MarkRun after the marked end = %v, %v", m, err)
 	}
-	if err := ts.BeginRun(ctx, "p", "1/4"); err != nil {
-		t.Fatal(err)
+	// A mark of another run does not count for this one.
+	if m, err := ts.MarkRun(ctx, "p", "1/3"); err != nil || m != RunMarked {
+		t.Errorf("MarkRun = %v, %v", m, err)
 	}
 	if marked, err := ts.EndRun(ctx, "p", "1/4"); err != nil || marked {
-		t.Errorf("a new run starts unmarked: %v, %v", marked, err)
+		t.Errorf("EndRun of a run not marked = %v, %v", marked, err)
+	}
+
+	// Concurrent marks and the end: the end sees the mark, or the mark
+	// sees the end.
+	for i := range 20 {
+		run := fmt.Sprintf("2/%d", i)
+		var wg sync.WaitGroup
+		var m RunMark
+		var marked bool
+		var merr, eerr error
+		wg.Go(func() { m, merr = ts.MarkRun(ctx, "p", run) })
+		wg.Go(func() { marked, eerr = ts.EndRun(ctx, "p", run) })
+		wg.Wait()
+		if merr != nil || eerr != nil {
+			t.Fatal(merr, eerr)
+		}
+		if (m == RunMarked) != marked {
+			t.Errorf("run %s: MarkRun %v, EndRun marked %v: a mark lost or counted after the end", run, m, marked)
+		}
 	}
 
 	if err := s.Delete(ctx, "p"); err != nil {

@@ -133,19 +133,6 @@ func (f *Fleet) OnChange(connection string) {
 	}()
 }
 
-// pushHealthy reports whether the connection's push works, per its
-// health.
-func (f *Fleet) pushHealthy(ctx context.Context, id string) bool {
-	if _, ok := f.health.(PushHealthStore); !ok {
-		return false
-	}
-	h, ok, err := f.health.Get(ctx, id)
-	if err != nil || !ok {
-		return false
-	}
-	return h.Push.Healthy(time.Now(), 2*f.pushLeaseTTL())
-}
-
 func (f *Fleet) pushLeaseTTL() time.Duration {
 	if f.cfg.Push != nil && f.cfg.Push.LeaseTTL > 0 {
 		return f.cfg.Push.LeaseTTL

@@ -17,35 +17,31 @@ import (
 // running job for later (JobRetry leaves a running job alone, JobUpdate
 // only sets the output, and a unique job cannot be inserted twice), so the
 // mark lives in a TriggerStore, in the same database as the health for a
-// fleet of processes:
+// fleet of processes. A run is named by its job id and the time River
+// attempted it (runKey), which tells it from the job's next run.
 //
-//   - a worker, when its run starts, records the run (BeginRun): the job
-//     id and the time River attempted it, which tells this run from the
-//     job's next;
-//   - Trigger, finding the job running, marks that run (MarkRun) — only
-//     if it has begun and not yet ended. A mark on a run that has not
-//     begun is needless: the run reads the cursor after the notification;
+//   - Trigger, finding the job running, marks that run (MarkRun), unless
+//     the run has ended already;
 //   - the worker, when its sync ends, ends the run and reads the mark in
 //     one statement (EndRun): marked, it snoozes 0 (one more run at once)
-//     instead of the interval. Any number of marks make one more run.
-//   - a run that already ended but whose snooze River has not recorded yet
+//     instead of the interval. Any number of marks make one more run. A
+//     mark that came after River fetched the job but before the sync read
+//     its cursor makes one run more than needed, never one less;
+//   - a run that has ended but whose snooze River has not recorded yet
 //     (the job is still "running" for a few milliseconds): Trigger waits
 //     for the job to leave that state, then makes it available (JobRetry).
 
-// TriggerStore keeps, per connection, the sync run under way and whether a
-// Trigger came during it, so that a Trigger in one process makes the run
-// of a worker in another run once more. MemoryHealth (one process) and
+// TriggerStore keeps, per connection, the marks of Trigger on the sync
+// run under way, so that a Trigger in one process makes the run of a
+// worker in another run once more. MemoryHealth (one process) and
 // SQLHealth (a table beside the health's) implement it; with a HealthStore
 // that does not, the Fleet keeps the marks in memory, which only works when
 // Trigger is called in the process whose worker runs the job.
 type TriggerStore interface {
-	// BeginRun records that run of the connection's sync job has begun,
-	// replacing any earlier run and its mark.
-	BeginRun(ctx context.Context, connection, run string) error
-	// MarkRun asks for one more run after run: it reports RunMarked when
-	// run has begun and not ended (the worker will see the mark),
-	// RunEnded when it has ended, RunOther when it is not the latest run
-	// begun (it has not begun yet).
+	// MarkRun asks for one more run after run, a run under way of the
+	// connection's sync job: RunMarked, or RunEnded when EndRun has ended
+	// run already (then nothing is marked). A mark replaces what the
+	// store held for an earlier run.
 	MarkRun(ctx context.Context, connection, run string) (RunMark, error)
 	// EndRun records that run has ended and reports, atomically with it,
 	// whether MarkRun marked it.
@@ -57,9 +53,8 @@ type RunMark int
 
 // MarkRun's answers.
 const (
-	RunOther  RunMark = iota // run is not the latest begun: it has not begun
-	RunMarked                // run is under way and now marked
-	RunEnded                 // run has ended
+	RunMarked RunMark = iota + 1 // marked: the worker runs once more
+	RunEnded                     // the run had ended: nothing marked
 )
 
 // runKey names one run of a job: River attempts a snoozed job again with
@@ -83,39 +78,30 @@ type runState struct {
 	ended, marked bool
 }
 
-func (m *memoryTriggers) BeginRun(_ context.Context, connection, run string) error {
+func (m *memoryTriggers) MarkRun(_ context.Context, connection, run string) (RunMark, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.runs == nil {
 		m.runs = map[string]*runState{}
 	}
-	m.runs[connection] = &runState{run: run}
-	return nil
-}
-
-func (m *memoryTriggers) MarkRun(_ context.Context, connection, run string) (RunMark, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	r := m.runs[connection]
-	switch {
-	case r == nil || r.run != run:
-		return RunOther, nil
-	case r.ended:
+	if r != nil && r.run == run && r.ended {
 		return RunEnded, nil
 	}
-	r.marked = true
+	m.runs[connection] = &runState{run: run, marked: true}
 	return RunMarked, nil
 }
 
 func (m *memoryTriggers) EndRun(_ context.Context, connection, run string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r := m.runs[connection]
-	if r == nil || r.run != run {
-		return false, nil
+	if m.runs == nil {
+		m.runs = map[string]*runState{}
 	}
-	r.ended = true
-	return r.marked, nil
+	r := m.runs[connection]
+	marked := r != nil && r.run == run && r.marked
+	m.runs[connection] = &runState{run: run, ended: true, marked: marked}
+	return marked, nil
 }
 
 // triggerWait bounds how long Trigger waits for River to record the snooze
@@ -160,7 +146,7 @@ func (f *Fleet) trigger(ctx context.Context, connectionID string, j *rivertype.J
 	}
 	m, err := f.triggers.MarkRun(ctx, connectionID, runKey(j))
 	if err != nil || m != RunEnded {
-		return err // marked, or the run has yet to begin (it reads the cursor later)
+		return err // marked: the worker runs once more
 	}
 	// The run has ended, River is recording its snooze: wait for it, then
 	// make the job available.
