@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"golang.org/x/oauth2"
 
@@ -27,10 +30,16 @@ import (
 // starts it; it stops at the test's end.
 func startFleet(t *testing.T, db *sql.DB, cfg Config, add func(f *Fleet)) *Fleet {
 	t.Helper()
+	return startFleetOn(t, riversqlite.New(db), cfg, add)
+}
+
+// startFleetOn is startFleet on any River driver.
+func startFleetOn[TTx any](t *testing.T, driver riverdriver.Driver[TTx], cfg Config, add func(f *Fleet)) *Fleet {
+	t.Helper()
 	if cfg.River == nil {
 		cfg.River = fastRiver
 	}
-	f, err := New(riversqlite.New(db), cfg)
+	f, err := New(driver, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,21 +369,19 @@ func TestPushBackstopAndFallback(t *testing.T) {
 	src.mu.Unlock()
 }
 
-// TestPushOneHolderAndTakeover: two processes with a fake source and one
-// sqlstate State: one holds the watch, the other takes it over when the
-// holder dies, and again when it is stopped cleanly.
-func TestPushOneHolderAndTakeover(t *testing.T) {
-	db, db2 := sqliteFleetDBs(t)
-	states := sqliteStates(filepath.Join(t.TempDir(), "state.db"))
+// testOneHolderAndTakeover: two processes with a fake source and one
+// sqlstate State: one holds the watch, and the other takes it over when
+// the holder dies.
+func testOneHolderAndTakeover[TTx any](t *testing.T, drivers [2]riverdriver.Driver[TTx], healths [2]HealthStore, states stateOpener) {
 	push := PushConfig{Connections: func(context.Context) ([]PushConnection, error) {
 		return []PushConnection{{ID: "support", Kind: PushGraph}}, nil
 	}, LeaseTTL: time.Second, Every: 100 * time.Millisecond}
 	var srcs [2]*fakeSource
 	var fleets [2]*Fleet
-	for i, d := range []*sql.DB{db, db2} {
+	for i, d := range drivers {
 		srcs[i] = newFakeSource()
 		srcs[i].status.Expires = time.Now().Add(72 * time.Hour).Truncate(time.Millisecond)
-		fleets[i] = startFleet(t, d, Config{Resolver: newResolver(newMailbox("support", 0)), State: states(t), Health: sqliteHealth(t, d),
+		fleets[i] = startFleetOn(t, d, Config{Resolver: newResolver(newMailbox("support", 0)), State: states(t), Health: healths[i],
 			Holder: fmt.Sprintf("p%d", i), Push: &push}, func(f *Fleet) { _ = f.AddPushSource(srcs[i]) })
 	}
 	holders := func() (n, who int) {
@@ -406,6 +413,22 @@ func TestPushOneHolderAndTakeover(t *testing.T) {
 	if n, _ := holders(); n != 1 {
 		t.Fatalf("%d holders after the takeover, want 1", n)
 	}
+}
+
+func TestPushOneHolderAndTakeoverSQLite(t *testing.T) {
+	db, db2 := sqliteFleetDBs(t)
+	testOneHolderAndTakeover(t, [2]riverdriver.Driver[*sql.Tx]{riversqlite.New(db), riversqlite.New(db2)},
+		[2]HealthStore{sqliteHealth(t, db), sqliteHealth(t, db2)}, sqliteStates(filepath.Join(t.TempDir(), "state.db")))
+}
+
+func TestPushOneHolderAndTakeoverPostgres(t *testing.T) {
+	dsn := postgresDB(t)
+	p1, p2 := postgresPool(t, dsn), postgresPool(t, dsn)
+	if err := Migrate(context.Background(), riverpgxv5.New(p1)); err != nil {
+		t.Fatal(err)
+	}
+	testOneHolderAndTakeover(t, [2]riverdriver.Driver[pgx.Tx]{riverpgxv5.New(p1), riverpgxv5.New(p2)},
+		[2]HealthStore{postgresHealth(t, dsn), postgresHealth(t, dsn)}, postgresStates(dsn))
 }
 
 // echoingIMAP is an IMAP server that refuses every login and quotes the
