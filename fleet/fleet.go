@@ -56,9 +56,6 @@ type Config struct {
 	// is down, the connection is synced every Interval again.
 	BackstopInterval time.Duration
 
-	// Push, when set, makes this process take part in holding the push
-	// watches of the connections it lists (see PushConfig).
-	Push *PushConfig
 	// Jitter spreads the syncs: each next run is Interval plus a random
 	// duration in [-Jitter, +Jitter] (default Interval/10; negative: none).
 	Jitter time.Duration
@@ -106,6 +103,11 @@ type Config struct {
 	// Resolve took longer than LeaseTTL, runs once more (the lease keeps
 	// the two runs' syncs apart).
 	LeaseRescue bool
+
+	// Push, when set, makes this process take part in holding the push
+	// watches of the connections it lists (see PushConfig and "Push
+	// notifications" in the package documentation).
+	Push *PushConfig
 
 	// MeterProvider receives the metrics (default: no-op).
 	MeterProvider metric.MeterProvider
