@@ -21,8 +21,20 @@
 //
 // With Config.Connections, a River periodic job on the leader re-schedules
 // every listed connection that lost its job (ScheduleMany is idempotent),
-// except those waiting for the admin. Unschedule cancels a job; Trigger
-// makes a snoozed job run now.
+// except those waiting for the admin. Unschedule cancels a job.
+//
+// Trigger asks for a sync as soon as possible and never loses the request:
+// a waiting job (snoozed, backing off) runs now; a running one runs once
+// more right after it ends — the request may have come after that run read
+// its cursor — however many Triggers came during the run. The mark on a
+// running job lives in the TriggerStore (SQLHealth's table
+// prefix+"fleet_trigger", beside the health), so a Trigger in one process
+// (a web process receiving a push) reaches the worker of another: the
+// worker records its run when it starts, Trigger marks that run, and the
+// worker, when the run ends, reads the mark in the same statement that
+// ends the run and snoozes 0 instead of the interval. River itself cannot
+// hold such a mark (JobRetry leaves a running job alone, JobUpdate only
+// sets a job's output, a unique job cannot be inserted twice).
 //
 // # Errors
 //
@@ -83,6 +95,60 @@
 // (and, as a Checker, refuses it in Schedule). SyncNow runs it in the
 // caller's process with the typed password, which stays in memory.
 //
+// # Push notifications
+//
+// A connection is either polled only (every Interval), or pushed with a
+// backstop poll: its push source tells the Fleet when new mail may have
+// arrived, the Fleet triggers the connection's usual cursor-based sync
+// through its job (Notify, then Trigger: never a fetch of its own), and
+// while the push works (Health.Push.Healthy) the job polls only every
+// BackstopInterval. When the push is down — the IDLE connection lost, a
+// subscription gone — the connection is synced once at once and then every
+// Interval again, until the push is back.
+//
+// A push watch is held by exactly one process of the fleet: the one that
+// holds the connection's push lease (PushLeaseName, in the State, which must
+// be a mailsync.Leaser for a fleet of several processes). Every process
+// with Config.Push looks every PushConfig.Every for push connections whose
+// watch nobody refreshes, takes their lease and starts the watch; the
+// holder renews the lease and refreshes Health.Push. A holder that dies
+// stops renewing: after PushConfig.LeaseTTL another process takes the
+// watch over. An IMAP IDLE watch holds a TCP connection, so this keeps one
+// per connection in the whole fleet; Graph subscriptions and Gmail watches
+// are created and renewed by their holder only (graph.Subscriber.Run and
+// gmail.Push.Run renew only what their own process subscribed), so renewals
+// also run in one process at a time.
+//
+// Credentials: a watch logs in again after every drop, and a new holder
+// logs in after a takeover, so a push source needs credentials it can use
+// again without a person: OAuth connections (a token source from the
+// host's OAuth store) always. A password connection never: its password is
+// typed at sync time and kept nowhere (see "Password connections"), so its
+// push source's resolver returns ErrPasswordRequired and the connection is
+// only synced by SyncNow. Do not list such connections in
+// PushConfig.Connections.
+//
+// Only a process that added a source for a connection's kind
+// (AddPushSource) takes its watch. Graph change notifications and Gmail
+// pushes are HTTP requests to the host's public URLs, answered by
+// graph.Subscriber's and gmail.Push's handlers with OnChange =
+// Fleet.OnChange (see the examples); the sync they trigger runs on any
+// worker. gmail.Push's handler works in every process: with
+// PushOptions.Connections it triggers the connections of a mailbox whose
+// watch another process holds. graph.Subscriber's handler knows only the
+// subscriptions of its own process: route Graph's notification URL to the
+// process(es) that add the Graph source; with several behind one URL, a
+// notification that reaches a process other than the holder is dropped
+// there (logged) and the mail waits for the backstop poll. IMAP IDLE has
+// no such limit: every worker process may hold watches.
+//
+// Cost: each holder renews its push leases and writes each held
+// connection's push record every PushConfig.Every (LeaseTTL/3, 10 s by
+// default); a process with push connections it does not hold reads the
+// health list every Every to find those whose holder stopped refreshing.
+// Every sync reads the connection's health once more to choose between
+// Interval and BackstopInterval.
+//
 // # Health and metrics
 //
 // Every sync updates the connection's Health (last attempt and success,
@@ -90,7 +156,8 @@
 // synced, oldest unprocessed age) in a HealthStore — MemoryHealth, or
 // SQLHealth in a table of the same PostgreSQL or SQLite database — and
 // calls Config.OnDegraded and OnRecovered on the transitions, so the host
-// can alert its admins. Metrics go through the OpenTelemetry metric API to
+// can alert its admins. Health.Push shows the push state: kind, active,
+// holder, subscription or watch expiry, last notification and last error. Metrics go through the OpenTelemetry metric API to
 // Config.MeterProvider: MetricMessages, MetricSyncDuration,
 // MetricQuarantined, MetricLag.
 //

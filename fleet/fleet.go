@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -27,6 +28,8 @@ const (
 	DefaultWorkers      = 10
 	DefaultQueue        = "mailsync"
 	DefaultSyncTimeout  = 15 * time.Minute
+
+	DefaultBackstopInterval = 30 * time.Minute
 )
 
 // Config configures a Fleet. Resolver and State are required.
@@ -45,6 +48,14 @@ type Config struct {
 	// Interval is the time between two syncs of a connection (default
 	// DefaultInterval); Target.Interval overrides it per connection.
 	Interval time.Duration
+	// BackstopInterval is the time between two syncs of a connection
+	// whose push works (Health.Push.Healthy): new mail is synced when its
+	// notification comes, and this slow poll only catches what a lost
+	// notification missed (default DefaultBackstopInterval);
+	// Target.BackstopInterval overrides it per connection. When the push
+	// is down, the connection is synced every Interval again.
+	BackstopInterval time.Duration
+
 	// Jitter spreads the syncs: each next run is Interval plus a random
 	// duration in [-Jitter, +Jitter] (default Interval/10; negative: none).
 	Jitter time.Duration
@@ -92,6 +103,11 @@ type Config struct {
 	// Resolve took longer than LeaseTTL, runs once more (the lease keeps
 	// the two runs' syncs apart).
 	LeaseRescue bool
+
+	// Push, when set, makes this process take part in holding the push
+	// watches of the connections it lists (see PushConfig and "Push
+	// notifications" in the package documentation).
+	Push *PushConfig
 
 	// MeterProvider receives the metrics (default: no-op).
 	MeterProvider metric.MeterProvider
@@ -149,6 +165,18 @@ type Fleet struct {
 	// available again (River's JobRescueMany on the Fleet's driver).
 	rescueJobs func(ctx context.Context, ids []int64, horizon time.Time) error
 
+	// triggers keeps Trigger's marks on running jobs: the HealthStore when
+	// it is a TriggerStore, else in memory.
+	triggers TriggerStore
+
+	// push holds this process's push watches (Config.Push), nil without.
+	push *pushRunner
+
+	// notifying: OnChange's Notify calls under way, by connection; true
+	// when another notification came meanwhile.
+	notifyMu  sync.Mutex
+	notifying map[string]bool
+
 	// testHookSnooze, when set, sees every snooze a worker decides.
 	testHookSnooze func(connection string, kind ErrorKind, d time.Duration)
 }
@@ -163,6 +191,7 @@ type riverClient interface {
 	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
 	JobCancel(ctx context.Context, jobID int64) (*rivertype.JobRow, error)
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
 }
 
 // SyncArgs are a sync job's arguments: the connection id and nothing else,
@@ -196,6 +225,9 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Fleet, error) {
 	}
 	if cfg.Jitter == 0 {
 		cfg.Jitter = cfg.Interval / 10
+	}
+	if cfg.BackstopInterval <= 0 {
+		cfg.BackstopInterval = DefaultBackstopInterval
 	}
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = DefaultBackoff
@@ -234,6 +266,16 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Fleet, error) {
 		return nil, fmt.Errorf("mailsync/fleet: metrics: %w", err)
 	}
 	f.metrics = m
+	if ts, ok := f.health.(TriggerStore); ok {
+		f.triggers = ts
+	} else {
+		f.triggers = &memoryTriggers{}
+	}
+	if cfg.Push != nil {
+		if f.push, err = newPushRunner(f, *cfg.Push); err != nil {
+			return nil, err
+		}
+	}
 
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &syncWorker{f: f}); err != nil {
@@ -293,8 +335,12 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Fleet, error) {
 func (f *Fleet) Health() HealthStore { return f.health }
 
 // Start starts working the scheduled syncs in this process (nothing for an
-// insert-only Fleet). Stop it with Stop.
+// insert-only Fleet) and, with Config.Push, holding push watches (in an
+// insert-only Fleet too). Stop it with Stop.
 func (f *Fleet) Start(ctx context.Context) error {
+	if f.push != nil {
+		f.push.start(ctx)
+	}
 	if f.cfg.Workers < 0 {
 		return nil
 	}
@@ -327,6 +373,9 @@ func (f *Fleet) Start(ctx context.Context) error {
 // Stop stops fetching jobs and waits for the running syncs to finish, or
 // for ctx to end. A sync cut short is worked again by the next process.
 func (f *Fleet) Stop(ctx context.Context) error {
+	if f.push != nil {
+		f.push.stop(ctx)
+	}
 	if f.cfg.Workers < 0 {
 		return nil
 	}
@@ -446,25 +495,6 @@ func (f *Fleet) Unschedule(ctx context.Context, connectionID string) (bool, erro
 	return len(jobs) > 0, nil
 }
 
-// Trigger makes a scheduled connection's next sync run now, on a worker
-// (a running one is left alone). It reports false when the connection is
-// not scheduled.
-func (f *Fleet) Trigger(ctx context.Context, connectionID string) (bool, error) {
-	jobs, err := f.jobs(ctx, connectionID)
-	if err != nil {
-		return false, err
-	}
-	for _, j := range jobs {
-		if j.State == rivertype.JobStateRunning {
-			continue
-		}
-		if _, err := f.client.JobRetry(ctx, j.ID); err != nil {
-			return false, fmt.Errorf("mailsync/fleet: triggering %s: %w", connectionID, err)
-		}
-	}
-	return len(jobs) > 0, nil
-}
-
 // SyncNow syncs connectionID in the caller's process (a web request, the
 // CLI), e.g. a password connection with the password a person just typed
 // (pass "" otherwise). The password stays in memory: it goes to the
@@ -553,6 +583,13 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret) re
 		a.apply(&after, f.cfg.DegradeAfter)
 	}
 	r.failures = after.ConsecutiveFailures
+	if after.Push.Healthy(time.Now(), 2*f.pushLeaseTTL()) {
+		// Push works: the poll is only the backstop.
+		r.interval = f.cfg.BackstopInterval
+		if t.BackstopInterval > 0 {
+			r.interval = t.BackstopInterval
+		}
+	}
 	if provider == "" {
 		provider = "unknown" // the Resolver failed: no connector to ask
 	}
@@ -617,6 +654,11 @@ func (w *syncWorker) NextRetry(job *river.Job[SyncArgs]) time.Time {
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 	id := job.Args.Connection
 	r := w.f.run(ctx, id, "")
+	// Ended, and a Trigger came during the run? Then once more at once.
+	again, err := w.f.triggers.EndRun(context.WithoutCancel(ctx), id, runKey(job.JobRow))
+	if err != nil {
+		w.f.log.Warn("mailsync/fleet: reading the trigger mark", "connection", id, "err", err)
+	}
 	if errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely) {
 		return river.JobCancel(fmt.Errorf("mailsync/fleet: %s: unscheduled", id))
 	}
@@ -630,6 +672,12 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 		return river.JobCancel(fmt.Errorf("mailsync/fleet: %s: stopped: %s", id, r.kind))
 	}
 	d := w.f.next(r)
+	if again && r.action != ActionRetryAfter {
+		// A notification came after this run read its cursor. A
+		// Retry-After is still honoured; a back-off is cut short, as a
+		// Trigger of a waiting job does.
+		d = 0
+	}
 	if h := w.f.testHookSnooze; h != nil {
 		h(id, r.kind, d)
 	}

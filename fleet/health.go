@@ -51,6 +51,62 @@ type Health struct {
 	NeedsAdmin bool `json:"needs_admin"`
 	// Updated is when this record last changed.
 	Updated time.Time `json:"updated"`
+	// Push is the state of the connection's push notifications (zero for
+	// a connection that is only polled). The Fleet's push runner keeps it
+	// (see PushConfig); Notify sets LastNotification.
+	Push PushHealth `json:"push,omitzero"`
+}
+
+// PushKind is how a connection's new mail is pushed to the Fleet.
+type PushKind string
+
+// The push kinds.
+const (
+	PushNone  PushKind = ""      // polling only
+	PushIdle  PushKind = "idle"  // IMAP IDLE (imap.Watcher)
+	PushGraph PushKind = "graph" // Microsoft Graph change notifications (graph.Subscriber)
+	PushGmail PushKind = "gmail" // Gmail push through Pub/Sub (gmail.Push)
+)
+
+// PushHealth is the state of one connection's push notifications. It holds
+// no secret: LastError is scrubbed like Health.LastError.
+type PushHealth struct {
+	// Kind is the connection's push kind (PushNone: polled only).
+	Kind PushKind `json:"kind,omitempty"`
+	// Active is set while the push works: the IDLE connection is up (or
+	// polling with NOOP), the Graph subscriptions or the Gmail watch are in
+	// place. The Fleet then polls the connection at its backstop interval.
+	Active bool `json:"active"`
+	// Holder is the process that holds the push (its lease holder name).
+	Holder string `json:"holder,omitempty"`
+	// Since is when the push last became active.
+	Since time.Time `json:"since,omitzero"`
+	// Expires is when the Graph subscription or the Gmail watch ends unless
+	// renewed (the earliest of them); zero for IMAP IDLE.
+	Expires time.Time `json:"expires,omitzero"`
+	// LastNotification is when the latest notification came (Notify).
+	LastNotification time.Time `json:"last_notification,omitzero"`
+	// LastError is the push's latest error, scrubbed of secrets and cut to
+	// MaxErrorLen bytes; LastErrorAt is when it happened.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Updated is when the holder last refreshed this record; a record not
+	// refreshed for two push lease TTLs has lost its holder (Healthy).
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// Healthy reports whether the push works at now: active and refreshed by
+// its holder within stale.
+func (p PushHealth) Healthy(now time.Time, stale time.Duration) bool {
+	return p.Kind != PushNone && p.Active && now.Sub(p.Updated) <= stale
+}
+
+// PushHealthStore is an optional interface of a HealthStore that keeps the
+// push state (Health.Push). MemoryHealth and SQLHealth implement it.
+type PushHealthStore interface {
+	// UpdatePush applies fn to the connection's PushHealth atomically and
+	// stores it; Get and List return it in Health.Push.
+	UpdatePush(ctx context.Context, connection string, fn func(*PushHealth)) error
 }
 
 // Lag returns, at now, an upper bound of the age of the oldest mail that
@@ -134,6 +190,8 @@ type HealthStore interface {
 type MemoryHealth struct {
 	mu sync.Mutex
 	m  map[string]Health
+
+	triggers memoryTriggers
 }
 
 // NewMemoryHealth returns an empty MemoryHealth.
@@ -153,8 +211,36 @@ func (s *MemoryHealth) Update(_ context.Context, connection string, fn func(*Hea
 	after := before
 	fn(&after)
 	after.Connection = connection
+	after.Push = before.Push // UpdatePush's
 	s.m[connection] = after
 	return before, after, nil
+}
+
+// UpdatePush implements PushHealthStore.
+func (s *MemoryHealth) UpdatePush(_ context.Context, connection string, fn func(*PushHealth)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]Health{}
+	}
+	h, ok := s.m[connection]
+	if !ok {
+		h = Health{Connection: connection}
+	}
+	fn(&h.Push)
+	h.Push.LastError = truncateUTF8(h.Push.LastError, MaxErrorLen)
+	s.m[connection] = h
+	return nil
+}
+
+// MarkRun implements TriggerStore (in this process only).
+func (s *MemoryHealth) MarkRun(ctx context.Context, connection, run string) (RunMark, error) {
+	return s.triggers.MarkRun(ctx, connection, run)
+}
+
+// EndRun implements TriggerStore.
+func (s *MemoryHealth) EndRun(ctx context.Context, connection, run string) (bool, error) {
+	return s.triggers.EndRun(ctx, connection, run)
 }
 
 // Get implements HealthStore.

@@ -44,10 +44,33 @@ const (
 //
 // Times are integers so that both dialects store and compare them the same
 // way; in PostgreSQL, to_timestamp(last_attempt / 1000.0) shows one.
+//
+// Two more tables, also created by Migrate, hold the push state
+// (Health.Push, PushHealthStore), prefix + "fleet_push":
+//
+//	connection        text primary key
+//	kind              text    -- "", "idle", "graph", "gmail"
+//	active            integer -- 0 or 1
+//	holder            text    -- the process holding the push
+//	since             bigint
+//	expires           bigint
+//	last_notification bigint
+//	last_error        text    -- scrubbed, at most MaxErrorLen bytes
+//	last_error_at     bigint
+//	updated           bigint
+//
+// and the marks of Trigger (TriggerStore), prefix + "fleet_trigger":
+//
+//	connection text primary key
+//	run        text    -- the sync job's run last marked or ended
+//	ended      integer -- 0 or 1
+//	marked     integer -- 1: a Trigger came during the run
 type SQLHealth struct {
-	db      *sql.DB
-	dialect Dialect
-	table   string
+	db       *sql.DB
+	dialect  Dialect
+	table    string
+	push     string
+	triggers string
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -65,13 +88,16 @@ func NewSQLHealth(db *sql.DB, dialect Dialect, prefix string) (*SQLHealth, error
 	if prefix != "" && !prefixRE.MatchString(prefix) {
 		return nil, fmt.Errorf("mailsync/fleet: NewSQLHealth: table prefix %q is not a plain identifier", prefix)
 	}
-	return &SQLHealth{db: db, dialect: dialect, table: prefix + "fleet_health"}, nil
+	return &SQLHealth{db: db, dialect: dialect, table: prefix + "fleet_health", push: prefix + "fleet_push", triggers: prefix + "fleet_trigger"}, nil
 }
 
 // Table returns the table's name.
 func (s *SQLHealth) Table() string { return s.table }
 
-// Migrate creates the table if it does not exist.
+// Migrate creates the tables that do not exist: the health table and,
+// since push was added, the push and trigger tables beside it (an
+// existing health table is left as it is, so a database made by an older
+// version gains the two new tables and keeps its rows).
 func (s *SQLHealth) Migrate(ctx context.Context) error {
 	ddl := `CREATE TABLE IF NOT EXISTS ` + s.table + ` (
 	connection text PRIMARY KEY,
@@ -93,7 +119,162 @@ func (s *SQLHealth) Migrate(ctx context.Context) error {
 	if _, err := s.db.ExecContext(ctx, ddl); err != nil {
 		return fmt.Errorf("mailsync/fleet: creating %s: %w", s.table, err)
 	}
+	push := `CREATE TABLE IF NOT EXISTS ` + s.push + ` (
+	connection text PRIMARY KEY,
+	kind text NOT NULL DEFAULT '',
+	active integer NOT NULL DEFAULT 0,
+	holder text NOT NULL DEFAULT '',
+	since bigint NOT NULL DEFAULT 0,
+	expires bigint NOT NULL DEFAULT 0,
+	last_notification bigint NOT NULL DEFAULT 0,
+	last_error text NOT NULL DEFAULT '',
+	last_error_at bigint NOT NULL DEFAULT 0,
+	updated bigint NOT NULL DEFAULT 0
+)`
+	if _, err := s.db.ExecContext(ctx, push); err != nil {
+		return fmt.Errorf("mailsync/fleet: creating %s: %w", s.push, err)
+	}
+	trig := `CREATE TABLE IF NOT EXISTS ` + s.triggers + ` (
+	connection text PRIMARY KEY,
+	run text NOT NULL,
+	ended integer NOT NULL DEFAULT 0,
+	marked integer NOT NULL DEFAULT 0
+)`
+	if _, err := s.db.ExecContext(ctx, trig); err != nil {
+		return fmt.Errorf("mailsync/fleet: creating %s: %w", s.triggers, err)
+	}
 	return nil
+}
+
+// PushTable returns the push table's name.
+func (s *SQLHealth) PushTable() string { return s.push }
+
+// TriggerTable returns the trigger marks table's name.
+func (s *SQLHealth) TriggerTable() string { return s.triggers }
+
+const pushColumns = `kind, active, holder, since, expires, last_notification, last_error, last_error_at, updated`
+
+// pushSelect is the health columns and the push columns (COALESCEd, for a
+// connection without a push row) of the health table h left-joined with the
+// push table p.
+func (s *SQLHealth) pushSelect() string {
+	cols := strings.Split(strings.ReplaceAll(healthColumns, "\n\t", ""), ",")
+	for i, c := range cols {
+		cols[i] = "h." + strings.TrimSpace(c)
+	}
+	return `SELECT ` + strings.Join(cols, ", ") + `, COALESCE(p.kind, ''), COALESCE(p.active, 0), COALESCE(p.holder, ''),
+	COALESCE(p.since, 0), COALESCE(p.expires, 0), COALESCE(p.last_notification, 0), COALESCE(p.last_error, ''),
+	COALESCE(p.last_error_at, 0), COALESCE(p.updated, 0)
+	FROM ` + s.table + ` h LEFT JOIN ` + s.push + ` p ON p.connection = h.connection`
+}
+
+// pushDest returns the scan destinations of the push columns, and a
+// function that fills p from them.
+func pushDest(p *PushHealth) ([]any, func()) {
+	var (
+		kind                             string
+		active                           int64
+		since, expires, last, errAt, upd int64
+	)
+	dest := []any{&kind, &active, &p.Holder, &since, &expires, &last, &p.LastError, &errAt, &upd}
+	return dest, func() {
+		p.Kind, p.Active = PushKind(kind), active != 0
+		p.Since, p.Expires, p.LastNotification = fromMillis(since), fromMillis(expires), fromMillis(last)
+		p.LastErrorAt, p.Updated = fromMillis(errAt), fromMillis(upd)
+	}
+}
+
+// scanHealthPush scans a row of pushSelect.
+func scanHealthPush(r rowScanner) (Health, error) {
+	var h Health
+	var p PushHealth
+	pd, fill := pushDest(&p)
+	hd, hfill := healthDest(&h)
+	if err := r.Scan(append(hd, pd...)...); err != nil {
+		return Health{}, err
+	}
+	hfill()
+	fill()
+	h.Push = p
+	return h, nil
+}
+
+// UpdatePush implements PushHealthStore in one transaction; it also makes
+// the connection's health row, so List shows a connection pushed but
+// never synced.
+func (s *SQLHealth) UpdatePush(ctx context.Context, connection string, fn func(*PushHealth)) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("mailsync/fleet: push health: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+			err = fmt.Errorf("mailsync/fleet: push health: %w", err)
+		}
+	}()
+	if _, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+s.table+` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`), connection); err != nil {
+		return err
+	}
+	if _, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+s.push+` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`), connection); err != nil {
+		return err
+	}
+	sel := `SELECT ` + pushColumns + ` FROM ` + s.push + ` WHERE connection = ?`
+	if s.dialect == Postgres {
+		sel += ` FOR UPDATE`
+	}
+	var p PushHealth
+	dest, fill := pushDest(&p)
+	if err = tx.QueryRowContext(ctx, s.q(sel), connection).Scan(dest...); err != nil {
+		return err
+	}
+	fill()
+	fn(&p)
+	p.LastError = truncateUTF8(p.LastError, MaxErrorLen)
+	_, err = tx.ExecContext(ctx, s.q(`UPDATE `+s.push+` SET kind = ?, active = ?, holder = ?, since = ?, expires = ?,
+	last_notification = ?, last_error = ?, last_error_at = ?, updated = ? WHERE connection = ?`),
+		string(p.Kind), boolInt(p.Active), p.Holder, millis(p.Since), millis(p.Expires), millis(p.LastNotification),
+		p.LastError, millis(p.LastErrorAt), millis(p.Updated), connection)
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// MarkRun implements TriggerStore with one upsert: it marks run unless the
+// row says run has ended. The upsert and EndRun's are serialised by the
+// row's lock (PostgreSQL) or the database's (SQLite): a mark lands before
+// the run's end, and EndRun sees it, or after, and MarkRun reports
+// RunEnded.
+func (s *SQLHealth) MarkRun(ctx context.Context, connection, run string) (RunMark, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO `+s.triggers+` AS t (connection, run, ended, marked) VALUES (?, ?, 0, 1)
+	ON CONFLICT (connection) DO UPDATE SET run = excluded.run, ended = 0, marked = 1
+	WHERE t.run <> excluded.run OR t.ended = 0`), connection, run)
+	if err != nil {
+		return RunMarked, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return RunMarked, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
+	}
+	if n == 0 {
+		return RunEnded, nil
+	}
+	return RunMarked, nil
+}
+
+// EndRun implements TriggerStore with one upsert that records the end of
+// run and returns its mark (a mark of another run does not count).
+func (s *SQLHealth) EndRun(ctx context.Context, connection, run string) (bool, error) {
+	var marked int64
+	err := s.db.QueryRowContext(ctx, s.q(`INSERT INTO `+s.triggers+` AS t (connection, run, ended, marked) VALUES (?, ?, 1, 0)
+	ON CONFLICT (connection) DO UPDATE SET marked = CASE WHEN t.run = excluded.run THEN t.marked ELSE 0 END,
+	run = excluded.run, ended = 1
+	RETURNING marked`), connection, run).Scan(&marked)
+	if err != nil {
+		return false, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
+	}
+	return marked != 0, nil
 }
 
 const healthColumns = `connection, first_attempt, last_attempt, last_success, caught_up_at, consecutive_failures,
@@ -119,24 +300,33 @@ func (s *SQLHealth) q(query string) string {
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanHealth(r rowScanner) (Health, error) {
+// healthDest returns the scan destinations of healthColumns, and a
+// function that fills h from them.
+func healthDest(h *Health) ([]any, func()) {
 	var (
-		h                                        Health
 		first, last, success, caught, errAt, upd int64
 		oldest                                   int64
 		degraded, admin                          int64
 		kind                                     string
 	)
-	err := r.Scan(&h.Connection, &first, &last, &success, &caught, &h.ConsecutiveFailures,
-		&kind, &h.LastError, &errAt, &h.MessagesSynced, &h.Quarantined, &oldest, &degraded, &admin, &upd)
-	if err != nil {
+	dest := []any{&h.Connection, &first, &last, &success, &caught, &h.ConsecutiveFailures,
+		&kind, &h.LastError, &errAt, &h.MessagesSynced, &h.Quarantined, &oldest, &degraded, &admin, &upd}
+	return dest, func() {
+		h.FirstAttempt, h.LastAttempt, h.LastSuccess = fromMillis(first), fromMillis(last), fromMillis(success)
+		h.CaughtUpAt, h.LastErrorAt, h.Updated = fromMillis(caught), fromMillis(errAt), fromMillis(upd)
+		h.LastErrorKind = ErrorKind(kind)
+		h.OldestUnprocessed = time.Duration(oldest) * time.Millisecond
+		h.Degraded, h.NeedsAdmin = degraded != 0, admin != 0
+	}
+}
+
+func scanHealth(r rowScanner) (Health, error) {
+	var h Health
+	dest, fill := healthDest(&h)
+	if err := r.Scan(dest...); err != nil {
 		return Health{}, err
 	}
-	h.FirstAttempt, h.LastAttempt, h.LastSuccess = fromMillis(first), fromMillis(last), fromMillis(success)
-	h.CaughtUpAt, h.LastErrorAt, h.Updated = fromMillis(caught), fromMillis(errAt), fromMillis(upd)
-	h.LastErrorKind = ErrorKind(kind)
-	h.OldestUnprocessed = time.Duration(oldest) * time.Millisecond
-	h.Degraded, h.NeedsAdmin = degraded != 0, admin != 0
+	fill()
 	return h, nil
 }
 
@@ -163,7 +353,8 @@ func boolInt(b bool) int64 {
 
 // Update implements HealthStore in one transaction: it inserts the row if
 // missing (taking the write lock in SQLite), locks it (FOR UPDATE in
-// PostgreSQL), applies fn and writes it back.
+// PostgreSQL), applies fn and writes it back. before and after carry the
+// push state (Health.Push), which fn cannot change (UpdatePush does).
 func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Health)) (before, after Health, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -177,17 +368,18 @@ func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Heal
 	if _, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+s.table+` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`), connection); err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
-	sel := `SELECT ` + healthColumns + ` FROM ` + s.table + ` WHERE connection = ?`
+	sel := s.pushSelect() + ` WHERE h.connection = ?`
 	if s.dialect == Postgres {
-		sel += ` FOR UPDATE`
+		sel += ` FOR UPDATE OF h`
 	}
-	before, err = scanHealth(tx.QueryRowContext(ctx, s.q(sel), connection))
+	before, err = scanHealthPush(tx.QueryRowContext(ctx, s.q(sel), connection))
 	if err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
 	after = before
 	fn(&after)
 	after.Connection = connection
+	after.Push = before.Push // UpdatePush's
 	if len(after.LastError) > MaxErrorLen {
 		after.LastError = truncateUTF8(after.LastError, MaxErrorLen)
 	}
@@ -210,7 +402,7 @@ func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Heal
 
 // Get implements HealthStore.
 func (s *SQLHealth) Get(ctx context.Context, connection string) (Health, bool, error) {
-	h, err := scanHealth(s.db.QueryRowContext(ctx, s.q(`SELECT `+healthColumns+` FROM `+s.table+` WHERE connection = ?`), connection))
+	h, err := scanHealthPush(s.db.QueryRowContext(ctx, s.q(s.pushSelect()+` WHERE h.connection = ?`), connection))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Health{}, false, nil
 	}
@@ -222,14 +414,14 @@ func (s *SQLHealth) Get(ctx context.Context, connection string) (Health, bool, e
 
 // List implements HealthStore.
 func (s *SQLHealth) List(ctx context.Context) ([]Health, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+healthColumns+` FROM `+s.table+` ORDER BY connection`)
+	rows, err := s.db.QueryContext(ctx, s.pushSelect()+` ORDER BY h.connection`)
 	if err != nil {
 		return nil, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
 	defer rows.Close()
 	var out []Health
 	for rows.Next() {
-		h, err := scanHealth(rows)
+		h, err := scanHealthPush(rows)
 		if err != nil {
 			return nil, fmt.Errorf("mailsync/fleet: health: %w", err)
 		}
@@ -241,10 +433,13 @@ func (s *SQLHealth) List(ctx context.Context) ([]Health, error) {
 	return out, nil
 }
 
-// Delete implements HealthStore.
+// Delete implements HealthStore: it forgets the connection's health, push
+// state and trigger mark.
 func (s *SQLHealth) Delete(ctx context.Context, connection string) error {
-	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM `+s.table+` WHERE connection = ?`), connection); err != nil {
-		return fmt.Errorf("mailsync/fleet: health: %w", err)
+	for _, t := range []string{s.table, s.push, s.triggers} {
+		if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM `+t+` WHERE connection = ?`), connection); err != nil {
+			return fmt.Errorf("mailsync/fleet: health: %w", err)
+		}
 	}
 	return nil
 }

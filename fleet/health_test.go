@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -123,4 +124,130 @@ func TestPostgresPlaceholders(t *testing.T) {
 	if got := s.q("UPDATE t SET a = ?, b = ? WHERE c = ?"); got != "UPDATE t SET a = $1, b = $2 WHERE c = $3" {
 		t.Errorf("q = %q", got)
 	}
+}
+
+// testPushAndTriggerStore checks the push state and the trigger marks of a
+// store: round trip, scrub-free cut of the error, that Update keeps the
+// push state, List shows a connection pushed but never synced, Delete
+// forgets both, and the run marks' three answers.
+func testPushAndTriggerStore(t *testing.T, s HealthStore) {
+	ctx := context.Background()
+	ps, ok := s.(PushHealthStore)
+	if !ok {
+		t.Fatalf("%T is not a PushHealthStore", s)
+	}
+	t0 := time.UnixMilli(time.Now().UnixMilli())
+	want := PushHealth{Kind: PushGraph, Active: true, Holder: "host/1", Since: t0, Expires: t0.Add(72 * time.Hour),
+		LastNotification: t0.Add(time.Second), LastError: strings.Repeat("x", MaxErrorLen+10), LastErrorAt: t0, Updated: t0}
+	if err := ps.UpdatePush(ctx, "p", func(p *PushHealth) { *p = want }); err != nil {
+		t.Fatal(err)
+	}
+	want.LastError = want.LastError[:MaxErrorLen]
+	h, ok, err := s.Get(ctx, "p")
+	if err != nil || !ok || h.Push != want {
+		t.Fatalf("Get = %+v, %v, %v; want push %+v", h.Push, ok, err, want)
+	}
+	list, err := s.List(ctx)
+	if err != nil || len(list) != 1 || list[0].Push != want {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+	// A sync's Update keeps the push state.
+	if _, after, err := s.Update(ctx, "p", func(h *Health) { h.MessagesSynced++; h.Push = PushHealth{} }); err != nil || after.MessagesSynced != 1 {
+		t.Fatalf("Update = %+v, %v", after, err)
+	}
+	if h, _, _ := s.Get(ctx, "p"); h.Push != want || h.MessagesSynced != 1 {
+		t.Errorf("after Update: %+v", h)
+	}
+	if err := ps.UpdatePush(ctx, "p", func(p *PushHealth) { p.Active = false }); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, _ := s.Get(ctx, "p"); h.Push.Active || h.Push.Kind != PushGraph {
+		t.Errorf("after UpdatePush: %+v", h.Push)
+	}
+
+	ts, ok := s.(TriggerStore)
+	if !ok {
+		t.Fatalf("%T is not a TriggerStore", s)
+	}
+	// A run ends unmarked; a mark after its end is refused.
+	if marked, err := ts.EndRun(ctx, "p", "1/1"); err != nil || marked {
+		t.Errorf("EndRun unmarked = %v, %v", marked, err)
+	}
+	if m, err := ts.MarkRun(ctx, "p", "1/1"); err != nil || m != RunEnded {
+		t.Errorf("MarkRun after the end = %v, %v", m, err)
+	}
+	// Marks during the next run: one mark, seen once at its end.
+	for range 3 {
+		if m, err := ts.MarkRun(ctx, "p", "1/2"); err != nil || m != RunMarked {
+			t.Errorf("MarkRun during the run = %v, %v", m, err)
+		}
+	}
+	if marked, err := ts.EndRun(ctx, "p", "1/2"); err != nil || !marked {
+		t.Errorf("EndRun marked = %v, %v", marked, err)
+	}
+	if m, err := ts.MarkRun(ctx, "p", "1/2"); err != nil || m != RunEnded {
+		t.Errorf("MarkRun after the marked end = %v, %v", m, err)
+	}
+	// A mark of another run does not count for this one.
+	if m, err := ts.MarkRun(ctx, "p", "1/3"); err != nil || m != RunMarked {
+		t.Errorf("MarkRun = %v, %v", m, err)
+	}
+	if marked, err := ts.EndRun(ctx, "p", "1/4"); err != nil || marked {
+		t.Errorf("EndRun of a run not marked = %v, %v", marked, err)
+	}
+
+	// Concurrent marks and the end: the end sees the mark, or the mark
+	// sees the end.
+	for i := range 20 {
+		run := fmt.Sprintf("2/%d", i)
+		var wg sync.WaitGroup
+		var m RunMark
+		var marked bool
+		var merr, eerr error
+		wg.Go(func() { m, merr = ts.MarkRun(ctx, "p", run) })
+		wg.Go(func() { marked, eerr = ts.EndRun(ctx, "p", run) })
+		wg.Wait()
+		if merr != nil || eerr != nil {
+			t.Fatal(merr, eerr)
+		}
+		if (m == RunMarked) != marked {
+			t.Errorf("run %s: MarkRun %v, EndRun marked %v: a mark lost or counted after the end", run, m, marked)
+		}
+	}
+
+	if err := s.Delete(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.Get(ctx, "p"); ok {
+		t.Error("p still there after Delete")
+	}
+}
+
+func TestPushAndTriggerStores(t *testing.T) {
+	db := openSQLite(t)
+	// A database of the version before push: the health table alone,
+	// with a row. Migrate adds the push and trigger tables and keeps it.
+	if _, err := db.Exec(`CREATE TABLE mailsync_fleet_health (
+	connection text PRIMARY KEY, first_attempt bigint NOT NULL DEFAULT 0, last_attempt bigint NOT NULL DEFAULT 0,
+	last_success bigint NOT NULL DEFAULT 0, caught_up_at bigint NOT NULL DEFAULT 0, consecutive_failures integer NOT NULL DEFAULT 0,
+	last_error_kind text NOT NULL DEFAULT '', last_error text NOT NULL DEFAULT '', last_error_at bigint NOT NULL DEFAULT 0,
+	messages_synced bigint NOT NULL DEFAULT 0, quarantined bigint NOT NULL DEFAULT 0, oldest_unprocessed bigint NOT NULL DEFAULT 0,
+	degraded integer NOT NULL DEFAULT 0, needs_admin integer NOT NULL DEFAULT 0, updated bigint NOT NULL DEFAULT 0);
+	INSERT INTO mailsync_fleet_health (connection, messages_synced) VALUES ('old', 7)`); err != nil {
+		t.Fatal(err)
+	}
+	sqlh := sqliteHealth(t, db)
+	if h, ok, err := sqlh.Get(context.Background(), "old"); err != nil || !ok || h.MessagesSynced != 7 || h.Push != (PushHealth{}) {
+		t.Fatalf("the old row after Migrate: %+v, %v, %v", h, ok, err)
+	}
+	if err := sqlh.Delete(context.Background(), "old"); err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]HealthStore{"memory": NewMemoryHealth(), "sql": sqlh} {
+		t.Run(name, func(t *testing.T) { testPushAndTriggerStore(t, s) })
+	}
+}
+
+func TestPostgresPushAndTriggerStore(t *testing.T) {
+	testPushAndTriggerStore(t, postgresHealth(t, postgresDB(t)))
 }

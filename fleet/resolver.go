@@ -77,6 +77,9 @@ type Target struct {
 	// Interval, when positive, replaces Config.Interval for this
 	// connection from its next run on.
 	Interval time.Duration
+	// BackstopInterval, when positive, replaces Config.BackstopInterval
+	// for this connection: the interval while its push works.
+	BackstopInterval time.Duration
 	// Secrets are the credentials the Connector carries (a password, a
 	// refresh token, a client secret). They are scrubbed, in all their
 	// encodings, from the error message kept in Health; the typed password

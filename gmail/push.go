@@ -89,6 +89,14 @@ type PushOptions struct {
 	// Required. It runs in Handler's request: return quickly (hand the
 	// work to a queue, e.g. the fleet's Trigger).
 	OnChange func(connection string)
+	// Connections, when set, names the connections that read the mailbox
+	// email (lower case) when this Push watches none of them — another
+	// process of the host holds their watch (a fleet's push lease) — so
+	// that a delivery reaching this process still calls OnChange for
+	// them. Without it, such a delivery is acknowledged and dropped. Their
+	// deliveries are deduplicated by messageId and, with Cursor, skipped
+	// when the cursor already reached the historyId.
+	Connections func(ctx context.Context, email string) []string
 	// Cursor, when set, returns the connection's stored cursor; a
 	// delivery whose historyId the cursor already reached is ignored. An
 	// error or a cursor that is not a Gmail one calls OnChange.
@@ -588,12 +596,16 @@ func (p *Push) notify(ctx context.Context, messageID, email string, hid uint64) 
 		}
 	}
 	p.mu.Unlock()
+	elsewhere := false
+	if len(names) == 0 && p.opts.Connections != nil {
+		names, elsewhere = slices.Clone(p.opts.Connections(ctx, email)), true
+	}
 	slices.Sort(names)
 	if len(names) == 0 {
 		p.log.DebugContext(ctx, "gmail push: notification for a mailbox not watched", "message_id", messageID)
 	}
 	for _, name := range names {
-		if p.current(ctx, name, hid) {
+		if p.current(ctx, name, hid, elsewhere) {
 			p.log.DebugContext(ctx, "gmail push: already synced", "connection", name, "history_id", hid)
 			continue
 		}
@@ -605,8 +617,9 @@ func (p *Push) notify(ctx context.Context, messageID, email string, hid uint64) 
 // current reports whether the connection named name has seen history id
 // hid already: its cursor is at or past it (PushOptions.Cursor), or,
 // without Cursor, an OnChange for it or a later id was made. Otherwise
-// it records hid as notified.
-func (p *Push) current(ctx context.Context, name string, hid uint64) bool {
+// it records hid as notified. elsewhere: the connection is watched by
+// another process (PushOptions.Connections), so only the cursor tells.
+func (p *Push) current(ctx context.Context, name string, hid uint64, elsewhere bool) bool {
 	if p.opts.Cursor != nil {
 		cur, err := p.opts.Cursor(ctx, name)
 		if err != nil {
@@ -615,6 +628,9 @@ func (p *Push) current(ctx context.Context, name string, hid uint64) bool {
 		}
 		pc, err := parseCursor(string(cur))
 		return err == nil && pc.history >= hid
+	}
+	if elsewhere {
+		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -595,3 +595,45 @@ func TestPushConcurrentRedeliveries(t *testing.T) {
 		t.Errorf("OnChange %v, want 1", got)
 	}
 }
+
+// TestPushConnectionsWatchedElsewhere: a Push that watches nothing itself
+// (another process of the host holds the watch) still calls OnChange for
+// the connections PushOptions.Connections names for the mailbox, once per
+// delivery; without them, or for another mailbox, it calls nothing.
+func TestPushConnectionsWatchedElsewhere(t *testing.T) {
+	var asked []string
+	pe := newPushEnv(t, fakegmail.Options{}, func(o *gmail.PushOptions) {
+		o.Connections = func(_ context.Context, email string) []string {
+			asked = append(asked, email)
+			if email == "support@example.com" {
+				return []string{"support-gmail"}
+			}
+			return nil
+		}
+	})
+	tok := signJWT(t, testKeys(), "k1", goodClaims())
+	if code := pe.deliver(tok, "m1", "Support@Example.com", 100); code != 204 {
+		t.Fatalf("delivery: %d, want 204", code)
+	}
+	if got := pe.changeList(); !slices.Equal(got, []string{"support-gmail"}) {
+		t.Fatalf("OnChange calls %v, want one for support-gmail", got)
+	}
+	pe.deliver(tok, "m1", "support@example.com", 100) // redelivered
+	pe.deliver(tok, "m2", "other@example.com", 101)   // another mailbox
+	if got := pe.changeList(); len(got) != 1 {
+		t.Fatalf("OnChange calls %v, want still one", got)
+	}
+	pe.deliver(tok, "m3", "support@example.com", 102)
+	if got := pe.changeList(); len(got) != 2 {
+		t.Fatalf("OnChange calls %v after a new delivery, want two", got)
+	}
+	if !slices.Equal(asked, []string{"support@example.com", "other@example.com", "support@example.com"}) {
+		t.Errorf("Connections asked for %v", asked)
+	}
+
+	plain := newPushEnv(t, fakegmail.Options{}, nil)
+	plain.deliver(tok, "m1", "support@example.com", 100)
+	if got := plain.changeList(); len(got) != 0 {
+		t.Errorf("without Connections: OnChange calls %v, want none", got)
+	}
+}
