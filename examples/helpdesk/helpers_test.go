@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -73,7 +74,7 @@ func newHarness(t *testing.T, postgres string) *harness {
 		t.Fatal(err)
 	}
 	h.app = app
-	h.srv = httptest.NewServer(app.Handler())
+	h.srv = httptest.NewServer(h.recording(app.Handler()))
 	jar, _ := cookiejar.New(nil)
 	h.client = &http.Client{Jar: jar, Timeout: 30 * time.Second}
 	t.Cleanup(func() {
@@ -83,15 +84,31 @@ func newHarness(t *testing.T, postgres string) *harness {
 	return h
 }
 
+// recording keeps every response the server sends (to the Go client or
+// to the browser), headers included, for the secret scan.
+func (h *harness) recording(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		var hdr bytes.Buffer
+		rec.Header().Write(&hdr)
+		h.mu.Lock()
+		h.pages = append(h.pages, r.Method+" "+r.URL.String()+"\n"+hdr.String()+"\n"+rec.Body.String())
+		h.mu.Unlock()
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	})
+}
+
 func (h *harness) record(resp *http.Response) string {
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.mu.Lock()
-	h.pages = append(h.pages, resp.Request.URL.Path+"\n"+string(body))
-	h.mu.Unlock()
 	return string(body)
 }
 
@@ -181,28 +198,26 @@ func (h *harness) tables() []string {
 	return out
 }
 
-// assertNoSecret scans every row of every table, every log line and every
-// page served so far for each secret, in every encoding redact knows.
-func (h *harness) assertNoSecret(secrets ...string) {
+// findLeaks scans every row of every table, every log line and every
+// response served so far for each secret, in every encoding redact knows,
+// and returns where it found one (by source: "database", "log", "page").
+func (h *harness) findLeaks(secrets ...string) map[string][]string {
 	h.t.Helper()
+	found := map[string][]string{}
 	tables := h.tables()
 	counts, leaks, err := secretscan.Rows(context.Background(), h.app.st.db, tables, secrets...)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	for _, l := range leaks {
-		h.t.Errorf("database: %s", l)
+		found["database"] = append(found["database"], l.String())
 	}
 	total := 0
 	for _, n := range counts {
 		total += n
 	}
 	for _, want := range []string{"hd_connections", "hd_tickets", "river_job"} {
-		found := false
-		for _, tb := range tables {
-			found = found || tb == want
-		}
-		if !found {
+		if counts[want] == 0 && !slices.Contains(tables, want) {
 			h.t.Errorf("table %s was not scanned (tables: %v)", want, tables)
 		}
 	}
@@ -216,17 +231,28 @@ func (h *harness) assertNoSecret(secrets ...string) {
 	h.mu.Unlock()
 	for _, f := range forms {
 		if strings.Contains(logs, f) {
-			h.t.Errorf("a log line holds a secret (form %q)", f)
+			found["log"] = append(found["log"], fmt.Sprintf("form %q", f))
 		}
 		for _, p := range pages {
 			if strings.Contains(p, f) {
-				h.t.Errorf("page %s holds a secret (form %q)", strings.SplitN(p, "\n", 2)[0], f)
+				found["page"] = append(found["page"], fmt.Sprintf("%s: form %q", strings.SplitN(p, "\n", 2)[0], f))
 			}
 		}
 	}
-	h.t.Logf("secret scan: %d tables, %d rows, %d log bytes, %d pages: clean", len(tables), total, len(logs), len(pages))
-	if total == 0 || len(pages) == 0 {
+	h.t.Logf("secret scan: %d tables, %d rows, %d log bytes, %d responses", len(tables), total, len(logs), len(pages))
+	if total == 0 || len(pages) == 0 || logs == "" {
 		h.t.Error("the scan read nothing")
+	}
+	return found
+}
+
+// assertNoSecret fails the test when findLeaks finds any secret.
+func (h *harness) assertNoSecret(secrets ...string) {
+	h.t.Helper()
+	for src, ls := range h.findLeaks(secrets...) {
+		for _, l := range ls {
+			h.t.Errorf("%s holds a secret: %s", src, l)
+		}
 	}
 }
 

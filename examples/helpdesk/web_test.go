@@ -366,6 +366,13 @@ func syncEndToEnd(t *testing.T, h *harness) {
 	if ticketCount != 5 {
 		t.Errorf("%d tickets in the table", ticketCount)
 	}
+	// The scan is not blind: it finds what is there, in all three places.
+	seen := h.findLeaks("Impressora do 2º andar", "connection=Suporte")
+	for _, src := range []string{"database", "log", "page"} {
+		if len(seen[src]) == 0 {
+			t.Errorf("the scan of the %s finds nothing that is there", src)
+		}
+	}
 	h.assertNoSecret(password, wrong)
 }
 
