@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
 	"strings"
 
 	"github.com/mailsync/mailsync"
@@ -72,6 +78,29 @@ func seedMapping(ticketType string) mailsync.Mapping {
 	}}
 }
 
+// screenshotPNG draws the customer's "screenshot" of an error dialog (a
+// window with a title bar and a red icon), base64 in 76-column lines.
+func screenshotPNG() string {
+	img := image.NewRGBA(image.Rect(0, 0, 240, 90))
+	fill := func(r image.Rectangle, c color.RGBA) { draw.Draw(img, r, &image.Uniform{c}, image.Point{}, draw.Src) }
+	fill(img.Bounds(), color.RGBA{0xf0, 0xf0, 0xf0, 0xff})
+	fill(image.Rect(0, 0, 240, 18), color.RGBA{0x1f, 0x3a, 0x5f, 0xff})
+	fill(image.Rect(16, 34, 56, 74), color.RGBA{0xc6, 0x28, 0x28, 0xff})
+	fill(image.Rect(33, 40, 39, 60), color.RGBA{0xff, 0xff, 0xff, 0xff})
+	fill(image.Rect(33, 64, 39, 70), color.RGBA{0xff, 0xff, 0xff, 0xff})
+	for y := 38; y < 72; y += 10 {
+		fill(image.Rect(72, y, 220-y, y+4), color.RGBA{0x88, 0x88, 0x88, 0xff})
+	}
+	var buf bytes.Buffer
+	png.Encode(&buf, img)
+	enc := base64.StdEncoding.EncodeToString(buf.Bytes())
+	var lines []string
+	for len(enc) > 76 {
+		lines, enc = append(lines, enc[:76]), enc[76:]
+	}
+	return strings.Join(append(lines, enc), "\r\n")
+}
+
 // nested wraps a text part in depth multipart/mixed levels: valid MIME,
 // but deeper than syncLimits allows, so a sync quarantines it.
 func nested(depth int) string {
@@ -88,7 +117,7 @@ func nested(depth int) string {
 
 // seedMails are realistic messages a helpdesk mailbox receives (the first
 // five as in examples/demo).
-var seedMails = []string{
+var seedMails = []string{ // a var, not a const: the image is drawn at start-up
 	// A Portuguese subject with accents, encoded words, ISO-8859-1 quoted-printable body.
 	"From: =?ISO-8859-1?Q?Jo=E3o_Gon=E7alves?= <joao.goncalves@cliente.pt>\r\n" +
 		"To: Suporte <suporte@empresa.pt>\r\n" +
@@ -115,7 +144,7 @@ var seedMails = []string{
 		"<p>Podem ajudar?<br>Maria</p></body></html>\r\n" +
 		"--rel\r\nContent-Type: image/png\r\nContent-ID: <erro@parceiro>\r\nContent-Disposition: inline; filename=\"erro.png\"\r\n" +
 		"Content-Transfer-Encoding: base64\r\n\r\n" +
-		"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==\r\n" +
+		screenshotPNG() + "\r\n" +
 		"--rel--\r\n",
 
 	// An attachment with an RFC 2231 file name.
