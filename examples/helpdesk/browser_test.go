@@ -1,6 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +27,10 @@ import (
 // deadline (browsertest.WithTimeout); under CI=true a missing Chromium
 // fails the test.
 //
-// The screenshots of the main pages are saved by the same test:
+// The screenshots of the main pages are saved by the same test (the
+// committed ones in screenshots/ were made so):
 //
-//	MAILSYNC_SCREENSHOTS=$PWD/examples/helpdesk/screenshots go test -run TestBrowser ./examples/helpdesk/
+//	MAILSYNC_SCREENSHOTS=$PWD/examples/helpdesk/screenshots go test -count=1 -run TestBrowser ./examples/helpdesk/
 func TestBrowser(t *testing.T) {
 	h := newHarness(t, "")
 	b := browsertest.New(t, browsertest.WithTimeout(3*time.Minute), browsertest.WithWindowSize(1100, 800))
@@ -45,7 +54,7 @@ func TestBrowser(t *testing.T) {
 	if got := b.Text("#err-connected_with"); !strings.Contains(got, "tipo de ticket") {
 		t.Errorf("error at connected with: %q", got)
 	}
-	b.SaveScreenshot("connection-form-error")
+	shot(t, b, "connection-form-error")
 	b.Fill("#server", "mail.empresa.pt")
 	b.Click(`input[name="connected_with"][value="request"]`)
 	b.ClickAndWait("#save")
@@ -71,17 +80,17 @@ func TestBrowser(t *testing.T) {
 	if got := b.Text("#oauth-microsoft_graph"); !strings.Contains(got, "ID do Diretório (tenant)") || !strings.Contains(got, "URL do Endpoint de Token") {
 		t.Errorf("Graph block: %q", got)
 	}
-	b.SaveScreenshot("connection-form-oauth")
+	shot(t, b, "connection-form-oauth")
 
 	// Test the connection, with the password typed in the dialog.
 	b.Navigate(base + "/connections")
-	b.SaveScreenshot("connections")
+	shot(t, b, "connections")
 	b.Click(`a.sync[data-name="Suporte"]`)
 	if !eval(t, b, `document.getElementById("sync-dialog").open`) {
 		t.Fatal("the sync dialog did not open")
 	}
 	b.Fill("#sync-password", password)
-	b.SaveScreenshot("sync-dialog")
+	shot(t, b, "sync-dialog")
 	b.ClickAndWait("#test-submit")
 	if got := b.Text("#check-state"); got != "Ligação bem-sucedida" {
 		t.Errorf("test connection: %q / %q", got, b.Text("main"))
@@ -100,14 +109,14 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("%s = %q, want %s", sel, got, want)
 		}
 	}
-	b.SaveScreenshot("sync-report")
+	shot(t, b, "sync-report")
 	if eval(t, b, `document.getElementById("sync-password") !== null`) {
 		t.Error("the report page carries a password field")
 	}
 
 	// The tickets; the reply is a follow-up of its ticket.
 	b.Navigate(base + "/tickets")
-	b.SaveScreenshot("tickets")
+	shot(t, b, "tickets")
 	var href string
 	var err error
 	if href, err = chromedp.Run(b.Ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("a.ticket-title")].find(a => a.textContent.startsWith("Impressora")).getAttribute("href")`)); err != nil {
@@ -117,7 +126,7 @@ func TestBrowser(t *testing.T) {
 	if got := b.Text("#followups"); !strings.Contains(got, "Seguimentos (1)") || !strings.Contains(got, "Entretanto reiniciei a impressora") {
 		t.Errorf("follow-ups: %q", got)
 	}
-	b.SaveScreenshot("ticket-followup")
+	shot(t, b, "ticket-followup")
 	b.Navigate(base + "/tickets")
 	if href, err = chromedp.Run(b.Ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("a.ticket-title")].find(a => a.textContent.startsWith("Erro ao aceder")).getAttribute("href")`)); err != nil {
 		t.Fatal(err)
@@ -126,7 +135,7 @@ func TestBrowser(t *testing.T) {
 	if !eval(t, b, `(() => { const i = document.querySelector(".mail-html img"); return !!i && i.complete && i.naturalWidth > 0 && i.getAttribute("src").startsWith("/attachments/"); })()`) {
 		t.Error("the inline image is not shown")
 	}
-	b.SaveScreenshot("ticket-inline-image")
+	shot(t, b, "ticket-inline-image")
 
 	// Replay the quarantined mail.
 	b.Navigate(base + "/quarantine")
@@ -137,9 +146,9 @@ func TestBrowser(t *testing.T) {
 	if got := b.Text(".replayed"); !strings.Contains(got, "created") {
 		t.Errorf("replay: %q", got)
 	}
-	b.SaveScreenshot("quarantine-replayed")
+	shot(t, b, "quarantine-replayed")
 	b.Navigate(base + "/mappings/request")
-	b.SaveScreenshot("mapping")
+	shot(t, b, "mapping")
 	b.Navigate(base + "/tickets?lang=en")
 	if got := b.Text("header nav"); !strings.Contains(got, "E-mail connections") {
 		t.Errorf("English nav: %q", got)
@@ -153,6 +162,57 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	h.assertNoSecret(password)
+}
+
+// shot saves a screenshot of the page as $MAILSYNC_SCREENSHOTS/name.png
+// (nothing without it), reduced to a 256-colour palette to keep the
+// committed files small.
+func shot(t *testing.T, b *browsertest.Browser, name string) {
+	t.Helper()
+	dir := os.Getenv(browsertest.EnvScreenshots)
+	if dir == "" {
+		return
+	}
+	src, err := png.Decode(bytes.NewReader(b.ScreenshotPNG()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pal := image.NewPaletted(src.Bounds(), topColors(src, 256))
+	draw.Draw(pal, pal.Rect, src, src.Bounds().Min, draw.Src)
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, pal); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s (%d KB)", path, buf.Len()/1024)
+}
+
+// topColors returns the n most frequent colours of img: a page is mostly
+// flat colours, so they make a palette that keeps it looking as it does.
+func topColors(img image.Image, n int) color.Palette {
+	count := map[color.RGBA]int{}
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			count[color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)]++
+		}
+	}
+	cs := make([]color.RGBA, 0, len(count))
+	for c := range count {
+		cs = append(cs, c)
+	}
+	sort.Slice(cs, func(i, j int) bool { return count[cs[i]] > count[cs[j]] })
+	var p color.Palette
+	for i := 0; i < len(cs) && i < n; i++ {
+		p = append(p, cs[i])
+	}
+	return p
 }
 
 // eval evaluates a boolean JavaScript expression in the page.
