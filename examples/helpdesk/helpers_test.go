@@ -62,14 +62,18 @@ type harness struct {
 	pages []string
 }
 
-func newHarness(t *testing.T, postgres string) *harness {
+func newHarness(t *testing.T, postgres string, opts ...func(*Config)) *harness {
 	t.Helper()
 	logs := &logBuffer{}
 	h := &harness{t: t, logs: logs, dir: t.TempDir()}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	app, err := Open(ctx, Config{DataDir: h.dir, Postgres: postgres, Lang: "pt",
-		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	cfg := Config{DataDir: h.dir, Postgres: postgres, Lang: "pt",
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	app, err := Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

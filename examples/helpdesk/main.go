@@ -70,6 +70,10 @@ type Config struct {
 	NoSeed      bool   // no demo mailbox
 	Interval    time.Duration
 	Logger      *slog.Logger
+
+	// seedTokenCheck, set by tests, makes the demo server accept XOAUTH2
+	// tokens it approves.
+	seedTokenCheck func(user, token string) bool
 }
 
 // App is the running backend.
@@ -176,7 +180,7 @@ func Open(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 	if !cfg.NoSeed {
 		a.SeedPassword = "demo-" + randomHex(6)
-		if a.seed, err = startSeedServer(seedUser, a.SeedPassword); err != nil {
+		if a.seed, err = startSeedServerOAuth(seedUser, a.SeedPassword, cfg.seedTokenCheck); err != nil {
 			return nil, err
 		}
 		a.closers = append(a.closers, a.seed.Close)
@@ -251,7 +255,9 @@ func Open(ctx context.Context, cfg Config) (a *App, err error) {
 			return nil, err
 		}
 	}
-	if err := a.fleet.Start(ctx); err != nil {
+	// River stops its client when Start's context ends: give it the app's
+	// lifetime, not Open's (which may be a start-up timeout).
+	if err := a.fleet.Start(a.ctx); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() {

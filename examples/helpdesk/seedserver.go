@@ -8,15 +8,18 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"io"
 	"log"
 	"math/big"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
 )
 
 // seedServer is go-imap's in-memory IMAP server on a loopback port, with
@@ -32,6 +35,13 @@ type seedServer struct {
 }
 
 func startSeedServer(user, password string) (*seedServer, error) {
+	return startSeedServerOAuth(user, password, nil)
+}
+
+// startSeedServerOAuth also accepts SASL XOAUTH2 (IMAP's OAuth login) when
+// checkToken approves the user's bearer token; the tests use it to sync an
+// OAuth connection through the fleet.
+func startSeedServerOAuth(user, password string, checkToken func(user, token string) bool) (*seedServer, error) {
 	cert, pool, err := selfSignedCert()
 	if err != nil {
 		return nil, err
@@ -44,6 +54,9 @@ func startSeedServer(user, password string) (*seedServer, error) {
 	mem.AddUser(u)
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			if checkToken != nil {
+				return &xoauth2Session{SessionIMAP4rev2: mem.NewSession().(imapserver.SessionIMAP4rev2), check: checkToken, password: password}, nil, nil
+			}
 			return mem.NewSession(), nil, nil
 		},
 		Caps:   imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}, imap.CapUIDPlus: {}, imap.CapMove: {}},
@@ -99,4 +112,46 @@ func selfSignedCert() (tls.Certificate, *x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
+}
+
+// xoauth2Session adds SASL XOAUTH2 to the in-memory server's session: a
+// valid bearer token logs the user in.
+type xoauth2Session struct {
+	imapserver.SessionIMAP4rev2 // the in-memory session (IMAP4rev2, as advertised)
+	check                       func(user, token string) bool
+	password                    string
+}
+
+func (s *xoauth2Session) AuthenticateMechanisms() []string { return []string{"XOAUTH2"} }
+
+func (s *xoauth2Session) Authenticate(mech string) (sasl.Server, error) {
+	if mech != "XOAUTH2" {
+		return nil, errors.New("unsupported mechanism")
+	}
+	return &xoauth2Server{s: s}, nil
+}
+
+type xoauth2Server struct{ s *xoauth2Session }
+
+// Next takes the XOAUTH2 initial response: "user=U\x01auth=Bearer T\x01\x01".
+func (x *xoauth2Server) Next(resp []byte) ([]byte, bool, error) {
+	if resp == nil {
+		return []byte{}, false, nil
+	}
+	var user, token string
+	for _, kv := range strings.Split(string(resp), "\x01") {
+		if v, ok := strings.CutPrefix(kv, "user="); ok {
+			user = v
+		}
+		if v, ok := strings.CutPrefix(kv, "auth=Bearer "); ok {
+			token = v
+		}
+	}
+	if user == "" || token == "" || !x.s.check(user, token) {
+		return nil, false, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "invalid token"}
+	}
+	if err := x.s.SessionIMAP4rev2.Login(user, x.s.password); err != nil {
+		return nil, false, err
+	}
+	return nil, true, nil
 }
