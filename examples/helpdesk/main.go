@@ -180,7 +180,7 @@ func Open(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 	if !cfg.NoSeed {
 		a.SeedPassword = "demo-" + randomHex(6)
-		if a.seed, err = startSeedServerOAuth(seedUser, a.SeedPassword, cfg.seedTokenCheck); err != nil {
+		if a.seed, err = startSeedServer(seedUser, a.SeedPassword, cfg.seedTokenCheck); err != nil {
 			return nil, err
 		}
 		a.closers = append(a.closers, a.seed.Close)

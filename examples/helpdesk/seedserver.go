@@ -34,14 +34,11 @@ type seedServer struct {
 	ln      net.Listener
 }
 
-func startSeedServer(user, password string) (*seedServer, error) {
-	return startSeedServerOAuth(user, password, nil)
-}
-
-// startSeedServerOAuth also accepts SASL XOAUTH2 (IMAP's OAuth login) when
-// checkToken approves the user's bearer token; the tests use it to sync an
-// OAuth connection through the fleet.
-func startSeedServerOAuth(user, password string, checkToken func(user, token string) bool) (*seedServer, error) {
+// startSeedServer starts the server with one user and an empty INBOX.
+// With checkToken set, it also accepts SASL XOAUTH2 (IMAP's OAuth login)
+// when checkToken approves the user's bearer token; the tests use it to
+// sync an OAuth connection through the fleet.
+func startSeedServer(user, password string, checkToken func(user, token string) bool) (*seedServer, error) {
 	cert, pool, err := selfSignedCert()
 	if err != nil {
 		return nil, err

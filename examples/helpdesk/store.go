@@ -149,11 +149,6 @@ var schema = []string{
 		replay_ticket TEXT NOT NULL)`,
 }
 
-// hostTables lists the host's tables (the secret scan of the tests reads
-// every one of them, with mailsync's and River's).
-var hostTables = []string{"hd_connections", "hd_ticket_types", "hd_mapping_fields", "hd_rules",
-	"hd_tickets", "hd_followups", "hd_attachments", "hd_quarantine"}
-
 // Migrate creates the host's tables.
 func (s *Store) Migrate(ctx context.Context) error {
 	for _, stmt := range schema {

@@ -334,7 +334,7 @@ func syncEndToEnd(t *testing.T, h *harness) {
 	if raw != seedMails[len(seedMails)-1] {
 		t.Errorf("raw download differs from the mail (%d bytes)", len(raw))
 	}
-	_, final, body = h.post("/quarantine/"+qid+"/replay", nil)
+	_, _, body = h.post("/quarantine/"+qid+"/replay", nil)
 	mustContain(t, "replay", body, "Reprocessado: created")
 	_, _, body = h.post("/quarantine/"+qid+"/replay", nil)
 	mustContain(t, "replay again", body, "Reprocessado: duplicate")
