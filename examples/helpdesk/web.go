@@ -15,6 +15,7 @@ import (
 	"html/template"
 	"io/fs"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -58,6 +59,13 @@ const sessionKey ctxKey = 0
 // session, else 403.
 func (a *App) secure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.cfg.AllowRemote && !loopbackHost(r.Host) {
+			// A page on another site can point its own host name at
+			// 127.0.0.1 (DNS rebinding) and read these pages as same-origin;
+			// a loopback-only backend answers loopback host names only.
+			http.Error(w, "421 misdirected request: this backend answers localhost only", http.StatusMisdirectedRequest)
+			return
+		}
 		h := w.Header()
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Frame-Options", "DENY")
@@ -88,6 +96,14 @@ func (a *App) secure(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionKey, sid)))
 	})
+}
+
+func loopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	return mailsync.IsLoopbackHost(host)
 }
 
 // csrfToken is the session's CSRF token: an HMAC of the session id, so the

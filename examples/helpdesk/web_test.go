@@ -188,6 +188,24 @@ func TestSecurityHeaders(t *testing.T) {
 	mustContain(t, "dialog", body, `type="password" id="sync-password" name="password" autocomplete="new-password"`)
 }
 
+// TestDNSRebinding: a loopback backend answers loopback host names only.
+func TestDNSRebinding(t *testing.T) {
+	h := newHarness(t, "")
+	for host, want := range map[string]int{"attacker.example": http.StatusMisdirectedRequest, "attacker.example:80": http.StatusMisdirectedRequest,
+		"localhost:8080": 200, "127.0.0.1": 200, "[::1]:8080": 200} {
+		req, _ := http.NewRequest("GET", h.srv.URL+"/connections", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+}
+
 func TestRefuseRemoteBind(t *testing.T) {
 	for addr, ok := range map[string]bool{"127.0.0.1:0": true, "localhost:8080": true, "[::1]:0": true, "0.0.0.0:8080": false, ":8080": false, "192.0.2.1:80": false} {
 		if err := checkAddr(addr, false); (err == nil) != ok {
