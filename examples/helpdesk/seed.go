@@ -44,6 +44,9 @@ func seed(ctx context.Context, st *Store, host string, port int) error {
 			}
 		}
 	}
+	if host == "" {
+		return nil // -no-seed: no demo mailbox to point at
+	}
 	row, err := st.Connection(ctx, seedConnection)
 	switch {
 	case err == ErrNotFound:

@@ -206,6 +206,18 @@ func TestDNSRebinding(t *testing.T) {
 	}
 }
 
+// TestNoSeed: without the demo mailbox no demo connection is made.
+func TestNoSeed(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.NoSeed = true })
+	rows, err := h.app.st.Connections(context.Background())
+	if err != nil || len(rows) != 0 {
+		t.Errorf("connections %v, %v", rows, err)
+	}
+	if types, _ := h.app.st.TicketTypes(context.Background()); len(types) != 2 {
+		t.Errorf("ticket types %v", types)
+	}
+}
+
 func TestRefuseRemoteBind(t *testing.T) {
 	for addr, ok := range map[string]bool{"127.0.0.1:0": true, "localhost:8080": true, "[::1]:0": true, "0.0.0.0:8080": false, ":8080": false, "192.0.2.1:80": false} {
 		if err := checkAddr(addr, false); (err == nil) != ok {
@@ -450,4 +462,40 @@ func TestSealedSecrets(t *testing.T) {
 		t.Errorf("env key: %v", err)
 	}
 	_ = strconv.Itoa
+}
+
+// TestTwoInstancesPostgres: two backends on one PostgreSQL database share
+// the work: a sync typed into either shows on both, and two syncs of the
+// same connection started at once on the two instances make each ticket
+// once (the lease lets one run; the other waits its turn or reports busy).
+func TestTwoInstancesPostgres(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := newHarness(t, dsn)
+	b := newHarness(t, dsn, func(c *Config) { c.NoSeed = true })
+	b.app.resolver.rootCAs.AddCert(a.app.seed.cert) // b reaches a's demo mailbox
+	password := a.app.SeedPassword
+
+	_, runA, _ := a.post("/connections/Suporte/sync", url.Values{"password": {password}})
+	_, runB, _ := b.post("/connections/Suporte/sync", url.Values{"password": {password}})
+	stA, stB := a.waitRun(runA), b.waitRun(runB)
+	busy := 0
+	for _, st := range []runStatus{stA, stB} {
+		if st.Error != "" {
+			if !strings.Contains(st.Error, "busy") && !strings.Contains(st.Error, "another") {
+				t.Errorf("sync error %q", st.Error)
+			}
+			busy++
+		}
+	}
+	if stA.Created+stB.Created != 4 || stA.FollowUps+stB.FollowUps != 1 {
+		t.Errorf("created %d+%d, follow-ups %d+%d (busy %d)", stA.Created, stB.Created, stA.FollowUps, stB.FollowUps, busy)
+	}
+	_, bodyA := a.get("/tickets")
+	_, bodyB := b.get("/tickets")
+	if na, nb := len(ticketLinkRE.FindAllString(bodyA, -1)), len(ticketLinkRE.FindAllString(bodyB, -1)); na != 4 || nb != 4 {
+		t.Errorf("tickets seen by a: %d, by b: %d", na, nb)
+	}
+	t.Logf("a: %+v; b: %+v", stA, stB)
+	a.assertNoSecret(password)
+	b.assertNoSecret(password)
 }
