@@ -84,7 +84,6 @@ func TestBrowser(t *testing.T) {
 
 	// Test the connection, with the password typed in the dialog.
 	b.Navigate(base + "/connections")
-	shot(t, b, "connections")
 	b.Click(`a.sync[data-name="Suporte"]`)
 	if !eval(t, b, `document.getElementById("sync-dialog").open`) {
 		t.Fatal("the sync dialog did not open")
@@ -113,6 +112,13 @@ func TestBrowser(t *testing.T) {
 	if eval(t, b, `document.getElementById("sync-password") !== null`) {
 		t.Error("the report page carries a password field")
 	}
+
+	// The connections list shows the sync's health.
+	b.Navigate(base + "/connections")
+	if got := b.Text(`tr[data-connection="Suporte"] .health`); !strings.Contains(got, "OK") || !strings.Contains(got, "5 msg") {
+		t.Errorf("health after the sync: %q", got)
+	}
+	shot(t, b, "connections")
 
 	// The tickets; the reply is a follow-up of its ticket.
 	b.Navigate(base + "/tickets")

@@ -160,6 +160,12 @@ func (a *App) parseTemplates() error {
 		// scripts on top of that.
 		"safeMailHTML": func(s string) template.HTML { return template.HTML(s) },
 		"kb":           func(n int64) string { return fmt.Sprintf("%.1f KB", float64(n)/1024) },
+		"when": func(s string) string {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				return t.Local().Format("2006-01-02 15:04:05")
+			}
+			return s
+		},
 		"dict": func(kv ...any) map[string]any {
 			m := map[string]any{}
 			for i := 0; i+1 < len(kv); i += 2 {
