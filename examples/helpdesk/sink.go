@@ -34,16 +34,19 @@ type Sink struct{ st *Store }
 var _ mailsync.FollowUpSink = (*Sink)(nil)
 
 // CreateTicket implements mailsync.Sink.
-func (k *Sink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsync.Receipt, error) {
+func (k *Sink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (rc mailsync.Receipt, err error) {
+	err = k.st.inTx(ctx, func(tx querier) error {
+		rc, err = k.createTicket(ctx, tx, t)
+		return err
+	})
+	return rc, err
+}
+
+func (k *Sink) createTicket(ctx context.Context, tx querier, t *mailsync.Ticket) (mailsync.Receipt, error) {
 	s := k.st
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return mailsync.Receipt{}, err
-	}
-	defer tx.Rollback()
 	// The key may already be a follow-up (a re-run may route a mail the other way).
 	var owner int64
-	err = tx.QueryRowContext(ctx, s.q(`SELECT ticket_id FROM hd_followups WHERE idempotency_key = ?`), t.IdempotencyKey).Scan(&owner)
+	err := tx.QueryRowContext(ctx, s.q(`SELECT ticket_id FROM hd_followups WHERE idempotency_key = ?`), t.IdempotencyKey).Scan(&owner)
 	if err == nil {
 		return mailsync.Receipt{TicketID: strconv.FormatInt(owner, 10), Duplicate: true}, nil
 	} else if !errors.Is(err, sql.ErrNoRows) {
@@ -79,9 +82,6 @@ func (k *Sink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsync.R
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE hd_tickets SET body_html = ? WHERE id = ?`), html, id); err != nil {
 		return mailsync.Receipt{}, err
 	}
-	if err := tx.Commit(); err != nil {
-		return mailsync.Receipt{}, err
-	}
 	return mailsync.Receipt{TicketID: strconv.FormatInt(id, 10)}, nil
 }
 
@@ -90,7 +90,7 @@ func (k *Sink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (mailsync.R
 // with its cid: references pointing at the stored parts, through
 // Message.InlineHTML: the library sanitised the HTML; the host only says
 // where each part now lives.
-func (k *Sink) storeAttachments(ctx context.Context, tx *sql.Tx, ticketID, followUpID int64, t *mailsync.Ticket) (string, error) {
+func (k *Sink) storeAttachments(ctx context.Context, tx querier, ticketID, followUpID int64, t *mailsync.Ticket) (string, error) {
 	urls := map[*mailsync.Attachment]string{}
 	for _, a := range t.Attachments { // present when the mapping maps "attachments"
 		r, err := a.Open()
@@ -120,19 +120,22 @@ func (k *Sink) storeAttachments(ctx context.Context, tx *sql.Tx, ticketID, follo
 
 // AddFollowUp implements mailsync.FollowUpSink: a reply that Sync threaded
 // onto ticket f.TicketID.
-func (k *Sink) AddFollowUp(ctx context.Context, f *mailsync.FollowUp) (mailsync.Receipt, error) {
-	s := k.st
+func (k *Sink) AddFollowUp(ctx context.Context, f *mailsync.FollowUp) (rc mailsync.Receipt, err error) {
 	ticketID, err := strconv.ParseInt(f.TicketID, 10, 64)
 	if err != nil {
 		return mailsync.Receipt{}, fmt.Errorf("ticket id %q: %w", f.TicketID, err)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return mailsync.Receipt{}, err
-	}
-	defer tx.Rollback()
+	err = k.st.inTx(ctx, func(tx querier) error {
+		rc, err = k.addFollowUp(ctx, tx, ticketID, f)
+		return err
+	})
+	return rc, err
+}
+
+func (k *Sink) addFollowUp(ctx context.Context, tx querier, ticketID int64, f *mailsync.FollowUp) (mailsync.Receipt, error) {
+	s := k.st
 	var existing int64
-	err = tx.QueryRowContext(ctx, s.q(`SELECT id FROM hd_tickets WHERE idempotency_key = ?`), f.IdempotencyKey).Scan(&existing)
+	err := tx.QueryRowContext(ctx, s.q(`SELECT id FROM hd_tickets WHERE idempotency_key = ?`), f.IdempotencyKey).Scan(&existing)
 	if err == nil {
 		return mailsync.Receipt{TicketID: strconv.FormatInt(existing, 10), Duplicate: true}, nil
 	} else if !errors.Is(err, sql.ErrNoRows) {
@@ -164,9 +167,6 @@ func (k *Sink) AddFollowUp(ctx context.Context, f *mailsync.FollowUp) (mailsync.
 		return mailsync.Receipt{}, err
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE hd_followups SET body_html = ? WHERE id = ?`), html, id); err != nil {
-		return mailsync.Receipt{}, err
-	}
-	if err := tx.Commit(); err != nil {
 		return mailsync.Receipt{}, err
 	}
 	return mailsync.Receipt{TicketID: f.TicketID}, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,49 @@ type Store struct {
 	db  *sql.DB
 	pg  bool
 	box *secretBox
+}
+
+// querier is what a transaction offers (a *sql.Tx, or a *sql.Conn inside
+// BEGIN IMMEDIATE).
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// inTx runs fn in one transaction. On SQLite it is BEGIN IMMEDIATE, which
+// takes the write lock at once (waiting up to the busy timeout): a
+// deferred transaction that reads, then writes, fails at once with
+// SQLITE_BUSY when another connection — River's, a sync's — wrote in
+// between. sqlstate does the same.
+func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
+	if s.pg {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	if err = fn(conn); err == nil {
+		if _, err = conn.ExecContext(ctx, "COMMIT"); err == nil {
+			return nil
+		}
+	}
+	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // do not reuse a connection left in a transaction
+	}
+	return err
 }
 
 // ErrNotFound is returned for an unknown row.
@@ -186,13 +230,12 @@ type ConnectionRow struct {
 // secret, so an untouched field comes back empty). A connection without
 // OAuth block clears them.
 func (s *Store) SaveConnection(ctx context.Context, c mailsync.Connection) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.inTx(ctx, func(tx querier) error { return s.saveConnection(ctx, tx, c) })
+}
+
+func (s *Store) saveConnection(ctx context.Context, tx querier, c mailsync.Connection) error {
 	var oldSecret, oldToken string
-	err = tx.QueryRowContext(ctx, s.q(`SELECT oauth_client_secret_sealed, oauth_refresh_token_sealed FROM hd_connections WHERE name = ?`), c.Name).Scan(&oldSecret, &oldToken)
+	err := tx.QueryRowContext(ctx, s.q(`SELECT oauth_client_secret_sealed, oauth_refresh_token_sealed FROM hd_connections WHERE name = ?`), c.Name).Scan(&oldSecret, &oldToken)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
@@ -223,10 +266,7 @@ func (s *Store) SaveConnection(ctx context.Context, c mailsync.Connection) error
 			oauth_provider, oauth_client_id, oauth_client_secret_sealed, oauth_tenant_id, oauth_refresh_token_sealed,
 			oauth_token_url, oauth_scopes, connected_with, updated_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), args...)
 	}
-	if err != nil {
-		return err
-	}
-	return tx.Commit()
+	return err
 }
 
 // SetEnabled switches a connection on or off and changes nothing else (the
@@ -387,11 +427,12 @@ func (s *Store) Mapping(ctx context.Context, ticketType string) (mailsync.Mappin
 
 // SetMapping replaces the mapping of a ticket type.
 func (s *Store) SetMapping(ctx context.Context, m mailsync.Mapping) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.inTx(ctx, func(tx querier) error {
+		return s.setMapping(ctx, tx, m)
+	})
+}
+
+func (s *Store) setMapping(ctx context.Context, tx querier, m mailsync.Mapping) error {
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM hd_mapping_fields WHERE ticket_type = ?`), m.TicketType); err != nil {
 		return err
 	}
@@ -401,7 +442,7 @@ func (s *Store) SetMapping(ctx context.Context, m mailsync.Mapping) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // Rules returns a connection's routing rules, in order.
@@ -428,11 +469,12 @@ func (s *Store) Rules(ctx context.Context, connection string) ([]mailsync.Rule, 
 
 // SetRules replaces a connection's routing rules.
 func (s *Store) SetRules(ctx context.Context, connection string, rules []mailsync.Rule) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
+	return s.inTx(ctx, func(tx querier) error {
+		return s.setRules(ctx, tx, connection, rules)
+	})
+}
+
+func (s *Store) setRules(ctx context.Context, tx querier, connection string, rules []mailsync.Rule) error {
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM hd_rules WHERE connection = ?`), connection); err != nil {
 		return err
 	}
@@ -442,7 +484,7 @@ func (s *Store) SetRules(ctx context.Context, connection string, rules []mailsyn
 			return err
 		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // ---- tickets ----

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"sync"
 	"io"
 	"net/http"
 	"net/url"
@@ -66,6 +68,9 @@ func TestConnectionForm(t *testing.T) {
 	oauthForm := url.Values{"enabled": {"on"}, "name": {"Office"}, "user": {"office@empresa.pt"}, "server": {"outlook.office365.com"},
 		"protocol": {"imap"}, "auth": {"microsoft_graph"}, "graph_client_id": {"app-123"}, "graph_client_secret": {testClientSecret},
 		"graph_refresh_token": {testRefreshToken}, "graph_scopes": {"https://outlook.office.com/IMAP.AccessAsUser.All offline_access"},
+		// Saved, the connection is scheduled at once: its token requests go
+		// to a closed loopback port, never to Microsoft.
+		"graph_token_url": {"http://127.0.0.1:9/token"},
 		"connected_with": {"incident", "request"}}
 	status, _, body = h.post("/connections/save", oauthForm)
 	if status != http.StatusUnprocessableEntity {
@@ -498,4 +503,34 @@ func TestTwoInstancesPostgres(t *testing.T) {
 	t.Logf("a: %+v; b: %+v", stA, stB)
 	a.assertNoSecret(password)
 	b.assertNoSecret(password)
+}
+
+// TestStoreConcurrentWrites: the host's read-then-write transactions run
+// beside other writers of the same SQLite file (River, a sync) without
+// failing with SQLITE_BUSY (a deferred transaction fails when it upgrades
+// its read lock after another connection wrote; BEGIN IMMEDIATE waits).
+func TestStoreConcurrentWrites(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.NoSeed = true })
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				c := mailsync.Connection{Name: fmt.Sprintf("c%d", i%5), Enabled: true, User: "u@empresa.pt", Server: "mail.empresa.pt",
+					Protocol: mailsync.IMAP, ConnectedWith: []string{"incident"}}
+				if err := h.app.st.SaveConnection(ctx, c); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
 }
