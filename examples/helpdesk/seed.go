@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -34,14 +35,8 @@ func seed(ctx context.Context, st *Store, host string, port int) error {
 		}
 	}
 	for _, tt := range []string{"incident", "request"} {
-		m, err := st.Mapping(ctx, tt)
-		if err != nil {
+		if err := st.AddMappingIfMissing(ctx, seedMapping(tt)); err != nil {
 			return err
-		}
-		if len(m.Fields) == 0 {
-			if err := st.SetMapping(ctx, seedMapping(tt)); err != nil {
-				return err
-			}
 		}
 	}
 	if host == "" {
@@ -49,10 +44,12 @@ func seed(ctx context.Context, st *Store, host string, port int) error {
 	}
 	row, err := st.Connection(ctx, seedConnection)
 	switch {
-	case err == ErrNotFound:
+	case errors.Is(err, ErrNotFound):
 		c := mailsync.Connection{Name: seedConnection, Enabled: true, User: seedUser, Server: host, Port: port,
 			Protocol: mailsync.IMAP, ConnectedWith: []string{"incident", "request"}}
-		if err := st.SaveConnection(ctx, c); err != nil {
+		if err := st.CreateConnection(ctx, c); errors.Is(err, ErrExists) {
+			return nil // another instance made it a moment ago
+		} else if err != nil {
 			return err
 		}
 		// Invoices are requests, not incidents.

@@ -225,20 +225,32 @@ type ConnectionRow struct {
 	RefreshTokenSet bool
 }
 
+// ErrExists is returned by CreateConnection for a name already taken.
+var ErrExists = errors.New("exists")
+
+// CreateConnection inserts a new connection, or returns ErrExists (also
+// when another instance inserts the same name at the same moment).
+func (s *Store) CreateConnection(ctx context.Context, c mailsync.Connection) error {
+	return s.inTx(ctx, func(tx querier) error { return s.saveConnection(ctx, tx, c, true) })
+}
+
 // SaveConnection inserts or updates a connection. The OAuth secrets of c
 // are sealed; an empty secret keeps the stored one (the form never shows a
 // secret, so an untouched field comes back empty). A connection without
 // OAuth block clears them.
 func (s *Store) SaveConnection(ctx context.Context, c mailsync.Connection) error {
-	return s.inTx(ctx, func(tx querier) error { return s.saveConnection(ctx, tx, c) })
+	return s.inTx(ctx, func(tx querier) error { return s.saveConnection(ctx, tx, c, false) })
 }
 
-func (s *Store) saveConnection(ctx context.Context, tx querier, c mailsync.Connection) error {
+func (s *Store) saveConnection(ctx context.Context, tx querier, c mailsync.Connection, create bool) error {
 	var oldSecret, oldToken string
 	err := tx.QueryRowContext(ctx, s.q(`SELECT oauth_client_secret_sealed, oauth_refresh_token_sealed FROM hd_connections WHERE name = ?`), c.Name).Scan(&oldSecret, &oldToken)
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
+	}
+	if exists && create {
+		return ErrExists
 	}
 	var provider, clientID, tenant, tokenURL, scopes, secret, token string
 	if o := c.OAuth; o != nil {
@@ -257,14 +269,22 @@ func (s *Store) saveConnection(ctx context.Context, tx querier, c mailsync.Conne
 	}
 	args := []any{b2i(c.Enabled), c.User, c.Server, c.Port, string(c.Protocol), provider, clientID, secret, tenant, token, tokenURL, scopes,
 		strings.Join(c.ConnectedWith, ","), now(), c.Name}
+	var res sql.Result
 	if exists {
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE hd_connections SET enabled = ?, username = ?, server = ?, port = ?, protocol = ?,
 			oauth_provider = ?, oauth_client_id = ?, oauth_client_secret_sealed = ?, oauth_tenant_id = ?, oauth_refresh_token_sealed = ?,
 			oauth_token_url = ?, oauth_scopes = ?, connected_with = ?, updated_at = ? WHERE name = ?`), args...)
 	} else {
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO hd_connections (enabled, username, server, port, protocol,
+		res, err = tx.ExecContext(ctx, s.q(`INSERT INTO hd_connections (enabled, username, server, port, protocol,
 			oauth_provider, oauth_client_id, oauth_client_secret_sealed, oauth_tenant_id, oauth_refresh_token_sealed,
-			oauth_token_url, oauth_scopes, connected_with, updated_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), args...)
+			oauth_token_url, oauth_scopes, connected_with, updated_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO NOTHING`), args...)
+		if err == nil {
+			if n, _ := res.RowsAffected(); n == 0 {
+				return ErrExists
+			}
+		}
+		return err
 	}
 	return err
 }
@@ -443,6 +463,24 @@ func (s *Store) setMapping(ctx context.Context, tx querier, m mailsync.Mapping) 
 		}
 	}
 	return nil
+}
+
+// AddMappingIfMissing stores m unless its ticket type has a mapping; two
+// instances starting at once both seed it, and the second changes nothing.
+func (s *Store) AddMappingIfMissing(ctx context.Context, m mailsync.Mapping) error {
+	return s.inTx(ctx, func(tx querier) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM hd_mapping_fields WHERE ticket_type = ?`), m.TicketType).Scan(&n); err != nil || n > 0 {
+			return err
+		}
+		for i, f := range m.Fields {
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO hd_mapping_fields (ticket_type, position, ticket_field, source, const_value, default_value, max_length) VALUES (?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (ticket_type, position) DO NOTHING`), m.TicketType, i, f.Ticket, f.Source, f.Const, f.Default, f.MaxLength); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Rules returns a connection's routing rules, in order.

@@ -555,7 +555,15 @@ func (a *App) saveConnection(w http.ResponseWriter, r *http.Request) {
 		a.render(w, http.StatusUnprocessableEntity, "connection", a.newPage(w, r, "connections", &f))
 		return
 	}
-	if err := a.st.SaveConnection(ctx, c); err != nil {
+	save := a.st.SaveConnection
+	if f.IsNew {
+		save = a.st.CreateConnection // never overwrite a connection from the "new" form
+	}
+	if err := save(ctx, c); errors.Is(err, ErrExists) {
+		f.Errors["name"] = map[string]string{"pt": "já existe uma ligação com este nome", "en": "a connection with this name exists"}[lang]
+		a.render(w, http.StatusUnprocessableEntity, "connection", a.newPage(w, r, "connections", &f))
+		return
+	} else if err != nil {
 		a.fail(w, err)
 		return
 	}

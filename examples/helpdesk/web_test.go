@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sync"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +59,16 @@ func TestConnectionForm(t *testing.T) {
 		t.Fatalf("valid form: %d %s\n%s", status, final, clip(body))
 	}
 	mustContain(t, "list", body, "Ligação guardada.", "vendas@empresa.pt", "mail.empresa.pt:995")
+	// The "new" form never overwrites an existing connection.
+	status, _, body = h.post("/connections/save", url.Values{"enabled": {"on"}, "name": {"Suporte"}, "user": {"x@empresa.pt"},
+		"server": {"mail.empresa.pt"}, "protocol": {"pop3"}, "auth": {"password"}, "connected_with": {"request"}})
+	if status != http.StatusUnprocessableEntity {
+		t.Errorf("new connection named like an existing one: %d", status)
+	}
+	mustContain(t, "duplicate name", body, `id="err-name">já existe uma ligação com este nome</p>`)
+	if c, _ := h.app.st.Connection(context.Background(), "Suporte"); c.Conn.User != seedUser {
+		t.Errorf("the demo connection was overwritten: %v", c.Conn)
+	}
 	got, err := h.app.st.ConnectionWithSecrets(context.Background(), "Vendas")
 	if err != nil || got.Protocol != mailsync.POP3 || got.Port != 995 || got.ConnectedWith[0] != "request" || got.OAuth != nil {
 		t.Fatalf("stored %+v, %v", got, err)
@@ -71,7 +81,7 @@ func TestConnectionForm(t *testing.T) {
 		// Saved, the connection is scheduled at once: its token requests go
 		// to a closed loopback port, never to Microsoft.
 		"graph_token_url": {"http://127.0.0.1:9/token"},
-		"connected_with": {"incident", "request"}}
+		"connected_with":  {"incident", "request"}}
 	status, _, body = h.post("/connections/save", oauthForm)
 	if status != http.StatusUnprocessableEntity {
 		t.Fatalf("oauth without tenant: %d", status)
