@@ -593,6 +593,13 @@ type syncRun struct {
 	Finished    bool
 	Report      *mailsync.Report
 	Err         string
+	Outcomes    []outcomeView
+}
+
+// outcomeView is one message of a sync's report: what became of it and
+// why (thread rule, routing rules, classification), as the admin sees it.
+type outcomeView struct {
+	MessageID, Status, TicketID, TicketType, Thread, Kind, Rules, Reason string
 }
 
 type runStatus struct {
@@ -656,10 +663,21 @@ func (a *App) startSync(w http.ResponseWriter, r *http.Request) {
 		run.mu.Lock()
 		defer run.mu.Unlock()
 		run.Finished, run.Report = true, rep
+		scrub := redact.New(password)
+		if rep != nil {
+			for _, o := range rep.Messages {
+				v := outcomeView{MessageID: o.MessageID, Status: string(o.Status), TicketID: o.TicketID, TicketType: o.TicketType,
+					Thread: string(o.Rule), Kind: string(o.Kind), Rules: strings.Join(o.Rules, ", "), Reason: o.Reason}
+				if o.Err != nil {
+					v.Reason = scrub.Scrub(o.Err.Error())
+				}
+				run.Outcomes = append(run.Outcomes, v)
+			}
+		}
 		if err != nil {
 			// Error texts from a server are scrubbed by the library; the
 			// typed password is scrubbed here once more, in every encoding.
-			run.Err = redact.New(password).Scrub(err.Error())
+			run.Err = scrub.Scrub(err.Error())
 			a.log.Warn("sync failed", "connection", name, "err", run.Err)
 			return
 		}

@@ -319,7 +319,8 @@ func syncEndToEnd(t *testing.T, h *harness) {
 		t.Fatalf("report %+v", st)
 	}
 	_, body := h.get(final)
-	mustContain(t, "report", body, `id="report-created">4<`, `id="report-followups">1<`, `id="report-quarantined">1<`)
+	mustContain(t, "report", body, `id="report-created">4<`, `id="report-followups">1<`, `id="report-quarantined">1<`,
+		"regras: faturas", "regra: references", "MIME nesting deeper than 8", "auto_reply")
 
 	// The tickets.
 	_, body = h.get("/tickets")
