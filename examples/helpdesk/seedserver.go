@@ -73,10 +73,12 @@ func (d *seedServer) deliver(raw []byte) error {
 	return err
 }
 
+// Close stops the server.
 func (d *seedServer) Close() { d.srv.Close(); d.ln.Close() }
 
 type literal struct{ *bytes.Reader }
 
+// Size is the literal's length, as imap.LiteralReader needs.
 func (l literal) Size() int64 { return l.Reader.Size() }
 
 // selfSignedCert makes a certificate for 127.0.0.1 and localhost and a pool
@@ -119,8 +121,10 @@ type xoauth2Session struct {
 	password                    string
 }
 
+// AuthenticateMechanisms implements imapserver.SessionSASL.
 func (s *xoauth2Session) AuthenticateMechanisms() []string { return []string{"XOAUTH2"} }
 
+// Authenticate implements imapserver.SessionSASL.
 func (s *xoauth2Session) Authenticate(mech string) (sasl.Server, error) {
 	if mech != "XOAUTH2" {
 		return nil, errors.New("unsupported mechanism")
