@@ -55,15 +55,20 @@ func (k *Sink) createTicket(ctx context.Context, tx querier, t *mailsync.Ticket)
 
 	fields, _ := json.Marshal(t.Fields)
 	var sender, messageID string
+	var participants []string // who may post on the ticket: the sender and whoever was in Cc
 	if t.Message != nil {
 		sender, messageID = t.Message.From.Address, t.Message.MessageID
+		participants = append(participants, strings.ToLower(sender))
+		for _, a := range t.Message.Cc {
+			participants = append(participants, strings.ToLower(a.Address))
+		}
 	}
 	var id int64
 	err = tx.QueryRowContext(ctx, s.q(`INSERT INTO hd_tickets (idempotency_key, connection, ticket_type, status, title, requester, sender_address,
-		description, body_html, fields_json, kind, kind_reasons, message_id, related_ticket_id, created_at)
-		VALUES (?, ?, ?, 'open', ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)
+		participants, description, body_html, fields_json, kind, kind_reasons, message_id, related_ticket_id, created_at)
+		VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`),
-		t.IdempotencyKey, t.Source.Connection, t.Type, t.Fields["title"], t.Fields["requester"], sender,
+		t.IdempotencyKey, t.Source.Connection, t.Type, t.Fields["title"], t.Fields["requester"], sender, " "+strings.Join(participants, " ")+" ",
 		t.Fields["description"], string(fields), string(t.Classification.Kind), strings.Join(t.Classification.Reasons, "; "),
 		messageID, t.RelatedTicketID, now()).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) { // ON CONFLICT: the ticket exists
@@ -141,6 +146,12 @@ func (k *Sink) addFollowUp(ctx context.Context, tx querier, ticketID int64, f *m
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return mailsync.Receipt{}, err
 	}
+	var status string
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT status FROM hd_tickets WHERE id = ?`), ticketID).Scan(&status); errors.Is(err, sql.ErrNoRows) {
+		return mailsync.Receipt{}, fmt.Errorf("ticket %d does not exist", ticketID)
+	} else if err != nil {
+		return mailsync.Receipt{}, err
+	}
 	if f.TicketClosed {
 		// This host reopens a closed ticket when its requester writes again.
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE hd_tickets SET status = 'open' WHERE id = ?`), ticketID); err != nil {
@@ -172,24 +183,25 @@ func (k *Sink) addFollowUp(ctx context.Context, tx querier, ticketID int64, f *m
 	return mailsync.Receipt{TicketID: f.TicketID}, nil
 }
 
-// TicketInfo implements mailsync.FollowUpSink. The requester and whoever
-// already wrote on the ticket may post on it; anyone else's reply becomes
-// a new ticket linked to this one (RelatedTicketID).
+// TicketInfo implements mailsync.FollowUpSink. The requester, whoever was
+// in Cc of the first mail, and whoever already wrote on the ticket may post
+// on it; anyone else's reply becomes a new ticket linked to this one
+// (RelatedTicketID).
 func (k *Sink) TicketInfo(ctx context.Context, ticketID string, sender mailsync.Address) (mailsync.TicketInfo, error) {
 	s := k.st
 	id, err := strconv.ParseInt(ticketID, 10, 64)
 	if err != nil {
 		return mailsync.TicketInfo{}, nil // not one of ours
 	}
-	var status, requester string
-	err = s.db.QueryRowContext(ctx, s.q(`SELECT status, sender_address FROM hd_tickets WHERE id = ?`), id).Scan(&status, &requester)
+	var status, participants string
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT status, participants FROM hd_tickets WHERE id = ?`), id).Scan(&status, &participants)
 	if errors.Is(err, sql.ErrNoRows) {
 		return mailsync.TicketInfo{}, nil
 	}
 	if err != nil {
 		return mailsync.TicketInfo{}, err
 	}
-	allowed := strings.EqualFold(requester, sender.Address)
+	allowed := sender.Address != "" && strings.Contains(participants, " "+strings.ToLower(sender.Address)+" ")
 	if !allowed {
 		var n int
 		if err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM hd_followups WHERE ticket_id = ? AND LOWER(sender_address) = LOWER(?) AND non_participant = 0`), id, sender.Address).Scan(&n); err != nil {

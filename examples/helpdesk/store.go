@@ -148,6 +148,7 @@ var schema = []string{
 		title TEXT NOT NULL,
 		requester TEXT NOT NULL,
 		sender_address TEXT NOT NULL,
+		participants TEXT NOT NULL,
 		description TEXT NOT NULL,
 		body_html TEXT NOT NULL,
 		fields_json TEXT NOT NULL,
