@@ -70,7 +70,9 @@ type Message struct {
 	// "outlook_appendonsend", "outlook_border_top", "blockquote_cite",
 	// "moz-cite-prefix", "yahoo_quoted", "gmail_signature", …; for text
 	// "on_wrote:<lang>", "outlook_header_block:<lang>",
-	// "original_message", "forwarded", "quote_prefix", "bottom_posted",
+	// "original_message", "forwarded", "quote_prefix", "quote_trailing" (a
+	// "> " block that ends the body, set off by a blank line and not
+	// introduced by a colon), "bottom_posted",
 	// "sig_dash_dash", "sig_mobile". Empty when nothing was cut (Reply is
 	// then Text). ReplyHTMLMarker is the same for ReplyHTML.
 	ReplyMarker     string

@@ -198,6 +198,9 @@ func findQuote(lines, lower []string) (int, string, bool) {
 			if quotedHistory(lower, i) {
 				return i, "quote_prefix", true
 			}
+			if trailingQuote(lower, i) {
+				return i, "quote_trailing", true
+			}
 			continue
 		}
 		if strings.HasPrefix(l, "--") || strings.HasSuffix(l, ":") || strings.HasSuffix(l, "：") {
@@ -351,6 +354,35 @@ func quotedHistory(lower []string, cut int) bool {
 		}
 	}
 	return fields >= 2
+}
+
+// trailingQuote reports whether the "> " block starting at line i is
+// quoted history that has no header: the whole previous mail quoted under
+// the answer, as some clients do without an "On … wrote:" line. It must end
+// the body (only quoted and blank lines follow it), be set off from the new
+// text above by a blank line, and not be introduced by that text (its last
+// line does not end with a colon, as "The page says:" does before the
+// customer's own quotation of an error).
+func trailingQuote(lower []string, i int) bool {
+	if i == 0 || lower[i-1] != "" {
+		return false
+	}
+	prev := i - 1
+	for prev >= 0 && lower[prev] == "" {
+		prev--
+	}
+	if prev < 0 || isQuoted(lower[prev]) {
+		return false // nothing above it, or another quoted block: unsure
+	}
+	if strings.HasSuffix(lower[prev], ":") || strings.HasSuffix(lower[prev], "：") {
+		return false
+	}
+	for _, l := range lower[i:] {
+		if l != "" && !isQuoted(l) {
+			return false
+		}
+	}
+	return true
 }
 
 // quoteRunsToEnd reports whether, from line cut, only quoted lines, blank
