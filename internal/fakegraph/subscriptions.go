@@ -29,9 +29,10 @@ import (
 // whose body is the token, within 10 seconds; otherwise the create fails
 // 400 ValidationError, as on the service. The URLs keep their path and
 // query byte for byte, in the handshake (the token is appended to the
-// query) and in every notification, as Graph documents. The resource must be a message
-// collection of the fake's user: users/{u}/messages, me/messages,
-// users/{u}/mailFolders('{f}')/messages or …/mailFolders/{f}/messages.
+// query) and in every notification, as Graph documents. The resource
+// must be a message collection of the fake's user: users/{u}/messages,
+// me/messages, users/{u}/mailFolders('{f}')/messages or
+// …/mailFolders/{f}/messages.
 // expirationDateTime must lie in the future and at most
 // MaxMessageSubscriptionLifetime ahead; clientState is at most 128
 // characters. An expired subscription is gone (404 on PATCH).
