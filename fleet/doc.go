@@ -133,14 +133,23 @@
 // pushes are HTTP requests to the host's public URLs, answered by
 // graph.Subscriber's and gmail.Push's handlers with OnChange =
 // Fleet.OnChange (see the examples); the sync they trigger runs on any
-// worker. gmail.Push's handler works in every process: with
-// PushOptions.Connections it triggers the connections of a mailbox whose
-// watch another process holds. graph.Subscriber's handler knows only the
-// subscriptions of its own process: route Graph's notification URL to the
-// process(es) that add the Graph source; with several behind one URL, a
-// notification that reaches a process other than the holder is dropped
-// there (logged) and the mail waits for the backstop poll. IMAP IDLE has
-// no such limit: every worker process may hold watches.
+// worker. Both handlers work in every process, so the host may route
+// their URLs to any process (one load balancer in front of all):
+// gmail.Push's with PushOptions.Connections triggers the connections of a
+// mailbox whose watch another process holds; graph.Subscriber's, given a
+// SubscriberOptions.ClientStateKey that every process shares (a host
+// secret, never stored or logged), verifies the notifications of every
+// process's subscriptions — the clientState is derived from the key and
+// the connection, which the notification URL names — and a process that
+// subscribes nothing serves graph.NewHandler with the same key. A
+// subscriptionRemoved or reauthorizationRequired notification that
+// reaches a process other than the holder triggers a sync there (so
+// nothing waits for the backstop poll), and the holder's
+// graph.Subscriber.Run, which with a key renews every subscription every
+// VerifyEvery (15 minutes by default), recreates a removed subscription by
+// itself. Without a key a Subscriber's handler knows only its own
+// process's subscriptions and drops (and logs) the others'. IMAP IDLE
+// holds a connection, not a URL: every worker process may hold watches.
 //
 // Cost: each holder renews its push leases and writes each held
 // connection's push record every PushConfig.Every (LeaseTTL/3, 10 s by

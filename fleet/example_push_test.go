@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"log"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -101,14 +102,19 @@ func (s *gmailSource) Status(id string) fleet.PushStatus {
 // graph.Subscriber.Run and gmail.Push.Run renew only what their own process
 // made).
 //
-// Gmail: every process may serve the push URL; with
+// Both handlers may run in every process, behind one URL each: the load
+// balancer may send a notification to any of them. Gmail: with
 // PushOptions.Connections (the connections that read a mailbox), a
 // process that does not hold a mailbox's watch still triggers their sync.
-// Graph: a Subscriber's handler knows only the subscriptions of its own
-// process, so route Graph's notification URL to the processes that add
-// the Graph source; with several behind one URL, a notification reaching
-// a process that does not hold the connection's subscription is dropped
-// (logged) and the mail waits for the backstop poll.
+// Graph: with the same ClientStateKey (a host secret) in every process,
+// a subscription's clientState is derived from the key and the
+// connection, which its notification URL names, so any process's handler
+// verifies the notifications of any process's subscriptions; a process
+// that subscribes nothing (no Graph source, e.g. a web front end) serves
+// graph.NewHandler with the same key. Lifecycle notifications reaching a
+// process that does not hold the subscription trigger a sync there; the
+// holder's Run renews every subscription every VerifyEvery, so it
+// recreates a removed one by itself.
 func Example_graphAndGmailPush() {
 	ctx := context.Background()
 	db, _ := sql.Open("sqlite", "file:fleet.db?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
@@ -126,8 +132,10 @@ func Example_graphAndGmailPush() {
 		log.Fatal(err)
 	}
 
+	clientStateKey := mailsync.Secret(os.Getenv("GRAPH_CLIENT_STATE_KEY")) // the same in every process, from the host's secrets
 	sub, err := graph.NewSubscriber(graph.SubscriberOptions{
 		NotificationURL: "https://hooks.example.com/graph",
+		ClientStateKey:  clientStateKey,
 		OnChange:        func(conn string, _ bool) { f.OnChange(conn) }, // the delta link catches up: full changes nothing
 	})
 	if err != nil {
@@ -144,15 +152,19 @@ func Example_graphAndGmailPush() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	http.Handle("/graph", sub.Handler())
+	http.Handle("/graph", sub.Handler()) // any connection's, any process's subscriptions
 	http.Handle("/gmail", push.Handler())
+	// A process without the Graph source serves only:
+	//	h, _ := graph.NewHandler(graph.HandlerOptions{ClientStateKey: clientStateKey,
+	//		OnChange: func(conn string, _ bool) { f.OnChange(conn) }})
+	//	http.Handle("/graph", h)
 	go http.ListenAndServeTLS(":443", "cert.pem", "key.pem", nil) // before the subscriptions: Graph validates the URL
 
 	var graphOptions func(ctx context.Context, id string) (mailsync.Connection, graph.Options, error) // OAuth from the host's store
 	var gmailOptions func(ctx context.Context, id string) (mailsync.Connection, gmail.Options, error)
 	_ = f.AddPushSource(&graphSource{sub: sub, resolve: graphOptions})
 	_ = f.AddPushSource(&gmailSource{push: push, resolve: gmailOptions})
-	go sub.Run(ctx)  // renews this process's subscriptions
+	go sub.Run(ctx)  // renews this process's subscriptions, recreating those Graph removed
 	go push.Run(ctx) // renews this process's watches
 	_ = f.Start(ctx)
 	defer f.Stop(context.Background())

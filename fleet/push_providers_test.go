@@ -48,7 +48,14 @@ func (r *countingResolver) Resolve(ctx context.Context, id string, _ mailsync.Se
 // whose push connection is conn.
 func pushFleet(t *testing.T, res fleet.Resolver, conn string, kind fleet.PushKind) *fleet.Fleet {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "fleet.db")+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	return pushFleetAt(t, filepath.Join(t.TempDir(), "fleet.db"), res, conn, kind)
+}
+
+// pushFleetAt is pushFleet on the SQLite database at path: a second call
+// with the same path is a second process of the same fleet.
+func pushFleetAt(t *testing.T, path string, res fleet.Resolver, conn string, kind fleet.PushKind) *fleet.Fleet {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +130,8 @@ func pushHealth(t *testing.T, f *fleet.Fleet, id string) fleet.PushHealth {
 // in the fake tenant is notified to the Subscriber's handler, whose
 // OnChange is the Fleet's: one sync runs at once (the connection is polled
 // hourly) and the mail becomes a ticket; the health shows the
-// subscription.
+// subscription. Then the notification reaches another process of the
+// fleet, which holds no subscription: one sync, one ticket too.
 func TestPushGraphNotificationSyncs(t *testing.T) {
 	const user, clientID, clientSecret, refresh = "support@contoso.com", "11111111-2222-3333-4444-555555555555", "client~secret~value~0123", "refresh-token-value"
 	fake := fakegraph.New(user)
@@ -143,7 +151,9 @@ func TestPushGraphNotificationSyncs(t *testing.T) {
 		return fleet.Target{Connector: c, Mapping: mailsync.DefaultMapping("incident"), Sink: sink,
 			Secrets: []mailsync.Secret{clientSecret, refresh}}, nil
 	}}
-	f := pushFleet(t, res, conn.Name, fleet.PushGraph)
+	dbPath := filepath.Join(t.TempDir(), "fleet.db")
+	f := pushFleetAt(t, dbPath, res, conn.Name, fleet.PushGraph)
+	clientStateKey := mailsync.Secret("fleet-wide-graph-client-state-key-0123456789")
 
 	var handler atomic.Value
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +161,8 @@ func TestPushGraphNotificationSyncs(t *testing.T) {
 	}))
 	t.Cleanup(hook.Close)
 	sub, err := graph.NewSubscriber(graph.SubscriberOptions{NotificationURL: hook.URL + "/graph",
-		OnChange: func(c string, _ bool) { f.OnChange(c) }, Coalesce: 200 * time.Millisecond})
+		ClientStateKey: clientStateKey,
+		OnChange:       func(c string, _ bool) { f.OnChange(c) }, Coalesce: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,6 +196,34 @@ func TestPushGraphNotificationSyncs(t *testing.T) {
 	if p.Kind != fleet.PushGraph || !p.Active || p.LastNotification.Before(begin) ||
 		p.Expires.Before(time.Now().Add(48*time.Hour)) || p.LastError != "" {
 		t.Errorf("push health: %+v", p)
+	}
+
+	// A second process of the fleet (same database), which holds no
+	// subscription, receives the next notification (the load balancer
+	// chose it): its receive-only handler checks the clientState with the
+	// shared key and triggers one sync, which a worker runs.
+	f2 := pushFleetAt(t, dbPath, res, conn.Name, fleet.PushGraph)
+	other, err := graph.NewHandler(graph.HandlerOptions{ClientStateKey: clientStateKey,
+		OnChange: func(c string, _ bool) { f2.OnChange(c) }, Coalesce: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	handler.Store(http.HandlerFunc(other.ServeHTTP)) // the type sub.Handler() stored
+	settled(t, f, f.Health(), conn.Name)
+	before = res.n.Load()
+	begin2 := time.Now()
+	if _, err := fake.Deliver("inbox", connectortest.NewMessage("graph-push-2", "Pedido")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the ticket through the other process's handler", func() bool { return len(sink.Tickets()) == 2 })
+	t.Logf("Graph: delivery to ticket through another process's handler: %s", time.Since(begin2).Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond)
+	if n := res.n.Load() - before; n != 1 {
+		t.Errorf("%d syncs after one notification to the other process, want 1", n)
+	}
+	if p := pushHealth(t, f, conn.Name); p.LastNotification.Before(begin2) {
+		t.Errorf("the other process's notification is not in the push health: %+v", p)
 	}
 }
 

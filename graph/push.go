@@ -2,7 +2,9 @@ package graph
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mailsync/mailsync"
 	abs "github.com/microsoft/kiota-abstractions-go"
@@ -57,6 +61,121 @@ import (
 // delegated permissions the subscription dies when the user's password
 // changes (Graph then sends subscriptionRemoved, see below).
 
+// Notifications in a fleet of processes.
+//
+// Graph posts a subscription's notifications to its notification URL,
+// which a load balancer may hand to any process of the host's. Without
+// SubscriberOptions.ClientStateKey a Subscriber's handler knows only the
+// subscriptions (and their random clientState secrets) of its own
+// process and discards the others' notifications. With a key shared by
+// every process (a host secret, like a database password), nothing needs
+// to be shared or stored besides it:
+//
+//   - the clientState of every subscription of a connection is derived,
+//     HMAC-SHA256(key, purpose + connection name), base64url: 43
+//     characters, within Graph's limit of 128;
+//   - the notification URLs carry the connection name in the query
+//     parameter ConnectionParam (Graph documents that the query of
+//     notificationUrl is kept in every POST);
+//   - any process's handler — a Subscriber's, or a receive-only Handler
+//     (NewHandler) in a process that subscribes nothing — takes the
+//     connection name from the URL (at most MaxConnectionIDLen bytes of
+//     printable UTF-8; anything else is discarded), recomputes its
+//     clientState, compares it in constant time with the notification's
+//     and calls OnChange(connection, …) for a match.
+//
+// Lifecycle notifications that need the subscriber's action
+// (subscriptionRemoved, reauthorizationRequired) may reach a process that
+// does not hold the subscription. Such a handler calls OnChange(conn,
+// true) at once (a sync picks up whatever the subscription missed) and
+// the optional OnLifecycle hook; the subscribing process learns it by
+// itself: with a key, Run renews every subscription at least every
+// VerifyEvery (default DefaultVerifyEvery), and a renewal that finds the
+// subscription gone creates it anew and asks for a sync, as Renew always
+// did. The renewal (a PATCH of the expiry) also answers
+// reauthorizationRequired. So a removed subscription is replaced within
+// VerifyEvery, whichever process Graph's lifecycle notification reached,
+// and mail is never lost meanwhile (the sync at the event, then the
+// backstop poll).
+//
+// Rotating the key: subscriptions keep the clientState they were created
+// with (a renewal does not change it), so after a change of key Subscribe
+// every connection again (which replaces its subscriptions); until then
+// their notifications are discarded and only the polls sync.
+
+// ConnectionParam is the query parameter of the notification URLs that
+// names the connection when SubscriberOptions.ClientStateKey is set.
+const ConnectionParam = "mailsync_connection"
+
+// MaxConnectionIDLen is the longest connection name (in bytes) that a
+// Subscriber with a ClientStateKey subscribes and that its handler, or a
+// receive-only Handler, accepts from a notification URL.
+const MaxConnectionIDLen = 256
+
+// MinClientStateKeyLen is the shortest ClientStateKey accepted (32 bytes:
+// e.g. 32 random bytes, or 43 characters of their base64).
+const MinClientStateKeyLen = 32
+
+// DefaultVerifyEvery is how often, with a ClientStateKey, Run renews
+// every subscription, whatever its expiry, to find those Graph removed
+// while its lifecycle notification went to another process.
+const DefaultVerifyEvery = 15 * time.Minute
+
+// clientStatePurpose separates the derived clientState from any other use
+// of the key.
+const clientStatePurpose = "mailsync/graph clientState v1\x00"
+
+// deriveClientState returns the clientState of every subscription of the
+// connection conn under key: HMAC-SHA256, base64url without padding.
+func deriveClientState(key mailsync.Secret, conn string) string {
+	m := hmac.New(sha256.New, []byte(key.Reveal()))
+	io.WriteString(m, clientStatePurpose)
+	io.WriteString(m, conn)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// validConnectionID reports whether conn may name a connection in a
+// notification URL: 1 to MaxConnectionIDLen bytes of printable UTF-8
+// (no control or format characters).
+func validConnectionID(conn string) bool {
+	if conn == "" || len(conn) > MaxConnectionIDLen || !utf8.ValidString(conn) {
+		return false
+	}
+	for _, r := range conn {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// withConnection returns the URL raw (checked already) with conn added to
+// its query, the rest of it as given.
+func withConnection(raw, conn string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	if u.RawQuery != "" {
+		u.RawQuery += "&"
+	}
+	u.RawQuery += ConnectionParam + "=" + url.QueryEscape(conn)
+	return u.String()
+}
+
+// connectionOf returns the connection named in a notification's URL, and
+// whether there is exactly one, valid, such name.
+func connectionOf(u *url.URL) (string, bool) {
+	if len(u.RawQuery) > 4*MaxConnectionIDLen+1024 {
+		return "", false
+	}
+	v, ok := u.Query()[ConnectionParam]
+	if !ok || len(v) != 1 || !validConnectionID(v[0]) {
+		return "", false
+	}
+	return v[0], true
+}
+
 // MaxMessageSubscriptionLifetime is the longest lifetime Graph grants a
 // subscription on Outlook messages: 10080 minutes (under 7 days).
 const MaxMessageSubscriptionLifetime = 10080 * time.Minute
@@ -79,8 +198,31 @@ type SubscriberOptions struct {
 	LifecycleURL string
 	// ClientState is the shared secret Graph echoes in every
 	// notification; notifications without it are discarded. Default: a
-	// random value per subscription (recommended). At most 128 characters.
+	// random value per subscription, or the value derived from
+	// ClientStateKey. At most 128 characters; not with ClientStateKey.
 	ClientState mailsync.Secret
+	// ClientStateKey, when set, derives each connection's clientState
+	// from this host secret and puts the connection's name in the
+	// notification URLs (ConnectionParam), so that the handler of every
+	// process given the same key — a Subscriber's or a receive-only
+	// Handler — accepts the notifications of every process's
+	// subscriptions (see "Notifications in a fleet of processes"). At
+	// least MinClientStateKeyLen bytes; never logged. Without it, a
+	// handler accepts only its own Subscriber's notifications.
+	ClientStateKey mailsync.Secret
+	// OnLifecycle, when set, is called (on its own goroutine) when a
+	// subscriptionRemoved or reauthorizationRequired notification arrives
+	// for a subscription this process does not hold (OnChange(conn, true)
+	// is called too): a host that can reach the subscribing process may
+	// make it act at once (e.g. Subscribe again); otherwise that process's
+	// Run finds the subscription gone within VerifyEvery.
+	OnLifecycle func(ctx context.Context, conn, event string)
+	// VerifyEvery: with a ClientStateKey, Run also renews every
+	// subscription not renewed for this long, whatever its expiry, which
+	// recreates the subscriptions Graph removed meanwhile. Default
+	// DefaultVerifyEvery with a ClientStateKey, none without; negative:
+	// never.
+	VerifyEvery time.Duration
 	// Lifetime is the subscriptions' lifetime at creation and renewal.
 	// Default DefaultSubscriptionLifetime; at most
 	// MaxMessageSubscriptionLifetime.
@@ -90,7 +232,7 @@ type SubscriberOptions struct {
 	// that is shorter.
 	RenewBefore time.Duration
 	// CheckEvery is how often Run calls Renew. Default RenewBefore/4,
-	// at most an hour.
+	// at most an hour (and at most VerifyEvery).
 	CheckEvery time.Duration
 	// Coalesce is the window within which notifications of one
 	// connection lead to one OnChange call: the first calls it at once,
@@ -140,6 +282,7 @@ type subscription struct {
 	resource string
 	state    mailsync.Secret
 	expires  time.Time
+	renewed  time.Time // created or last renewed
 }
 
 type coalescer struct {
@@ -161,14 +304,31 @@ type SubscriptionInfo struct {
 
 // NewSubscriber checks opts and returns a Subscriber. It makes no request.
 func NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
+	return newSubscriber(opts, false)
+}
+
+// newSubscriber: receiveOnly is NewHandler's, without URLs.
+func newSubscriber(opts SubscriberOptions, receiveOnly bool) (*Subscriber, error) {
 	var probs []mailsync.Problem
 	for _, u := range []struct{ field, v string }{{"notification URL", opts.NotificationURL}, {"lifecycle URL", opts.LifecycleURL}} {
-		if u.v == "" && u.field == "lifecycle URL" {
+		if receiveOnly || (u.v == "" && u.field == "lifecycle URL") {
 			continue
 		}
-		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+		p, err := url.Parse(u.v)
+		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
 			probs = append(probs, mailsync.Problem{Field: u.field, Message: "must be an absolute https URL"})
+		} else if _, taken := p.Query()[ConnectionParam]; taken && opts.ClientStateKey != "" {
+			probs = append(probs, mailsync.Problem{Field: u.field, Message: "must not have the query parameter " + ConnectionParam + " (the Subscriber adds it)"})
 		}
+	}
+	if opts.ClientStateKey != "" && len(opts.ClientStateKey.Reveal()) < MinClientStateKeyLen {
+		probs = append(probs, mailsync.Problem{Field: "client state key", Message: fmt.Sprintf("must be at least %d bytes", MinClientStateKeyLen)})
+	}
+	if opts.ClientStateKey != "" && opts.ClientState != "" {
+		probs = append(probs, mailsync.Problem{Field: "client state", Message: "must not be set with a client state key"})
+	}
+	if receiveOnly && opts.ClientStateKey == "" {
+		probs = append(probs, mailsync.Problem{Field: "client state key", Message: "is required"})
 	}
 	if opts.OnChange == nil {
 		probs = append(probs, mailsync.Problem{Field: "OnChange", Message: "is required"})
@@ -194,8 +354,17 @@ func NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 	if opts.RenewBefore >= opts.Lifetime {
 		opts.RenewBefore = opts.Lifetime / 3
 	}
+	switch {
+	case opts.ClientStateKey == "" || opts.VerifyEvery < 0:
+		opts.VerifyEvery = 0
+	case opts.VerifyEvery == 0:
+		opts.VerifyEvery = DefaultVerifyEvery
+	}
 	if opts.CheckEvery <= 0 {
 		opts.CheckEvery = min(opts.RenewBefore/4, time.Hour)
+		if opts.VerifyEvery > 0 {
+			opts.CheckEvery = min(opts.CheckEvery, opts.VerifyEvery)
+		}
 	}
 	if opts.Coalesce <= 0 {
 		opts.Coalesce = DefaultCoalesce
@@ -218,6 +387,10 @@ func NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 func (s *Subscriber) Subscribe(ctx context.Context, conn mailsync.Connection, opts Options) error {
 	if s.ctx.Err() != nil {
 		return errors.New("graph: subscriber is closed")
+	}
+	if s.opts.ClientStateKey != "" && !validConnectionID(conn.Name) {
+		return mailsync.NewConfigError(mailsync.Problem{Field: "name",
+			Message: fmt.Sprintf("must be 1 to %d bytes of printable UTF-8 to go into the notification URL", MaxConnectionIDLen)})
 	}
 	c, err := New(conn, opts)
 	if err != nil {
@@ -259,6 +432,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, conn mailsync.Connection, op
 // create makes one subscription on folder (id or well-known name folderID).
 func (s *Subscriber) create(ctx context.Context, c *Connector, folder, folderID string) (*subscription, error) {
 	state := s.opts.ClientState
+	notifyURL, lifecycleURL := s.opts.NotificationURL, s.opts.LifecycleURL
+	if s.opts.ClientStateKey != "" {
+		c.scrub.Add(s.opts.ClientStateKey.Reveal())
+		state = mailsync.Secret(deriveClientState(s.opts.ClientStateKey, c.conn.Name))
+		notifyURL, lifecycleURL = withConnection(notifyURL, c.conn.Name), withConnection(lifecycleURL, c.conn.Name)
+	}
 	if state == "" {
 		b := make([]byte, 32)
 		if _, err := rand.Read(b); err != nil {
@@ -269,8 +448,8 @@ func (s *Subscriber) create(ctx context.Context, c *Connector, folder, folderID 
 	c.scrub.Add(state.Reveal())
 	resource := "users/" + c.conn.User + "/mailFolders('" + strings.ReplaceAll(folderID, "'", "''") + "')/messages"
 	exp := time.Now().Add(s.opts.Lifetime).UTC()
-	body := map[string]any{"changeType": "created", "notificationUrl": s.opts.NotificationURL,
-		"lifecycleNotificationUrl": s.opts.LifecycleURL, "resource": resource,
+	body := map[string]any{"changeType": "created", "notificationUrl": notifyURL,
+		"lifecycleNotificationUrl": lifecycleURL, "resource": resource,
 		"expirationDateTime": exp.Format(time.RFC3339Nano), "clientState": state.Reveal()}
 	var out struct {
 		ID         string    `json:"id"`
@@ -285,7 +464,7 @@ func (s *Subscriber) create(ctx context.Context, c *Connector, folder, folderID 
 	if out.Expiration.IsZero() {
 		out.Expiration = exp
 	}
-	sub := &subscription{id: out.ID, conn: c.conn.Name, folder: folder, resource: resource, state: state, expires: out.Expiration}
+	sub := &subscription{id: out.ID, conn: c.conn.Name, folder: folder, resource: resource, state: state, expires: out.Expiration, renewed: time.Now()}
 	s.mu.Lock()
 	s.subs[sub.id] = sub
 	s.mu.Unlock()
@@ -389,7 +568,8 @@ func (s *Subscriber) Subscriptions() []SubscriptionInfo {
 }
 
 // Renew renews (PATCH expirationDateTime) every subscription with less
-// than RenewBefore left. A subscription Graph no longer knows (404) or
+// than RenewBefore left, and, with VerifyEvery, every subscription not
+// renewed for that long. A subscription Graph no longer knows (404) or
 // that expired meanwhile is created anew and its connection gets
 // OnChange(conn, true), since notifications may have been lost. It
 // returns the errors of the renewals that failed (they are tried again
@@ -399,7 +579,7 @@ func (s *Subscriber) Renew(ctx context.Context) error {
 	s.mu.Lock()
 	var due []*subscription
 	for _, sub := range s.subs {
-		if sub.expires.Sub(now) < s.opts.RenewBefore {
+		if sub.expires.Sub(now) < s.opts.RenewBefore || (s.opts.VerifyEvery > 0 && now.Sub(sub.renewed) >= s.opts.VerifyEvery) {
 			due = append(due, sub)
 		}
 	}
@@ -446,7 +626,7 @@ func (s *Subscriber) renew(ctx context.Context, id string, recreate bool) error 
 				out.Expiration = exp
 			}
 			s.mu.Lock()
-			sub.expires = out.Expiration
+			sub.expires, sub.renewed = out.Expiration, time.Now()
 			s.mu.Unlock()
 			s.log.DebugContext(ctx, "graph: subscription renewed", "connection", sub.conn, "folder", sub.folder, "subscription", id, "expires", out.Expiration)
 			return nil
@@ -535,15 +715,25 @@ type notification struct {
 //   - a request with a validationToken query parameter (Graph's
 //     handshake when a subscription is created) is answered 200 with the
 //     token as text/plain;
-//   - a POSTed notification collection is answered 202 at once. Each
-//     notification whose subscription is unknown, or whose clientState
-//     does not match that subscription's (compared in constant time), is
-//     discarded and logged; the others lead to OnChange, coalesced per
-//     connection (see SubscriberOptions.Coalesce);
+//   - a POSTed notification collection is answered 202 at once. Without
+//     a ClientStateKey, each notification whose subscription is unknown,
+//     or whose clientState does not match that subscription's (compared
+//     in constant time), is discarded and logged. With a ClientStateKey,
+//     each notification whose URL names no valid connection
+//     (ConnectionParam), whose clientState is not the one derived for
+//     that connection (compared in constant time), or whose subscription
+//     this Subscriber holds for another connection, is discarded and
+//     logged; so are those of any process's subscriptions accepted. The
+//     others lead to OnChange, coalesced per connection (see
+//     SubscriberOptions.Coalesce);
 //   - lifecycle notifications: reauthorizationRequired renews the
 //     subscription (recreating it if Graph no longer has it);
 //     subscriptionRemoved creates it anew; missed calls
-//     OnChange(conn, true). Both renewals run in the background.
+//     OnChange(conn, true). Both renewals run in the background. For a
+//     subscription held by another process (ClientStateKey),
+//     reauthorizationRequired and subscriptionRemoved call
+//     OnChange(conn, true) and OnLifecycle; that process's Run renews or
+//     recreates it (VerifyEvery).
 //
 // A body that is not a notification collection gets 400. Notifications
 // with a wrong clientState still get 202, so a forger learns nothing.
@@ -576,42 +766,138 @@ func (s *Subscriber) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not a notification collection", http.StatusBadRequest)
 		return
 	}
+	conn, connOK := "", false
+	if s.opts.ClientStateKey != "" {
+		if conn, connOK = connectionOf(r.URL); !connOK && len(coll.Value) > 0 {
+			s.log.WarnContext(r.Context(), "graph: notifications whose URL names no valid connection discarded", "notifications", len(coll.Value))
+		}
+	}
 	for _, n := range coll.Value {
-		s.handle(r.Context(), n)
+		if s.opts.ClientStateKey != "" && !connOK {
+			break
+		}
+		s.handle(r.Context(), n, conn)
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func (s *Subscriber) handle(ctx context.Context, n notification) {
+// handle checks one notification and acts on it; conn is the connection
+// its URL names (with a ClientStateKey: valid already).
+func (s *Subscriber) handle(ctx context.Context, n notification, conn string) {
 	s.mu.Lock()
 	sub := s.subs[n.SubscriptionID]
 	s.mu.Unlock()
-	if sub == nil {
-		s.log.DebugContext(ctx, "graph: notification for an unknown subscription discarded", "subscription", clip(n.SubscriptionID, 80))
-		return
+	if s.opts.ClientStateKey == "" {
+		if sub == nil {
+			s.log.DebugContext(ctx, "graph: notification for an unknown subscription discarded", "subscription", clip(n.SubscriptionID, 80))
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(sub.state.Reveal())) != 1 {
+			s.log.WarnContext(ctx, "graph: notification with a wrong clientState discarded", "connection", sub.conn, "subscription", sub.id)
+			return
+		}
+		conn = sub.conn
+	} else {
+		want := deriveClientState(s.opts.ClientStateKey, conn)
+		if subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(want)) != 1 {
+			s.log.WarnContext(ctx, "graph: notification with a wrong clientState discarded", "connection", conn, "subscription", clip(n.SubscriptionID, 80))
+			return
+		}
+		if sub != nil && sub.conn != conn {
+			s.log.WarnContext(ctx, "graph: notification naming another connection than its subscription's discarded", "connection", conn, "subscription", sub.id)
+			return
+		}
 	}
-	if subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(sub.state.Reveal())) != 1 {
-		s.log.WarnContext(ctx, "graph: notification with a wrong clientState discarded", "connection", sub.conn, "subscription", sub.id)
-		return
-	}
+	subID := clip(n.SubscriptionID, 80)
 	switch n.LifecycleEvent {
 	case "":
-		s.notify(sub.conn, false, sub.id+"\x00"+n.ChangeType+"\x00"+n.Resource+"\x00"+n.ResourceData.ID)
+		s.notify(conn, false, subID+"\x00"+clip(n.ChangeType, 40)+"\x00"+clip(n.Resource, 512)+"\x00"+clip(n.ResourceData.ID, 512))
 	case "missed":
-		s.log.InfoContext(ctx, "graph: Graph missed notifications; syncing", "connection", sub.conn, "subscription", sub.id)
-		s.notify(sub.conn, true, "")
+		s.log.InfoContext(ctx, "graph: Graph missed notifications; syncing", "connection", conn, "subscription", subID)
+		s.notify(conn, true, "")
 	case "reauthorizationRequired", "subscriptionRemoved":
-		s.log.InfoContext(ctx, "graph: lifecycle notification", "event", n.LifecycleEvent, "connection", sub.conn, "subscription", sub.id)
-		recreate := n.LifecycleEvent == "subscriptionRemoved"
+		s.log.InfoContext(ctx, "graph: lifecycle notification", "event", n.LifecycleEvent, "connection", conn, "subscription", subID,
+			"held here", sub != nil)
+		event := n.LifecycleEvent
+		if sub == nil {
+			// Another process's subscription: sync now; that process
+			// renews or recreates it (OnLifecycle, or its Run).
+			s.notify(conn, true, "")
+			if s.opts.OnLifecycle != nil {
+				s.background(func(ctx context.Context) {
+					defer func() {
+						if p := recover(); p != nil {
+							s.log.Error("graph: OnLifecycle panicked", "connection", conn, "panic", fmt.Sprint(p))
+						}
+					}()
+					s.opts.OnLifecycle(ctx, conn, event)
+				})
+			}
+			return
+		}
+		recreate := event == "subscriptionRemoved"
 		s.background(func(ctx context.Context) {
 			if err := s.renew(ctx, sub.id, recreate); err != nil {
-				s.log.WarnContext(ctx, "graph: handling a lifecycle notification failed; Renew retries", "event", n.LifecycleEvent, "connection", sub.conn, "error", err)
+				s.log.WarnContext(ctx, "graph: handling a lifecycle notification failed; Renew retries", "event", event, "connection", sub.conn, "error", err)
 			}
 		})
 	default:
 		s.log.DebugContext(ctx, "graph: unknown lifecycle event ignored", "event", clip(n.LifecycleEvent, 40))
 	}
 }
+
+// HandlerOptions configure NewHandler.
+type HandlerOptions struct {
+	// ClientStateKey is the key the subscribing processes' Subscribers
+	// were given (SubscriberOptions.ClientStateKey). Required; never
+	// logged.
+	ClientStateKey mailsync.Secret
+	// OnChange is called, on its own goroutine, when a connection should
+	// sync, as SubscriberOptions.OnChange. Required.
+	OnChange func(conn string, full bool)
+	// OnLifecycle, when set, is called on its own goroutine for a
+	// subscriptionRemoved or reauthorizationRequired notification (after
+	// OnChange(conn, true)), as SubscriberOptions.OnLifecycle.
+	OnLifecycle func(ctx context.Context, conn, event string)
+	// Coalesce is as SubscriberOptions.Coalesce. Default DefaultCoalesce.
+	Coalesce time.Duration
+	// Logger receives records of discarded notifications (never the key
+	// or a client state). Default: discard.
+	Logger *slog.Logger
+}
+
+// Handler is a receive-only notification handler: it serves the
+// notification and lifecycle URLs of subscriptions that other processes'
+// Subscribers created with the same ClientStateKey, for a process that
+// subscribes nothing itself (see "Notifications in a fleet of
+// processes"). It answers the validation handshake, checks each
+// notification's connection (from the URL) and clientState as a
+// Subscriber's handler with a ClientStateKey does, and calls OnChange:
+// for created notifications OnChange(conn, false), for missed ones
+// OnChange(conn, true); for subscriptionRemoved and
+// reauthorizationRequired OnChange(conn, true) and OnLifecycle (the
+// subscribing process's Run renews or recreates the subscription). A
+// mismatch is discarded and logged, and still answered 202.
+type Handler struct {
+	s *Subscriber
+}
+
+// NewHandler checks opts and returns a receive-only Handler.
+func NewHandler(opts HandlerOptions) (*Handler, error) {
+	s, err := newSubscriber(SubscriberOptions{ClientStateKey: opts.ClientStateKey, OnChange: opts.OnChange,
+		OnLifecycle: opts.OnLifecycle, Coalesce: opts.Coalesce, Logger: opts.Logger}, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{s: s}, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.s.serveHTTP(w, r) }
+
+// Close stops pending OnChange timers and waits for running OnChange and
+// OnLifecycle calls.
+func (h *Handler) Close() error { return h.s.Close() }
 
 // background runs fn on its own goroutine with a context that Close
 // cancels.

@@ -37,3 +37,21 @@ func ExampleSubscriber() {
 	}
 	go sub.Run(ctx) // renews ahead of expiry
 }
+
+// In a fleet of processes behind one notification URL, every process's
+// Subscriber gets the same ClientStateKey, and a process that subscribes
+// nothing serves a receive-only Handler with that key: each verifies the
+// notifications of every process's subscriptions and triggers the sync of
+// the connection the notification URL names.
+func ExampleNewHandler() {
+	trigger := func(conn string) { /* e.g. the fleet's OnChange(conn) */ }
+	h, err := graph.NewHandler(graph.HandlerOptions{
+		ClientStateKey: mailsync.Secret("the host secret every process shares"),
+		OnChange:       func(conn string, _ bool) { trigger(conn) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer h.Close()
+	http.Handle("/graph", h)
+}

@@ -58,6 +58,9 @@ type pushEnv struct {
 	sub  *graph.Subscriber
 	hook *httptest.Server
 	got  *changes
+	// serve makes the webhook server serve h from now on (as when a load
+	// balancer sends Graph's requests to another process).
+	serve func(h http.Handler)
 }
 
 func newPushEnv(t *testing.T, mod func(*graph.SubscriberOptions)) *pushEnv {
@@ -83,9 +86,12 @@ func newPushEnv(t *testing.T, mod func(*graph.SubscriberOptions)) *pushEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Close() })
-	hmu.Lock()
-	h = sub.Handler()
-	hmu.Unlock()
+	p.serve = func(hh http.Handler) {
+		hmu.Lock()
+		h = hh
+		hmu.Unlock()
+	}
+	p.serve(sub.Handler())
 	p.sub = sub
 	return p
 }

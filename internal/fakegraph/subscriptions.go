@@ -27,9 +27,12 @@ import (
 // lifecycleNotificationUrl): the fake POSTs to it with
 // ?validationToken=… (Content-Type text/plain) and requires a 200 answer
 // whose body is the token, within 10 seconds; otherwise the create fails
-// 400 ValidationError, as on the service. The resource must be a message
-// collection of the fake's user: users/{u}/messages, me/messages,
-// users/{u}/mailFolders('{f}')/messages or …/mailFolders/{f}/messages.
+// 400 ValidationError, as on the service. The URLs keep their path and
+// query byte for byte, in the handshake (the token is appended to the
+// query) and in every notification, as Graph documents. The resource
+// must be a message collection of the fake's user: users/{u}/messages,
+// me/messages, users/{u}/mailFolders('{f}')/messages or
+// …/mailFolders/{f}/messages.
 // expirationDateTime must lie in the future and at most
 // MaxMessageSubscriptionLifetime ahead; clientState is at most 128
 // characters. An expired subscription is gone (404 on PATCH).
@@ -280,9 +283,12 @@ func validateURL(client *http.Client, to string) error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("invalid notification url")
 	}
-	q := u.Query()
-	q.Set("validationToken", token)
-	u.RawQuery = q.Encode()
+	// Graph posts to the URL as given, its path and query untouched, with
+	// validationToken added to the query.
+	if u.RawQuery != "" {
+		u.RawQuery += "&"
+	}
+	u.RawQuery += "validationToken=" + url.QueryEscape(token)
 	req, _ := http.NewRequest(http.MethodPost, u.String(), nil)
 	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
 	c := *client
