@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# bench-push.sh — IMAP IDLE on a private loopback Dovecot (internal/dovecottest,
+# never /etc/dovecot), two measurements (internal/benchpush):
+#
+#   idle     one process holds IDLE on N mailboxes (one IMAPS connection
+#            each, imap.Watcher): Go heap per watched mailbox (HeapAlloc
+#            after GC, against before the first Watch), goroutines, stack,
+#            RSS, and the CPU (getrusage user+sys) of IDLE_SECS of idling;
+#            then one message to 20 of them, their notification times.
+#   latency  delivery→ticket, IDLE and polling side by side in one run:
+#            MAILBOXES users watched with IDLE (OnChange starts the
+#            cursor-based mailsync.Sync of that connection in-process) and
+#            MAILBOXES users synced every POLL from a random phase; DELIVERIES
+#            messages at uniformly random times within WINDOW, each to a
+#            random mailbox index, the same message to both sides at once
+#            (a Maildir write into new/). p50/p90/p99/max per side.
+#
+# Dovecot gets service imap-login and imap process_limit = N+100 (one login
+# process — the TLS proxy in the default high-security mode — and one imap
+# process per connection), service anvil and auth client_limit =
+# 2(N+100)+100, mail_max_userip_connections = 10 (each user has one
+# connection); the script raises ulimit -n to the hard limit.
+# fs.inotify.max_user_instances (128 by default) is left alone: with every
+# mailbox owned by one uid, Dovecot's imap processes past the 128th cannot
+# get an inotify instance and check their mailbox every
+# mailbox_idle_check_interval (30 s) instead; the idle run's probe shows
+# it. The latency run watches fewer mailboxes than that.
+#
+# Default (short, ~4 minutes): N=100, IDLE_SECS=30, DELIVERIES=40 within
+# WINDOW=120s. FULL=1: N=1000, IDLE_SECS=120, DELIVERIES=200 within
+# WINDOW=300s (~12 minutes). POLL=60s and MAILBOXES=10 either way.
+#
+# Needs: go, dovecot (dovecot-imapd).
+# Usage: scripts/bench-push.sh
+#        FULL=1 scripts/bench-push.sh
+#        N=1000 IDLE_SECS=120 DELIVERIES=200 WINDOW=300s POLL=60s MAILBOXES=10 ONLY=idle|latency scripts/bench-push.sh
+set -euo pipefail
+
+if [ -n "${FULL:-}" ]; then
+	N=${N:-1000} IDLE_SECS=${IDLE_SECS:-120} DELIVERIES=${DELIVERIES:-200} WINDOW=${WINDOW:-300s}
+fi
+N=${N:-100}
+IDLE_SECS=${IDLE_SECS:-30}
+DELIVERIES=${DELIVERIES:-40}
+WINDOW=${WINDOW:-120s}
+POLL=${POLL:-60s}
+MAILBOXES=${MAILBOXES:-10}
+ONLY=${ONLY:-}
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+command -v go >/dev/null || { echo "bench-push: go not found" >&2; exit 1; }
+command -v dovecot >/dev/null || [ -x /usr/sbin/dovecot ] || { echo "bench-push: dovecot not found (apt-get install dovecot-imapd)" >&2; exit 1; }
+work=$(mktemp -d /tmp/bench-push.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+(cd "$root" && go build -o "$work/benchpush" ./internal/benchpush)
+ulimit -n "$(ulimit -Hn)"
+echo "$(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$ONLY" != latency ]; then
+	"$work/benchpush" idle -n "$N" -idle "${IDLE_SECS}s"
+fi
+if [ "$ONLY" != idle ]; then
+	"$work/benchpush" latency -deliveries "$DELIVERIES" -window "$WINDOW" -mailboxes "$MAILBOXES" -poll "$POLL"
+fi
