@@ -195,6 +195,7 @@ func syncUsers(args []string) error {
 	statePath := fs.String("state", "", "SQLite state file (durable, kept between runs)")
 	wantCreated := fs.Int("want-created", -1, "expected number of tickets created (-1: no check)")
 	noResume := fs.Bool("no-resume", false, "no TLS session cache (a full handshake per connection)")
+	classical := fs.Bool("x25519", false, "offer only X25519 (CurvePreferences), not Go's default hybrid X25519MLKEM768 key share, which a server without ML-KEM (Dovecot on OpenSSL 3.0) never picks")
 	usePG := fs.Bool("postgres", false, "with -fleet: River (riverpgxv5), the state (sqlstate) and the health on the PostgreSQL of serve -postgres instead of SQLite")
 	viaFleet := fs.Bool("fleet", false, "run the cycle through a fleet.Fleet on River (riversqlite on the state's SQLite file) with -workers River workers, instead of a direct loop")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sync part to this file")
@@ -249,6 +250,9 @@ func syncUsers(args []string) error {
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "localhost"}
 	if !*noResume {
 		tlsConfig.ClientSessionCache = cache
+	}
+	if *classical {
+		tlsConfig.CurvePreferences = []tls.CurveID{tls.X25519}
 	}
 	var handshakes, resumed atomic.Int64
 	tlsConfig.VerifyConnection = func(cs tls.ConnectionState) error {
