@@ -67,6 +67,11 @@ type Options struct {
 	// when its certificate chain still verifies against this connection's
 	// RootCAs and server name and has not expired (crypto/tls checks it
 	// again on resumption). SessionTicketsDisabled turns resumption off.
+	//
+	// Without CurvePreferences, a server that answered Go's default offer
+	// (the hybrid X25519MLKEM768 key share and X25519) with X25519 is
+	// offered the classical groups only for the next hour, which saves
+	// generating an ML-KEM key it would not use on every connection.
 	TLSConfig *tls.Config
 
 	// Folder is the mailbox to read; default "INBOX". Set Folder or
@@ -332,6 +337,9 @@ func (c *config) tlsConfig() *tls.Config {
 	}
 	if cfg.ClientSessionCache == nil && cfg.VerifyPeerCertificate == nil {
 		cfg.ClientSessionCache = sessionCache
+	}
+	if cfg.CurvePreferences == nil && classicalOffer(c.addr) {
+		cfg.CurvePreferences = classicalGroups // see tlsgroups.go
 	}
 	return cfg
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -138,5 +139,113 @@ func TestTLSSessionResumptionKeepsVerification(t *testing.T) {
 	off.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, SessionTicketsDisabled: true}
 	if st, err := connectOnce(t, conn, off); err != nil || st.DidResume {
 		t.Errorf("with SessionTicketsDisabled: resumed %v, %v", st.DidResume, err)
+	}
+}
+
+// helloSizes records the size of the first write (the TLS ClientHello) of
+// every connection.
+type helloSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (h *helloSizes) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.sizes = append(h.sizes, 0)
+	i := len(h.sizes) - 1
+	h.mu.Unlock()
+	return &firstWrite{Conn: c, record: func(n int) { h.mu.Lock(); h.sizes[i] = n; h.mu.Unlock() }}, nil
+}
+
+func (h *helloSizes) last() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sizes[len(h.sizes)-1]
+}
+
+type firstWrite struct {
+	net.Conn
+	once   sync.Once
+	record func(int)
+}
+
+func (c *firstWrite) Write(p []byte) (int, error) {
+	c.once.Do(func() { c.record(len(p)) })
+	return c.Conn.Write(p)
+}
+
+// hybridHello is more than a ClientHello without the X25519MLKEM768 key
+// share (1,216 bytes) can be.
+const hybridHello = 1100
+
+// TestTLSClassicalOfferAfterX25519: a server that answers the default
+// offer (hybrid X25519MLKEM768 + X25519 key shares) with X25519 — Dovecot
+// on OpenSSL 3.0 — gets ClientHellos without the ML-KEM share for an
+// hour, resumed as before; a caller's CurvePreferences are kept; after the
+// hour the hybrid is offered again; a server choosing the hybrid is
+// forgotten.
+func TestTLSClassicalOfferAfterX25519(t *testing.T) {
+	srv, conn := resumeServer(t)
+	hello := &helloSizes{}
+	opts := Options{Password: "resume-password", Security: ImplicitTLS, RootCAs: srv.CAPool, DialContext: hello.dial}
+	addr := net.JoinHostPort(conn.Server, strconv.Itoa(conn.Port))
+	classical.Lock()
+	delete(classical.until, addr)
+	classical.Unlock()
+	t.Cleanup(func() {
+		classical.Lock()
+		classical.now = time.Now
+		delete(classical.until, addr)
+		classical.Unlock()
+	})
+
+	st, err := connectOnce(t, conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := hello.last(); n < hybridHello || st.CurveID != tls.X25519 || st.Version != tls.VersionTLS13 {
+		t.Fatalf("first connection: ClientHello %d bytes, group %s, %s; want the hybrid offered and X25519 chosen over TLS 1.3", n, st.CurveID, tls.VersionName(st.Version))
+	}
+	if !classicalOffer(addr) {
+		t.Fatal("the server's choice of X25519 was not remembered")
+	}
+	st, err = connectOnce(t, conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := hello.last(); n >= hybridHello || st.CurveID != tls.X25519 || !st.DidResume {
+		t.Errorf("second connection: ClientHello %d bytes, group %s, resumed %v; want no ML-KEM share, X25519, resumed", n, st.CurveID, st.DidResume)
+	}
+
+	own := opts
+	own.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.X25519}}
+	if _, err := connectOnce(t, conn, own); err != nil {
+		t.Fatal(err)
+	}
+	if n := hello.last(); n < hybridHello {
+		t.Errorf("with the caller's CurvePreferences: ClientHello %d bytes, want the hybrid share offered", n)
+	}
+
+	classical.Lock()
+	classical.now = func() time.Time { return time.Now().Add(classicalTTL + time.Minute) }
+	classical.Unlock()
+	if _, err := connectOnce(t, conn, opts); err != nil {
+		t.Fatal(err)
+	}
+	if n := hello.last(); n < hybridHello {
+		t.Errorf("after classicalTTL: ClientHello %d bytes, want the hybrid offered again", n)
+	}
+	if !classicalOffer(addr) {
+		t.Error("not remembered again after the hour")
+	}
+
+	learnGroup(addr, &tls.Config{}, tls.ConnectionState{Version: tls.VersionTLS13, CurveID: tls.X25519MLKEM768})
+	if classicalOffer(addr) {
+		t.Error("a server that chose X25519MLKEM768 still gets the classical offer")
 	}
 }
