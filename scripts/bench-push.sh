@@ -7,7 +7,8 @@
 #            after GC, against before the first Watch), goroutines, stack,
 #            RSS, and the CPU (getrusage user+sys) of IDLE_SECS of idling;
 #            then one message to 20 of them, their notification times.
-#   latency  delivery→ticket, IDLE and polling side by side in one run:
+#   latency  delivery→ticket (and, for IDLE, delivery→OnChange), IDLE and
+#            polling side by side in one run:
 #            MAILBOXES users watched with IDLE (OnChange starts the
 #            cursor-based mailsync.Sync of that connection in-process) and
 #            MAILBOXES users synced every POLL from a random phase; DELIVERIES
@@ -45,6 +46,7 @@ DELIVERIES=${DELIVERIES:-40}
 WINDOW=${WINDOW:-120s}
 POLL=${POLL:-60s}
 MAILBOXES=${MAILBOXES:-10}
+COALESCE=${COALESCE:-1s} # WatchOptions.Coalesce of the IDLE side (imap.DefaultCoalesce)
 ONLY=${ONLY:-}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,5 +61,5 @@ if [ "$ONLY" != latency ]; then
 	"$work/benchpush" idle -n "$N" -idle "${IDLE_SECS}s"
 fi
 if [ "$ONLY" != idle ]; then
-	"$work/benchpush" latency -deliveries "$DELIVERIES" -window "$WINDOW" -mailboxes "$MAILBOXES" -poll "$POLL"
+	"$work/benchpush" latency -deliveries "$DELIVERIES" -window "$WINDOW" -mailboxes "$MAILBOXES" -poll "$POLL" -coalesce "$COALESCE"
 fi

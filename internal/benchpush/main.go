@@ -359,6 +359,7 @@ func latencyRun(args []string) error {
 	window := fs.Duration("window", 5*time.Minute, "deliveries go at random times within this window")
 	mailboxes := fs.Int("mailboxes", 10, "mailboxes per side")
 	poll := fs.Duration("poll", 60*time.Second, "polling interval of the polled side")
+	coalesce := fs.Duration("coalesce", imap.DefaultCoalesce, "WatchOptions.Coalesce of the IDLE side")
 	fs.Parse(args)
 	srv := startDovecot(2 * *mailboxes)
 	defer srv.Stop()
@@ -379,6 +380,8 @@ func latencyRun(args []string) error {
 	// IDLE side: OnChange marks the connection; its loop syncs (again, if
 	// marked meanwhile).
 	kick := map[string]chan struct{}{}
+	var notesMu sync.Mutex
+	notes := map[string][]time.Time{} // OnChange calls per connection
 	var wg sync.WaitGroup
 	var idleSyncers []*syncer
 	for _, tg := range idleT {
@@ -399,7 +402,10 @@ func latencyRun(args []string) error {
 			}
 		}()
 	}
-	w, err := imap.NewWatcher(imap.WatchOptions{MaxConnections: *mailboxes, Logger: log, OnChange: func(name string) {
+	w, err := imap.NewWatcher(imap.WatchOptions{MaxConnections: *mailboxes, Logger: log, Coalesce: *coalesce, OnChange: func(name string) {
+		notesMu.Lock()
+		notes[name] = append(notes[name], time.Now())
+		notesMu.Unlock()
 		select {
 		case kick[name] <- struct{}{}:
 		default:
@@ -467,6 +473,7 @@ func latencyRun(args []string) error {
 		tag  string
 		side string
 		at   time.Time
+		name string
 	}
 	var sent []delivery
 	cpu0 := cpuTime()
@@ -483,7 +490,7 @@ func latencyRun(args []string) error {
 			tag := fmt.Sprintf("bench-%s-%d", side.name, i)
 			at := time.Now()
 			srv.Deliver(tb{}, side.tg.conn.Name, "INBOX", message(i, tag))
-			sent = append(sent, delivery{tag, side.name, at})
+			sent = append(sent, delivery{tag, side.name, at, side.tg.conn.Name})
 		}
 	}
 	// Wait for every ticket: at most a poll interval after the last
@@ -515,8 +522,19 @@ func latencyRun(args []string) error {
 		if at, ok := sink.get(d.tag); ok {
 			lat[d.side] = append(lat[d.side], at.Sub(d.at))
 		}
+		if d.side == "idle" {
+			// The first OnChange of that mailbox after the delivery.
+			notesMu.Lock()
+			for _, n := range notes[d.name] {
+				if n.After(d.at) {
+					lat["notify"] = append(lat["notify"], n.Sub(d.at))
+					break
+				}
+			}
+			notesMu.Unlock()
+		}
 	}
-	for _, side := range []string{"idle", "poll"} {
+	for _, side := range []string{"notify", "idle", "poll"} {
 		l := lat[side]
 		slices.Sort(l)
 		if len(l) == 0 {
@@ -530,8 +548,13 @@ func latencyRun(args []string) error {
 			failed += s.failed
 			s.mu.Unlock()
 		}
-		label := map[string]string{"idle": "IDLE        ", "poll": "poll " + poll.String() + "   "}[side]
-		fmt.Printf("latency: %s delivery→ticket over %d: p50 %8s  p90 %8s  p99 %8s  max %8s  (%d syncs, %d failed)\n",
+		if side == "notify" {
+			fmt.Printf("latency: IDLE          delivery→OnChange over %d: p50 %8s  p90 %8s  p99 %8s  max %8s  (Coalesce %s)\n",
+				len(l), pct(l, 50), pct(l, 90), pct(l, 99), l[len(l)-1].Round(time.Millisecond), *coalesce)
+			continue
+		}
+		label := map[string]string{"idle": "IDLE         ", "poll": "poll " + poll.String() + "    "}[side]
+		fmt.Printf("latency: %s delivery→ticket   over %d: p50 %8s  p90 %8s  p99 %8s  max %8s  (%d syncs, %d failed)\n",
 			label, len(l), pct(l, 50), pct(l, 90), pct(l, 99), l[len(l)-1].Round(time.Millisecond), syncs, failed)
 	}
 	fmt.Printf("latency: run %.0f s, client CPU %.2f s in all; load at the end %s\n", elapsed.Seconds(), cpu.Seconds(), loadavg())
