@@ -224,6 +224,7 @@ func idleRun(args []string) error {
 	}
 	connected := time.Since(start)
 	connectCPU := cpuTime() - cpu0
+	fmt.Printf("idle: failed connection attempts before all %d idled: %s\n", *n, failureSummary(w))
 	time.Sleep(2 * time.Second) // the connect notifications
 	for len(notified) > 0 {
 		<-notified
@@ -279,12 +280,68 @@ func idleRun(args []string) error {
 		fmt.Printf("idle: notification after a delivery to %d of the %d watched mailboxes: p50 %s, max %s\n",
 			len(lat), *n, lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 	}
-	var failures int64
-	for _, st := range w.Statuses() {
-		failures += st.Failures
-	}
-	fmt.Printf("idle: watch failures during the run: %d\n", failures)
+	fmt.Printf("idle: failed connection attempts over the whole run: %s\n", failureSummary(w))
+	fmt.Printf("idle: Dovecot log: %s\n", logSummary(srv.LogFile))
 	return nil
+}
+
+// failureSummary counts the watches' failed attempts, by error.
+func failureSummary(w *imap.Watcher) string {
+	var total int64
+	byErr := map[string]int{}
+	for _, st := range w.Statuses() {
+		total += st.Failures
+		if st.Failures > 0 && st.LastError != nil {
+			e := st.LastError.Error()
+			if len(e) > 120 {
+				e = e[:120]
+			}
+			byErr[e]++
+		}
+	}
+	if total == 0 {
+		return "none"
+	}
+	out := fmt.Sprintf("%d; last errors:", total)
+	for e, c := range byErr {
+		out += fmt.Sprintf(" [%d× %s]", c, e)
+	}
+	return out
+}
+
+// logSummary counts Dovecot's warnings and errors by message (without
+// the per-connection details).
+func logSummary(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	counts := map[string]int{}
+	for _, l := range strings.Split(string(b), "\n") {
+		i := strings.Index(l, "Warning: ")
+		if i < 0 {
+			i = strings.Index(l, "Error: ")
+		}
+		if i < 0 {
+			i = strings.Index(l, "Fatal: ")
+		}
+		if i < 0 {
+			continue
+		}
+		m := l[i:]
+		if len(m) > 110 {
+			m = m[:110]
+		}
+		counts[m]++
+	}
+	if len(counts) == 0 {
+		return "no warnings or errors"
+	}
+	out := ""
+	for m, c := range counts {
+		out += fmt.Sprintf("\n  %5d× %s", c, m)
+	}
+	return out
 }
 
 // message is a small realistic mail whose subject carries tag.
