@@ -88,9 +88,11 @@ func startDovecot(n int) *dovecottest.Server {
 	// Every IMAPS connection holds an imap-login process (TLS proxy, in
 	// the default high-security mode) and an imap process; anvil and auth
 	// are connected to by each of them.
-	extra := fmt.Sprintf("service anvil {\n  client_limit = %[1]d\n}\nservice auth {\n  client_limit = %[1]d\n}\nmail_max_userip_connections = 10", 2*limit+100)
+	// Each imap process also talks to stats (whose default client_limit,
+	// 1000, dropped connections with 1,000 mailboxes).
+	extra := fmt.Sprintf("service anvil {\n  client_limit = %[1]d\n}\nservice auth {\n  client_limit = %[1]d\n}\nservice stats {\n  client_limit = %[1]d\n}\nmail_max_userip_connections = 10", 2*limit+100)
 	srv := dovecottest.Start(tb{}, dovecottest.Options{LoginProcessLimit: limit, ExtraConfig: extra})
-	fmt.Printf("dovecot: service imap-login and imap process_limit = %d (high-security login: one process per connection), service anvil and auth client_limit = %d, mail_max_userip_connections = 10; our ulimit -n = %s; fs.inotify.max_user_instances = %s\n",
+	fmt.Printf("dovecot: service imap-login and imap process_limit = %d (high-security login: one process per connection), service anvil, auth and stats client_limit = %d, mail_max_userip_connections = 10; our ulimit -n = %s; fs.inotify.max_user_instances = %s\n",
 		limit, 2*limit+100, nofile(), readTrim("/proc/sys/fs/inotify/max_user_instances"))
 	return srv
 }
@@ -265,9 +267,10 @@ func idleRun(args []string) error {
 			srv.Deliver(tb{}, name, "INBOX", message(i, "probe"))
 		}
 		var lat []time.Duration
+		total := len(sent)
 		deadline := time.After(40 * time.Second)
 	wait:
-		for len(lat) < len(sent) {
+		for len(lat) < total {
 			select {
 			case got := <-notified:
 				if t0, ok := sent[got]; ok {
