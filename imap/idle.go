@@ -40,7 +40,8 @@ import (
 //   - Errors that retrying cannot fix (wrong credentials, revoked consent,
 //     TLS or configuration problems, missing folder) stop that watch; its
 //     Status says why, and Watch starts it again.
-//   - At most MaxConnections mailboxes are watched per Watcher.
+//   - At most MaxConnections mailboxes are watched per Watcher, and at
+//     most MaxConnecting connection attempts run at once.
 //
 // Credentials: the Watcher logs in again after every drop, so it needs
 // credentials it can reuse. An OAuth connection (Options.TokenSource) can

@@ -51,15 +51,21 @@
 #
 # Measured 2026-11-29 (2 shared cores, Dovecot 2.3.19, isync 1.4.4, Go 1.26,
 # STORE=/dev/shm, 1,000 users, 4 at a time; noisy: other jobs shared the CPUs):
-#   LOGIN=security (3 rounds):  cycle  mailsync 15.5 s (10.5–19.6), 2.7 ms CPU/conn;
+#   LOGIN=security (3 rounds, before the fleet rows):
+#                               cycle  mailsync 15.5 s (10.5–19.6), 2.7 ms CPU/conn;
 #                               mbsync 41.5 s (36.6–63.9), 57 ms CPU/conn.
 #                               first 200×50: mailsync 6.3 s (5.1–11.1), mbsync 13.9 s (13.2–15.3).
-#   LOGIN=performance (3 rounds; all handshakes but the first 3–4 resumed):
-#                               cycle  mailsync 4.96 s (4.86–5.08), 2.2 ms CPU/conn;
-#                               mbsync 33.5 s (28.2–33.8), 57 ms CPU/conn.
-#                               first 200×50: mailsync 3.6 s (3.5–3.7), mbsync 7.6 s (7.2–8.1).
-#   Peak RSS: mailsync 24 MiB (cycle) / 37–40 MiB (first
+#   LOGIN=performance PG=1 (3 rounds, load 9–12; all handshakes but the first 2–4 resumed):
+#                               cycle  mailsync 10.4 s (8.1–13.7), 2.3 ms CPU/conn (1.8–2.6);
+#                               fleet (River, SQLite) 10.0 s (9.3–12.6), 4.7 ms CPU/conn;
+#                               fleet (River, PostgreSQL) 17.7 s (13.7–24.3), 3.7 ms CPU/conn
+#                               + 4.8–5.7 ms in the PostgreSQL server;
+#                               mbsync 73.5 s (70.7–80.0), 57 ms CPU/conn.
+#                               first 200×50: mailsync 7.8 s (7.3–8.1), mbsync 16.9 s (15.2–19.8).
+#   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
+#   CPU per connection grows with the load: the same code measured 1.8 to
+#   3.1 ms a cycle between runs; compare rows of one run.
 #
 # Needs: go, dovecot (dovecot-imapd), mbsync (isync), /usr/bin/time, bc.
 # Usage: scripts/bench-fleet.sh
