@@ -62,6 +62,11 @@
 #                               + 4.8–5.7 ms in the PostgreSQL server;
 #                               mbsync 73.5 s (70.7–80.0), 57 ms CPU/conn.
 #                               first 200×50: mailsync 7.8 s (7.3–8.1), mbsync 16.9 s (15.2–19.8).
+#   The same again at load 6–9: cycle mailsync 6.4 s (5.7–7.9), 2.2 ms (1.8–2.3);
+#                               fleet (SQLite) 9.5 s (9.2–9.8), 4.7 ms (4.6–5.5);
+#                               fleet (PostgreSQL) 9.2 s (8.5–11.1), 3.2 ms (2.4–3.2)
+#                               + 3.6–5.5 ms in the server; mbsync 78.1 s (55.3–92.0), 59 ms.
+#                               first 200×50: mailsync 6.0 s (4.1–7.4), mbsync 13.1 s (9.2–16.2).
 #   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
 #   CPU per connection grows with the load: the same code measured 1.8 to
