@@ -252,8 +252,39 @@ func newThreader(cfg Threading, user string, state State, log *slog.Logger) *thr
 	if pattern == "" {
 		pattern = DefaultSubjectPattern
 	}
-	return &threader{cfg: cfg, subjectRE: regexp.MustCompile(pattern), // validated before
+	return &threader{cfg: cfg, subjectRE: subjectRE(pattern),
 		user: user, state: state, seen: map[string]string{}, log: log}
+}
+
+// subjectREs caches the compiled subject patterns: every Sync makes a
+// threader, and compiling the pattern was a measurable part of a sync
+// with nothing new. A *regexp.Regexp is safe for concurrent use.
+var subjectREs struct {
+	sync.Mutex
+	m map[string]*regexp.Regexp
+}
+
+// maxSubjectREs bounds the cache (patterns come from the host's
+// configuration; beyond this many distinct ones they are compiled per
+// sync, as before).
+const maxSubjectREs = 64
+
+// subjectRE returns pattern compiled (validated before by
+// Threading.Validate).
+func subjectRE(pattern string) *regexp.Regexp {
+	subjectREs.Lock()
+	defer subjectREs.Unlock()
+	if re, ok := subjectREs.m[pattern]; ok {
+		return re
+	}
+	re := regexp.MustCompile(pattern)
+	if subjectREs.m == nil {
+		subjectREs.m = map[string]*regexp.Regexp{}
+	}
+	if len(subjectREs.m) < maxSubjectREs {
+		subjectREs.m[pattern] = re
+	}
+	return re
 }
 
 // threadMatch is an existing ticket a message may belong to.

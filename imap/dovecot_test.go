@@ -420,3 +420,35 @@ func TestDovecotFetchLeavesUnseen(t *testing.T) {
 		}
 	}
 }
+
+// TestDovecotNoChangeSyncCommands: an incremental sync with nothing new
+// costs LOGIN, SELECT and LOGOUT and nothing else on Dovecot (whose
+// greeting and LOGIN answer carry the capabilities, so no CAPABILITY
+// command): with the TCP connect, the TLS handshake and the greeting,
+// about six round trips per mailbox and cycle. It guards the fleet's
+// per-mailbox cost against an extra command.
+func TestDovecotNoChangeSyncCommands(t *testing.T) {
+	ctx := testCtx(t)
+	h := newDovecot(t, dovecottest.Options{}, mimap.ImplicitTLS)
+	h.srv.Deliver(t, h.user, "INBOX", mail(1, "already synced"))
+	log := &commandLog{}
+	h.conn = connection(t, h.srv.IMAPAddr)
+	h.conn.User = h.user
+	h.opts = mimap.Options{Password: dovecotPassword, Security: mimap.Plaintext, AllowPlaintextLogin: true, DialContext: log.dial}
+	first := h.connector(t)
+	l, err := first.List(ctx, "")
+	if err != nil || len(l.Messages) != 1 {
+		t.Fatalf("first List: %v, %v", l, err)
+	}
+	first.Close()
+	log.reset()
+	c := h.connector(t)
+	l2, err := c.List(ctx, l.Cursor)
+	if err != nil || len(l2.Messages) != 0 || l2.Cursor != l.Cursor {
+		t.Fatalf("incremental List: %+v, %v", l2, err)
+	}
+	c.Close()
+	if got, want := log.names(), []string{"LOGIN", "SELECT", "LOGOUT"}; !slices.Equal(got, want) {
+		t.Errorf("commands of a no-change sync: %v, want %v", got, want)
+	}
+}

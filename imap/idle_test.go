@@ -761,3 +761,45 @@ func TestWatchDetectsSilentServer(t *testing.T) {
 	}
 	t.Logf("silent server noticed and reconnected after %s: %v", time.Since(stalled).Round(time.Millisecond), st.LastError)
 }
+
+// TestWatchBoundsConnectionAttempts: with many mailboxes watched at once,
+// at most MaxConnecting connection attempts run at a time (a thousand
+// simultaneous TLS handshakes made half of them miss DialTimeout), and
+// every watch still reaches IDLE.
+func TestWatchBoundsConnectionAttempts(t *testing.T) {
+	m := startMem(t, memOptions{insecureAuth: true})
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	slowDial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		time.Sleep(100 * time.Millisecond)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	opts := mimap.Options{Password: testPassword, Security: mimap.Plaintext, AllowPlaintextLogin: true, DialContext: slowDial}
+	const n, limit = 8, 2
+	w := newWatcher(t, mimap.WatchOptions{OnChange: func(string) {}, MaxConnections: n, MaxConnecting: limit})
+	ctx := testCtx(t)
+	for i := range n {
+		c := connection(t, m.Addr)
+		c.Name = fmt.Sprintf("box%d", i)
+		if err := w.Watch(ctx, c, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		waitState(t, w, fmt.Sprintf("box%d", i), mimap.WatchIdling, 10*time.Second)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if most > limit {
+		t.Errorf("%d connection attempts at once, want at most MaxConnecting = %d", most, limit)
+	}
+	if _, err := mimap.NewWatcher(mimap.WatchOptions{OnChange: func(string) {}, MaxConnecting: -1}); !errors.Is(err, mailsync.ErrInvalidConfig) {
+		t.Errorf("negative MaxConnecting: %v, want ErrInvalidConfig", err)
+	}
+}

@@ -57,6 +57,21 @@ type Options struct {
 	// ServerName defaults to Connection.Server and RootCAs to the field
 	// above. Certificates are always verified unless the caller's config
 	// says otherwise.
+	//
+	// TLS sessions are resumed across connections: without a
+	// ClientSessionCache of its own (and without VerifyPeerCertificate,
+	// which crypto/tls skips on a resumed session), the config gets a
+	// cache shared by every Connector and Watcher of the process, keyed by
+	// server name, so the many mailboxes of one server cost one full
+	// handshake rather than one each. A resumed session is only offered
+	// when its certificate chain still verifies against this connection's
+	// RootCAs and server name and has not expired (crypto/tls checks it
+	// again on resumption). SessionTicketsDisabled turns resumption off.
+	//
+	// Without CurvePreferences, a server that answered Go's default offer
+	// (the hybrid X25519MLKEM768 key share and X25519) with X25519 is
+	// offered the classical groups only for the next hour, which saves
+	// generating an ML-KEM key it would not use on every connection.
 	TLSConfig *tls.Config
 
 	// Folder is the mailbox to read; default "INBOX". Set Folder or
@@ -320,8 +335,26 @@ func (c *config) tlsConfig() *tls.Config {
 	if cfg.RootCAs == nil && c.opts.RootCAs != nil {
 		cfg.RootCAs = c.opts.RootCAs
 	}
+	if cfg.ClientSessionCache == nil && cfg.VerifyPeerCertificate == nil {
+		cfg.ClientSessionCache = sessionCache
+	}
+	if cfg.CurvePreferences == nil && classicalOffer(c.addr) {
+		cfg.CurvePreferences = classicalGroups // see tlsgroups.go
+	}
 	return cfg
 }
+
+// sessionCache keeps the TLS sessions of the process's connections for
+// resumption, one per server name (crypto/tls's cache key), so the
+// mailboxes of one server share them; see Options.TLSConfig. On
+// resumption crypto/tls verifies the cached chain again against the new
+// connection's RootCAs, server name and time (Go 1.26, the go.mod
+// minimum), so sharing it across connectors with different roots keeps
+// their verification.
+var sessionCache = tls.NewLRUClientSessionCache(sessionCacheSize)
+
+// sessionCacheSize is how many servers' sessions are kept.
+const sessionCacheSize = 256
 
 // String describes the options without credentials.
 func (o Options) String() string {

@@ -350,8 +350,8 @@ func (s *session) open(ctx context.Context) error {
 	}
 	switch cfg.security {
 	case ImplicitTLS:
-		tc := tls.Client(s.raw, cfg.tlsConfig())
-		if err := tc.HandshakeContext(ctx); err != nil {
+		tc, err := cfg.handshake(ctx, s.raw)
+		if err != nil {
 			return tlsError(cfg, err)
 		}
 		s.tls = tc.ConnectionState()

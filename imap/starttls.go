@@ -59,8 +59,8 @@ func (s *session) startTLS(ctx context.Context) (*tls.Conn, error) {
 		// TLS server: someone is injecting commands (CVE-2011-0411 style).
 		return nil, fmt.Errorf("imap: %s sent %d unexpected bytes after accepting STARTTLS: %w", addr, r.Buffered(), mailsync.ErrTLS)
 	}
-	tc := tls.Client(s.raw, s.cfg.tlsConfig())
-	if err := tc.HandshakeContext(ctx); err != nil {
+	tc, err := s.cfg.handshake(ctx, s.raw)
+	if err != nil {
 		return nil, tlsError(s.cfg, err)
 	}
 	return tc, nil

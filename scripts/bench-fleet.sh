@@ -19,12 +19,28 @@
 #   cycle       ROUNDS times, after every account has been synced once and
 #               one warm-up cycle: all USERS accounts again, nothing new.
 #
-# mailsync side: internal/benchfleet sync — the engine a fleet worker runs
-# (imap connector + mailsync.Sync into a no-op sink, durable sqlstate State
-# in SQLite), WORKERS (4) connections at a time in one process, one shared
-# tls.Config with a ClientSessionCache (TLS sessions offered for resumption
-# across the accounts of the server). This is the engine without River's
-# job queue, not a running fleet.Fleet.
+# mailsync side, two rows (internal/benchfleet):
+#   cycle-mailsync  benchfleet sync — the engine a fleet worker runs (imap
+#               connector + mailsync.Sync into a no-op sink, durable
+#               sqlstate State in SQLite, whose lease every sync takes),
+#               WORKERS (4) connections at a time in one process, one shared
+#               tls.Config with a ClientSessionCache (the imap package
+#               shares one by default since this change); no job queue.
+#   cycle-fleet benchfleet sync -fleet — what a host runs: a fleet.Fleet on
+#               River (riversqlite) with Workers = WORKERS, River, the
+#               fleet's SQLHealth and the State in one SQLite file (as
+#               mail2ticket -serve), every connection scheduled, until each
+#               was synced once. "4 workers" is River's concurrency in one
+#               process, like xargs -P4: on SQLite one process is the
+#               deployment (riversqlite wants a single connection per
+#               process), and 4 at a time is the comparison with mbsync.
+#               (4 worker processes on PostgreSQL is TestFleetAcceptance.)
+#               River: FetchCooldown 10 ms (its default, 100 ms, caps 4
+#               workers at 40 syncs a second: 25 s for 1,000), poll 1 s.
+#   cycle-fleet-pg  (PG=1) the same on a private PostgreSQL (internal/pgtest;
+#               River through riverpgxv5, state and health there); the row
+#               also shows the PostgreSQL server's CPU, which /usr/bin/time
+#               does not count.
 # mbsync side: one small config per account (mbsyncrc/u0000: FSync no,
 # SSLType IMAPS, Sync Pull, SyncState *, a Maildir per account) and the
 # script a sysadmin would write:
@@ -35,15 +51,26 @@
 #
 # Measured 2026-11-29 (2 shared cores, Dovecot 2.3.19, isync 1.4.4, Go 1.26,
 # STORE=/dev/shm, 1,000 users, 4 at a time; noisy: other jobs shared the CPUs):
-#   LOGIN=security (3 rounds):  cycle  mailsync 15.5 s (10.5–19.6), 2.7 ms CPU/conn;
+#   LOGIN=security (3 rounds, before the fleet rows):
+#                               cycle  mailsync 15.5 s (10.5–19.6), 2.7 ms CPU/conn;
 #                               mbsync 41.5 s (36.6–63.9), 57 ms CPU/conn.
 #                               first 200×50: mailsync 6.3 s (5.1–11.1), mbsync 13.9 s (13.2–15.3).
-#   LOGIN=performance (3 rounds; all handshakes but the first 3–4 resumed):
-#                               cycle  mailsync 4.96 s (4.86–5.08), 2.2 ms CPU/conn;
-#                               mbsync 33.5 s (28.2–33.8), 57 ms CPU/conn.
-#                               first 200×50: mailsync 3.6 s (3.5–3.7), mbsync 7.6 s (7.2–8.1).
-#   Peak RSS: mailsync 24 MiB (cycle) / 37–40 MiB (first
+#   LOGIN=performance PG=1 (3 rounds, load 9–12; all handshakes but the first 2–4 resumed):
+#                               cycle  mailsync 10.4 s (8.1–13.7), 2.3 ms CPU/conn (1.8–2.6);
+#                               fleet (River, SQLite) 10.0 s (9.3–12.6), 4.7 ms CPU/conn;
+#                               fleet (River, PostgreSQL) 17.7 s (13.7–24.3), 3.7 ms CPU/conn
+#                               + 4.8–5.7 ms in the PostgreSQL server;
+#                               mbsync 73.5 s (70.7–80.0), 57 ms CPU/conn.
+#                               first 200×50: mailsync 7.8 s (7.3–8.1), mbsync 16.9 s (15.2–19.8).
+#   The same again at load 6–9: cycle mailsync 6.4 s (5.7–7.9), 2.2 ms (1.8–2.3);
+#                               fleet (SQLite) 9.5 s (9.2–9.8), 4.7 ms (4.6–5.5);
+#                               fleet (PostgreSQL) 9.2 s (8.5–11.1), 3.2 ms (2.4–3.2)
+#                               + 3.6–5.5 ms in the server; mbsync 78.1 s (55.3–92.0), 59 ms.
+#                               first 200×50: mailsync 6.0 s (4.1–7.4), mbsync 13.1 s (9.2–16.2).
+#   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
+#   CPU per connection grows with the load: the same code measured 1.8 to
+#   3.1 ms a cycle between runs; compare rows of one run.
 #
 # Needs: go, dovecot (dovecot-imapd), mbsync (isync), /usr/bin/time, bc.
 # Usage: scripts/bench-fleet.sh
@@ -59,6 +86,8 @@ MB=${MB:-100}
 WORKERS=${WORKERS:-4}
 LOGIN=${LOGIN:-security} # or "performance": imap-login service_count = 0, process_min_avail = 1
 STORE=${STORE:-} # where mbsync's Maildirs and mailsync's state go (default: the work dir)
+PROFILE=${PROFILE:-} # a file: CPU profile of the fleet cycles (the last round's stays), for go tool pprof
+PG=${PG:-} # 1: also the fleet on a private PostgreSQL (River through riverpgxv5, state and health there too)
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 for tool in go mbsync /usr/bin/time bc; do
@@ -83,6 +112,7 @@ echo "building…"
 echo "starting Dovecot with $USERS users ($FULL_USERS × $MESSAGES messages, the others × $FEW, ~$MB MB)…"
 login_flag=()
 [ "$LOGIN" = performance ] && login_flag=(-login-high-performance)
+[ -n "$PG" ] && login_flag+=(-postgres)
 "$work/benchfleet" serve -dir "$work" -users "$USERS" -full-users "$FULL_USERS" -messages "$MESSAGES" -few "$FEW" -mb "$MB" "${login_flag[@]}" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1200); do
@@ -138,11 +168,22 @@ measure() {
 	cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$work/time.txt")
 	rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
 	echo "$name $wall $cpu $rss" >>"$work/results"
-	printf '  %-16s %7.2f s  CPU %6.2f s  %6.1f MiB   %s\n' "$name" "$wall" "$cpu" "$(echo "$rss / 1024" | bc -l)" "$(tr '\n' ' ' <"$work/out.txt" | sed 's/mailsync: [0-9]* connections, [0-9]* workers, //' | cut -c1-150)"
+	printf '  %-16s %7.2f s  CPU %6.2f s  %6.1f MiB   %s\n' "$name" "$wall" "$cpu" "$(echo "$rss / 1024" | bc -l)" "$(tr '\n' ' ' <"$work/out.txt" | sed 's/mailsync: [0-9]* connections, [0-9]* workers, //; s/ TLS sessions offered [0-9\/]*,//; s/, goroutines [0-9]*//' | cut -c1-220)"
 }
 
-ms_sync() { # name from to want-created
-	measure "$1" "$work/benchfleet" sync -env "$work/env" -state "$store/state.db" -workers "$WORKERS" -from "$2" -to "$3" -want-created "$4"
+ms_sync() { # name from to want-created [extra flags]
+	local name=$1 from=$2 to=$3 want=$4
+	shift 4
+	measure "$name" "$work/benchfleet" sync -env "$work/env" -state "$store/state.db" -workers "$WORKERS" -from "$from" -to "$to" -want-created "$want" "$@"
+}
+fl_sync() { # name: a cycle through fleet.Fleet (River on the state's SQLite file)
+	local prof=()
+	[ -n "$PROFILE" ] && prof=(-cpuprofile "$PROFILE")
+	ms_sync "$1" 0 "$USERS" 0 -fleet "${prof[@]}"
+}
+pg_sync() { # name [want-created]: the same on PostgreSQL
+	[ -n "$PG" ] || return 0
+	ms_sync "$1" 0 "$USERS" "${2:-0}" -fleet -postgres
 }
 mb_sync() { # name from to
 	users "$2" "$3" >"$work/list"
@@ -174,12 +215,21 @@ if [ "$USERS" -gt "$FULL_USERS" ]; then
 	ms_sync prep-mailsync "$FULL_USERS" "$USERS" $(((USERS - FULL_USERS) * FEW))
 	mb_sync prep-mbsync "$FULL_USERS" "$USERS"
 fi
+[ -n "$PG" ] && echo "first sync of all $USERS users into PostgreSQL (not counted):"
+pg_sync prep-fleet-pg $((FULL_USERS * MESSAGES + (USERS - FULL_USERS) * FEW))
 echo "warm-up cycle (not counted):"
 ms_sync warm-mailsync 0 "$USERS" 0
+fl_sync warm-fleet
+pg_sync warm-fleet-pg
 mb_sync warm-mbsync 0 "$USERS"
 echo "cycle over $USERS connections, nothing new, $WORKERS at a time:"
 for r in $(seq "$ROUNDS"); do
-	if [ $((r % 2)) -eq 1 ]; then ms_sync cycle-mailsync 0 "$USERS" 0; mb_sync cycle-mbsync 0 "$USERS"; else mb_sync cycle-mbsync 0 "$USERS"; ms_sync cycle-mailsync 0 "$USERS" 0; fi
+	echo "  round $r, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	case $((r % 3)) in
+	1) ms_sync cycle-mailsync 0 "$USERS" 0; fl_sync cycle-fleet; pg_sync cycle-fleet-pg; mb_sync cycle-mbsync 0 "$USERS" ;;
+	2) fl_sync cycle-fleet; pg_sync cycle-fleet-pg; mb_sync cycle-mbsync 0 "$USERS"; ms_sync cycle-mailsync 0 "$USERS" 0 ;;
+	0) mb_sync cycle-mbsync 0 "$USERS"; ms_sync cycle-mailsync 0 "$USERS" 0; pg_sync cycle-fleet-pg; fl_sync cycle-fleet ;;
+	esac
 done
 mb_count 0 "$FULL_USERS" $((FULL_USERS * MESSAGES))
 
@@ -198,4 +248,7 @@ summary() { # name connections
 summary first-mailsync "$FULL_USERS"
 summary first-mbsync "$FULL_USERS"
 summary cycle-mailsync "$USERS"
+summary cycle-fleet "$USERS"
+[ -n "$PG" ] && summary cycle-fleet-pg "$USERS"
 summary cycle-mbsync "$USERS"
+echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

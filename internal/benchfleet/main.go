@@ -17,6 +17,17 @@
 // ClientSessionCache lets TLS sessions resume across the mailboxes of the
 // server. It checks the number of tickets created and prints one line,
 // with how many TLS handshakes resumed a session.
+//
+//	benchfleet sync -fleet [-postgres] …
+//
+// runs the same cycle through a running fleet.Fleet (fleet.go): one
+// process, River with -workers workers (the concurrency, like xargs -P4),
+// every connection scheduled, until each has been synced once. On SQLite
+// (the embedded default) River, the fleet's SQLHealth and the sqlstate
+// State share the -state file, as examples/mail2ticket -serve sets them
+// up; with -postgres they all live in the PostgreSQL that serve -postgres
+// started, and the server's CPU is reported too. -cpuprofile writes a
+// profile of the run for go tool pprof.
 package main
 
 import (
@@ -32,6 +43,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +57,7 @@ import (
 	"github.com/mailsync/mailsync/internal/benchmail"
 	"github.com/mailsync/mailsync/internal/benchsink"
 	"github.com/mailsync/mailsync/internal/dovecottest"
+	"github.com/mailsync/mailsync/internal/pgtest"
 	"github.com/mailsync/mailsync/sqlstate"
 )
 
@@ -94,6 +107,7 @@ func serve(args []string) error {
 	few := fs.Int("few", 5, "messages of each other user")
 	mb := fs.Int("mb", 100, "total size of all messages, MB")
 	highPerf := fs.Bool("login-high-performance", false, "imap-login in high-performance mode (service_count = 0, process_min_avail = 1)")
+	withPG := fs.Bool("postgres", false, "also start a private PostgreSQL (internal/pgtest) for sync -fleet -postgres")
 	fs.Parse(args)
 	if *dir == "" {
 		return errors.New("serve: -dir is required")
@@ -134,6 +148,14 @@ func serve(args []string) error {
 		*users, total, float64(size)/1e6, time.Since(start).Round(time.Millisecond), limit)
 	env := fmt.Sprintf("BENCH_ADDR=%s\nBENCH_CA=%s\nBENCH_PASSWORD=%s\nBENCH_USERS=%d\nBENCH_FULL_USERS=%d\nBENCH_MESSAGES=%d\nBENCH_FEW=%d\nBENCH_PROCESS_LIMIT=%d\nBENCH_DOVECOT_CONF=%s\n",
 		srv.IMAPSAddr, srv.CAFile, password, *users, *fullUsers, *messages, *few, limit, srv.ConfigFile)
+	if *withPG {
+		pg, err := pgtest.Start()
+		if err != nil {
+			return err
+		}
+		defer pg.Stop()
+		env += fmt.Sprintf("BENCH_PG_DSN=%s\nBENCH_PG_PIDFILE=%s\n", pg.DSN("postgres"), filepath.Join(pg.Dir, "data", "postmaster.pid"))
+	}
 	if err := os.WriteFile(filepath.Join(*dir, "env.tmp"), []byte(env), 0o600); err != nil {
 		return err
 	}
@@ -173,6 +195,12 @@ func syncUsers(args []string) error {
 	statePath := fs.String("state", "", "SQLite state file (durable, kept between runs)")
 	wantCreated := fs.Int("want-created", -1, "expected number of tickets created (-1: no check)")
 	noResume := fs.Bool("no-resume", false, "no TLS session cache (a full handshake per connection)")
+	classical := fs.Bool("x25519", false, "offer only X25519 (CurvePreferences), not Go's default hybrid X25519MLKEM768 key share, which a server without ML-KEM (Dovecot on OpenSSL 3.0) never picks")
+	usePG := fs.Bool("postgres", false, "with -fleet: River (riverpgxv5), the state (sqlstate) and the health on the PostgreSQL of serve -postgres instead of SQLite")
+	viaFleet := fs.Bool("fleet", false, "run the cycle through a fleet.Fleet on River (riversqlite on the state's SQLite file) with -workers River workers, instead of a direct loop")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sync part to this file")
+	fetchCooldown := fs.Duration("fetch-cooldown", 10*time.Millisecond, "with -fleet: River's FetchCooldown")
+	fetchPoll := fs.Duration("fetch-poll", time.Second, "with -fleet: River's FetchPollInterval")
 	fs.Parse(args)
 	env, err := readEnv(*envFile)
 	if err != nil {
@@ -195,15 +223,36 @@ func syncUsers(args []string) error {
 	}
 	port, _ := strconv.Atoi(portStr)
 	ctx := context.Background()
-	st, err := sqlstate.OpenSQLite(ctx, *statePath)
+	var st *sqlstate.State
+	if *usePG {
+		if env["BENCH_PG_DSN"] == "" {
+			return errors.New("-postgres: no PostgreSQL in the env file (serve -postgres)")
+		}
+		st, err = sqlstate.OpenPostgres(ctx, env["BENCH_PG_DSN"], sqlstate.Options{})
+	} else {
+		st, err = sqlstate.OpenSQLite(ctx, *statePath)
+	}
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	cache := &countingCache{ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "localhost"}
 	if !*noResume {
 		tlsConfig.ClientSessionCache = cache
+	}
+	if *classical {
+		tlsConfig.CurvePreferences = []tls.CurveID{tls.X25519}
 	}
 	var handshakes, resumed atomic.Int64
 	tlsConfig.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -216,6 +265,32 @@ func syncUsers(args []string) error {
 	logger := slog.New(slog.DiscardHandler)
 	opts := imap.Options{Password: mailsync.Secret(password), Security: imap.ImplicitTLS, TLSConfig: tlsConfig, Logger: logger}
 	sink := &benchsink.DiscardSink{}
+	if *viaFleet {
+		r := fleetRun{st: st, host: host, port: port, opts: opts, sink: sink, logger: logger, workers: *workers, fetchCooldown: *fetchCooldown, fetchPoll: *fetchPoll}
+		if *usePG {
+			r.pgDSN, r.pgPIDFile = env["BENCH_PG_DSN"], env["BENCH_PG_PIDFILE"]
+		}
+		res, err := r.run(ctx, *from, *to)
+		if err != nil {
+			return err
+		}
+		n := *to - *from
+		user, sys := cpuTimes()
+		db := "SQLite"
+		if *usePG {
+			db = fmt.Sprintf("PostgreSQL, whose server used %.1f ms CPU/connection", float64(res.pgCPU.Microseconds())/1000/float64(n))
+		}
+		fmt.Printf("mailsync: %d connections, %d workers, fleet on River (%s), %d created, %d failed, TLS sessions offered %d/%d, resumed %d/%d, cycle %.2f s, CPU %.1f ms/connection in the cycle (%.1f ms with start-up), goroutines %d\n",
+			n, *workers, db, sink.Tickets.Load(), res.failed, cache.hits.Load(), cache.hits.Load()+cache.misses.Load(), resumed.Load(), handshakes.Load(),
+			res.wall.Seconds(), float64(res.cpu.Microseconds())/1000/float64(n), float64((user+sys).Microseconds())/1000/float64(n), runtime.NumGoroutine())
+		if res.failed > 0 {
+			return fmt.Errorf("%d connections failed, first: %s", res.failed, res.firstErr)
+		}
+		if *wantCreated >= 0 && sink.Tickets.Load() != int64(*wantCreated) {
+			return fmt.Errorf("created %d tickets, want %d", sink.Tickets.Load(), *wantCreated)
+		}
+		return nil
+	}
 	var created, already, failed, seen atomic.Int64
 	var firstErr error
 	var errMu sync.Mutex

@@ -111,5 +111,8 @@ func (s *Server) config(ports []int) string {
 	if !s.asRoot {
 		w("service ipc {\n%s}", chroot)
 	}
+	if s.opts.ExtraConfig != "" {
+		w("%s", s.opts.ExtraConfig)
+	}
 	return b.String()
 }

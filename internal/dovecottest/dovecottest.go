@@ -117,6 +117,10 @@ type Options struct {
 	// each process has its own ticket key, so resumption then only works
 	// when the connection lands on the same process.)
 	LoginHighPerformance bool
+	// ExtraConfig is appended to the generated dovecot.conf, e.g. to raise
+	// limits for a benchmark ("service anvil {\n client_limit = 3000\n}";
+	// a section repeated there is merged with the generated one).
+	ExtraConfig string
 }
 
 // Server is a running private Dovecot.

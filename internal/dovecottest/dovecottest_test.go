@@ -917,3 +917,27 @@ func TestLoginHighPerformanceResumesTLS(t *testing.T) {
 		t.Fatalf("DidResume per connection = %v, want [false true true]", resumed)
 	}
 }
+
+// TestExtraConfig: Options.ExtraConfig reaches dovecot.conf, and a service
+// section repeated there is merged with the generated one (anvil keeps the
+// generated listener and gets the new limit).
+func TestExtraConfig(t *testing.T) {
+	s := Start(t, Options{ExtraConfig: "service anvil {\n  client_limit = 1234\n}"})
+	dovecot, _, err := findBinaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(dovecot, "-c", s.ConfigFile, "-n").CombinedOutput()
+	if err != nil {
+		t.Fatalf("dovecot -n: %v\n%s", err, out)
+	}
+	conf := string(out)
+	_, anvil, ok := strings.Cut(conf, "service anvil {")
+	anvil, _, _ = strings.Cut(anvil, "\n}")
+	if !ok {
+		t.Fatalf("no service anvil in dovecot -n:\n%s", conf)
+	}
+	if strings.Count(conf, "service anvil {") != 1 || !strings.Contains(anvil, "client_limit = 1234") || !strings.Contains(anvil, "anvil-auth-penalty") {
+		t.Fatalf("service anvil in dovecot -n:\n%s", anvil)
+	}
+}
