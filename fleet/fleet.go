@@ -553,7 +553,7 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret, ex
 	t, err := f.cfg.Resolver.Resolve(ctx, id, password)
 	provider := ""
 	if err == nil && t.Connector == nil {
-		err = mailsync.NewConfigError(mailsync.Problem{Field: "connector", Message: "the Resolver returned no connector"})
+		err = mailsync.NewConfigError(mailsync.Problem{Field: "connector", Code: mailsync.CodeRequired, Message: "the Resolver returned no connector"})
 	}
 	if err == nil {
 		if t.Interval > 0 {
@@ -561,7 +561,7 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret, ex
 		}
 		conn := t.Connector.Connection()
 		if conn.Name != id {
-			err = mailsync.NewConfigError(mailsync.Problem{Field: "name",
+			err = mailsync.NewConfigError(mailsync.Problem{Field: "name", Code: mailsync.CodeConflict,
 				Message: fmt.Sprintf("the connector's Connection.Name %q is not the connection id %q (the lease and the state are kept by name)", conn.Name, id)})
 		} else {
 			opts := append([]mailsync.Option{
