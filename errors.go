@@ -74,7 +74,8 @@ type Problem struct {
 	// Its wording may change; match Code, not Message.
 	Message string `json:"message"`
 	// Limit is the bound that was broken: the longest length for
-	// CodeTooLong, the largest value for CodeOutOfRange. Zero otherwise.
+	// CodeTooLong, the largest value for CodeOutOfRange (in seconds for a
+	// duration). Zero otherwise.
 	Limit int `json:"limit,omitempty"`
 	// Allowed lists the accepted values for CodeUnknown when they are a
 	// closed set (a protocol, a post-action kind, a route …); nil otherwise.
