@@ -147,70 +147,72 @@ func (o OAuth) LogValue() slog.Value {
 func (c Connection) Validate() error {
 	var e ConfigError
 	if strings.TrimSpace(c.Name) == "" {
-		e.add("name", "is required")
+		e.add("name", CodeRequired, "is required")
 	}
 	api := c.OAuth != nil && (c.OAuth.Provider == MicrosoftGraph || c.OAuth.Provider == GmailAPI) && c.Protocol == ""
 	if strings.TrimSpace(c.User) == "" {
-		e.add("user", "is required")
+		e.add("user", CodeRequired, "is required")
 	} else if strings.ContainsAny(c.User, "\r\n\x00") {
-		e.add("user", "must not contain CR, LF or NUL")
+		e.add("user", CodeForbiddenCharacters, "must not contain CR, LF or NUL")
 	}
 	switch c.Protocol {
 	case IMAP, POP3:
 		if strings.TrimSpace(c.Server) == "" {
-			e.add("server", "is required for "+string(c.Protocol))
-		} else if problem := checkServerName(c.Server); problem != "" {
-			e.add("server", problem)
+			e.add("server", CodeRequired, "is required for "+string(c.Protocol))
+		} else if code, problem := checkServerName(c.Server); problem != "" {
+			e.addp(Problem{Field: "server", Code: code, Message: problem, Limit: limitOf(code, 253)})
 		}
 	case "":
 		if !api {
-			e.add("protocol", `is required ("imap" or "pop3") unless an OAuth API provider is set`)
+			e.add("protocol", CodeRequired, `is required ("imap" or "pop3") unless an OAuth API provider is set`)
 		}
 	default:
 		if !strings.HasPrefix(string(c.Protocol), "x-") {
-			e.add("protocol", fmt.Sprintf("%q is not one of \"imap\", \"pop3\" (custom providers use \"x-<name>\")", c.Protocol))
+			e.addp(Problem{Field: "protocol", Code: CodeUnknown, Allowed: []string{string(IMAP), string(POP3), "x-<name>"},
+				Message: fmt.Sprintf("%q is not one of \"imap\", \"pop3\" (custom providers use \"x-<name>\")", c.Protocol)})
 		}
 	}
 	if c.Port < 0 || c.Port > 65535 {
-		e.add("port", fmt.Sprintf("%d is out of range 1-65535", c.Port))
+		e.addp(Problem{Field: "port", Code: CodeOutOfRange, Limit: 65535, Message: fmt.Sprintf("%d is out of range 1-65535", c.Port)})
 	}
 	if len(c.ConnectedWith) == 0 {
-		e.add("connected_with", "names no ticket type")
+		e.add("connected_with", CodeRequired, "names no ticket type")
 	}
 	for i, t := range c.ConnectedWith {
 		if strings.TrimSpace(t) == "" {
-			e.add(fmt.Sprintf("connected_with[%d]", i), "is empty")
+			e.add(fmt.Sprintf("connected_with[%d]", i), CodeRequired, "is empty")
 		}
 	}
 	if o := c.OAuth; o != nil {
 		switch o.Provider {
 		case MicrosoftGraph, GmailAPI:
 		default:
-			e.add("oauth.provider", fmt.Sprintf("%q is not one of %q, %q", o.Provider, MicrosoftGraph, GmailAPI))
+			e.addp(Problem{Field: "oauth.provider", Code: CodeUnknown, Allowed: []string{string(MicrosoftGraph), string(GmailAPI)},
+				Message: fmt.Sprintf("%q is not one of %q, %q", o.Provider, MicrosoftGraph, GmailAPI)})
 		}
 		if o.ClientID == "" {
-			e.add("oauth.client_id", "is required")
+			e.add("oauth.client_id", CodeRequired, "is required")
 		}
 		if o.ClientSecret == "" {
-			e.add("oauth.client_secret", "is required")
+			e.add("oauth.client_secret", CodeRequired, "is required")
 		}
 		if o.RefreshToken == "" {
-			e.add("oauth.refresh_token", "is required")
+			e.add("oauth.refresh_token", CodeRequired, "is required")
 		}
 		if o.Provider == MicrosoftGraph && o.TenantID == "" {
-			e.add("oauth.tenant_id", "is required for Microsoft Graph")
+			e.add("oauth.tenant_id", CodeRequired, "is required for Microsoft Graph")
 		}
 		if o.Provider == GmailAPI && o.TenantID != "" {
-			e.add("oauth.tenant_id", "is only used with Microsoft Graph")
+			e.add("oauth.tenant_id", CodeConflict, "is only used with Microsoft Graph")
 		}
 		if o.TokenURL != "" {
-			if problem := CheckEndpointURL(o.TokenURL); problem != "" {
-				e.add("oauth.token_url", problem)
+			if code, problem := checkEndpointURL(o.TokenURL); problem != "" {
+				e.add("oauth.token_url", code, problem)
 			}
 		}
 		for i, s := range o.Scopes {
 			if strings.TrimSpace(s) == "" || strings.ContainsAny(s, " \t\r\n") {
-				e.add(fmt.Sprintf("oauth.scopes[%d]", i), "must be one scope without spaces")
+				e.add(fmt.Sprintf("oauth.scopes[%d]", i), CodeForbiddenCharacters, "must be one scope without spaces")
 			}
 		}
 	}
@@ -223,34 +225,42 @@ func (c Connection) Validate() error {
 // checkServerName returns what is wrong with a server name, or "": it must
 // be a bare host name or IP address — no port (the port has its own
 // field), no brackets, no scheme or path, no white space or control
-// characters.
-func checkServerName(server string) string {
+// characters. code is the Problem's Code.
+func checkServerName(server string) (code ProblemCode, problem string) {
 	switch {
 	case hasControl(server) || strings.ContainsAny(server, " "):
-		return "must not contain spaces or control characters"
+		return CodeForbiddenCharacters, "must not contain spaces or control characters"
 	case strings.Contains(server, "://") || strings.Contains(server, "/"):
-		return "must be a host name or IP address, not a URL"
+		return CodeNotHostName, "must be a host name or IP address, not a URL"
 	case strings.HasPrefix(server, "["):
-		return "write an IPv6 address without brackets (the port goes in the port field)"
+		return CodePortInServer, "write an IPv6 address without brackets (the port goes in the port field)"
 	case net.ParseIP(server) != nil:
-		return ""
+		return "", ""
 	case strings.Contains(server, ":"):
-		return "must not include a port: put it in the port field"
+		return CodePortInServer, "must not include a port: put it in the port field"
 	case len(server) > 253:
-		return "is longer than 253 characters"
+		return CodeTooLong, "is longer than 253 characters"
 	}
 	for _, label := range strings.Split(strings.TrimSuffix(server, "."), ".") {
 		if label == "" || len(label) > 63 {
-			return "is not a valid host name (empty or over-long label)"
+			return CodeInvalid, "is not a valid host name (empty or over-long label)"
 		}
 		for _, r := range label {
 			ok := r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r > 0x7f && unicode.IsLetter(r)
 			if !ok {
-				return fmt.Sprintf("is not a valid host name (%q)", r)
+				return CodeInvalid, fmt.Sprintf("is not a valid host name (%q)", r)
 			}
 		}
 	}
-	return ""
+	return "", ""
+}
+
+// limitOf returns limit for CodeTooLong and CodeOutOfRange, else 0.
+func limitOf(code ProblemCode, limit int) int {
+	if code == CodeTooLong || code == CodeOutOfRange {
+		return limit
+	}
+	return 0
 }
 
 // CheckEndpointURL returns what is wrong with an OAuth or API endpoint URL,
@@ -259,22 +269,35 @@ func checkServerName(server string) string {
 // information (credentials in a URL end up in logs). oauthx applies the
 // same rule.
 func CheckEndpointURL(raw string) string {
+	_, problem := checkEndpointURL(raw)
+	return problem
+}
+
+// EndpointURLProblem is CheckEndpointURL as a Problem of field, with its
+// Code; bad is false when the URL is acceptable.
+func EndpointURLProblem(field, raw string) (p Problem, bad bool) {
+	code, msg := checkEndpointURL(raw)
+	return Problem{Field: field, Code: code, Message: msg}, msg != ""
+}
+
+// checkEndpointURL is CheckEndpointURL with the Problem's Code.
+func checkEndpointURL(raw string) (code ProblemCode, problem string) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || u.Host == "" || u.Opaque != "":
-		return "is not an absolute URL"
+		return CodeInvalid, "is not an absolute URL"
 	case u.User != nil:
-		return "must not carry a user name or password (user:pass@)"
+		return CodeInsecure, "must not carry a user name or password (user:pass@)"
 	case hasControl(raw):
-		return "must not contain control characters"
+		return CodeForbiddenCharacters, "must not contain control characters"
 	case u.Scheme == "https":
-		return ""
+		return "", ""
 	case u.Scheme == "http" && IsLoopbackHost(u.Hostname()):
-		return ""
+		return "", ""
 	case u.Scheme == "http":
-		return "must use https (plain http is allowed only for a loopback host)"
+		return CodeInsecure, "must use https (plain http is allowed only for a loopback host)"
 	}
-	return "must use https"
+	return CodeInsecure, "must use https"
 }
 
 // IsLoopbackHost reports whether host (without port) is "localhost" or a
@@ -407,18 +430,19 @@ func (a PostAction) Validate() error {
 	switch a.Kind {
 	case LeaveUntouched, MarkRead, Delete:
 		if a.Folder != "" {
-			e.add("post_action.folder", "is only used with \"move\"")
+			e.add("post_action.folder", CodeConflict, "is only used with \"move\"")
 		}
 	case MoveToFolder:
 		if strings.TrimSpace(a.Folder) == "" {
-			e.add("post_action.folder", "is required with \"move\"")
+			e.add("post_action.folder", CodeRequired, "is required with \"move\"")
 		} else if hasControl(a.Folder) {
-			e.add("post_action.folder", "must not contain control characters (CR, LF, TAB, NUL …)")
+			e.add("post_action.folder", CodeForbiddenCharacters, "must not contain control characters (CR, LF, TAB, NUL …)")
 		} else if len(a.Folder) > 255 {
-			e.add("post_action.folder", "is longer than 255 bytes")
+			e.addp(Problem{Field: "post_action.folder", Code: CodeTooLong, Limit: 255, Message: "is longer than 255 bytes"})
 		}
 	default:
-		e.add("post_action.kind", fmt.Sprintf("%q is not one of \"\", mark_read, move, delete", a.Kind))
+		e.addp(Problem{Field: "post_action.kind", Code: CodeUnknown, Allowed: []string{"", string(MarkRead), string(MoveToFolder), string(Delete)},
+			Message: fmt.Sprintf("%q is not one of \"\", mark_read, move, delete", a.Kind)})
 	}
 	if len(e.Problems) == 0 {
 		return nil

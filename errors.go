@@ -63,9 +63,79 @@ var (
 
 // Problem is one wrong field of a configuration.
 type Problem struct {
-	Field   string `json:"field"`
+	// Field names the field, as a path in the configuration's JSON names
+	// ("server", "oauth.client_id", "routing.rules[2].when[0]").
+	Field string `json:"field"`
+	// Code says what is wrong in a stable, machine-readable form (one of
+	// the Code constants), for a host that shows the problem in its own
+	// words or language; empty when a provider package does not set it.
+	Code ProblemCode `json:"code,omitempty"`
+	// Message says it in English, for logs and English-speaking admins.
+	// Its wording may change; match Code, not Message.
 	Message string `json:"message"`
+	// Limit is the bound that was broken: the longest length for
+	// CodeTooLong, the largest value for CodeOutOfRange (in seconds for a
+	// duration). Zero otherwise.
+	Limit int `json:"limit,omitempty"`
+	// Allowed lists the accepted values for CodeUnknown when they are a
+	// closed set (a protocol, a post-action kind, a route …); nil otherwise.
+	Allowed []string `json:"allowed,omitempty"`
 }
+
+// ProblemCode is the machine-readable kind of a Problem.
+type ProblemCode string
+
+// The codes of a Problem. The set may grow; a host should fall back to
+// Problem.Message for a code it does not know.
+const (
+	// CodeRequired: the field is missing or empty ("is required", a
+	// connection with no ticket type, a mapping field with no source).
+	CodeRequired ProblemCode = "required"
+	// CodeInvalid: the value is malformed — not a host name, an address,
+	// a domain, a number, a URL or a regular expression — or lacks
+	// something it needs (a pattern without a capturing group).
+	CodeInvalid ProblemCode = "invalid"
+	// CodeForbiddenCharacters: the value holds characters it must not:
+	// CR, LF, NUL or other control characters, or spaces where none are
+	// allowed.
+	CodeForbiddenCharacters ProblemCode = "forbidden_characters"
+	// CodeTooLong: the value is longer than Limit bytes or characters.
+	CodeTooLong ProblemCode = "too_long"
+	// CodeOutOfRange: the number is outside its range; Limit is the
+	// largest value (a port: 1-65535, Limit 65535).
+	CodeOutOfRange ProblemCode = "out_of_range"
+	// CodeNegative: the number must not be negative.
+	CodeNegative ProblemCode = "negative"
+	// CodeUnknown: the value is not one the library knows (a protocol, an
+	// OAuth provider, a post-action, a mail field, a route, a rule action
+	// …); Allowed lists the accepted ones when they are a closed set.
+	CodeUnknown ProblemCode = "unknown"
+	// CodeConflict: the field is set together with one it excludes, or
+	// where it is not used (a folder without "move", a tenant id for
+	// Gmail, both a source and a const).
+	CodeConflict ProblemCode = "conflict"
+	// CodeDuplicate: the value is given twice where it must be unique (a
+	// ticket field filled twice, a rule id, a ticket type's mapping).
+	CodeDuplicate ProblemCode = "duplicate"
+	// CodeNotFound: the value names something that is not there (a ticket
+	// type the connection is not connected with, or without a mapping).
+	CodeNotFound ProblemCode = "not_found"
+	// CodePortInServer: the server name carries a port (or brackets); the
+	// port has its own field.
+	CodePortInServer ProblemCode = "port_in_server"
+	// CodeNotHostName: the server is a URL, not a bare host name or IP
+	// address.
+	CodeNotHostName ProblemCode = "not_host_name"
+	// CodeInsecure: an endpoint URL is not https (plain http is allowed
+	// only for a loopback host) or carries a user name or password.
+	CodeInsecure ProblemCode = "insecure"
+)
+
+// ProblemCodes lists every Code the library sets, e.g. for a host to
+// check that it translates them all.
+var ProblemCodes = []ProblemCode{CodeRequired, CodeInvalid, CodeForbiddenCharacters, CodeTooLong,
+	CodeOutOfRange, CodeNegative, CodeUnknown, CodeConflict, CodeDuplicate, CodeNotFound,
+	CodePortInServer, CodeNotHostName, CodeInsecure}
 
 // String formats the problem as "field message".
 func (p Problem) String() string { return p.Field + " " + p.Message }
@@ -75,8 +145,13 @@ type ConfigError struct {
 	Problems []Problem
 }
 
-func (e *ConfigError) add(field, msg string) {
-	e.Problems = append(e.Problems, Problem{Field: field, Message: msg})
+func (e *ConfigError) add(field string, code ProblemCode, msg string) {
+	e.Problems = append(e.Problems, Problem{Field: field, Code: code, Message: msg})
+}
+
+// addp adds a problem with its parameters.
+func (e *ConfigError) addp(p Problem) {
+	e.Problems = append(e.Problems, p)
 }
 
 // Error lists every problem.

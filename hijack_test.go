@@ -226,3 +226,45 @@ func (s *refusingSink) CreateTicket(ctx context.Context, t *mailsync.Ticket) (ma
 	}
 	return s.MemorySink.CreateTicket(ctx, t)
 }
+
+// A mail the parser gives up on is quarantined with the Message-ID its raw
+// header still carries, so the host can tell which mail it is; so is one
+// downloaded and found too large to parse (its announced size was wrong).
+func TestQuarantinedUnparsedMailHasMessageID(t *testing.T) {
+	unparsable := "From: Ana <ana@cliente.pt>\r\nMessage-ID:\r\n <broken-1@cliente.pt>\r\nSubject: x\r\n" +
+		strings.Repeat("X-Spam: y\r\n", 200) + "\r\nbody\r\n" // a header larger than MaxHeaderBytes
+	big := "From: Ana <ana@cliente.pt>\r\nMessage-ID: <big-1@cliente.pt>\r\nSubject: big\r\n\r\n" + strings.Repeat("z", 8192) + "\r\n"
+	b := newThreadBox(mailsync.WithLimits(mailsync.Limits{MaxMessageBytes: 4096, MaxHeaderBytes: 1024}))
+	b.msgs = append(b.msgs, fakeMsg{key: "u", raw: []byte(unparsable)}, fakeMsg{key: "b", raw: []byte(big)})
+	rep, err := mailsync.Sync(context.Background(), lyingSizes{b.fakeConnector}, mapping, b.sink, append([]mailsync.Option{mailsync.WithState(b.state)}, b.opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Quarantined != 2 {
+		t.Fatalf("report %+v, want 2 quarantined", rep)
+	}
+	want := map[string]string{"u": "broken-1@cliente.pt", "b": "big-1@cliente.pt"}
+	for _, q := range b.sink.QuarantinedMessages() {
+		if got := q.Source.MessageID; got != want[q.Source.MessageKey] {
+			t.Errorf("quarantined %s (%s): Source.MessageID %q, want %q", q.Source.MessageKey, q.Reason, got, want[q.Source.MessageKey])
+		}
+	}
+	for _, o := range rep.Messages {
+		if o.MessageID != want[o.Key] {
+			t.Errorf("outcome %s: MessageID %q, want %q", o.Key, o.MessageID, want[o.Key])
+		}
+	}
+}
+
+// lyingSizes announces every message as small, so it is downloaded.
+type lyingSizes struct{ *fakeConnector }
+
+func (l lyingSizes) List(ctx context.Context, c mailsync.Cursor) (*mailsync.Listing, error) {
+	ls, err := l.fakeConnector.List(ctx, c)
+	if ls != nil {
+		for i := range ls.Messages {
+			ls.Messages[i].Size = 100
+		}
+	}
+	return ls, err
+}

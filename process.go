@@ -104,6 +104,7 @@ func (e *engine) process(ctx context.Context, j *spooled) (*accepted, error) {
 	src := Source{Connection: e.conn.Name, Provider: e.o.provider, MessageKey: ref.Key, Received: time.Now().UTC()}
 	if e.oversized(j.n) {
 		limit := e.o.parser.Limits.MaxMessageBytes
+		src.MessageID = rawMessageID(j.raw.Reader())
 		q := &Quarantined{IdempotencyKey: keyForRef(e.conn.Name, ref.Key), Source: src, Raw: io.LimitReader(j.raw.Reader(), limit), Size: j.total, Truncated: true,
 			Err: &MessageError{Key: ref.Key, Kind: ErrOversized, Reason: fmt.Sprintf("%d bytes, more than the limit of %d", j.total, limit)}}
 		return e.quarantine(ctx, ref, q, false)
@@ -111,6 +112,8 @@ func (e *engine) process(ctx context.Context, j *spooled) (*accepted, error) {
 	digest := hex.EncodeToString(j.sum)
 	msg, perr := e.o.parser.Parse(j.raw.Reader())
 	if perr != nil {
+		// Not parsed: the raw header may still name the mail.
+		src.MessageID = rawMessageID(j.raw.Reader())
 		q := &Quarantined{IdempotencyKey: keyForContent(e.conn.Name, "", digest), Source: src, Raw: j.raw.Reader(), Size: j.n,
 			Err: &MessageError{Key: ref.Key, Kind: kindOf(perr), Reason: perr.Error(), Err: perr}}
 		return e.quarantine(ctx, ref, q, true)
@@ -315,7 +318,7 @@ func (e *engine) countSinkFailure(ctx context.Context, ref MessageRef) (int, boo
 // (the message stays for the next run); only a cancelled ctx is an error.
 func (e *engine) quarantine(ctx context.Context, ref MessageRef, q *Quarantined, postable bool) (*accepted, error) {
 	if e.o.dryRun {
-		return &accepted{ref: ref, outcome: Outcome{Key: ref.Key, Status: StatusQuarantined, Err: q.Err}}, nil
+		return &accepted{ref: ref, outcome: Outcome{Key: ref.Key, MessageID: q.Source.MessageID, Status: StatusQuarantined, Err: q.Err}}, nil
 	}
 	e.log.Warn("mailsync: quarantining message", "key", ref.Key, "reason", q.Err)
 	if err := e.sink.Quarantine(ctx, q); err != nil {
@@ -324,7 +327,7 @@ func (e *engine) quarantine(ctx context.Context, ref MessageRef, q *Quarantined,
 		}
 		return &accepted{ref: ref, outcome: Outcome{Key: ref.Key, Status: StatusFailed, Err: fmt.Errorf("%w: quarantine: %w", ErrSink, err)}}, nil
 	}
-	return &accepted{ref: ref, postable: postable, outcome: Outcome{Key: ref.Key, Status: StatusQuarantined, Err: q.Err}}, nil
+	return &accepted{ref: ref, postable: postable, outcome: Outcome{Key: ref.Key, MessageID: q.Source.MessageID, Status: StatusQuarantined, Err: q.Err}}, nil
 }
 
 // quarantineUnfetched quarantines a message whose announced size is over the

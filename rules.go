@@ -141,15 +141,16 @@ func (r Routing) Validate(conn Connection, def Mapping) error {
 			var ce *ConfigError
 			if errors.As(err, &ce) {
 				for _, p := range ce.Problems {
-					e.add(at+"."+p.Field, p.Message)
+					p.Field = at + "." + p.Field
+					e.addp(p)
 				}
 			}
 		}
 		switch {
 		case mapped[m.TicketType]:
-			e.add(at+".ticket_type", fmt.Sprintf("%q has two mappings", m.TicketType))
+			e.add(at+".ticket_type", CodeDuplicate, fmt.Sprintf("%q has two mappings", m.TicketType))
 		case !conn.ServesTicketType(m.TicketType):
-			e.add(at+".ticket_type", fmt.Sprintf("%q is not in the connection's connected_with %q", m.TicketType, conn.ConnectedWith))
+			e.add(at+".ticket_type", CodeNotFound, fmt.Sprintf("%q is not in the connection's connected_with %q", m.TicketType, conn.ConnectedWith))
 		}
 		mapped[m.TicketType] = true
 	}
@@ -158,59 +159,67 @@ func (r Routing) Validate(conn Connection, def Mapping) error {
 		at := fmt.Sprintf("routing.rules[%d]", i)
 		switch {
 		case strings.TrimSpace(rule.ID) == "":
-			e.add(at+".id", "is required")
+			e.add(at+".id", CodeRequired, "is required")
 		case ids[rule.ID]:
-			e.add(at+".id", fmt.Sprintf("%q is used twice", rule.ID))
-		case hasControl(rule.ID) || len(rule.ID) > 128:
-			e.add(at+".id", "must be at most 128 characters without control characters")
+			e.add(at+".id", CodeDuplicate, fmt.Sprintf("%q is used twice", rule.ID))
+		case len(rule.ID) > 128:
+			e.addp(Problem{Field: at + ".id", Code: CodeTooLong, Limit: 128, Message: "must be at most 128 characters without control characters"})
+		case hasControl(rule.ID):
+			e.add(at+".id", CodeForbiddenCharacters, "must be at most 128 characters without control characters")
 		}
 		ids[rule.ID] = true
 		for k, c := range rule.When {
-			if problem := c.check(); problem != "" {
-				e.add(fmt.Sprintf("%s.when[%d]", at, k), problem)
+			if p := c.check(); p.Message != "" {
+				p.Field = fmt.Sprintf("%s.when[%d]", at, k)
+				e.addp(p)
 			}
 		}
 		if t := rule.TicketType; t != "" {
 			switch {
 			case !conn.ServesTicketType(t):
-				e.add(at+".ticket_type", fmt.Sprintf("%q is not in the connection's connected_with %q", t, conn.ConnectedWith))
+				e.add(at+".ticket_type", CodeNotFound, fmt.Sprintf("%q is not in the connection's connected_with %q", t, conn.ConnectedWith))
 			case !mapped[t]:
-				e.add(at+".ticket_type", fmt.Sprintf("%q has no mapping in routing.mappings", t))
+				e.add(at+".ticket_type", CodeNotFound, fmt.Sprintf("%q has no mapping in routing.mappings", t))
 			}
 		}
 		for f := range rule.Set {
-			if strings.TrimSpace(f) == "" || len(f) > maxTicketFieldName {
-				e.add(at+".set", fmt.Sprintf("%q is not a ticket field name", f))
+			switch {
+			case strings.TrimSpace(f) == "":
+				e.add(at+".set", CodeRequired, fmt.Sprintf("%q is not a ticket field name", f))
+			case len(f) > maxTicketFieldName:
+				e.addp(Problem{Field: at + ".set", Code: CodeTooLong, Limit: maxTicketFieldName, Message: fmt.Sprintf("%q is not a ticket field name", f)})
 			}
 		}
 		switch rule.Action {
 		case ActionNone, ActionDrop, ActionQuarantine, ActionBlock:
 		default:
-			e.add(at+".action", fmt.Sprintf("%q is not one of \"\", drop, quarantine, block", rule.Action))
+			e.addp(Problem{Field: at + ".action", Code: CodeUnknown, Allowed: []string{string(ActionNone), string(ActionDrop), string(ActionQuarantine), string(ActionBlock)},
+				Message: fmt.Sprintf("%q is not one of \"\", drop, quarantine, block", rule.Action)})
 		}
 	}
 	b := r.Blocked
 	for i, p := range b.Patterns {
 		if len(p) > maxPattern {
-			e.add(fmt.Sprintf("routing.blocked.patterns[%d]", i), fmt.Sprintf("is longer than %d characters", maxPattern))
+			e.addp(Problem{Field: fmt.Sprintf("routing.blocked.patterns[%d]", i), Code: CodeTooLong, Limit: maxPattern, Message: fmt.Sprintf("is longer than %d characters", maxPattern)})
 		} else if _, err := regexp.Compile(p); err != nil {
-			e.add(fmt.Sprintf("routing.blocked.patterns[%d]", i), err.Error())
+			e.add(fmt.Sprintf("routing.blocked.patterns[%d]", i), CodeInvalid, err.Error())
 		}
 	}
 	for i, a := range b.Addresses {
 		if !strings.Contains(a, "@") {
-			e.add(fmt.Sprintf("routing.blocked.addresses[%d]", i), fmt.Sprintf("%q is not an address", a))
+			e.add(fmt.Sprintf("routing.blocked.addresses[%d]", i), CodeInvalid, fmt.Sprintf("%q is not an address", a))
 		}
 	}
 	for i, d := range b.Domains {
 		if strings.TrimSpace(d) == "" || strings.ContainsAny(d, "@ ") {
-			e.add(fmt.Sprintf("routing.blocked.domains[%d]", i), fmt.Sprintf("%q is not a domain", d))
+			e.add(fmt.Sprintf("routing.blocked.domains[%d]", i), CodeInvalid, fmt.Sprintf("%q is not a domain", d))
 		}
 	}
 	switch b.Action {
 	case ActionNone, ActionDrop, ActionQuarantine:
 	default:
-		e.add("routing.blocked.action", fmt.Sprintf("%q is not drop or quarantine", b.Action))
+		e.addp(Problem{Field: "routing.blocked.action", Code: CodeUnknown, Allowed: []string{string(ActionNone), string(ActionDrop), string(ActionQuarantine)},
+			Message: fmt.Sprintf("%q is not drop or quarantine", b.Action)})
 	}
 	if len(e.Problems) == 0 {
 		return nil
@@ -218,35 +227,37 @@ func (r Routing) Validate(conn Connection, def Mapping) error {
 	return &e
 }
 
-func (c Condition) check() string {
+func (c Condition) check() Problem {
 	if !ruleFields[c.Field] {
 		name, ok := strings.CutPrefix(c.Field, HeaderFieldPrefix)
 		if !ok || name == "" || strings.ContainsAny(name, " :\r\n") {
-			return fmt.Sprintf("field %q is not one a rule can test", c.Field)
+			return Problem{Code: CodeUnknown, Message: fmt.Sprintf("field %q is not one a rule can test", c.Field)}
 		}
 	}
 	switch c.Op {
 	case OpIs, OpContains, OpDomain:
 	case OpExists:
-		return ""
+		return Problem{}
 	case OpMatches:
 		if len(c.Value) > maxPattern {
-			return fmt.Sprintf("the pattern is longer than %d characters", maxPattern)
+			return Problem{Code: CodeTooLong, Limit: maxPattern, Message: fmt.Sprintf("the pattern is longer than %d characters", maxPattern)}
 		}
 		if _, err := regexp.Compile(c.Value); err != nil {
-			return err.Error()
+			return Problem{Code: CodeInvalid, Message: err.Error()}
 		}
 	case OpAbove, OpBelow:
 		if _, err := strconv.ParseFloat(c.Value, 64); err != nil {
-			return fmt.Sprintf("%q is not a number", c.Value)
+			return Problem{Code: CodeInvalid, Message: fmt.Sprintf("%q is not a number", c.Value)}
 		}
 	default:
-		return fmt.Sprintf("op %q is not one of is, contains, matches, domain, above, below, exists", c.Op)
+		return Problem{Code: CodeUnknown,
+			Allowed: []string{string(OpIs), string(OpContains), string(OpMatches), string(OpDomain), string(OpAbove), string(OpBelow), string(OpExists)},
+			Message: fmt.Sprintf("op %q is not one of is, contains, matches, domain, above, below, exists", c.Op)}
 	}
 	if c.Value == "" {
-		return "needs a value"
+		return Problem{Code: CodeRequired, Message: "needs a value"}
 	}
-	return ""
+	return Problem{}
 }
 
 // router is a validated Routing, ready to evaluate.

@@ -65,7 +65,8 @@ func (s *Security) UnmarshalText(b []byte) error {
 	case "plaintext", "none":
 		*s = Plaintext
 	default:
-		return NewConfigError(Problem{Field: "security", Message: fmt.Sprintf("%q is not one of auto, implicit-tls, starttls, plaintext", b)})
+		return NewConfigError(Problem{Field: "security", Code: CodeUnknown, Allowed: []string{"auto", "implicit-tls", "starttls", "plaintext"},
+			Message: fmt.Sprintf("%q is not one of auto, implicit-tls, starttls, plaintext", b)})
 	}
 	return nil
 }

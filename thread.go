@@ -75,14 +75,16 @@ func (t Threading) Validate() error {
 		switch r {
 		case RuleReferences, RuleSubject, RulePlusAddress:
 		default:
-			e.add(fmt.Sprintf("threading.rules[%d]", i), fmt.Sprintf("%q is not references, subject or plus_address", r))
+			e.addp(Problem{Field: fmt.Sprintf("threading.rules[%d]", i), Code: CodeUnknown,
+				Allowed: []string{string(RuleReferences), string(RuleSubject), string(RulePlusAddress)},
+				Message: fmt.Sprintf("%q is not references, subject or plus_address", r)})
 		}
 	}
 	if t.SubjectPattern != "" {
 		if re, err := regexp.Compile(t.SubjectPattern); err != nil {
-			e.add("threading.subject_pattern", err.Error())
+			e.add("threading.subject_pattern", CodeInvalid, err.Error())
 		} else if re.NumSubexp() < 1 {
-			e.add("threading.subject_pattern", "needs a group that captures the ticket id")
+			e.add("threading.subject_pattern", CodeInvalid, "needs a group that captures the ticket id")
 		}
 	}
 	if len(e.Problems) == 0 {

@@ -38,11 +38,17 @@ type Ticket struct {
 
 // Source is the reference from a ticket back to its e-mail.
 type Source struct {
-	Connection string    `json:"connection"`
-	Provider   string    `json:"provider"`
-	MessageKey string    `json:"message_key"`
-	MessageID  string    `json:"message_id,omitempty"`
-	Received   time.Time `json:"received"`
+	Connection string `json:"connection"`
+	Provider   string `json:"provider"`
+	MessageKey string `json:"message_key"`
+	// MessageID is the mail's Message-ID without angle brackets. For a
+	// mail quarantined because it could not be parsed or was too large,
+	// it is read from the raw header by a bounded, tolerant scan (the
+	// first 64 KiB; empty when there is none, or it is longer than 998
+	// bytes or holds control characters); it is empty for a mail too large
+	// to download.
+	MessageID string    `json:"message_id,omitempty"`
+	Received  time.Time `json:"received"`
 }
 
 // Receipt is the sink's answer to CreateTicket.

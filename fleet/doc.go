@@ -44,7 +44,9 @@
 //   - mailsync.ErrAuth, ErrConsentRequired, ErrInvalidConfig (and the other
 //     configuration errors): the job is cancelled (river.JobCancel) and
 //     the connection marked NeedsAdmin; it is tried once, not every cycle,
-//     until the admin fixes it and the host calls Schedule again.
+//     until the admin fixes it and the host calls Schedule again. An
+//     ErrAuth of SyncNow with a typed password is a mistyped password: a
+//     failure in Health, but neither NeedsAdmin nor a degradation.
 //   - connection errors and the rest: exponential back-off from Backoff,
 //     doubling per consecutive failure, at most MaxBackoff.
 //   - mailsync.ErrBusy (someone else holds the lease): the next interval.
@@ -179,7 +181,7 @@
 //	health, _ := fleet.NewSQLHealth(db, fleet.SQLite, "mailsync_")
 //	_ = health.Migrate(ctx)
 //	f, _ := fleet.New(driver, fleet.Config{Resolver: resolver, State: state, Health: health})
-//	_ = f.Start(ctx)
+//	_ = f.Start(ctx) // ctx lives as long as the process: the workers stop when it ends
 //	defer f.Stop(context.Background())
 //	_, _ = f.Schedule(ctx, "support-inbox")
 package fleet

@@ -54,6 +54,8 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Start's ctx is the workers' lifetime (here the process's): a context
+	// with a timeout would stop them silently when it expires.
 	if err := f.Start(ctx); err != nil {
 		log.Fatal(err)
 	}

@@ -337,6 +337,16 @@ func (f *Fleet) Health() HealthStore { return f.health }
 // Start starts working the scheduled syncs in this process (nothing for an
 // insert-only Fleet) and, with Config.Push, holding push watches (in an
 // insert-only Fleet too). Stop it with Stop.
+//
+// ctx is the lifetime of the workers, not a start-up deadline: River's
+// client works jobs until ctx ends, and when it ends the workers stop at
+// once — running syncs are cancelled (they stop cleanly, keeping what they
+// did) and no job is fetched any more — without an error anywhere. Pass a
+// context that lives as long as the process (context.Background, or the
+// one signal.NotifyContext gives main), never one with a timeout for
+// start-up: the Fleet would silently stop working when it expires. The
+// push watches and Config.LeaseRescue do not end with ctx; they run until
+// Stop. Stop is the graceful shutdown: it lets running syncs finish.
 func (f *Fleet) Start(ctx context.Context) error {
 	if f.push != nil {
 		f.push.start(ctx)
@@ -505,8 +515,22 @@ func (f *Fleet) Unschedule(ctx context.Context, connectionID string) (bool, erro
 // recorded as for a scheduled sync; the connection's schedule is not
 // changed: a connection unscheduled because it needed the admin is not
 // scheduled again by a successful SyncNow — call Schedule.
-func (f *Fleet) SyncNow(ctx context.Context, connectionID string, password mailsync.Secret) (*mailsync.Report, error) {
-	r := f.run(ctx, connectionID, password)
+//
+// opts are this call's own options, e.g. mailsync.WithProgress for a
+// progress page: they come after the Fleet's (state, lease, logger) and
+// the Target's Options, so they win where options overlap. As for
+// Target.Options, WithState and WithLease must not be passed: they would
+// defeat the Fleet's lease.
+//
+// An authentication failure (mailsync.ErrAuth) of a SyncNow with a typed
+// password counts as a failure — Health's consecutive failures, last error
+// kind KindAuth and the scrubbed message — but does not mark the
+// connection NeedsAdmin nor degrade it: the person who mistyped the
+// password sees the error and types it again; nothing waits for the admin.
+// Without a typed password (""), an auth failure is the stored
+// credentials' and needs the admin, as in a scheduled sync.
+func (f *Fleet) SyncNow(ctx context.Context, connectionID string, password mailsync.Secret, opts ...mailsync.Option) (*mailsync.Report, error) {
+	r := f.run(ctx, connectionID, password, opts...)
 	return r.rep, r.err
 }
 
@@ -522,13 +546,14 @@ type result struct {
 }
 
 // run resolves and syncs one connection and records the outcome.
-func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret) result {
+// extra are SyncNow's options, after the Target's.
+func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret, extra ...mailsync.Option) result {
 	start := time.Now()
 	r := result{interval: f.cfg.Interval}
 	t, err := f.cfg.Resolver.Resolve(ctx, id, password)
 	provider := ""
 	if err == nil && t.Connector == nil {
-		err = mailsync.NewConfigError(mailsync.Problem{Field: "connector", Message: "the Resolver returned no connector"})
+		err = mailsync.NewConfigError(mailsync.Problem{Field: "connector", Code: mailsync.CodeRequired, Message: "the Resolver returned no connector"})
 	}
 	if err == nil {
 		if t.Interval > 0 {
@@ -536,7 +561,7 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret) re
 		}
 		conn := t.Connector.Connection()
 		if conn.Name != id {
-			err = mailsync.NewConfigError(mailsync.Problem{Field: "name",
+			err = mailsync.NewConfigError(mailsync.Problem{Field: "name", Code: mailsync.CodeConflict,
 				Message: fmt.Sprintf("the connector's Connection.Name %q is not the connection id %q (the lease and the state are kept by name)", conn.Name, id)})
 		} else {
 			opts := append([]mailsync.Option{
@@ -544,6 +569,7 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret) re
 				mailsync.WithLease(f.holder, f.cfg.LeaseTTL),
 				mailsync.WithLogger(f.log),
 			}, t.Options...)
+			opts = append(opts, extra...)
 			r.rep, err = mailsync.Sync(ctx, t.Connector, t.Mapping, t.Sink, opts...)
 			if r.rep != nil {
 				provider = r.rep.Provider
@@ -575,7 +601,10 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret) re
 		}
 		msg = truncateUTF8(redact.String(err.Error(), secrets...), MaxErrorLen)
 	}
-	a := attempt{start: start, end: end, kind: r.kind, msg: msg, rep: r.rep}
+	// A typed password that the server refused was mistyped: the person
+	// who typed it sees the error, the admin has nothing to fix.
+	typo := password != "" && r.kind == KindAuth
+	a := attempt{start: start, end: end, kind: r.kind, msg: msg, rep: r.rep, typo: typo}
 	before, after, herr := f.health.Update(context.WithoutCancel(ctx), id, func(h *Health) { a.apply(h, f.cfg.DegradeAfter) })
 	if herr != nil {
 		f.log.Error("mailsync/fleet: recording health", "connection", id, "err", herr)

@@ -615,3 +615,72 @@ func TestReconcileSchedulesListedConnections(t *testing.T) {
 		t.Errorf("b synced %d times, want once (its job was there)", n)
 	}
 }
+
+// A typed password the server refuses is a typo, not the admin's problem:
+// the failure is recorded (kind auth, scrubbed message), but the
+// connection neither needs the admin nor is degraded, however often it is
+// mistyped; the same failure without a typed password needs the admin.
+func TestSyncNowMistypedPasswordDoesNotNeedTheAdmin(t *testing.T) {
+	db := openSQLite(t)
+	mb := newMailbox("pop-inbox", 1)
+	const typed = mailsync.Secret("Wr0ng-Typed-Pass")
+	mb.setListErr(func(int) error {
+		return fmt.Errorf("%w: LOGIN refused for password %s", mailsync.ErrAuth, typed)
+	})
+	r := newResolver(mb)
+	r.password["pop-inbox"] = true
+	var degraded atomic.Int32
+	f := newFleet(t, db, Config{Resolver: checkingResolver{r}, Interval: time.Hour, DegradeAfter: 2,
+		OnDegraded: func(context.Context, Health) { degraded.Add(1) }})
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := f.SyncNow(ctx, "pop-inbox", typed); !errors.Is(err, mailsync.ErrAuth) {
+			t.Fatalf("SyncNow %d: %v, want ErrAuth", i, err)
+		}
+	}
+	h := healthOf(t, f, "pop-inbox")
+	if h.NeedsAdmin || h.Degraded || degraded.Load() != 0 {
+		t.Errorf("health = %+v, OnDegraded %d times: a mistyped password needs no admin", h, degraded.Load())
+	}
+	if h.ConsecutiveFailures != 3 || h.LastErrorKind != KindAuth || h.LastError == "" {
+		t.Errorf("health = %+v: want 3 failures of kind auth with a message", h)
+	}
+	if strings.Contains(h.LastError, string(typed)) {
+		t.Errorf("LastError %q carries the typed password", h.LastError)
+	}
+
+	// Without a typed password, an auth failure is the stored credentials':
+	// it needs the admin.
+	mb2 := newMailbox("imap-oauth", 1)
+	mb2.setListErr(func(int) error { return fmt.Errorf("%w: token refused", mailsync.ErrAuth) })
+	r.mu.Lock()
+	r.boxes["imap-oauth"] = mb2
+	r.mu.Unlock()
+	if _, err := f.SyncNow(ctx, "imap-oauth", ""); !errors.Is(err, mailsync.ErrAuth) {
+		t.Fatalf("SyncNow: %v, want ErrAuth", err)
+	}
+	if h := healthOf(t, f, "imap-oauth"); !h.NeedsAdmin || !h.Degraded {
+		t.Errorf("health = %+v: a stored credential refused needs the admin", h)
+	}
+}
+
+// SyncNow's options reach the sync, after the Target's: a progress
+// callback passed to this call sees the sync.
+func TestSyncNowOptions(t *testing.T) {
+	db := openSQLite(t)
+	mb := newMailbox("pop-inbox", 3)
+	r := newResolver(mb)
+	f := newFleet(t, db, Config{Resolver: r, Interval: time.Hour})
+	var seen atomic.Int32
+	var last atomic.Int64
+	rep, err := f.SyncNow(context.Background(), "pop-inbox", "typed", mailsync.WithProgress(func(p mailsync.Progress) {
+		seen.Add(1)
+		last.Store(int64(p.Done))
+	}))
+	if err != nil || rep.Created != 3 {
+		t.Fatalf("SyncNow = %+v, %v", rep, err)
+	}
+	if seen.Load() == 0 || last.Load() != 3 {
+		t.Errorf("progress called %d times, last Done %d; want calls up to 3", seen.Load(), last.Load())
+	}
+}

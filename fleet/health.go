@@ -44,6 +44,8 @@ type Health struct {
 	OldestUnprocessed time.Duration `json:"oldest_unprocessed"`
 	// Degraded is set after Config.DegradeAfter consecutive failures, or at
 	// once when the connection needs the admin; the next success clears it.
+	// A typed password refused in SyncNow neither degrades nor marks
+	// NeedsAdmin (see Fleet.SyncNow).
 	Degraded bool `json:"degraded"`
 	// NeedsAdmin is set when a sync failed for a reason only the admin can
 	// fix (ErrAuth, ErrConsentRequired, a configuration error): the
@@ -132,6 +134,9 @@ type attempt struct {
 	kind       ErrorKind
 	msg        string           // scrubbed
 	rep        *mailsync.Report // may be nil
+	// typo: an auth failure of SyncNow with a typed password — a failure,
+	// but neither NeedsAdmin nor a degradation (see Fleet.SyncNow).
+	typo bool
 }
 
 // apply folds a into h.
@@ -155,10 +160,10 @@ func (a attempt) apply(h *Health, degradeAfter int) {
 	} else {
 		h.ConsecutiveFailures++
 		h.LastErrorKind, h.LastError, h.LastErrorAt = a.kind, truncateUTF8(a.msg, MaxErrorLen), a.end
-		if needsAdmin(a.kind) {
+		if needsAdmin(a.kind) && !a.typo {
 			h.NeedsAdmin, h.Degraded = true, true
 		}
-		if degradeAfter > 0 && h.ConsecutiveFailures >= degradeAfter {
+		if degradeAfter > 0 && h.ConsecutiveFailures >= degradeAfter && !a.typo {
 			h.Degraded = true
 		}
 	}

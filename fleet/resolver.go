@@ -32,7 +32,7 @@ type Resolver interface {
 	// returns an error that wraps ErrUnknownConnection. Other errors are
 	// classified like a sync's (see Classify); an error wrapping
 	// mailsync.ErrAuth, for example, marks the connection as needing the
-	// admin.
+	// admin (unless the password was typed: see Fleet.SyncNow).
 	//
 	// The Connector's Connection().Name must be connectionID: the State,
 	// the lease and the idempotency keys are kept by that name, so a sync
@@ -73,6 +73,7 @@ type Target struct {
 	// Options are added to the Fleet's own (state, lease, logger); they
 	// come after them, so a Target's WithLogger wins, but a WithState or
 	// WithLease here would defeat the Fleet's lease and must not be used.
+	// SyncNow's own options come after these.
 	Options []mailsync.Option
 	// Interval, when positive, replaces Config.Interval for this
 	// connection from its next run on.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -262,6 +263,12 @@ func TestConfigErrors(t *testing.T) {
 			}
 		case !errors.As(err, &ce) || !ce.Field(tc.field):
 			t.Errorf("%s: %v, want a problem with %s", name, err, tc.field)
+		default:
+			for _, p := range ce.Problems {
+				if !slices.Contains(mailsync.ProblemCodes, p.Code) {
+					t.Errorf("%s: problem %+v has no known Code", name, p)
+				}
+			}
 		}
 	}
 }

@@ -139,15 +139,17 @@ type config struct {
 
 func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*config, error) {
 	var probs []mailsync.Problem
-	add := func(field, msg string) { probs = append(probs, mailsync.Problem{Field: field, Message: msg}) }
+	add := func(field string, code mailsync.ProblemCode, msg string) {
+		probs = append(probs, mailsync.Problem{Field: field, Code: code, Message: msg})
+	}
 	if strings.TrimSpace(conn.Name) == "" {
-		add("name", "is required")
+		add("name", mailsync.CodeRequired, "is required")
 	}
 	if conn.Protocol != "" {
-		add("protocol", fmt.Sprintf("is %q; a Gmail API connection has no protocol", conn.Protocol))
+		add("protocol", mailsync.CodeConflict, fmt.Sprintf("is %q; a Gmail API connection has no protocol", conn.Protocol))
 	}
 	if conn.OAuth != nil && conn.OAuth.Provider != mailsync.GmailAPI {
-		add("oauth.provider", fmt.Sprintf("is %q, the gmail provider needs %q", conn.OAuth.Provider, mailsync.GmailAPI))
+		add("oauth.provider", mailsync.CodeConflict, fmt.Sprintf("is %q, the gmail provider needs %q", conn.OAuth.Provider, mailsync.GmailAPI))
 	}
 	endpoint := opts.Endpoint
 	if endpoint == "" {
@@ -157,7 +159,7 @@ func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*co
 	var plaintext bool
 	switch {
 	case err != nil || root.Host == "" || (root.Scheme != "https" && root.Scheme != "http"):
-		add("endpoint", "is not an absolute http(s) URL")
+		add("endpoint", mailsync.CodeInvalid, "is not an absolute http(s) URL")
 	case root.Scheme == "http" && !mailsync.IsLoopbackHost(root.Hostname()):
 		plaintext = true
 	}
@@ -169,7 +171,7 @@ func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*co
 		user = "me"
 	}
 	if strings.ContainsAny(user, "/?#\r\n ") {
-		add("user_id", "must be \"me\" or an e-mail address")
+		add("user_id", mailsync.CodeInvalid, "must be \"me\" or an e-mail address")
 	}
 	labels := opts.Labels
 	if len(labels) == 0 {
@@ -180,7 +182,7 @@ func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*co
 	for i, l := range labels {
 		l = strings.TrimSpace(l)
 		if l == "" {
-			add(fmt.Sprintf("labels[%d]", i), "is empty")
+			add(fmt.Sprintf("labels[%d]", i), mailsync.CodeRequired, "is empty")
 			continue
 		}
 		if id, ok := systemLabel(l); ok {
@@ -196,20 +198,22 @@ func newConfig(ctx context.Context, conn mailsync.Connection, opts Options) (*co
 		batch = DefaultBatchSize
 	}
 	if batch < 1 || batch > MaxBatchSize {
-		add("batch_size", fmt.Sprintf("%d is out of range 1-%d", opts.BatchSize, MaxBatchSize))
+		probs = append(probs, mailsync.Problem{Field: "batch_size", Code: mailsync.CodeOutOfRange, Limit: MaxBatchSize,
+			Message: fmt.Sprintf("%d is out of range 1-%d", opts.BatchSize, MaxBatchSize)})
 	}
 	page := opts.PageSize
 	if page == 0 {
 		page = DefaultPageSize
 	}
 	if page < 1 || page > 500 {
-		add("page_size", fmt.Sprintf("%d is out of range 1-500", opts.PageSize))
+		probs = append(probs, mailsync.Problem{Field: "page_size", Code: mailsync.CodeOutOfRange, Limit: 500,
+			Message: fmt.Sprintf("%d is out of range 1-500", opts.PageSize)})
 	}
 	if opts.RetryBase < 0 || opts.MaxWait < 0 {
-		add("retry", "delays must not be negative")
+		add("retry", mailsync.CodeNegative, "delays must not be negative")
 	}
 	if opts.TokenSource == nil && conn.OAuth == nil && opts.HTTPClient == nil {
-		add("oauth", "is required (or Options.TokenSource, or an authenticating Options.HTTPClient)")
+		add("oauth", mailsync.CodeRequired, "is required (or Options.TokenSource, or an authenticating Options.HTTPClient)")
 	}
 	if len(probs) > 0 {
 		return nil, mailsync.NewConfigError(probs...)

@@ -172,24 +172,27 @@ type WatchStatus struct {
 // *mailsync.ConfigError. It sends no request.
 func NewPush(opts PushOptions) (*Push, error) {
 	var probs []mailsync.Problem
-	add := func(field, msg string) { probs = append(probs, mailsync.Problem{Field: field, Message: msg}) }
+	add := func(field string, code mailsync.ProblemCode, msg string) {
+		probs = append(probs, mailsync.Problem{Field: field, Code: code, Message: msg})
+	}
 	if !validTopic(opts.Topic) {
-		add("topic", "must be projects/{project}/topics/{topic}")
+		add("topic", mailsync.CodeInvalid, "must be projects/{project}/topics/{topic}")
 	}
 	if strings.TrimSpace(opts.Audience) == "" {
-		add("audience", "is required")
+		add("audience", mailsync.CodeRequired, "is required")
 	}
 	if strings.TrimSpace(opts.ServiceAccount) == "" {
-		add("service_account", "is required")
+		add("service_account", mailsync.CodeRequired, "is required")
 	}
 	if opts.OnChange == nil {
-		add("on_change", "is required")
+		add("on_change", mailsync.CodeRequired, "is required")
 	}
 	if opts.RenewEvery < 0 || opts.RenewEvery > MaxPushRenewEvery {
-		add("renew_every", fmt.Sprintf("must be between 0 (default) and %v", MaxPushRenewEvery))
+		probs = append(probs, mailsync.Problem{Field: "renew_every", Code: mailsync.CodeOutOfRange, Limit: int(MaxPushRenewEvery / time.Second),
+			Message: fmt.Sprintf("must be between 0 (default) and %v", MaxPushRenewEvery)})
 	}
 	if opts.RetryEvery < 0 {
-		add("retry_every", "must not be negative")
+		add("retry_every", mailsync.CodeNegative, "must not be negative")
 	}
 	if len(probs) > 0 {
 		return nil, mailsync.NewConfigError(probs...)

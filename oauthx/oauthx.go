@@ -212,22 +212,22 @@ type TokenSource struct {
 // makes no request; the first Token call refreshes.
 func New(ctx context.Context, o *mailsync.OAuth, opts Options) (*TokenSource, error) {
 	if o == nil {
-		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "oauth", Message: "is required"})
+		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "oauth", Code: mailsync.CodeRequired, Message: "is required"})
 	}
 	var probs []mailsync.Problem
 	switch o.Provider {
 	case mailsync.MicrosoftGraph, mailsync.GmailAPI:
 	default:
-		probs = append(probs, mailsync.Problem{Field: "oauth.provider", Message: fmt.Sprintf("%q is not one of %q, %q", o.Provider, mailsync.MicrosoftGraph, mailsync.GmailAPI)})
+		probs = append(probs, mailsync.Problem{Field: "oauth.provider", Code: mailsync.CodeUnknown, Allowed: []string{string(mailsync.MicrosoftGraph), string(mailsync.GmailAPI)}, Message: fmt.Sprintf("%q is not one of %q, %q", o.Provider, mailsync.MicrosoftGraph, mailsync.GmailAPI)})
 	}
 	if o.ClientID == "" {
-		probs = append(probs, mailsync.Problem{Field: "oauth.client_id", Message: "is required"})
+		probs = append(probs, mailsync.Problem{Field: "oauth.client_id", Code: mailsync.CodeRequired, Message: "is required"})
 	}
 	if o.RefreshToken == "" {
-		probs = append(probs, mailsync.Problem{Field: "oauth.refresh_token", Message: "is required"})
+		probs = append(probs, mailsync.Problem{Field: "oauth.refresh_token", Code: mailsync.CodeRequired, Message: "is required"})
 	}
 	if o.Provider == mailsync.MicrosoftGraph && o.TenantID == "" && o.TokenURL == "" && opts.TokenURL == "" {
-		probs = append(probs, mailsync.Problem{Field: "oauth.tenant_id", Message: "is required for Microsoft Graph"})
+		probs = append(probs, mailsync.Problem{Field: "oauth.tenant_id", Code: mailsync.CodeRequired, Message: "is required for Microsoft Graph"})
 	}
 	tokenURL := opts.TokenURL
 	field := "token_url option"
@@ -235,8 +235,11 @@ func New(ctx context.Context, o *mailsync.OAuth, opts Options) (*TokenSource, er
 		tokenURL, field = o.EffectiveTokenURL(), "oauth.token_url"
 	}
 	if tokenURL != "" {
-		if msg := checkTokenURL(tokenURL); msg != "" {
-			probs = append(probs, mailsync.Problem{Field: field, Message: msg})
+		// mailsync.CheckEndpointURL's rule: absolute, https (http only for
+		// a loopback host), and without user:pass@ — credentials in the URL
+		// would go out in every request and into every error that names it.
+		if p, bad := mailsync.EndpointURLProblem(field, tokenURL); bad {
+			probs = append(probs, p)
 		}
 	}
 	if len(probs) > 0 {
@@ -298,11 +301,6 @@ func New(ctx context.Context, o *mailsync.OAuth, opts Options) (*TokenSource, er
 	ts.addSecrets(o.ClientSecret.Reveal(), o.RefreshToken.Reveal())
 	return ts, nil
 }
-
-// checkTokenURL is mailsync.CheckEndpointURL: absolute, https (http only
-// for a loopback host), and without user:pass@ — credentials in the URL
-// would go out in every request and into every error that names the URL.
-func checkTokenURL(s string) string { return mailsync.CheckEndpointURL(s) }
 
 // Token returns a valid access token, refreshing it when it expires within
 // ExpiryDelta. It implements oauth2.TokenSource.

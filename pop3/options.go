@@ -99,35 +99,35 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 		}
 	}
 	if conn.Protocol != mailsync.POP3 {
-		problems = append(problems, mailsync.Problem{Field: "protocol", Message: fmt.Sprintf("is %q, the pop3 provider needs %q", conn.Protocol, mailsync.POP3)})
+		problems = append(problems, mailsync.Problem{Field: "protocol", Code: mailsync.CodeConflict, Message: fmt.Sprintf("is %q, the pop3 provider needs %q", conn.Protocol, mailsync.POP3)})
 	}
 	// go-pop3 formats arguments with %v onto the command line, so CR or LF
 	// in a credential would inject commands. Connection.Validate checks
 	// the user too; check here in case a caller skipped it.
 	if strings.ContainsAny(conn.User, "\r\n\x00") && !hasProblem(problems, "user") {
-		problems = append(problems, mailsync.Problem{Field: "user", Message: "must not contain CR, LF or NUL"})
+		problems = append(problems, mailsync.Problem{Field: "user", Code: mailsync.CodeForbiddenCharacters, Message: "must not contain CR, LF or NUL"})
 	}
 	switch {
 	case opts.Password != "" && opts.TokenSource != nil:
-		problems = append(problems, mailsync.Problem{Field: "credentials", Message: "set either Options.Password or Options.TokenSource, not both"})
+		problems = append(problems, mailsync.Problem{Field: "credentials", Code: mailsync.CodeConflict, Message: "set either Options.Password or Options.TokenSource, not both"})
 	case opts.Password == "" && opts.TokenSource == nil:
 		if conn.OAuth != nil {
-			problems = append(problems, mailsync.Problem{Field: "oauth", Message: "needs Options.TokenSource for XOAUTH2"})
+			problems = append(problems, mailsync.Problem{Field: "oauth", Code: mailsync.CodeRequired, Message: "needs Options.TokenSource for XOAUTH2"})
 		} else {
-			problems = append(problems, mailsync.Problem{Field: "password", Message: "is required (or Options.TokenSource for XOAUTH2)"})
+			problems = append(problems, mailsync.Problem{Field: "password", Code: mailsync.CodeRequired, Message: "is required (or Options.TokenSource for XOAUTH2)"})
 		}
 	}
 	if strings.ContainsAny(opts.Password.Reveal(), "\r\n\x00") {
-		problems = append(problems, mailsync.Problem{Field: "password", Message: "must not contain CR, LF or NUL"})
+		problems = append(problems, mailsync.Problem{Field: "password", Code: mailsync.CodeForbiddenCharacters, Message: "must not contain CR, LF or NUL"})
 	}
 	if opts.Security < SecurityAuto || opts.Security > Plaintext {
-		problems = append(problems, mailsync.Problem{Field: "security", Message: fmt.Sprintf("%d is not a known mode", int(opts.Security))})
+		problems = append(problems, mailsync.Problem{Field: "security", Code: mailsync.CodeUnknown, Message: fmt.Sprintf("%d is not a known mode", int(opts.Security))})
 	}
 	if opts.MaxMessages < 0 {
-		problems = append(problems, mailsync.Problem{Field: "max_messages", Message: "must not be negative"})
+		problems = append(problems, mailsync.Problem{Field: "max_messages", Code: mailsync.CodeNegative, Message: "must not be negative"})
 	}
 	if opts.DialTimeout < 0 || opts.CommandTimeout < 0 {
-		problems = append(problems, mailsync.Problem{Field: "timeouts", Message: "must not be negative"})
+		problems = append(problems, mailsync.Problem{Field: "timeouts", Code: mailsync.CodeNegative, Message: "must not be negative"})
 	}
 	if len(problems) > 0 {
 		return nil, mailsync.NewConfigError(problems...)

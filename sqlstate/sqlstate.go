@@ -93,19 +93,19 @@ var (
 func (o *Options) validate() error {
 	var problems []mailsync.Problem
 	if o.Dialect != Postgres && o.Dialect != SQLite {
-		problems = append(problems, mailsync.Problem{Field: "sqlstate.dialect", Message: "must be sqlstate.Postgres or sqlstate.SQLite"})
+		problems = append(problems, mailsync.Problem{Field: "sqlstate.dialect", Code: mailsync.CodeUnknown, Message: "must be sqlstate.Postgres or sqlstate.SQLite"})
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
 	if !prefixRE.MatchString(o.Prefix) {
-		problems = append(problems, mailsync.Problem{Field: "sqlstate.prefix", Message: "must be a letter or underscore, then letters, digits or underscores (at most 40)"})
+		problems = append(problems, mailsync.Problem{Field: "sqlstate.prefix", Code: mailsync.CodeInvalid, Message: "must be a letter or underscore, then letters, digits or underscores (at most 40)"})
 	}
 	if o.Schema != "" {
 		if o.Dialect == SQLite {
-			problems = append(problems, mailsync.Problem{Field: "sqlstate.schema", Message: "is only used with PostgreSQL"})
+			problems = append(problems, mailsync.Problem{Field: "sqlstate.schema", Code: mailsync.CodeConflict, Message: "is only used with PostgreSQL"})
 		} else if !schemaRE.MatchString(o.Schema) {
-			problems = append(problems, mailsync.Problem{Field: "sqlstate.schema", Message: "must be a letter or underscore, then letters, digits or underscores (at most 63)"})
+			problems = append(problems, mailsync.Problem{Field: "sqlstate.schema", Code: mailsync.CodeInvalid, Message: "must be a letter or underscore, then letters, digits or underscores (at most 63)"})
 		}
 	}
 	if len(problems) > 0 {
@@ -163,7 +163,7 @@ func OpenSQLiteOptions(ctx context.Context, path string, opts Options) (*State, 
 		opts.Dialect = SQLite
 	}
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
-		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "sqlstate.path", Message: "must be a file path (not empty, :memory: or a file: URI)"})
+		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "sqlstate.path", Code: mailsync.CodeInvalid, Message: "must be a file path (not empty, :memory: or a file: URI)"})
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")

@@ -1,6 +1,11 @@
 package main
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/mailsync/mailsync"
+)
 
 // labels are the pages' texts: Portuguese as on the product page of the
 // connection form (../shared/seed), and English.
@@ -235,17 +240,31 @@ var labels = map[string]map[string]string{
 	},
 }
 
-// problemPT translates the library's most common validation messages
-// (mailsync.Problem.Message is English); others are shown as they are.
-var problemPT = map[string]string{
-	"is required":                                       "é obrigatório",
-	"names no ticket type":                              "escolha pelo menos um tipo de ticket",
-	"is required for imap":                              "é obrigatório para IMAP",
-	"is required for pop3":                              "é obrigatório para POP3",
-	"is required for Microsoft Graph":                   "é obrigatório para o Microsoft Graph",
-	"must not include a port: put it in the port field": "não pode incluir a porta: use o campo Porta",
-	"must be a host name or IP address, not a URL":      "deve ser um nome de servidor ou endereço IP, não um URL",
-	"must not contain spaces or control characters":     "não pode conter espaços nem caracteres de controlo",
+// problemPT words each mailsync.Problem.Code in Portuguese; the English
+// pages show the library's Message. Matching the Code, never the Message,
+// keeps the translation right when the library rewords a message.
+var problemPT = map[mailsync.ProblemCode]string{
+	mailsync.CodeRequired:            "é obrigatório",
+	mailsync.CodeInvalid:             "não é válido",
+	mailsync.CodeForbiddenCharacters: "não pode conter espaços nem caracteres de controlo",
+	mailsync.CodeTooLong:             "é demasiado longo (máximo %d)",
+	mailsync.CodeOutOfRange:          "fora do intervalo 1-%d",
+	mailsync.CodeNegative:            "não pode ser negativo",
+	mailsync.CodeUnknown:             "valor desconhecido",
+	mailsync.CodeConflict:            "não se usa com esta configuração",
+	mailsync.CodeDuplicate:           "está repetido",
+	mailsync.CodeNotFound:            "não existe",
+	mailsync.CodePortInServer:        "não pode incluir a porta: use o campo Porta",
+	mailsync.CodeNotHostName:         "deve ser um nome de servidor ou endereço IP, não um URL",
+	mailsync.CodeInsecure:            "deve usar https",
+}
+
+// problemPTField words a code for one field where the general wording
+// would say less than the library's message.
+var problemPTField = map[string]map[mailsync.ProblemCode]string{
+	"connected_with":  {mailsync.CodeRequired: "escolha pelo menos um tipo de ticket"},
+	"oauth.tenant_id": {mailsync.CodeRequired: "é obrigatório para o Microsoft Graph", mailsync.CodeConflict: "só se usa com o Microsoft Graph"},
+	"protocol":        {mailsync.CodeUnknown: "protocolo desconhecido: escolha IMAP ou POP3"},
 }
 
 // translate returns a label in lang, falling back to Portuguese, then to the key.
@@ -259,14 +278,24 @@ func translate(lang, key string) string {
 	return key
 }
 
-func translateProblem(lang, msg string) string {
-	if lang == "pt" {
-		if s, ok := problemPT[msg]; ok {
-			return s
-		}
-		if strings.HasPrefix(msg, "is out of range") || strings.Contains(msg, "out of range") {
-			return "fora do intervalo 1-65535"
+// translateProblem words p in lang by its Code (mailsync.Problem.Code);
+// English, and a code this host does not know, show the library's Message.
+func translateProblem(lang string, p mailsync.Problem) string {
+	if lang != "pt" {
+		return p.Message
+	}
+	field := p.Field
+	if i := strings.IndexByte(field, '['); i >= 0 {
+		field = field[:i]
+	}
+	s, ok := problemPTField[field][p.Code]
+	if !ok {
+		if s, ok = problemPT[p.Code]; !ok {
+			return p.Message
 		}
 	}
-	return msg
+	if strings.Contains(s, "%d") {
+		s = fmt.Sprintf(s, p.Limit)
+	}
+	return s
 }

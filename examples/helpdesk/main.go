@@ -255,8 +255,8 @@ func Open(ctx context.Context, cfg Config) (a *App, err error) {
 			return nil, err
 		}
 	}
-	// River stops its client when Start's context ends: give it the app's
-	// lifetime, not Open's (which may be a start-up timeout).
+	// Start's context is the workers' lifetime (see fleet.Fleet.Start):
+	// the app's, not Open's (which may be a start-up timeout).
 	if err := a.fleet.Start(a.ctx); err != nil {
 		return nil, err
 	}

@@ -40,15 +40,6 @@ var (
 	_ fleet.Checker  = (*Resolver)(nil)
 )
 
-// progressKey carries a sync's progress callback from the web handler,
-// through fleet.SyncNow's context, to Resolve (SyncNow takes no options of
-// its own; Target.Options does).
-type progressKey struct{}
-
-func withProgress(ctx context.Context, f func(mailsync.Progress)) context.Context {
-	return context.WithValue(ctx, progressKey{}, f)
-}
-
 // Schedulable implements fleet.Checker: only enabled OAuth connections are
 // synced in the background. A password connection is never scheduled: its
 // password is typed at sync time and stored nowhere.
@@ -111,9 +102,6 @@ func (r *Resolver) Resolve(ctx context.Context, id string, password mailsync.Sec
 		mailsync.WithPostAction(mailsync.PostAction{Kind: mailsync.MarkRead}),
 		mailsync.WithLimits(syncLimits),
 		mailsync.WithLogger(r.logger),
-	}
-	if f, ok := ctx.Value(progressKey{}).(func(mailsync.Progress)); ok {
-		opts = append(opts, mailsync.WithProgress(f))
 	}
 	return fleet.Target{Connector: c, Mapping: routing.Mappings[0], Sink: r.sink, Options: opts, Secrets: secrets}, nil
 }

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
 	"strconv"
 	"strings"
 
@@ -223,14 +221,9 @@ func (k *Sink) Quarantine(ctx context.Context, q *mailsync.Quarantined) error {
 			return err
 		}
 	}
+	// Source.MessageID is set for a mail the parser gave up on too: the
+	// library reads it from the raw header.
 	messageID := q.Source.MessageID
-	if messageID == "" && raw != nil {
-		// The parser gave up on this mail; its header may still say which
-		// one it is, for the admin's list.
-		if m, err := mail.ReadMessage(bytes.NewReader(raw)); err == nil {
-			messageID = strings.Trim(m.Header.Get("Message-Id"), "<> ")
-		}
-	}
 	reason := "quarantined"
 	if q.Err != nil {
 		reason = q.Err.Error()

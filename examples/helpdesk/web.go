@@ -144,7 +144,6 @@ func (a *App) newPage(w http.ResponseWriter, r *http.Request, nav string, data a
 func (a *App) parseTemplates() error {
 	funcs := template.FuncMap{
 		"pathEscape": url.PathEscape,
-		"problem":    translateProblem,
 		"ticketType": func(types []TicketType, id, lang string) string {
 			for _, t := range types {
 				if t.ID == id {
@@ -547,7 +546,7 @@ func (a *App) saveConnection(w http.ResponseWriter, r *http.Request) {
 		for _, p := range ce.Problems {
 			in := problemInput(p.Field, f.Auth)
 			if _, dup := f.Errors[in]; !dup {
-				f.Errors[in] = translateProblem(lang, p.Message)
+				f.Errors[in] = translateProblem(lang, p)
 			}
 		}
 	}
@@ -654,12 +653,12 @@ func (a *App) startSync(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Minute)
 		defer cancel()
-		ctx = withProgress(ctx, func(p mailsync.Progress) {
+		progress := mailsync.WithProgress(func(p mailsync.Progress) {
 			run.mu.Lock()
 			run.Done, run.Total = p.Done, p.Total
 			run.mu.Unlock()
 		})
-		rep, err := a.fleet.SyncNow(ctx, name, mailsync.Secret(password))
+		rep, err := a.fleet.SyncNow(ctx, name, mailsync.Secret(password), progress)
 		run.mu.Lock()
 		defer run.mu.Unlock()
 		run.Finished, run.Report = true, rep

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/fleet"
 	"github.com/mailsync/mailsync/internal/pgtest"
 )
 
@@ -404,8 +405,16 @@ func syncEndToEnd(t *testing.T, h *harness) {
 	if st := h.waitRun(final); st.Error == "" {
 		t.Errorf("a wrong password synced: %+v", st)
 	}
+	// A mistyped password is a failure, shown with its kind, but nothing
+	// for the admin: the person who typed it tries again.
 	_, body = h.get("/connections")
-	mustContain(t, "health after a wrong password", body, "requer o administrador")
+	mustContain(t, "health after a wrong password", body, `<small class="error">auth: `)
+	if strings.Contains(body, "requer o administrador") {
+		t.Error("a mistyped password marks the connection as needing the admin")
+	}
+	if hh, _, err := h.app.fleet.Health().Get(context.Background(), "Suporte"); err != nil || hh.NeedsAdmin || hh.Degraded || hh.LastErrorKind != fleet.KindAuth {
+		t.Errorf("health after a wrong password: %+v, %v", hh, err)
+	}
 
 	var ticketCount int
 	h.app.st.db.QueryRow(`SELECT COUNT(*) FROM hd_tickets`).Scan(&ticketCount)

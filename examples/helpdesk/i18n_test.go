@@ -1,0 +1,39 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mailsync/mailsync"
+)
+
+// Every Problem code of the library has its Portuguese wording, filled
+// with the problem's parameters; English shows the library's message, and
+// a code this host does not know falls back to it.
+func TestTranslateProblem(t *testing.T) {
+	for _, c := range mailsync.ProblemCodes {
+		s := translateProblem("pt", mailsync.Problem{Field: "x", Code: c, Message: "english", Limit: 42})
+		if s == "english" || s == "" || strings.Contains(s, "%") {
+			t.Errorf("%s: %q", c, s)
+		}
+	}
+	for _, c := range []struct {
+		p    mailsync.Problem
+		want string
+	}{
+		{mailsync.Problem{Field: "port", Code: mailsync.CodeOutOfRange, Limit: 65535, Message: "99999 is out of range 1-65535"}, "fora do intervalo 1-65535"},
+		{mailsync.Problem{Field: "post_action.folder", Code: mailsync.CodeTooLong, Limit: 255, Message: "is longer than 255 bytes"}, "é demasiado longo (máximo 255)"},
+		{mailsync.Problem{Field: "connected_with", Code: mailsync.CodeRequired, Message: "names no ticket type"}, "escolha pelo menos um tipo de ticket"},
+		{mailsync.Problem{Field: "connected_with[1]", Code: mailsync.CodeRequired, Message: "is empty"}, "escolha pelo menos um tipo de ticket"},
+		{mailsync.Problem{Field: "user", Code: mailsync.CodeRequired, Message: "is required"}, "é obrigatório"},
+		{mailsync.Problem{Field: "user", Code: "some_new_code", Message: "is odd"}, "is odd"},
+		{mailsync.Problem{Field: "user", Message: "from a provider without codes"}, "from a provider without codes"},
+	} {
+		if got := translateProblem("pt", c.p); got != c.want {
+			t.Errorf("pt %+v = %q, want %q", c.p, got, c.want)
+		}
+	}
+	if got := translateProblem("en", mailsync.Problem{Field: "user", Code: mailsync.CodeRequired, Message: "is required"}); got != "is required" {
+		t.Errorf("en: %q", got)
+	}
+}
