@@ -320,16 +320,6 @@ func healthDest(h *Health) ([]any, func()) {
 	}
 }
 
-func scanHealth(r rowScanner) (Health, error) {
-	var h Health
-	dest, fill := healthDest(&h)
-	if err := r.Scan(dest...); err != nil {
-		return Health{}, err
-	}
-	fill()
-	return h, nil
-}
-
 func millis(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
