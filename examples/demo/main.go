@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/imap"
+	"github.com/mailsync/mailsync/internal/demoimap"
 )
 
 func main() {
@@ -34,13 +35,13 @@ func run() error {
 	defer cancel()
 
 	const user, password = "suporte@empresa.pt", "demo-password"
-	srv, err := startDemoServer(user, password)
+	srv, err := demoimap.Start(user, password, demoimap.Options{})
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	for _, m := range sampleMails {
-		if err := srv.deliver([]byte(m)); err != nil {
+		if err := srv.Deliver([]byte(m)); err != nil {
 			return err
 		}
 	}

@@ -23,7 +23,7 @@
 //   - secrets.go: OAuth secrets encrypted at rest (AES-256-GCM)
 //   - web.go, templates/, static/: the admin pages, CSRF, security headers
 //   - i18n.go: Portuguese and English labels
-//   - seed.go, seedserver.go: the demo mailbox
+//   - seed.go: the demo mailbox (internal/demoimap, shared with examples/demo)
 package main
 
 import (
@@ -57,6 +57,7 @@ import (
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/fleet"
+	"github.com/mailsync/mailsync/internal/demoimap"
 	"github.com/mailsync/mailsync/sqlstate"
 )
 
@@ -90,7 +91,7 @@ type App struct {
 	csrfKey  []byte
 	tmpl     map[string]*template.Template
 
-	seed *seedServer
+	seed *demoimap.Server
 	// SeedPassword is the demo mailbox's password, made at start-up and
 	// printed on the console so a user can type it in the sync dialog. It
 	// is not stored anywhere.
@@ -180,16 +181,16 @@ func Open(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 	if !cfg.NoSeed {
 		a.SeedPassword = "demo-" + randomHex(6)
-		if a.seed, err = startSeedServer(seedUser, a.SeedPassword, cfg.seedTokenCheck); err != nil {
+		if a.seed, err = demoimap.Start(seedUser, a.SeedPassword, demoimap.Options{CheckToken: cfg.seedTokenCheck}); err != nil {
 			return nil, err
 		}
 		a.closers = append(a.closers, a.seed.Close)
 		for _, m := range seedMails {
-			if err := a.seed.deliver([]byte(m)); err != nil {
+			if err := a.seed.Deliver([]byte(m)); err != nil {
 				return nil, err
 			}
 		}
-		rootCAs.AddCert(a.seed.cert)
+		rootCAs.AddCert(a.seed.Cert)
 		host, port, _ := net.SplitHostPort(a.seed.Addr)
 		p, _ := strconv.Atoi(port)
 		if err := seed(ctx, a.st, host, p); err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/mailsync/mailsync"
 )
 
-// The demo mailbox: an in-process IMAP server (seedserver.go) with the
+// The demo mailbox: an in-process IMAP server (internal/demoimap) with the
 // mail a helpdesk receives, and a connection to it already configured, so
 // `go run ./examples/helpdesk` needs no set-up. A real host has none of
 // this: its admin fills the connection form.

@@ -497,7 +497,7 @@ func TestTwoInstancesPostgres(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	a := newHarness(t, dsn)
 	b := newHarness(t, dsn, func(c *Config) { c.NoSeed = true })
-	b.app.resolver.rootCAs.AddCert(a.app.seed.cert) // b reaches a's demo mailbox
+	b.app.resolver.rootCAs.AddCert(a.app.seed.Cert) // b reaches a's demo mailbox
 	password := a.app.SeedPassword
 
 	_, runA, _ := a.post("/connections/Suporte/sync", url.Values{"password": {password}})

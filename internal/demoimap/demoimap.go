@@ -1,4 +1,9 @@
-package main
+// Package demoimap is the in-process IMAP server the examples sync from:
+// go-imap's in-memory server on a loopback port, with implicit TLS and a
+// certificate made at start-up, so an example connects exactly as to a real
+// server (certificate verified, no plaintext login), with no network and no
+// set-up. It is for demos and tests only.
+package demoimap
 
 import (
 	"bytes"
@@ -22,23 +27,29 @@ import (
 	"github.com/emersion/go-sasl"
 )
 
-// seedServer is go-imap's in-memory IMAP server on a loopback port, with
-// implicit TLS and a certificate made at start-up, so the helpdesk connects
-// exactly as to a real server: certificate verified, no plaintext login.
-type seedServer struct {
-	Addr    string
+// Server is a running demo server with one user and an INBOX.
+type Server struct {
+	// Addr is the server's loopback address (host:port), implicit TLS.
+	Addr string
+	// RootCAs trusts the server's self-signed certificate.
 	RootCAs *x509.CertPool
-	cert    *x509.Certificate // the server's self-signed certificate
-	user    *imapmemserver.User
-	srv     *imapserver.Server
-	ln      net.Listener
+	// Cert is that certificate, for a host that adds it to its own pool.
+	Cert *x509.Certificate
+
+	user *imapmemserver.User
+	srv  *imapserver.Server
+	ln   net.Listener
 }
 
-// startSeedServer starts the server with one user and an empty INBOX.
-// With checkToken set, it also accepts SASL XOAUTH2 (IMAP's OAuth login)
-// when checkToken approves the user's bearer token; the tests use it to
-// sync an OAuth connection through the fleet.
-func startSeedServer(user, password string, checkToken func(user, token string) bool) (*seedServer, error) {
+// Options are the server's optional behaviours.
+type Options struct {
+	// CheckToken, when set, makes the server accept SASL XOAUTH2 (IMAP's
+	// OAuth login) for a bearer token it approves, besides the password.
+	CheckToken func(user, token string) bool
+}
+
+// Start starts the server with user and password and an empty INBOX.
+func Start(user, password string, opts Options) (*Server, error) {
 	cert, pool, err := selfSignedCert()
 	if err != nil {
 		return nil, err
@@ -51,8 +62,8 @@ func startSeedServer(user, password string, checkToken func(user, token string) 
 	mem.AddUser(u)
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			if checkToken != nil {
-				return &xoauth2Session{SessionIMAP4rev2: mem.NewSession().(imapserver.SessionIMAP4rev2), check: checkToken, password: password}, nil, nil
+			if opts.CheckToken != nil {
+				return &xoauth2Session{SessionIMAP4rev2: mem.NewSession().(imapserver.SessionIMAP4rev2), check: opts.CheckToken, password: password}, nil, nil
 			}
 			return mem.NewSession(), nil, nil
 		},
@@ -64,17 +75,17 @@ func startSeedServer(user, password string, checkToken func(user, token string) 
 		return nil, err
 	}
 	go srv.Serve(ln)
-	return &seedServer{Addr: ln.Addr().String(), RootCAs: pool, cert: cert.Leaf, user: u, srv: srv, ln: ln}, nil
+	return &Server{Addr: ln.Addr().String(), RootCAs: pool, Cert: cert.Leaf, user: u, srv: srv, ln: ln}, nil
 }
 
-// deliver appends a raw message to the INBOX.
-func (d *seedServer) deliver(raw []byte) error {
-	_, err := d.user.Append("INBOX", literal{bytes.NewReader(raw)}, &imap.AppendOptions{Time: time.Now()})
+// Deliver appends a raw message to the INBOX.
+func (s *Server) Deliver(raw []byte) error {
+	_, err := s.user.Append("INBOX", literal{bytes.NewReader(raw)}, &imap.AppendOptions{Time: time.Now()})
 	return err
 }
 
 // Close stops the server.
-func (d *seedServer) Close() { d.srv.Close(); d.ln.Close() }
+func (s *Server) Close() { s.srv.Close(); s.ln.Close() }
 
 type literal struct{ *bytes.Reader }
 
