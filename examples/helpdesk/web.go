@@ -550,6 +550,12 @@ func (a *App) saveConnection(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if forValidate.OAuth != nil && forValidate.Protocol == "" && f.Errors["protocol"] == "" {
+		// Valid for the library (the Graph or Gmail API connector), but
+		// this example does not build those connectors in (see
+		// resolver.go): say so now rather than at the first sync.
+		f.Errors["protocol"] = translate(lang, "conn.protocol.api_not_built")
+	}
 	if len(f.Errors) > 0 {
 		a.render(w, http.StatusUnprocessableEntity, "connection", a.newPage(w, r, "connections", &f))
 		return

@@ -53,6 +53,16 @@ func TestConnectionForm(t *testing.T) {
 	mustContain(t, "english", body, `id="err-port">99999 is out of range 1-65535</p>`, "Server Name / IP", "Connected with")
 	h.get("/connections?lang=pt")
 
+	// OAuth with no protocol is the Graph/Gmail API connector, valid for
+	// the library but not built into this example: refused at save.
+	status, _, body = h.post("/connections/save", url.Values{"enabled": {"on"}, "name": {"Vendas"}, "user": {"vendas@empresa.pt"},
+		"protocol": {""}, "auth": {"gmail_api"}, "gmail_client_id": {"id"}, "gmail_client_secret": {"s"}, "gmail_refresh_token": {"r"},
+		"connected_with": {"request"}})
+	if status != http.StatusUnprocessableEntity {
+		t.Fatalf("OAuth API form: status %d, want 422", status)
+	}
+	mustContain(t, "OAuth API", body, `id="err-protocol">as APIs Microsoft Graph e Gmail não estão incluídas neste exemplo`)
+
 	// Valid.
 	status, final, body := h.post("/connections/save", url.Values{"enabled": {"on"}, "name": {"Vendas"}, "user": {"vendas@empresa.pt"},
 		"server": {"mail.empresa.pt"}, "port": {"995"}, "protocol": {"pop3"}, "auth": {"password"}, "connected_with": {"request"}})
