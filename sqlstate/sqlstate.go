@@ -33,9 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
-	"strings"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -162,17 +160,9 @@ func OpenSQLiteOptions(ctx context.Context, path string, opts Options) (*State, 
 	if opts.Dialect == 0 {
 		opts.Dialect = SQLite
 	}
-	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
-		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "sqlstate.path", Code: mailsync.CodeInvalid, Message: "must be a file path (not empty, :memory: or a file: URI)"})
-	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
-	db, err := sql.Open("sqlite", dsn)
+	db, err := OpenSQLiteDB(path)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstate: open %s: %w", path, err)
+		return nil, err // a *mailsync.ConfigError
 	}
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(4)
