@@ -24,9 +24,10 @@ const stmtCacheSize = 128
 // and reused, where modernc.org/sqlite alone parses it again on every call.
 // SQLite re-prepares a cached statement by itself when the schema changes
 // (a migration); the statements are finalized when their connection
-// closes. An invalid path gives a *mailsync.ConfigError. The caller sets the pool's limits (SetMaxOpenConns); use it for
-// River's riversqlite driver (one connection) on the state's file, so that
-// River's statements are cached too. It is what OpenSQLite uses.
+// closes. An invalid path gives a *mailsync.ConfigError. The caller sets
+// the pool's limits (SetMaxOpenConns); use it for River's riversqlite
+// driver (one connection) on the state's file, so that River's statements
+// are cached too. It is what OpenSQLite uses.
 //
 // The connections are modernc.org/sqlite's behind a wrapper: (*sql.Conn).Raw
 // hands out the wrapper, not the driver's own connection.
@@ -118,7 +119,9 @@ func newCachingConn(conn driver.Conn) (driver.Conn, error) {
 }
 
 // stmt returns query's cached statement, preparing it if needed, or nil
-// when it cannot be used now (busy, or not a single statement).
+// when it cannot be used now: its rows are open, or the driver's statement
+// lacks the context methods. (A script of several statements is cached
+// too; modernc.org/sqlite parses its statements on every run.)
 func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, error) {
 	if s, ok := c.stmts[query]; ok {
 		if s.busy {
