@@ -208,7 +208,8 @@ func (SyncArgs) Kind() string { return JobKind }
 
 // New makes a Fleet on a River driver: riversqlite.New(db) for the
 // embedded default (a *sql.DB on modernc.org/sqlite, with
-// db.SetMaxOpenConns(1)), riverpgxv5.New(pool) for PostgreSQL. River's
+// db.SetMaxOpenConns(1), best from sqlstate.OpenSQLiteDB),
+// riverpgxv5.New(pool) for PostgreSQL. River's
 // tables must exist: see Migrate.
 func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Fleet, error) {
 	if driver == nil {

@@ -71,6 +71,10 @@ type SQLHealth struct {
 	table    string
 	push     string
 	triggers string
+
+	// The statements of every sync, built once (with $n placeholders on
+	// PostgreSQL) rather than on every call.
+	qInsert, qSelectForUpdate, qUpdate, qGet, qMarkRun, qEndRun string
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -88,7 +92,25 @@ func NewSQLHealth(db *sql.DB, dialect Dialect, prefix string) (*SQLHealth, error
 	if prefix != "" && !prefixRE.MatchString(prefix) {
 		return nil, fmt.Errorf("mailsync/fleet: NewSQLHealth: table prefix %q is not a plain identifier", prefix)
 	}
-	return &SQLHealth{db: db, dialect: dialect, table: prefix + "fleet_health", push: prefix + "fleet_push", triggers: prefix + "fleet_trigger"}, nil
+	s := &SQLHealth{db: db, dialect: dialect, table: prefix + "fleet_health", push: prefix + "fleet_push", triggers: prefix + "fleet_trigger"}
+	s.qInsert = s.q(`INSERT INTO ` + s.table + ` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`)
+	s.qGet = s.q(s.pushSelect() + ` WHERE h.connection = ?`)
+	s.qSelectForUpdate = s.qGet
+	if dialect == Postgres {
+		s.qSelectForUpdate += ` FOR UPDATE OF h`
+	}
+	s.qUpdate = s.q(`UPDATE ` + s.table + ` SET first_attempt = ?, last_attempt = ?, last_success = ?,
+	caught_up_at = ?, consecutive_failures = ?, last_error_kind = ?, last_error = ?, last_error_at = ?,
+	messages_synced = ?, quarantined = ?, oldest_unprocessed = ?, degraded = ?, needs_admin = ?, updated = ?
+	WHERE connection = ?`)
+	s.qMarkRun = s.q(`INSERT INTO ` + s.triggers + ` AS t (connection, run, ended, marked) VALUES (?, ?, 0, 1)
+	ON CONFLICT (connection) DO UPDATE SET run = excluded.run, ended = 0, marked = 1
+	WHERE t.run <> excluded.run OR t.ended = 0`)
+	s.qEndRun = s.q(`INSERT INTO ` + s.triggers + ` AS t (connection, run, ended, marked) VALUES (?, ?, 1, 0)
+	ON CONFLICT (connection) DO UPDATE SET marked = CASE WHEN t.run = excluded.run THEN t.marked ELSE 0 END,
+	run = excluded.run, ended = 1
+	RETURNING marked`)
+	return s, nil
 }
 
 // Table returns the table's name.
@@ -213,7 +235,7 @@ func (s *SQLHealth) UpdatePush(ctx context.Context, connection string, fn func(*
 			err = fmt.Errorf("mailsync/fleet: push health: %w", err)
 		}
 	}()
-	if _, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+s.table+` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`), connection); err != nil {
+	if _, err = tx.ExecContext(ctx, s.qInsert, connection); err != nil {
 		return err
 	}
 	if _, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+s.push+` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`), connection); err != nil {
@@ -247,9 +269,7 @@ func (s *SQLHealth) UpdatePush(ctx context.Context, connection string, fn func(*
 // the run's end, and EndRun sees it, or after, and MarkRun reports
 // RunEnded.
 func (s *SQLHealth) MarkRun(ctx context.Context, connection, run string) (RunMark, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO `+s.triggers+` AS t (connection, run, ended, marked) VALUES (?, ?, 0, 1)
-	ON CONFLICT (connection) DO UPDATE SET run = excluded.run, ended = 0, marked = 1
-	WHERE t.run <> excluded.run OR t.ended = 0`), connection, run)
+	res, err := s.db.ExecContext(ctx, s.qMarkRun, connection, run)
 	if err != nil {
 		return RunMarked, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
 	}
@@ -267,10 +287,7 @@ func (s *SQLHealth) MarkRun(ctx context.Context, connection, run string) (RunMar
 // run and returns its mark (a mark of another run does not count).
 func (s *SQLHealth) EndRun(ctx context.Context, connection, run string) (bool, error) {
 	var marked int64
-	err := s.db.QueryRowContext(ctx, s.q(`INSERT INTO `+s.triggers+` AS t (connection, run, ended, marked) VALUES (?, ?, 1, 0)
-	ON CONFLICT (connection) DO UPDATE SET marked = CASE WHEN t.run = excluded.run THEN t.marked ELSE 0 END,
-	run = excluded.run, ended = 1
-	RETURNING marked`), connection, run).Scan(&marked)
+	err := s.db.QueryRowContext(ctx, s.qEndRun, connection, run).Scan(&marked)
 	if err != nil {
 		return false, fmt.Errorf("mailsync/fleet: trigger marks: %w", err)
 	}
@@ -355,14 +372,10 @@ func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Heal
 			_ = tx.Rollback()
 		}
 	}()
-	if _, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+s.table+` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`), connection); err != nil {
+	if _, err = tx.ExecContext(ctx, s.qInsert, connection); err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
-	sel := s.pushSelect() + ` WHERE h.connection = ?`
-	if s.dialect == Postgres {
-		sel += ` FOR UPDATE OF h`
-	}
-	before, err = scanHealthPush(tx.QueryRowContext(ctx, s.q(sel), connection))
+	before, err = scanHealthPush(tx.QueryRowContext(ctx, s.qSelectForUpdate, connection))
 	if err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
@@ -373,10 +386,7 @@ func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Heal
 	if len(after.LastError) > MaxErrorLen {
 		after.LastError = truncateUTF8(after.LastError, MaxErrorLen)
 	}
-	_, err = tx.ExecContext(ctx, s.q(`UPDATE `+s.table+` SET first_attempt = ?, last_attempt = ?, last_success = ?,
-	caught_up_at = ?, consecutive_failures = ?, last_error_kind = ?, last_error = ?, last_error_at = ?,
-	messages_synced = ?, quarantined = ?, oldest_unprocessed = ?, degraded = ?, needs_admin = ?, updated = ?
-	WHERE connection = ?`),
+	_, err = tx.ExecContext(ctx, s.qUpdate,
 		millis(after.FirstAttempt), millis(after.LastAttempt), millis(after.LastSuccess), millis(after.CaughtUpAt),
 		after.ConsecutiveFailures, string(after.LastErrorKind), after.LastError, millis(after.LastErrorAt),
 		after.MessagesSynced, after.Quarantined, after.OldestUnprocessed.Milliseconds(),
@@ -392,7 +402,7 @@ func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Heal
 
 // Get implements HealthStore.
 func (s *SQLHealth) Get(ctx context.Context, connection string) (Health, bool, error) {
-	h, err := scanHealthPush(s.db.QueryRowContext(ctx, s.q(s.pushSelect()+` WHERE h.connection = ?`), connection))
+	h, err := scanHealthPush(s.db.QueryRowContext(ctx, s.qGet, connection))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Health{}, false, nil
 	}

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"sync"
@@ -123,6 +124,19 @@ func TestPostgresPlaceholders(t *testing.T) {
 	s := &SQLHealth{dialect: Postgres, table: "t"}
 	if got := s.q("UPDATE t SET a = ?, b = ? WHERE c = ?"); got != "UPDATE t SET a = $1, b = $2 WHERE c = $3" {
 		t.Errorf("q = %q", got)
+	}
+	// The statements NewSQLHealth builds once are rewritten too.
+	h, err := NewSQLHealth(new(sql.DB), Postgres, "p_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{h.qInsert, h.qSelectForUpdate, h.qUpdate, h.qGet, h.qMarkRun, h.qEndRun} {
+		if strings.Contains(q, "?") || !strings.Contains(q, "$1") || !strings.Contains(q, "p_fleet_") {
+			t.Errorf("statement %q", q)
+		}
+	}
+	if !strings.Contains(h.qUpdate, "$15") || !strings.HasSuffix(h.qSelectForUpdate, "FOR UPDATE OF h") {
+		t.Errorf("update %q, select %q", h.qUpdate, h.qSelectForUpdate)
 	}
 }
 

@@ -18,14 +18,16 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/sqlstate"
 )
 
 // openSQLite opens a SQLite database in a temporary file with River's
-// tables, as a host of the embedded default would.
+// tables, as a host of the embedded default would (through
+// sqlstate.OpenSQLiteDB: River's statements run from its statement cache).
 func openSQLite(t testing.TB) *sql.DB {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fleet.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	db, err := sqlstate.OpenSQLiteDB(path)
 	if err != nil {
 		t.Fatal(err)
 	}

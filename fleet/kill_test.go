@@ -52,7 +52,7 @@ func TestKillHelperProcess(t *testing.T) {
 	switch dialect {
 	case "sqlite":
 		var db *sql.DB
-		db, err = sql.Open("sqlite", "file:"+os.Getenv(killRiverEnv)+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+		db, err = sqlstate.OpenSQLiteDB(os.Getenv(killRiverEnv))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -110,7 +110,7 @@ func testTwoProcesses[TTx any](t *testing.T, drivers [2]riverdriver.Driver[TTx],
 // sqliteFleetDBs opens River's SQLite database twice, as two processes.
 func sqliteFleetDBs(t *testing.T) (*sql.DB, *sql.DB) {
 	db := openSQLite(t)
-	db2, err := sql.Open("sqlite", "file:"+dbPath(t, db)+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	db2, err := sqlstate.OpenSQLiteDB(dbPath(t, db))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,8 @@
 #               (4 worker processes on PostgreSQL is TestFleetAcceptance.)
 #               River: FetchCooldown 10 ms (its default, 100 ms, caps 4
 #               workers at 40 syncs a second: 25 s for 1,000), poll 1 s.
+#               River's connection comes from sqlstate.OpenSQLiteDB
+#               (statements prepared once; -river-plain: sql.Open).
 #   cycle-fleet-pg  (PG=1) the same on a private PostgreSQL (internal/pgtest;
 #               River through riverpgxv5, state and health there); the row
 #               also shows the PostgreSQL server's CPU, which /usr/bin/time
@@ -67,6 +69,13 @@
 #                               fleet (PostgreSQL) 9.2 s (8.5–11.1), 3.2 ms (2.4–3.2)
 #                               + 3.6–5.5 ms in the server; mbsync 78.1 s (55.3–92.0), 59 ms.
 #                               first 200×50: mailsync 6.0 s (4.1–7.4), mbsync 13.1 s (9.2–16.2).
+#   After sqlstate.OpenSQLiteDB (statements prepared once per connection, River's
+#   connection too), LOGIN=performance PG=1 (3 rounds, load 4–5):
+#                               cycle  mailsync 5.0 s (4.8–5.2), 1.9 ms CPU/conn (1.8–1.9);
+#                               fleet (River, SQLite) 6.5 s (6.4–7.1), 3.4 ms CPU/conn (3.3–3.8);
+#                               fleet (River, PostgreSQL) 8.9 s (8.4–9.0), 3.4 ms CPU/conn (2.9–3.3
+#                               in the other rounds) + 3.2–4.0 ms in the PostgreSQL server;
+#                               mbsync 36.5 s (32.4–38.6), 62 ms CPU/conn.
 #   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
 #   CPU per connection grows with the load: the same code measured 1.8 to

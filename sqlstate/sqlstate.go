@@ -33,9 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
-	"strings"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -162,17 +160,9 @@ func OpenSQLiteOptions(ctx context.Context, path string, opts Options) (*State, 
 	if opts.Dialect == 0 {
 		opts.Dialect = SQLite
 	}
-	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
-		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "sqlstate.path", Code: mailsync.CodeInvalid, Message: "must be a file path (not empty, :memory: or a file: URI)"})
-	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
-	db, err := sql.Open("sqlite", dsn)
+	db, err := OpenSQLiteDB(path)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstate: open %s: %w", path, err)
+		return nil, err // a *mailsync.ConfigError
 	}
 	db.SetMaxOpenConns(4)
 	db.SetMaxIdleConns(4)
@@ -486,22 +476,28 @@ func (s *State) CountFailure(ctx context.Context, connection, key string) (int, 
 func (s *State) AcquireLease(ctx context.Context, connection, holder string, ttl time.Duration) (mailsync.Lease, error) {
 	l := mailsync.Lease{Connection: connection, Holder: holder}
 	var got bool
-	err := s.inTx(ctx, func(q querier) error {
-		var err error
-		if s.dialect == Postgres {
-			err = q.QueryRowContext(ctx, s.q.acquire, connection, holder, ttl.Seconds()).Scan(&l.Token, &l.Expires)
-		} else {
+	var err error
+	if s.dialect == Postgres {
+		// One statement is atomic on its own: no BEGIN and COMMIT round
+		// trips around it.
+		err = s.db.QueryRowContext(ctx, s.q.acquire, connection, holder, ttl.Seconds()).Scan(&l.Token, &l.Expires)
+		got = err == nil
+		if errors.Is(err, sql.ErrNoRows) {
+			err = nil
+		}
+	} else {
+		err = s.inTx(ctx, func(q querier) error {
 			now := s.now()
 			var ms int64
-			err = q.QueryRowContext(ctx, s.q.acquire, connection, holder, now.Add(ttl).UnixMilli(), now.UnixMilli()).Scan(&l.Token, &ms)
+			err := q.QueryRowContext(ctx, s.q.acquire, connection, holder, now.Add(ttl).UnixMilli(), now.UnixMilli()).Scan(&l.Token, &ms)
 			l.Expires = time.UnixMilli(ms)
-		}
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		got = err == nil
-		return err
-	})
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil
+			}
+			got = err == nil
+			return err
+		})
+	}
 	if err != nil {
 		return mailsync.Lease{}, fmt.Errorf("sqlstate: acquire lease of %q: %w", connection, err)
 	}

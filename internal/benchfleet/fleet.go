@@ -42,6 +42,10 @@ type fleetRun struct {
 
 	fetchCooldown, fetchPoll time.Duration
 
+	// riverPlain opens River's SQLite connection with sql.Open (no cache
+	// of prepared statements), as before sqlstate.OpenSQLiteDB.
+	riverPlain bool
+
 	// pgDSN, when set, puts River (riverpgxv5) and the health on
 	// PostgreSQL (st is then on it too); pgPIDFile is its postmaster.pid.
 	pgDSN, pgPIDFile string
@@ -116,10 +120,17 @@ func (r *fleetRun) run(ctx context.Context, from, to int) (fleetResult, error) {
 	if err := db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&path); err != nil {
 		return fleetResult{}, err
 	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	rdb, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	var rdb *sql.DB
+	if r.riverPlain {
+		q := url.Values{}
+		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", "journal_mode(WAL)")
+		rdb, err = sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	} else {
+		// The state's settings and its cache of prepared statements, so
+		// that River's statements are parsed once, not on every call.
+		rdb, err = sqlstate.OpenSQLiteDB(path)
+	}
 	if err != nil {
 		return fleetResult{}, err
 	}

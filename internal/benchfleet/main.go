@@ -201,6 +201,7 @@ func syncUsers(args []string) error {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sync part to this file")
 	fetchCooldown := fs.Duration("fetch-cooldown", 10*time.Millisecond, "with -fleet: River's FetchCooldown")
 	fetchPoll := fs.Duration("fetch-poll", time.Second, "with -fleet: River's FetchPollInterval")
+	riverPlain := fs.Bool("river-plain", false, "with -fleet on SQLite: River's connection from sql.Open, without sqlstate.OpenSQLiteDB's cache of prepared statements")
 	fs.Parse(args)
 	env, err := readEnv(*envFile)
 	if err != nil {
@@ -266,7 +267,7 @@ func syncUsers(args []string) error {
 	opts := imap.Options{Password: mailsync.Secret(password), Security: imap.ImplicitTLS, TLSConfig: tlsConfig, Logger: logger}
 	sink := &benchsink.DiscardSink{}
 	if *viaFleet {
-		r := fleetRun{st: st, host: host, port: port, opts: opts, sink: sink, logger: logger, workers: *workers, fetchCooldown: *fetchCooldown, fetchPoll: *fetchPoll}
+		r := fleetRun{st: st, host: host, port: port, opts: opts, sink: sink, logger: logger, workers: *workers, fetchCooldown: *fetchCooldown, fetchPoll: *fetchPoll, riverPlain: *riverPlain}
 		if *usePG {
 			r.pgDSN, r.pgPIDFile = env["BENCH_PG_DSN"], env["BENCH_PG_PIDFILE"]
 		}
