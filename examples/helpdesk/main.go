@@ -30,7 +30,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -40,7 +39,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -237,11 +235,10 @@ func Open(ctx context.Context, cfg Config) (a *App, err error) {
 		}
 	} else {
 		// River's own connection to the same SQLite file (riversqlite
-		// wants a single one).
-		q := url.Values{}
-		q.Add("_pragma", "busy_timeout(10000)")
-		q.Add("_pragma", "journal_mode(WAL)")
-		rdb, err := sql.Open("sqlite", "file:"+(&url.URL{Path: filepath.Join(cfg.DataDir, "helpdesk.db")}).EscapedPath()+"?"+q.Encode())
+		// wants a single one), with sqlstate's settings and its cache of
+		// prepared statements (modernc.org/sqlite alone parses River's
+		// statements again on every call).
+		rdb, err := sqlstate.OpenSQLiteDB(filepath.Join(cfg.DataDir, "helpdesk.db"))
 		if err != nil {
 			return nil, err
 		}

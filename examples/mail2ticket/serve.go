@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,11 +146,9 @@ func (c *cli) serveFleet(ctx context.Context, cfg *fileConfig, conns []connectio
 		}
 	default:
 		// River's own connection (riversqlite wants one) on the same file
-		// as the state and the health.
-		q := url.Values{}
-		q.Add("_pragma", "busy_timeout(10000)")
-		q.Add("_pragma", "journal_mode(WAL)")
-		rdb, err := sql.Open("sqlite", "file:"+(&url.URL{Path: store.path}).EscapedPath()+"?"+q.Encode())
+		// as the state and the health, with sqlstate's prepared-statement
+		// cache.
+		rdb, err := sqlstate.OpenSQLiteDB(store.path)
 		if err != nil {
 			return err
 		}
