@@ -210,10 +210,27 @@ func (s *State) Close() error {
 }
 
 // querier is what *sql.Tx and *sql.Conn have in common.
-type querier interface {
+type querier = Querier
+
+// Querier runs statements: a *sql.Tx or the *sql.Conn of a transaction
+// WriteTx began.
+type Querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// WriteTx runs fn in one transaction on the State's database, the way the
+// State runs its own writes, for a host that keeps its tables in the same
+// database (see DB): on SQLite it begins with BEGIN IMMEDIATE, which takes
+// the write lock at once (waiting up to the busy timeout), because a
+// deferred transaction that reads and then writes fails at once with
+// SQLITE_BUSY when another connection — River's, a sync's — wrote in
+// between; on PostgreSQL it is a READ COMMITTED transaction (lock the rows
+// a write depends on with SELECT … FOR UPDATE). fn's error rolls the
+// transaction back and is returned; nil commits it.
+func (s *State) WriteTx(ctx context.Context, fn func(q Querier) error) error {
+	return s.inTx(ctx, fn)
 }
 
 // inTx runs fn in one transaction: on PostgreSQL a READ COMMITTED

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mailsync/mailsync"
 	"github.com/mailsync/mailsync/internal/pgtest"
@@ -217,4 +219,70 @@ func testProcessedManyKeys(t *testing.T, s *sqlstate.State) {
 func TestSQLiteProcessedManyKeys(t *testing.T) { testProcessedManyKeys(t, openSQLite(t)) }
 func TestPostgresProcessedManyKeys(t *testing.T) {
 	testProcessedManyKeys(t, openPostgres(t, sqlstate.Options{}))
+}
+
+func TestSQLiteWriteTx(t *testing.T) { testWriteTx(t, openSQLite(t), "") }
+
+// On PostgreSQL WriteTx is READ COMMITTED: a read that a write depends on
+// locks its row.
+func TestPostgresWriteTx(t *testing.T) {
+	testWriteTx(t, openPostgres(t, sqlstate.Options{}), " FOR UPDATE")
+}
+
+// testWriteTx: a host table in the State's database written through
+// WriteTx: nil commits, an error rolls back and is returned, and eight
+// concurrent read-then-write transactions (the pattern that fails with
+// SQLITE_BUSY in a deferred SQLite transaction) all succeed and lose no
+// increment.
+func testWriteTx(t *testing.T, st *sqlstate.State, lock string) {
+	ctx := context.Background()
+	if _, err := st.DB().ExecContext(ctx, `CREATE TABLE host_counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.WriteTx(ctx, func(q sqlstate.Querier) error {
+		_, err := q.ExecContext(ctx, `INSERT INTO host_counter (id, n) VALUES (1, 0)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	if err := st.WriteTx(ctx, func(q sqlstate.Querier) error {
+		if _, err := q.ExecContext(ctx, `UPDATE host_counter SET n = 100 WHERE id = 1`); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("WriteTx returned %v, want fn's error", err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- st.WriteTx(ctx, func(q sqlstate.Querier) error {
+				var n int
+				if err := q.QueryRowContext(ctx, `SELECT n FROM host_counter WHERE id = 1`+lock).Scan(&n); err != nil {
+					return err
+				}
+				time.Sleep(5 * time.Millisecond) // let another writer come in between
+				_, err := q.ExecContext(ctx, `UPDATE host_counter SET n = `+strconv.Itoa(n+1)+` WHERE id = 1`)
+				return err
+			})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent WriteTx: %v", err)
+		}
+	}
+	var n int
+	if err := st.DB().QueryRowContext(ctx, `SELECT n FROM host_counter WHERE id = 1`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 8 {
+		t.Errorf("counter = %d after a rolled-back write and 8 increments, want 8", n)
+	}
 }

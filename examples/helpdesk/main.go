@@ -158,7 +158,7 @@ func Open(ctx context.Context, cfg Config) (a *App, err error) {
 	}
 	a.closers = append(a.closers, func() { a.state.Close() })
 	db := a.state.DB()
-	a.st = &Store{db: db, pg: cfg.Postgres != "", box: box}
+	a.st = NewStore(a.state, cfg.Postgres != "", box)
 	if err := a.st.Migrate(ctx); err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func TestSinkConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { st.Close() })
-			store := &Store{db: st.DB(), box: box}
+			store := NewStore(st, false, box)
 			if err := store.Migrate(context.Background()); err != nil {
 				t.Fatal(err)
 			}

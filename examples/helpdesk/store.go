@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mailsync/mailsync"
+	"github.com/mailsync/mailsync/sqlstate"
 )
 
 // Store holds the host's own tables: connections, ticket types, mappings,
@@ -23,52 +23,27 @@ import (
 // One dialect difference matters here: placeholders ("?" for SQLite,
 // "$1" for PostgreSQL, rewritten by q) and a few column types (ddl).
 type Store struct {
-	db  *sql.DB
-	pg  bool
-	box *secretBox
+	state *sqlstate.State // mailsync's state, whose database this is
+	db    *sql.DB         // state.DB()
+	pg    bool
+	box   *secretBox
 }
 
-// querier is what a transaction offers (a *sql.Tx, or a *sql.Conn inside
-// BEGIN IMMEDIATE).
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+// NewStore is the host's store on the database of state.
+func NewStore(state *sqlstate.State, pg bool, box *secretBox) *Store {
+	return &Store{state: state, db: state.DB(), pg: pg, box: box}
 }
 
-// inTx runs fn in one transaction. On SQLite it is BEGIN IMMEDIATE, which
-// takes the write lock at once (waiting up to the busy timeout): a
-// deferred transaction that reads, then writes, fails at once with
-// SQLITE_BUSY when another connection — River's, a sync's — wrote in
-// between. sqlstate does the same.
+// querier is what a transaction offers.
+type querier = sqlstate.Querier
+
+// inTx runs fn in one transaction through sqlstate's WriteTx: on SQLite
+// BEGIN IMMEDIATE, which takes the write lock at once (waiting up to the
+// busy timeout), because a deferred transaction that reads, then writes,
+// fails at once with SQLITE_BUSY when another connection — River's, a
+// sync's — wrote in between.
 func (s *Store) inTx(ctx context.Context, fn func(q querier) error) error {
-	if s.pg {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if err := fn(tx); err != nil {
-			_ = tx.Rollback()
-			return err
-		}
-		return tx.Commit()
-	}
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return err
-	}
-	if err = fn(conn); err == nil {
-		if _, err = conn.ExecContext(ctx, "COMMIT"); err == nil {
-			return nil
-		}
-	}
-	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // do not reuse a connection left in a transaction
-	}
-	return err
+	return s.state.WriteTx(ctx, fn)
 }
 
 // ErrNotFound is returned for an unknown row.
