@@ -52,8 +52,10 @@ type Config struct {
 	// whose push works (Health.Push.Healthy): new mail is synced when its
 	// notification comes, and this slow poll only catches what a lost
 	// notification missed (default DefaultBackstopInterval);
-	// Target.BackstopInterval overrides it per connection. When the push
-	// is down, the connection is synced every Interval again.
+	// Target.BackstopInterval overrides it per connection; a backstop
+	// shorter than the connection's Interval counts as Interval, since
+	// push never makes a connection poll more often. When the push is
+	// down, the connection is synced every Interval again.
 	BackstopInterval time.Duration
 
 	// Jitter spreads the syncs: each next run is Interval plus a random
@@ -535,6 +537,17 @@ func (f *Fleet) SyncNow(ctx context.Context, connectionID string, password mails
 	return r.rep, r.err
 }
 
+// backstopInterval is the poll of a connection whose push works: the
+// Target's backstop interval, else the Config's, but never shorter than its
+// polling interval — push never makes a connection poll more often.
+func backstopInterval(interval, config, target time.Duration) time.Duration {
+	b := config
+	if target > 0 {
+		b = target
+	}
+	return max(interval, b)
+}
+
 // result is one finished run.
 type result struct {
 	rep        *mailsync.Report
@@ -615,10 +628,7 @@ func (f *Fleet) run(ctx context.Context, id string, password mailsync.Secret, ex
 	r.failures = after.ConsecutiveFailures
 	if after.Push.Healthy(time.Now(), 2*f.pushLeaseTTL()) {
 		// Push works: the poll is only the backstop.
-		r.interval = f.cfg.BackstopInterval
-		if t.BackstopInterval > 0 {
-			r.interval = t.BackstopInterval
-		}
+		r.interval = backstopInterval(r.interval, f.cfg.BackstopInterval, t.BackstopInterval)
 	}
 	if provider == "" {
 		provider = "unknown" // the Resolver failed: no connector to ask
@@ -687,7 +697,11 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 	// Ended, and a Trigger came during the run? Then once more at once.
 	again, err := w.f.triggers.EndRun(context.WithoutCancel(ctx), id, runKey(job.JobRow))
 	if err != nil {
-		w.f.log.Warn("mailsync/fleet: reading the trigger mark", "connection", id, "err", err)
+		// The mark cannot be read: run once more, as if a Trigger had
+		// come. An extra sync is cheap; a lost notification leaves new
+		// mail waiting for the next poll.
+		w.f.log.Warn("mailsync/fleet: reading the trigger mark; syncing once more", "connection", id, "err", err)
+		again = true
 	}
 	if errors.Is(context.Cause(ctx), river.ErrJobCancelledRemotely) {
 		return river.JobCancel(fmt.Errorf("mailsync/fleet: %s: unscheduled", id))

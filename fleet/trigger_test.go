@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/mailsync/mailsync"
 )
 
 // sqliteHealth makes the SQLHealth of a fleet process on db.
@@ -176,5 +179,57 @@ func TestTriggerMemoryHealth(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(mb.calls()); n != 2 {
 		t.Fatalf("%d syncs, want 2", n)
+	}
+}
+
+// failingEndRun is an SQLHealth whose EndRun fails, as when the database
+// cannot be reached at the end of a run.
+type failingEndRun struct{ *SQLHealth }
+
+func (failingEndRun) EndRun(context.Context, string, string) (bool, error) {
+	return false, errors.New("database unreachable")
+}
+
+// TestEndRunFailureSyncsAgain: when the trigger mark cannot be read at the
+// end of a run, the worker runs once more at once rather than risk a lost
+// notification waiting for the next poll (an hour here).
+func TestEndRunFailureSyncsAgain(t *testing.T) {
+	db := openSQLite(t)
+	snoozes := make(chan time.Duration, 16)
+	f := startFleet(t, db, Config{Resolver: newResolver(newMailbox("support", 1)), Health: failingEndRun{sqliteHealth(t, db)},
+		State: mailsync.NewMemoryState(), Interval: time.Hour, Jitter: -1}, func(f *Fleet) {
+		f.testHookSnooze = func(_ string, _ ErrorKind, d time.Duration) {
+			select {
+			case snoozes <- d:
+			default:
+			}
+		}
+	})
+	if _, err := f.Schedule(context.Background(), "support"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-snoozes:
+		if d != 0 {
+			t.Errorf("snooze after a run whose trigger mark could not be read: %s, want 0", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no run ended")
+	}
+}
+
+// TestBackstopNeverShortensThePoll: the backstop interval of a pushed
+// connection is the Target's, else the Config's, and never shorter than
+// its polling interval.
+func TestBackstopNeverShortensThePoll(t *testing.T) {
+	for _, c := range []struct{ interval, config, target, want time.Duration }{
+		{10 * time.Minute, 30 * time.Minute, 0, 30 * time.Minute},
+		{10 * time.Minute, 30 * time.Minute, 2 * time.Hour, 2 * time.Hour},
+		{3 * time.Hour, 30 * time.Minute, 0, 3 * time.Hour},
+		{3 * time.Hour, 30 * time.Minute, time.Hour, 3 * time.Hour},
+	} {
+		if got := backstopInterval(c.interval, c.config, c.target); got != c.want {
+			t.Errorf("backstopInterval(%s, %s, %s) = %s, want %s", c.interval, c.config, c.target, got, c.want)
+		}
 	}
 }
