@@ -121,6 +121,36 @@ func citeMark(m string) bool {
 	return m == "blockquote_cite" || m == "moz-cite-prefix" || m == "gmail_quote"
 }
 
+// maxHRStack is the deepest nesting at which HTML remembers the elements
+// open at an <hr> (a copy per <hr>, which a mail nesting thousands of
+// elements deep would make quadratic).
+const maxHRStack = 1024
+
+// innermost returns the index in stack of the innermost open element
+// named name, or -1. open counts stack's elements by name, so an end tag
+// that closes nothing costs no scan, and a scan only walks the elements
+// the caller then drops: linear in the input, whatever the nesting a
+// hostile mail makes.
+func innermost(stack []string, open map[string]int, name string) int {
+	if open[name] == 0 {
+		return -1
+	}
+	for i := len(stack) - 1; i >= 0; i-- {
+		if stack[i] == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// dropFrom closes stack[i:], as an end tag does, and keeps open's counts.
+func dropFrom(stack []string, open map[string]int, i int) []string {
+	for _, n := range stack[i:] {
+		open[n]--
+	}
+	return stack[:i]
+}
+
 // HTML splits an HTML body (sanitised: the marks are read from the class,
 // id, type and style attributes the sanitiser keeps).
 func HTML(src string) HTMLResult {
@@ -130,10 +160,11 @@ func HTML(src string) HTMLResult {
 	}
 	z := html.NewTokenizer(strings.NewReader(src))
 	var (
-		stack                []string // open elements
-		off                  int      // offset of the current token
-		cut                  = -1     // where the quote starts
-		cutStack             []string // elements open at cut
+		stack                []string           // open elements
+		open                 = map[string]int{} // open elements by name
+		off                  int                // offset of the current token
+		cut                  = -1               // where the quote starts
+		cutStack             []string           // elements open at cut
 		marker               string
 		quoteDepth           int  // blockquotes open after cut
 		sawQuote             bool // a blockquote started after cut
@@ -195,8 +226,10 @@ func HTML(src string) HTMLResult {
 						sigDepth, sigEnd = min(sigDepth, len(stack)), -1
 					}
 				}
-				if name == "hr" {
+				if name == "hr" && len(stack) <= maxHRStack {
 					hrAt, hrStack = start, append([]string(nil), stack...)
+				} else if name == "hr" {
+					hrAt = -1 // nested too deep to copy at every <hr>: the cut starts at the mark
 				} else if name != "br" && name != "div" {
 					hrAt = -1
 				}
@@ -206,6 +239,7 @@ func HTML(src string) HTMLResult {
 			}
 			if tt == html.StartTagToken && !voidElements[name] {
 				stack = append(stack, name)
+				open[name]++
 				if markTag && name == "blockquote" {
 					quoteDepth++
 					sawQuote = true
@@ -214,11 +248,8 @@ func HTML(src string) HTMLResult {
 		case html.EndTagToken:
 			nameB, _ := z.TagName()
 			name := string(nameB)
-			for i := len(stack) - 1; i >= 0; i-- {
-				if stack[i] == name {
-					stack = stack[:i]
-					break
-				}
+			if i := innermost(stack, open, name); i >= 0 {
+				stack = dropFrom(stack, open, i)
 			}
 			if cut >= 0 && name == "blockquote" && quoteDepth > 0 {
 				quoteDepth--

@@ -28,6 +28,12 @@ var (
 		"article": true, "header": true, "footer": true, "address": true, "center": true}
 )
 
+// maxQuotePrefix bounds the "> " prefixes of a line inside nested
+// blockquotes: the text rules look only at the first, and a prefix per
+// nesting level on every line would make the rendering of a hostile mail
+// quadratic.
+const maxQuotePrefix = 4
+
 // htmlLines renders an HTML body as lines of text for the text rules —
 // paragraphs, divs and line breaks end lines, <pre> and white-space: pre
 // keep theirs, lines inside a blockquote start with "> " — and says
@@ -40,10 +46,11 @@ func htmlLines(src string) ([]string, []htmlLine) {
 		cur      strings.Builder
 		curMeta  = htmlLine{off: -1}
 		stack    []string
-		preserve []bool // per open element: keeps its line breaks
-		kept     int    // open elements that keep line breaks
-		quotes   int    // open blockquotes
-		skip     int    // inside script, style, head, title
+		open     = map[string]int{} // open elements by name
+		preserve []bool             // per open element: keeps its line breaks
+		kept     int                // open elements that keep line breaks
+		quotes   int                // open blockquotes
+		skip     int                // inside script, style, head, title
 		off      int
 		runOff   = -1 // the first of the start tags just before, which a line starting here starts with
 	)
@@ -77,7 +84,7 @@ func htmlLines(src string) ([]string, []htmlLine) {
 			if runOff >= 0 {
 				curMeta = htmlLine{off: runOff}
 			}
-			cur.WriteString(strings.Repeat("> ", quotes))
+			cur.WriteString(strings.Repeat("> ", min(quotes, maxQuotePrefix)))
 		}
 		cur.WriteString(t)
 		runOff = -1
@@ -136,6 +143,7 @@ func htmlLines(src string) ([]string, []htmlLine) {
 				continue
 			}
 			stack = append(stack, name)
+			open[name]++
 			preserve = append(preserve, keep)
 			if keep {
 				kept++
@@ -147,10 +155,7 @@ func htmlLines(src string) ([]string, []htmlLine) {
 			nameB, _ := z.TagName()
 			name := string(nameB)
 			runOff = -1
-			for i := len(stack) - 1; i >= 0; i-- {
-				if stack[i] != name {
-					continue
-				}
+			if i := innermost(stack, open, name); i >= 0 {
 				for j := i; j < len(stack); j++ {
 					if preserve[j] {
 						kept--
@@ -159,8 +164,7 @@ func htmlLines(src string) ([]string, []htmlLine) {
 						quotes--
 					}
 				}
-				stack, preserve = stack[:i], preserve[:i]
-				break
+				stack, preserve = dropFrom(stack, open, i), preserve[:i]
 			}
 			switch name {
 			case "script", "style", "head", "title":
@@ -276,6 +280,7 @@ func HTMLByText(src, confirm string) HTMLResult {
 func openAt(src string, off int) []string {
 	z := html.NewTokenizer(strings.NewReader(src[:off]))
 	var stack []string
+	open := map[string]int{} // open elements by name
 	for {
 		switch z.Next() {
 		case html.ErrorToken:
@@ -284,14 +289,12 @@ func openAt(src string, off int) []string {
 			name, _ := z.TagName()
 			if !voidElements[string(name)] {
 				stack = append(stack, string(name))
+				open[string(name)]++
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
-			for i := len(stack) - 1; i >= 0; i-- {
-				if stack[i] == string(name) {
-					stack = stack[:i]
-					break
-				}
+			if i := innermost(stack, open, string(name)); i >= 0 {
+				stack = dropFrom(stack, open, i)
 			}
 		}
 	}
