@@ -532,10 +532,14 @@ func (ps *parseState) multipart(mediaType string, params map[string]string, body
 	s := ps.dec.NewSplitter(body, params["boundary"])
 	var signed *signedContent
 	if mediaType == "multipart/signed" && smimeProtocol(params["protocol"]) {
-		// The signature covers the first part's raw bytes: keep a copy
-		// (bounded) while it streams past.
 		signed = &signedContent{max: MaxSignedBytes}
-		s.CaptureNext(signed)
+		if ps.p.SMIME.Roots != nil && ps.msg.Signature == nil {
+			// The signature covers the first part's raw bytes: keep a
+			// copy (bounded) while it streams past — only when it can be
+			// verified (roots given) and reported (the message's first
+			// signature), else the copy would be memory spent for nothing.
+			s.CaptureNext(signed)
+		}
 	}
 	for {
 		h, part, err := s.Next()
