@@ -772,39 +772,69 @@ func (s *Subscriber) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.WarnContext(r.Context(), "graph: notifications whose URL names no valid connection discarded", "notifications", len(coll.Value))
 		}
 	}
+	var want string // the clientState of the connection the URL names
+	if connOK {
+		want = deriveClientState(s.opts.ClientStateKey, conn)
+	}
+	d := &discards{log: s.log}
 	for _, n := range coll.Value {
 		if s.opts.ClientStateKey != "" && !connOK {
 			break
 		}
-		s.handle(r.Context(), n, conn)
+		s.handle(r.Context(), n, conn, want, d)
 	}
+	d.summary(r.Context())
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// discards logs the notifications of one request that are discarded: the
+// first at its level, the others only counted in one line at the end, so
+// that a request of thousands of forged notifications (anyone may POST to
+// the notification URL) costs one or two log lines, not thousands.
+type discards struct {
+	log  *slog.Logger
+	n    int
+	last string
+}
+
+func (d *discards) note(ctx context.Context, level slog.Level, msg string, args ...any) {
+	d.n++
+	d.last = msg
+	if d.n == 1 {
+		d.log.Log(ctx, level, msg, args...)
+	}
+}
+
+func (d *discards) summary(ctx context.Context) {
+	if d.n > 1 {
+		d.log.WarnContext(ctx, "graph: more notifications of the request discarded", "count", d.n-1, "last", d.last)
+	}
+}
+
 // handle checks one notification and acts on it; conn is the connection
-// its URL names (with a ClientStateKey: valid already).
-func (s *Subscriber) handle(ctx context.Context, n notification, conn string) {
+// its URL names and want its clientState (with a ClientStateKey: valid
+// already); d logs what is discarded.
+func (s *Subscriber) handle(ctx context.Context, n notification, conn, want string, d *discards) {
 	s.mu.Lock()
 	sub := s.subs[n.SubscriptionID]
 	s.mu.Unlock()
 	if s.opts.ClientStateKey == "" {
 		if sub == nil {
-			s.log.DebugContext(ctx, "graph: notification for an unknown subscription discarded", "subscription", clip(n.SubscriptionID, 80))
+			d.note(ctx, slog.LevelDebug, "graph: notification for an unknown subscription discarded", "subscription", clip(n.SubscriptionID, 80))
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(sub.state.Reveal())) != 1 {
-			s.log.WarnContext(ctx, "graph: notification with a wrong clientState discarded", "connection", sub.conn, "subscription", sub.id)
+			d.note(ctx, slog.LevelWarn, "graph: notification with a wrong clientState discarded", "connection", sub.conn, "subscription", sub.id)
 			return
 		}
 		conn = sub.conn
 	} else {
-		want := deriveClientState(s.opts.ClientStateKey, conn)
 		if subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(want)) != 1 {
-			s.log.WarnContext(ctx, "graph: notification with a wrong clientState discarded", "connection", conn, "subscription", clip(n.SubscriptionID, 80))
+			d.note(ctx, slog.LevelWarn, "graph: notification with a wrong clientState discarded", "connection", conn, "subscription", clip(n.SubscriptionID, 80))
 			return
 		}
 		if sub != nil && sub.conn != conn {
-			s.log.WarnContext(ctx, "graph: notification naming another connection than its subscription's discarded", "connection", conn, "subscription", sub.id)
+			d.note(ctx, slog.LevelWarn, "graph: notification naming another connection than its subscription's discarded", "connection", conn, "subscription", sub.id)
 			return
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -326,4 +327,39 @@ func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 
 func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestForgedNotificationsLogOncePerRequest: anyone may POST to the
+// notification URL; a request of 5,000 notifications with a forged
+// clientState costs two log lines (the first discard and a count), not
+// one per notification, and triggers nothing.
+func TestForgedNotificationsLogOncePerRequest(t *testing.T) {
+	logs := &syncBuffer{}
+	b, got, _ := receiver(t, logs)
+	srv := httptest.NewServer(b)
+	t.Cleanup(srv.Close)
+	items := make([]any, 5000)
+	for i := range items {
+		items[i] = map[string]any{"subscriptionId": fmt.Sprintf("sub-%d", i), "clientState": "forged", "changeType": "created",
+			"resource": "Users/u/Messages/m", "resourceData": map[string]any{"id": "m"}}
+	}
+	body, _ := json.Marshal(map[string]any{"value": items})
+	resp, err := http.Post(srv.URL+"/graph?"+graph.ConnectionParam+"=graph-support", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("answered %d, want 202", resp.StatusCode)
+	}
+	if n := strings.Count(logs.String(), "\n"); n > 2 {
+		t.Errorf("%d log lines for one forged request, want at most 2:\n%.600s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "count=4999") {
+		t.Errorf("the discards are not counted: %.600s", logs.String())
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := got.count(); n != 0 {
+		t.Errorf("OnChange called %d times", n)
+	}
 }
