@@ -456,6 +456,14 @@ func (r *pushRunner) release(ctx context.Context, id string, forget bool) {
 			f.log.Warn("mailsync/fleet: push: recording the health", "connection", id, "err", err)
 		}
 	}
+	if forget && h.active {
+		// No push any more: the job may be snoozed for the long backstop
+		// interval; a sync now snoozes it for Interval, as when a push
+		// goes down.
+		if _, err := f.Trigger(ctx, id); err != nil {
+			f.log.Warn("mailsync/fleet: push: triggering", "connection", id, "err", err)
+		}
+	}
 }
 
 // IMAPIdle is the PushSource of IMAP IDLE on an imap.Watcher, whose

@@ -554,3 +554,45 @@ func (h *pushLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return &pushLogHandler{t: h.t, attrs: append(append([]slog.Attr(nil), h.attrs...), as...)}
 }
 func (h *pushLogHandler) WithGroup(string) slog.Handler { return h }
+
+// TestPushDroppedWhileActivePollsAgain: a connection dropped from the push
+// list while its push works is synced at once, and then polled every
+// Interval, not left asleep for the backstop interval with nothing
+// watching it.
+func TestPushDroppedWhileActivePollsAgain(t *testing.T) {
+	db := openSQLite(t)
+	mb := newMailbox("support", 1)
+	src := newFakeSource()
+	var mu sync.Mutex
+	list := []PushConnection{{ID: "support", Kind: PushGraph}}
+	f := startFleet(t, db, Config{Resolver: newResolver(mb), Health: sqliteHealth(t, db), State: mailsync.NewMemoryState(),
+		Interval: 10 * time.Minute, BackstopInterval: 2 * time.Hour, Jitter: -1, Holder: "p",
+		Push: &PushConfig{Connections: func(context.Context) ([]PushConnection, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]PushConnection(nil), list...), nil
+		}, LeaseTTL: 5 * time.Second, Every: 100 * time.Millisecond}}, func(f *Fleet) {
+		if err := f.AddPushSource(src); err != nil {
+			t.Fatal(err)
+		}
+	})
+	eventually(t, 10*time.Second, "the push to be active", func() bool { return pushOf(t, f, "support").Active })
+	if _, err := f.Schedule(context.Background(), "support"); err != nil {
+		t.Fatal(err)
+	}
+	due := func() time.Duration {
+		j := jobsOf(t, f, "support")
+		if len(j) != 1 || j[0].State != "scheduled" {
+			return 0
+		}
+		return time.Until(j[0].ScheduledAt)
+	}
+	eventually(t, 10*time.Second, "the backstop", func() bool { return due() > 100*time.Minute })
+	syncs := len(mb.calls())
+
+	mu.Lock()
+	list = nil
+	mu.Unlock()
+	eventually(t, 10*time.Second, "a sync when the push was dropped", func() bool { return len(mb.calls()) == syncs+1 })
+	eventually(t, 10*time.Second, "the polling interval", func() bool { d := due(); return d > 5*time.Minute && d < 11*time.Minute })
+}
