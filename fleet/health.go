@@ -180,7 +180,9 @@ type HealthStore interface {
 	// Update applies fn to the connection's Health (the zero Health with
 	// Connection set when there is none yet) atomically and stores the
 	// result; it returns the Health before and after. fn must not call the
-	// store.
+	// store, and must only change its argument: a store may call it more
+	// than once (SQLHealth does when another process changed the row
+	// between its read and its write).
 	Update(ctx context.Context, connection string, fn func(*Health)) (before, after Health, err error)
 	// Get returns the connection's Health; ok is false when there is none.
 	Get(ctx context.Context, connection string) (h Health, ok bool, err error)

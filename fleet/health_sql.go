@@ -74,7 +74,7 @@ type SQLHealth struct {
 
 	// The statements of every sync, built once (with $n placeholders on
 	// PostgreSQL) rather than on every call.
-	qInsert, qSelectForUpdate, qUpdate, qGet, qMarkRun, qEndRun string
+	qInsert, qSelectForUpdate, qUpdate, qSwap, qGet, qMarkRun, qEndRun string
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -103,6 +103,14 @@ func NewSQLHealth(db *sql.DB, dialect Dialect, prefix string) (*SQLHealth, error
 	caught_up_at = ?, consecutive_failures = ?, last_error_kind = ?, last_error = ?, last_error_at = ?,
 	messages_synced = ?, quarantined = ?, oldest_unprocessed = ?, degraded = ?, needs_admin = ?, updated = ?
 	WHERE connection = ?`)
+	// qSwap is qUpdate that only writes a row still holding the values it
+	// was read with: a compare-and-set on every column Update writes.
+	s.qSwap = s.q(`UPDATE ` + s.table + ` SET first_attempt = ?, last_attempt = ?, last_success = ?,
+	caught_up_at = ?, consecutive_failures = ?, last_error_kind = ?, last_error = ?, last_error_at = ?,
+	messages_synced = ?, quarantined = ?, oldest_unprocessed = ?, degraded = ?, needs_admin = ?, updated = ?
+	WHERE connection = ? AND first_attempt = ? AND last_attempt = ? AND last_success = ?
+	AND caught_up_at = ? AND consecutive_failures = ? AND last_error_kind = ? AND last_error = ? AND last_error_at = ?
+	AND messages_synced = ? AND quarantined = ? AND oldest_unprocessed = ? AND degraded = ? AND needs_admin = ? AND updated = ?`)
 	s.qMarkRun = s.q(`INSERT INTO ` + s.triggers + ` AS t (connection, run, ended, marked) VALUES (?, ?, 0, 1)
 	ON CONFLICT (connection) DO UPDATE SET run = excluded.run, ended = 0, marked = 1
 	WHERE t.run <> excluded.run OR t.ended = 0`)
@@ -358,11 +366,72 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
-// Update implements HealthStore in one transaction: it inserts the row if
-// missing (taking the write lock in SQLite), locks it (FOR UPDATE in
-// PostgreSQL), applies fn and writes it back. before and after carry the
-// push state (Health.Push), which fn cannot change (UpdatePush does).
+// Update implements HealthStore. It first reads the row and writes fn's
+// result back with a compare-and-set UPDATE that only matches the row as
+// it was read: two statements and no transaction, which succeeds unless
+// another process changed the row in between. Otherwise, and for a
+// connection without a row, it runs one transaction that inserts the row
+// if missing (taking the write lock in SQLite), locks it (FOR UPDATE in
+// PostgreSQL), applies fn again and writes it back. before and after
+// carry the push state (Health.Push), which fn cannot change (UpdatePush
+// does).
 func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Health)) (before, after Health, err error) {
+	before, after, done, err := s.swap(ctx, connection, fn)
+	if err != nil || done {
+		return before, after, err
+	}
+	return s.updateLocked(ctx, connection, fn)
+}
+
+// swap is Update's optimistic path: it reads the row without a lock,
+// applies fn and writes the result only if the row still holds what was
+// read. done is false when there is no row or the row changed meanwhile.
+func (s *SQLHealth) swap(ctx context.Context, connection string, fn func(*Health)) (before, after Health, done bool, err error) {
+	before, err = scanHealthPush(s.db.QueryRowContext(ctx, s.qGet, connection))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Health{}, Health{}, false, nil
+	}
+	if err != nil {
+		return Health{}, Health{}, false, fmt.Errorf("mailsync/fleet: health: %w", err)
+	}
+	after = s.apply(before, connection, fn)
+	args := append(healthArgs(after), connection)
+	args = append(args, healthArgs(before)...)
+	res, err := s.db.ExecContext(ctx, s.qSwap, args...)
+	if err != nil {
+		return Health{}, Health{}, false, fmt.Errorf("mailsync/fleet: health: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return Health{}, Health{}, false, fmt.Errorf("mailsync/fleet: health: %w", err)
+	}
+	return before, after, n == 1, nil
+}
+
+// apply returns fn applied to a copy of before, with the fields fn may not
+// change restored.
+func (s *SQLHealth) apply(before Health, connection string, fn func(*Health)) Health {
+	after := before
+	fn(&after)
+	after.Connection = connection
+	after.Push = before.Push // UpdatePush's
+	if len(after.LastError) > MaxErrorLen {
+		after.LastError = truncateUTF8(after.LastError, MaxErrorLen)
+	}
+	return after
+}
+
+// healthArgs are h's values of the columns Update writes, in qUpdate's
+// order, as stored.
+func healthArgs(h Health) []any {
+	return []any{millis(h.FirstAttempt), millis(h.LastAttempt), millis(h.LastSuccess), millis(h.CaughtUpAt),
+		h.ConsecutiveFailures, string(h.LastErrorKind), h.LastError, millis(h.LastErrorAt),
+		h.MessagesSynced, h.Quarantined, h.OldestUnprocessed.Milliseconds(),
+		boolInt(h.Degraded), boolInt(h.NeedsAdmin), millis(h.Updated)}
+}
+
+// updateLocked is Update in one transaction that holds the row's lock.
+func (s *SQLHealth) updateLocked(ctx context.Context, connection string, fn func(*Health)) (before, after Health, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
@@ -379,18 +448,8 @@ func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Heal
 	if err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
-	after = before
-	fn(&after)
-	after.Connection = connection
-	after.Push = before.Push // UpdatePush's
-	if len(after.LastError) > MaxErrorLen {
-		after.LastError = truncateUTF8(after.LastError, MaxErrorLen)
-	}
-	_, err = tx.ExecContext(ctx, s.qUpdate,
-		millis(after.FirstAttempt), millis(after.LastAttempt), millis(after.LastSuccess), millis(after.CaughtUpAt),
-		after.ConsecutiveFailures, string(after.LastErrorKind), after.LastError, millis(after.LastErrorAt),
-		after.MessagesSynced, after.Quarantined, after.OldestUnprocessed.Milliseconds(),
-		boolInt(after.Degraded), boolInt(after.NeedsAdmin), millis(after.Updated), connection)
+	after = s.apply(before, connection, fn)
+	_, err = tx.ExecContext(ctx, s.qUpdate, append(healthArgs(after), connection)...)
 	if err != nil {
 		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}

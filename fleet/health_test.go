@@ -265,3 +265,53 @@ func TestPushAndTriggerStores(t *testing.T) {
 func TestPostgresPushAndTriggerStore(t *testing.T) {
 	testPushAndTriggerStore(t, postgresHealth(t, postgresDB(t)))
 }
+
+// testUpdateRaced is an Update whose row another process changes between
+// the store's read and its write: neither change may be lost.
+func testUpdateRaced(t *testing.T, s, other *SQLHealth) {
+	ctx := context.Background()
+	if _, _, err := s.Update(ctx, "x", func(h *Health) { h.MessagesSynced++ }); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	_, _, err := s.Update(ctx, "x", func(h *Health) {
+		calls++
+		if calls > 1 {
+			t.Error("fn called again although nobody changed the row")
+		}
+		h.MessagesSynced++
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls = 0
+	before, after, err := s.Update(ctx, "x", func(h *Health) {
+		calls++
+		if calls == 1 {
+			// Another process, after this Update read the row.
+			if _, _, err := other.Update(ctx, "x", func(h *Health) { h.Quarantined += 10 }); err != nil {
+				t.Error(err)
+			}
+		}
+		h.MessagesSynced++
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 || before.Quarantined != 10 || after.MessagesSynced != 3 || after.Quarantined != 10 {
+		t.Errorf("fn called %d times; before %+v after %+v; want 2 calls, the other change in both", calls, before, after)
+	}
+	if h, _, _ := s.Get(ctx, "x"); h.MessagesSynced != 3 || h.Quarantined != 10 {
+		t.Errorf("stored %+v, want 3 messages and 10 quarantined", h)
+	}
+}
+
+func TestSQLHealthUpdateRaced(t *testing.T) {
+	db := openSQLite(t)
+	testUpdateRaced(t, sqliteHealth(t, db), sqliteHealth(t, db))
+}
+
+func TestPostgresHealthUpdateRaced(t *testing.T) {
+	dsn := postgresDB(t)
+	testUpdateRaced(t, postgresHealth(t, dsn), postgresHealth(t, dsn))
+}

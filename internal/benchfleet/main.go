@@ -281,7 +281,7 @@ func syncUsers(args []string) error {
 		if *usePG {
 			db = fmt.Sprintf("PostgreSQL, whose server used %.1f ms CPU/connection", float64(res.pgCPU.Microseconds())/1000/float64(n))
 		}
-		fmt.Printf("mailsync: %d connections, %d workers, fleet on River (%s), %d created, %d failed, TLS sessions offered %d/%d, resumed %d/%d, cycle %.2f s, CPU %.1f ms/connection in the cycle (%.1f ms with start-up), goroutines %d\n",
+		fmt.Printf("mailsync: %d connections, %d workers, fleet on River (%s), %d created, %d failed, TLS sessions offered %d/%d, resumed %d/%d, cycle %.2f s, CPU %.2f ms/connection in the cycle (%.2f ms with start-up), goroutines %d\n",
 			n, *workers, db, sink.Tickets.Load(), res.failed, cache.hits.Load(), cache.hits.Load()+cache.misses.Load(), resumed.Load(), handshakes.Load(),
 			res.wall.Seconds(), float64(res.cpu.Microseconds())/1000/float64(n), float64((user+sys).Microseconds())/1000/float64(n), runtime.NumGoroutine())
 		if res.failed > 0 {
@@ -331,7 +331,7 @@ func syncUsers(args []string) error {
 	var ru struct{ user, sys time.Duration }
 	ru.user, ru.sys = cpuTimes()
 	n := *to - *from
-	fmt.Printf("mailsync: %d connections, %d workers, %d seen, %d created, %d already done, %d failed, TLS sessions offered %d/%d, resumed %d/%d, %.2f s, CPU %.1f ms/connection, goroutines %d\n",
+	fmt.Printf("mailsync: %d connections, %d workers, %d seen, %d created, %d already done, %d failed, TLS sessions offered %d/%d, resumed %d/%d, %.2f s, CPU %.2f ms/connection, goroutines %d\n",
 		n, *workers, seen.Load(), created.Load(), already.Load(), failed.Load(), cache.hits.Load(), cache.hits.Load()+cache.misses.Load(), resumed.Load(), handshakes.Load(),
 		d.Seconds(), float64((ru.user+ru.sys).Microseconds())/1000/float64(n), runtime.NumGoroutine())
 	if firstErr != nil {
