@@ -57,12 +57,20 @@ func WithLease(holder string, ttl time.Duration) Option {
 	return func(o *options) { o.leaseHolder, o.leaseTTL = holder, ttl }
 }
 
+// defaultHolder is the holder name of a Sync without WithLease: the
+// process's name and a random suffix, so that two Syncs of one process are
+// two holders.
 func defaultHolder() string {
-	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return processName() + "/" + hex.EncodeToString(b[:])
 }
+
+// processName is "host/pid", computed once: os.Hostname is a system call.
+var processName = sync.OnceValue(func() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+})
 
 // leaseKeeper holds a lease while a sync runs: it renews it in the
 // background and cancels the sync when it is lost.

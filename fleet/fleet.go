@@ -326,7 +326,8 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Fleet, error) {
 		_, err := exec.JobRescueMany(ctx, p)
 		return err
 	}
-	client, err := river.NewClient(driver, rc)
+	// On SQLite, River's fetch binds LIMIT 1 only (fetchone.go).
+	client, err := river.NewClient(withFetchOne(driver), rc)
 	if err != nil {
 		return nil, fmt.Errorf("mailsync/fleet: %w", err)
 	}
