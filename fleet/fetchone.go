@@ -7,9 +7,9 @@ import (
 )
 
 // SQLite prepares a statement again when a bound value it planned with
-// changes: since SQLite 3.47 the planner reads the value bound to a LIMIT
-// (sqlite3ExprIsInteger with a Parse, unless SQLITE_DBCONFIG_ENABLE_QPSG is
-// set, which modernc.org/sqlite offers no way to set). River's fetch,
+// changes, and its planner reads the value bound to a LIMIT
+// (sqlite3ExprIsInteger, unless SQLITE_DBCONFIG_ENABLE_QPSG is set, which
+// modernc.org/sqlite offers no way to set). River's fetch,
 // riversqlite's JobGetAvailable, binds the number of free worker slots to
 // its LIMIT, which changes from one fetch to the next while a fleet is
 // busy; each change re-prepared the statement, a large UPDATE … RETURNING
