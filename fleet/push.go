@@ -364,7 +364,11 @@ func (r *pushRunner) take(ctx context.Context, id string, kind PushKind) {
 	}
 }
 
-// failed records a watch that could not start and when to try again.
+// failed records a watch that could not start and when to try again. On
+// the first failure of a series it also triggers a sync: the watch may have
+// been active under a holder that died, whose last sync snoozed the job for
+// the backstop interval; the sync now sees the push down and polls every
+// Interval until a watch starts.
 func (r *pushRunner) failed(ctx context.Context, id string, kind PushKind, err error, record bool) {
 	ra := r.retry[id]
 	ra.failures++
@@ -382,6 +386,11 @@ func (r *pushRunner) failed(ctx context.Context, id string, kind PushKind, err e
 		p.LastError, p.LastErrorAt = msg, now
 	}); uerr != nil {
 		r.f.log.Warn("mailsync/fleet: push: recording the health", "connection", id, "err", uerr)
+	}
+	if ra.failures == 1 {
+		if _, terr := r.f.Trigger(ctx, id); terr != nil && ctx.Err() == nil {
+			r.f.log.Warn("mailsync/fleet: push: triggering", "connection", id, "err", terr)
+		}
 	}
 }
 

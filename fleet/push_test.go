@@ -596,3 +596,49 @@ func TestPushDroppedWhileActivePollsAgain(t *testing.T) {
 	eventually(t, 10*time.Second, "a sync when the push was dropped", func() bool { return len(mb.calls()) == syncs+1 })
 	eventually(t, 10*time.Second, "the polling interval", func() bool { d := due(); return d > 5*time.Minute && d < 11*time.Minute })
 }
+
+// TestPushTakeoverThatFailsPollsAgain: a holder died while its watch was
+// active, so the connection's job sleeps for the backstop interval; the
+// process that takes the watch over cannot start it. Nobody watches, so
+// the connection is synced at once and polled every Interval again.
+func TestPushTakeoverThatFailsPollsAgain(t *testing.T) {
+	db := openSQLite(t)
+	mb := newMailbox("broken-takeover", 1)
+	src := newFakeSource()
+	src.err = errors.New("subscription refused")
+	health := sqliteHealth(t, db)
+	// The dead holder's last refresh: active, pushed.
+	if err := health.UpdatePush(context.Background(), "broken-takeover", func(p *PushHealth) {
+		p.Kind, p.Active, p.Holder, p.Since, p.Updated = PushGraph, true, "dead/push", time.Now(), time.Now()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f := startFleet(t, db, Config{Resolver: newResolver(mb), Health: health, State: mailsync.NewMemoryState(),
+		Interval: 10 * time.Minute, BackstopInterval: 2 * time.Hour, Jitter: -1, Holder: "p",
+		Push: &PushConfig{Connections: func(context.Context) ([]PushConnection, error) {
+			return []PushConnection{{ID: "broken-takeover", Kind: PushGraph}}, nil
+		}, LeaseTTL: 3 * time.Second, Every: 100 * time.Millisecond}}, func(f *Fleet) {
+		if err := f.AddPushSource(src); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := f.Schedule(context.Background(), "broken-takeover"); err != nil {
+		t.Fatal(err)
+	}
+	due := func() time.Duration {
+		j := jobsOf(t, f, "broken-takeover")
+		if len(j) != 1 || j[0].State != "scheduled" {
+			return 0
+		}
+		return time.Until(j[0].ScheduledAt)
+	}
+	// While the dead holder's record is fresh, the push counts as working.
+	eventually(t, 10*time.Second, "the backstop", func() bool { return due() > 100*time.Minute })
+	syncs := len(mb.calls())
+	// The record goes stale; this process takes the watch over and fails.
+	eventually(t, 15*time.Second, "a sync after the failed take-over", func() bool { return len(mb.calls()) >= syncs+1 })
+	eventually(t, 10*time.Second, "the polling interval", func() bool { d := due(); return d > 5*time.Minute && d < 11*time.Minute })
+	if p := pushOf(t, f, "broken-takeover"); p.Active || p.LastError == "" {
+		t.Errorf("push health %+v, want inactive with the error", p)
+	}
+}
