@@ -240,6 +240,29 @@ func (s *MemoryHealth) UpdatePush(_ context.Context, connection string, fn func(
 	return nil
 }
 
+// updateExistingPush implements existingPushUpdater.
+func (s *MemoryHealth) updateExistingPush(_ context.Context, connection string, fn func(*PushHealth)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.m[connection]
+	if !ok {
+		return nil
+	}
+	fn(&h.Push)
+	h.Push.LastError = truncateUTF8(h.Push.LastError, MaxErrorLen)
+	s.m[connection] = h
+	return nil
+}
+
+// existingPushUpdater is implemented by the stores of this package: an
+// UpdatePush that leaves a connection without a health row alone, for the
+// records that must not bring back a connection the host deleted (a late
+// notification, a watch released after its connection left the push
+// list).
+type existingPushUpdater interface {
+	updateExistingPush(ctx context.Context, connection string, fn func(*PushHealth)) error
+}
+
 // MarkRun implements TriggerStore (in this process only).
 func (s *MemoryHealth) MarkRun(ctx context.Context, connection, run string) (RunMark, error) {
 	return s.triggers.MarkRun(ctx, connection, run)

@@ -75,6 +75,7 @@ type SQLHealth struct {
 	// The statements of every sync, built once (with $n placeholders on
 	// PostgreSQL) rather than on every call.
 	qInsert, qSelectForUpdate, qUpdate, qSwap, qGet, qMarkRun, qEndRun string
+	qHealthExists, qPushInsert, qPushSelect, qPushUpdate              string
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -111,6 +112,16 @@ func NewSQLHealth(db *sql.DB, dialect Dialect, prefix string) (*SQLHealth, error
 	WHERE connection = ? AND first_attempt = ? AND last_attempt = ? AND last_success = ?
 	AND caught_up_at = ? AND consecutive_failures = ? AND last_error_kind = ? AND last_error = ? AND last_error_at = ?
 	AND messages_synced = ? AND quarantined = ? AND oldest_unprocessed = ? AND degraded = ? AND needs_admin = ? AND updated = ?`)
+	s.qHealthExists = s.q(`SELECT 1 FROM ` + s.table + ` WHERE connection = ?`)
+	s.qPushInsert = s.q(`INSERT INTO ` + s.push + ` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`)
+	s.qPushSelect = s.q(`SELECT ` + pushColumns + ` FROM ` + s.push + ` WHERE connection = ?`)
+	s.qPushUpdate = s.q(`UPDATE ` + s.push + ` SET kind = ?, active = ?, holder = ?, since = ?, expires = ?,
+	last_notification = ?, last_error = ?, last_error_at = ?, updated = ? WHERE connection = ?`)
+	if dialect == Postgres {
+		// The health row's lock orders this against Delete's transaction.
+		s.qHealthExists += ` FOR UPDATE`
+		s.qPushSelect += ` FOR UPDATE`
+	}
 	s.qMarkRun = s.q(`INSERT INTO ` + s.triggers + ` AS t (connection, run, ended, marked) VALUES (?, ?, 0, 1)
 	ON CONFLICT (connection) DO UPDATE SET run = excluded.run, ended = 0, marked = 1
 	WHERE t.run <> excluded.run OR t.ended = 0`)
@@ -232,7 +243,19 @@ func scanHealthPush(r rowScanner) (Health, error) {
 // UpdatePush implements PushHealthStore in one transaction; it also makes
 // the connection's health row, so List shows a connection pushed but
 // never synced.
-func (s *SQLHealth) UpdatePush(ctx context.Context, connection string, fn func(*PushHealth)) (err error) {
+func (s *SQLHealth) UpdatePush(ctx context.Context, connection string, fn func(*PushHealth)) error {
+	return s.updatePush(ctx, connection, fn, true)
+}
+
+// updateExistingPush implements existingPushUpdater: UpdatePush of a
+// connection that has a health row, and nothing otherwise.
+func (s *SQLHealth) updateExistingPush(ctx context.Context, connection string, fn func(*PushHealth)) error {
+	return s.updatePush(ctx, connection, fn, false)
+}
+
+// updatePush is UpdatePush; without create it leaves a connection without
+// a health row (never seen, or deleted) alone.
+func (s *SQLHealth) updatePush(ctx context.Context, connection string, fn func(*PushHealth), create bool) (err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("mailsync/fleet: push health: %w", err)
@@ -243,26 +266,32 @@ func (s *SQLHealth) UpdatePush(ctx context.Context, connection string, fn func(*
 			err = fmt.Errorf("mailsync/fleet: push health: %w", err)
 		}
 	}()
-	if _, err = tx.ExecContext(ctx, s.qInsert, connection); err != nil {
-		return err
+	if create {
+		if _, err = tx.ExecContext(ctx, s.qInsert, connection); err != nil {
+			return err
+		}
+	} else {
+		var one int
+		err = tx.QueryRowContext(ctx, s.qHealthExists, connection).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return tx.Rollback()
+		}
+		if err != nil {
+			return err
+		}
 	}
-	if _, err = tx.ExecContext(ctx, s.q(`INSERT INTO `+s.push+` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`), connection); err != nil {
+	if _, err = tx.ExecContext(ctx, s.qPushInsert, connection); err != nil {
 		return err
-	}
-	sel := `SELECT ` + pushColumns + ` FROM ` + s.push + ` WHERE connection = ?`
-	if s.dialect == Postgres {
-		sel += ` FOR UPDATE`
 	}
 	var p PushHealth
 	dest, fill := pushDest(&p)
-	if err = tx.QueryRowContext(ctx, s.q(sel), connection).Scan(dest...); err != nil {
+	if err = tx.QueryRowContext(ctx, s.qPushSelect, connection).Scan(dest...); err != nil {
 		return err
 	}
 	fill()
 	fn(&p)
 	p.LastError = truncateUTF8(p.LastError, MaxErrorLen)
-	_, err = tx.ExecContext(ctx, s.q(`UPDATE `+s.push+` SET kind = ?, active = ?, holder = ?, since = ?, expires = ?,
-	last_notification = ?, last_error = ?, last_error_at = ?, updated = ? WHERE connection = ?`),
+	_, err = tx.ExecContext(ctx, s.qPushUpdate,
 		string(p.Kind), boolInt(p.Active), p.Holder, millis(p.Since), millis(p.Expires), millis(p.LastNotification),
 		p.LastError, millis(p.LastErrorAt), millis(p.Updated), connection)
 	if err != nil {
@@ -494,13 +523,23 @@ func (s *SQLHealth) List(ctx context.Context) ([]Health, error) {
 
 // Delete implements HealthStore: it forgets the connection's health, push
 // state and trigger mark.
-func (s *SQLHealth) Delete(ctx context.Context, connection string) error {
+func (s *SQLHealth) Delete(ctx context.Context, connection string) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("mailsync/fleet: health: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+			err = fmt.Errorf("mailsync/fleet: health: %w", err)
+		}
+	}()
 	for _, t := range []string{s.table, s.push, s.triggers} {
-		if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM `+t+` WHERE connection = ?`), connection); err != nil {
-			return fmt.Errorf("mailsync/fleet: health: %w", err)
+		if _, err = tx.ExecContext(ctx, s.q(`DELETE FROM `+t+` WHERE connection = ?`), connection); err != nil {
+			return err
 		}
 	}
-	return nil
+	return tx.Commit()
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a rune.

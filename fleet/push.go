@@ -452,7 +452,8 @@ func (r *pushRunner) release(ctx context.Context, id string, forget bool) {
 		_ = leaser.ReleaseLease(ctx, h.lease)
 	}
 	if r.store != nil {
-		err := r.store.UpdatePush(ctx, id, func(p *PushHealth) {
+		// A connection the host deleted keeps no row.
+		err := f.updateExistingPush(ctx, id, func(p *PushHealth) {
 			if p.Holder != f.holder {
 				return // taken over already
 			}

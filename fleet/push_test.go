@@ -642,3 +642,57 @@ func TestPushTakeoverThatFailsPollsAgain(t *testing.T) {
 		t.Errorf("push health %+v, want inactive with the error", p)
 	}
 }
+
+// TestDeletedConnectionStaysDeleted: the host deleted a connection's
+// health; a late notification (a Graph subscription lives for days) and
+// the release of its watch when it leaves the push list bring no row back.
+func TestDeletedConnectionStaysDeleted(t *testing.T) {
+	db := openSQLite(t)
+	for name, health := range map[string]HealthStore{"memory": NewMemoryHealth(), "sql": sqliteHealth(t, db)} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			mb := newMailbox("gone", 1)
+			src := newFakeSource()
+			var mu sync.Mutex
+			list := []PushConnection{{ID: "gone", Kind: PushGraph}}
+			f := startFleet(t, db, Config{Resolver: newResolver(mb), Health: health, State: mailsync.NewMemoryState(),
+				Interval: 10 * time.Minute, Jitter: -1, Holder: "p", Queue: "q_" + name,
+				Push: &PushConfig{Connections: func(context.Context) ([]PushConnection, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					return append([]PushConnection(nil), list...), nil
+				}, LeaseTTL: 5 * time.Second, Every: 50 * time.Millisecond}}, func(f *Fleet) {
+				if err := f.AddPushSource(src); err != nil {
+					t.Fatal(err)
+				}
+			})
+			eventually(t, 10*time.Second, "the push to be active", func() bool { return pushOf(t, f, "gone").Active })
+
+			// The host deletes the connection: off the push list, health deleted.
+			mu.Lock()
+			list = nil
+			mu.Unlock()
+			if err := health.Delete(ctx, "gone"); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 10*time.Second, "the watch to stop", func() bool { return !src.Status("gone").Active })
+			time.Sleep(200 * time.Millisecond) // a few more ticks
+			if _, err := f.Notify(ctx, "gone"); err != nil {
+				t.Fatal(err)
+			}
+			if h, ok, err := health.Get(ctx, "gone"); ok || err != nil {
+				t.Errorf("the deleted connection is back: %+v, %v", h, err)
+			}
+			// A connection the store knows still records its notification.
+			if err := health.(PushHealthStore).UpdatePush(ctx, "known", func(p *PushHealth) { p.Kind = PushGraph }); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Notify(ctx, "known"); err != nil {
+				t.Fatal(err)
+			}
+			if h, _, _ := health.Get(ctx, "known"); h.Push.LastNotification.IsZero() {
+				t.Error("the notification of a known connection was not recorded")
+			}
+		})
+	}
+}

@@ -190,16 +190,30 @@ func (f *Fleet) trigger(ctx context.Context, connectionID string, j *rivertype.J
 
 // Notify is a push notification for connectionID (IMAP IDLE, a Graph
 // change notification, a Gmail push): it records when it came in the
-// connection's push health and triggers its sync (see Trigger). Wire push
+// connection's push health, if the health store knows the connection (a
+// notification for a connection the host deleted brings back no row), and
+// triggers its sync (see Trigger). Wire push
 // sources' OnChange to it. It never fetches mail: the connection's usual
 // cursor-based sync does, so a lost or doubled notification costs latency,
 // never mail.
 func (f *Fleet) Notify(ctx context.Context, connectionID string) (bool, error) {
-	if ps, ok := f.health.(PushHealthStore); ok {
-		now := time.Now()
-		if err := ps.UpdatePush(ctx, connectionID, func(p *PushHealth) { p.LastNotification = now }); err != nil {
-			f.log.Warn("mailsync/fleet: recording a notification", "connection", connectionID, "err", err)
-		}
+	now := time.Now()
+	if err := f.updateExistingPush(ctx, connectionID, func(p *PushHealth) { p.LastNotification = now }); err != nil {
+		f.log.Warn("mailsync/fleet: recording a notification", "connection", connectionID, "err", err)
 	}
 	return f.Trigger(ctx, connectionID)
+}
+
+// updateExistingPush records fn in the push health of a connection the
+// store knows: a connection never seen or deleted by the host (its
+// subscription may still post notifications for days) gets no row. A
+// host's own PushHealthStore is simply updated.
+func (f *Fleet) updateExistingPush(ctx context.Context, connectionID string, fn func(*PushHealth)) error {
+	switch s := f.health.(type) {
+	case existingPushUpdater:
+		return s.updateExistingPush(ctx, connectionID, fn)
+	case PushHealthStore:
+		return s.UpdatePush(ctx, connectionID, fn)
+	}
+	return nil
 }
