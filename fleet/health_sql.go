@@ -75,7 +75,7 @@ type SQLHealth struct {
 	// The statements of every sync, built once (with $n placeholders on
 	// PostgreSQL) rather than on every call.
 	qInsert, qSelectForUpdate, qUpdate, qSwap, qGet, qMarkRun, qEndRun string
-	qHealthExists, qPushInsert, qPushSelect, qPushUpdate              string
+	qHealthExists, qPushInsert, qPushSelect, qPushUpdate               string
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
