@@ -151,8 +151,9 @@ func (f *Fleet) trigger(ctx context.Context, connectionID string, j *rivertype.J
 	// The run has ended, River is recording its snooze: wait for it, then
 	// make the job available.
 	deadline := time.Now().Add(triggerWait)
-	for {
-		t := time.NewTimer(10 * time.Millisecond)
+	for wait := time.Duration(0); ; {
+		wait = nextTriggerPoll(wait)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -216,4 +217,17 @@ func (f *Fleet) updateExistingPush(ctx context.Context, connectionID string, fn 
 		return s.UpdatePush(ctx, connectionID, fn)
 	}
 	return nil
+}
+
+// nextTriggerPoll is the wait before the next look at a job whose run
+// ended but whose snooze River has not recorded yet, after waiting last:
+// 10 ms first (River's completer usually records it within a few tens of
+// milliseconds), then half as long again each time, up to 250 ms, so that
+// a River that records nothing for triggerWait costs a few dozen reads,
+// not a thousand.
+func nextTriggerPoll(last time.Duration) time.Duration {
+	if last <= 0 {
+		return 10 * time.Millisecond
+	}
+	return min(last+last/2, 250*time.Millisecond)
 }

@@ -233,3 +233,19 @@ func TestBackstopNeverShortensThePoll(t *testing.T) {
 		}
 	}
 }
+
+// TestTriggerPollBacksOff: waiting the whole triggerWait for River to
+// record a snooze reads the job a few dozen times, not every 10 ms.
+func TestTriggerPollBacksOff(t *testing.T) {
+	polls, total := 0, time.Duration(0)
+	for wait := time.Duration(0); total < triggerWait; polls++ {
+		wait = nextTriggerPoll(wait)
+		total += wait
+	}
+	if first := nextTriggerPoll(0); first != 10*time.Millisecond {
+		t.Errorf("first poll after %v, want 10ms", first)
+	}
+	if polls > 60 {
+		t.Errorf("%d polls in %v", polls, triggerWait)
+	}
+}
