@@ -503,17 +503,17 @@ func (s *State) AcquireLease(ctx context.Context, connection, holder string, ttl
 			err = nil
 		}
 	} else {
-		err = s.inTx(ctx, func(q querier) error {
-			now := s.now()
-			var ms int64
-			err := q.QueryRowContext(ctx, s.q.acquire, connection, holder, now.Add(ttl).UnixMilli(), now.UnixMilli()).Scan(&l.Token, &ms)
-			l.Expires = time.UnixMilli(ms)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil
-			}
-			got = err == nil
-			return err
-		})
+		// One statement, too: SQLite takes the write lock when the
+		// statement starts (waiting up to the busy timeout), so there is no
+		// read lock to upgrade, which is what BEGIN IMMEDIATE is for.
+		now := s.now()
+		var ms int64
+		err = s.db.QueryRowContext(ctx, s.q.acquire, connection, holder, now.Add(ttl).UnixMilli(), now.UnixMilli()).Scan(&l.Token, &ms)
+		l.Expires = time.UnixMilli(ms)
+		got = err == nil
+		if errors.Is(err, sql.ErrNoRows) {
+			err = nil
+		}
 	}
 	if err != nil {
 		return mailsync.Lease{}, fmt.Errorf("sqlstate: acquire lease of %q: %w", connection, err)
@@ -549,13 +549,10 @@ func (s *State) RenewLease(ctx context.Context, l mailsync.Lease, ttl time.Durat
 	if s.dialect == Postgres {
 		err = s.db.QueryRowContext(ctx, s.q.renew, l.Connection, l.Token, ttl.Seconds()).Scan(&next.Holder, &next.Expires)
 	} else {
-		err = s.inTx(ctx, func(q querier) error {
-			now := s.now()
-			var ms int64
-			err := q.QueryRowContext(ctx, s.q.renew, l.Connection, l.Token, now.Add(ttl).UnixMilli(), now.UnixMilli()).Scan(&next.Holder, &ms)
-			next.Expires = time.UnixMilli(ms)
-			return err
-		})
+		now := s.now()
+		var ms int64
+		err = s.db.QueryRowContext(ctx, s.q.renew, l.Connection, l.Token, now.Add(ttl).UnixMilli(), now.UnixMilli()).Scan(&next.Holder, &ms)
+		next.Expires = time.UnixMilli(ms)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return mailsync.Lease{}, fmt.Errorf("%w: %s (token %d)", mailsync.ErrLeaseLost, l.Connection, l.Token)
