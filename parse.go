@@ -182,6 +182,10 @@ type parseState struct {
 	// sigWanted is true while the second part of a multipart/signed is
 	// read; leaf then hands its signature part over in sigPart.
 	sigWanted bool
+	// capturing is true while a multipart/signed keeps a copy of its
+	// signed part: one nested inside it takes none (the outer copy holds
+	// the same bytes, and only the message's first signature is reported).
+	capturing bool
 	sigPart   *spool
 
 	remote mime.RemoteRewriter // remote images of the HTML parts
@@ -531,14 +535,25 @@ func (ps *parseState) multipart(mediaType string, params map[string]string, body
 	}
 	s := ps.dec.NewSplitter(body, params["boundary"])
 	var signed *signedContent
+	nested := false // inside the signed part of one being copied
 	if mediaType == "multipart/signed" && smimeProtocol(params["protocol"]) {
 		signed = &signedContent{max: MaxSignedBytes}
-		if ps.p.SMIME.Roots != nil && ps.msg.Signature == nil {
+		switch {
+		case ps.capturing:
+			// The outer signature, over everything this one signs and
+			// more, is the one verified and reported: this one is neither
+			// copied nor verified.
+			nested = true
+		case ps.p.SMIME.Roots != nil && ps.msg.Signature == nil:
 			// The signature covers the first part's raw bytes: keep a
 			// copy (bounded) while it streams past — only when it can be
 			// verified (roots given) and reported (the message's first
-			// signature), else the copy would be memory spent for nothing.
+			// signature, not one nested in a part already copied), else
+			// the copy would be memory spent for nothing. One nested
+			// inside is not copied again (ps.capturing).
 			s.CaptureNext(signed)
+			ps.capturing = true
+			defer func() { ps.capturing = false }()
 		}
 	}
 	for {
@@ -560,7 +575,7 @@ func (ps *parseState) multipart(mediaType string, params map[string]string, body
 			return err
 		}
 	}
-	if signed != nil {
+	if signed != nil && !nested {
 		ps.verifyDetached(signed)
 	}
 	switch {

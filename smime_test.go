@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -412,5 +413,44 @@ func TestParseSMIMEDetachedCorpus(t *testing.T) {
 			c.signer != "" && (len(sig.SignedBy) != 1 || sig.SignedBy[0] != c.signer) {
 			t.Errorf("%s: text %q signature %+v", c.file, m.Text, sig)
 		}
+	}
+}
+
+// A multipart/signed nested in the signed part of another (up to
+// MaxDepth deep) is copied once, by the outermost one, not once per level:
+// each level would keep its own copy of the same bytes, up to
+// MaxSignedBytes each.
+func TestParseSMIMENestedSignedCopiedOnce(t *testing.T) {
+	pki := newTestPKI(t)
+	big := "Content-Type: multipart/mixed; boundary=in\r\n\r\n--in\r\n" + strings.TrimSuffix(signedPart, "\r\n") +
+		"\r\n--in\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=big.bin\r\n\r\n" +
+		strings.Repeat(strings.Repeat("x", 98)+"\r\n", (4<<20)/100) + "--in--\r\n"
+	sig := p7sPart(pki.detachedSig(t, big))
+	nested := big
+	for i := range 4 {
+		b := fmt.Sprintf("nest%d", i)
+		nested = "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"" + b + "\"\r\n\r\n" +
+			"--" + b + "\r\n" + nested + "\r\n--" + b + "\r\n" + sig + "\r\n--" + b + "--\r\n"
+	}
+	allocated := func(raw string) uint64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		m, err := (&Parser{SMIME: SMIME{Roots: pki.roots}}).Parse(strings.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		// The outermost signature, over all of it, is the one reported.
+		if m.Signature == nil || !m.Signature.Verified {
+			t.Errorf("signature %+v, want the outer one, verified", m.Signature)
+		}
+		m.Close()
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	one := allocated(signedMail("application/pkcs7-signature", big, sig))
+	five := allocated(signedMail("application/pkcs7-signature", nested, p7sPart(pki.detachedSig(t, nested))))
+	if five > one+(6<<20) {
+		t.Errorf("five nested multipart/signed allocated %d MiB, one %d MiB: each level copied the signed bytes", five>>20, one>>20)
 	}
 }
