@@ -537,7 +537,7 @@ func (ps *parseState) multipart(mediaType string, params map[string]string, body
 	var signed *signedContent
 	nested := false // inside the signed part of one being copied
 	if mediaType == "multipart/signed" && smimeProtocol(params["protocol"]) {
-		signed = &signedContent{max: MaxSignedBytes}
+		signed = &signedContent{max: MaxSignedBytes, guessed: strings.TrimSpace(params["protocol"]) == ""}
 		switch {
 		case ps.capturing:
 			// The outer signature, over everything this one signs and

@@ -173,6 +173,10 @@ type signedContent struct {
 	buf  []byte
 	max  int
 	over bool
+	// guessed: the multipart/signed named no protocol and was taken for
+	// S/MIME; without a PKCS#7 signature part it is some other kind (a
+	// PGP signature whose protocol parameter was lost) and is not reported.
+	guessed bool
 	sig  *spool // the signature part, once read
 }
 
@@ -197,6 +201,9 @@ func (ps *parseState) verifyDetached(c *signedContent) {
 		return
 	}
 	if c.sig == nil {
+		if c.guessed {
+			return
+		}
 		ps.msg.Signature = &Signature{Detached: true, Reason: "signature part missing: not verified"}
 		return
 	}

@@ -454,3 +454,27 @@ func TestParseSMIMENestedSignedCopiedOnce(t *testing.T) {
 		t.Errorf("five nested multipart/signed allocated %d MiB, one %d MiB: each level copied the signed bytes", five>>20, one>>20)
 	}
 }
+
+// A multipart/signed that names no protocol is taken for S/MIME; when its
+// signature part turns out to be PGP's it is not reported as an S/MIME
+// signature "missing", and its text is delivered.
+func TestParsePGPSignedWithoutProtocol(t *testing.T) {
+	raw := "From: Ana Silva <ana.silva@cliente.pt>\r\nTo: suporte@empresa.pt\r\nSubject: pgp\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/signed; micalg=pgp-sha256; boundary=\"b\"\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nA impressora do 2.º piso não imprime.\r\n" +
+		"--b\r\nContent-Type: application/pgp-signature; name=signature.asc\r\n\r\n" +
+		"-----BEGIN PGP SIGNATURE-----\r\n\r\niQEzBAEBCAAdFiEE\r\n=abcd\r\n-----END PGP SIGNATURE-----\r\n--b--\r\n"
+	for name, p := range map[string]*Parser{"no roots": {}, "roots": {SMIME: SMIME{Roots: newTestPKI(t).roots}}} {
+		m, err := p.Parse(strings.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Signature != nil {
+			t.Errorf("%s: signature %+v, want none reported", name, m.Signature)
+		}
+		if !strings.Contains(m.Text, "não imprime") {
+			t.Errorf("%s: text %q", name, m.Text)
+		}
+		m.Close()
+	}
+}
