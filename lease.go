@@ -47,6 +47,17 @@ type Leaser interface {
 	ReleaseLease(ctx context.Context, l Lease) error
 }
 
+// CursorLeaser is an optional interface of a Leaser whose lease can come
+// with the connection's cursor in one round trip to its store. Sync uses it
+// when the State has it, instead of AcquireLease and then State.Cursor.
+type CursorLeaser interface {
+	Leaser
+	// AcquireLeaseCursor is AcquireLease that also returns the
+	// connection's stored cursor ("" when there is none), as Cursor would
+	// right after the lease was taken.
+	AcquireLeaseCursor(ctx context.Context, connection, holder string, ttl time.Duration) (Lease, Cursor, error)
+}
+
 // DefaultLeaseTTL is how long Sync's lease lasts between renewals.
 const DefaultLeaseTTL = 2 * time.Minute
 
@@ -82,6 +93,11 @@ type leaseKeeper struct {
 	lost   error
 	stop   chan struct{}
 	done   chan struct{}
+
+	// cursor is the connection's cursor read with the lease (CursorLeaser),
+	// when hasCursor.
+	cursor    Cursor
+	hasCursor bool
 }
 
 // holdLease acquires connection's lease and starts renewing it; cancel is
@@ -97,11 +113,17 @@ func holdLease(ctx context.Context, s State, connection, holder string, ttl time
 	if holder == "" {
 		holder = defaultHolder()
 	}
-	lease, err := l.AcquireLease(ctx, connection, holder, ttl)
+	k := &leaseKeeper{leaser: l, ttl: ttl, stop: make(chan struct{}), done: make(chan struct{})}
+	var err error
+	if cl, ok := s.(CursorLeaser); ok {
+		k.lease, k.cursor, err = cl.AcquireLeaseCursor(ctx, connection, holder, ttl)
+		k.hasCursor = err == nil
+	} else {
+		k.lease, err = l.AcquireLease(ctx, connection, holder, ttl)
+	}
 	if err != nil {
 		return nil, err
 	}
-	k := &leaseKeeper{leaser: l, ttl: ttl, lease: lease, stop: make(chan struct{}), done: make(chan struct{})}
 	go k.renew(context.WithoutCancel(ctx), cancel)
 	return k, nil
 }

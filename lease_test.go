@@ -83,3 +83,54 @@ func TestSyncPausedHolderIsFenced(t *testing.T) {
 		t.Fatalf("re-run: %+v %v, %d tickets", rep, err, len(sink.Tickets()))
 	}
 }
+
+// cursorLeaserState is a MemoryState that hands out the cursor with the
+// lease (mailsync.CursorLeaser) and counts the reads.
+type cursorLeaserState struct {
+	*mailsync.MemoryState
+	cursorCalls, leaseCursorCalls int
+}
+
+func (s *cursorLeaserState) Cursor(ctx context.Context, connection string) (mailsync.Cursor, error) {
+	s.cursorCalls++
+	return s.MemoryState.Cursor(ctx, connection)
+}
+
+func (s *cursorLeaserState) AcquireLeaseCursor(ctx context.Context, connection, holder string, ttl time.Duration) (mailsync.Lease, mailsync.Cursor, error) {
+	s.leaseCursorCalls++
+	l, err := s.MemoryState.AcquireLease(ctx, connection, holder, ttl)
+	if err != nil {
+		return mailsync.Lease{}, "", err
+	}
+	c, err := s.MemoryState.Cursor(ctx, connection)
+	return l, c, err
+}
+
+// cursorSpy records the cursors List is given.
+type cursorSpy struct {
+	*fakeConnector
+	got []mailsync.Cursor
+}
+
+func (c *cursorSpy) List(ctx context.Context, cur mailsync.Cursor) (*mailsync.Listing, error) {
+	c.got = append(c.got, cur)
+	return c.fakeConnector.List(ctx, cur)
+}
+
+// With a CursorLeaser, Sync lists from the cursor that came with the lease
+// and does not read it again.
+func TestSyncTakesTheCursorWithTheLease(t *testing.T) {
+	st := &cursorLeaserState{MemoryState: mailsync.NewMemoryState()}
+	c := &cursorSpy{fakeConnector: newFake(3)}
+	for range 2 {
+		if _, err := mailsync.Sync(context.Background(), c, mapping, mailsync.NewMemorySink(), mailsync.WithState(st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st.leaseCursorCalls != 2 || st.cursorCalls != 0 {
+		t.Errorf("AcquireLeaseCursor %d times, Cursor %d times; want 2 and 0", st.leaseCursorCalls, st.cursorCalls)
+	}
+	if len(c.got) != 2 || c.got[0] != "" || c.got[1] != "3" {
+		t.Errorf("List got the cursors %q, want \"\" then the stored \"3\"", c.got)
+	}
+}

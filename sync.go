@@ -130,7 +130,7 @@ type engine struct {
 }
 
 func (e *engine) run(ctx context.Context) error {
-	cursor, err := e.o.state.Cursor(ctx, e.conn.Name)
+	cursor, err := e.cursor(ctx)
 	if err != nil {
 		return fmt.Errorf("mailsync: reading state: %w", err)
 	}
@@ -194,6 +194,15 @@ func (e *engine) run(ctx context.Context) error {
 	}
 	e.logSummary(nil)
 	return nil
+}
+
+// cursor is the connection's stored cursor: the one read with the lease
+// (CursorLeaser), else the State's.
+func (e *engine) cursor(ctx context.Context) (Cursor, error) {
+	if e.lease != nil && e.lease.hasCursor {
+		return e.lease.cursor, nil
+	}
+	return e.o.state.Cursor(ctx, e.conn.Name)
 }
 
 func (e *engine) logSummary(err error) {

@@ -9,6 +9,7 @@ type queries struct {
 	addThreads, addDone, resetFailures, setCursor, fence string
 	pruneDone, pruneFailures, countFailure               string
 	acquire, holder, renew, release                      string
+	acquireCursor                                        string // acquire, returning the cursor too
 }
 
 // tablePrefix is what goes before a table's own name: the (quoted)
@@ -81,9 +82,16 @@ func newQueries(o Options) queries {
 	if o.Dialect == Postgres {
 		q = postgresQueries
 	}
+	// The cursor comes in the same statement: a scalar subquery in
+	// RETURNING (both dialects allow it), NULL when there is none.
+	if o.Dialect == Postgres {
+		q.acquireCursor = q.acquire + `, (SELECT cursor_text FROM {{T}}cursors WHERE conn = $1)`
+	} else {
+		q.acquireCursor = q.acquire + `, (SELECT cursor_text FROM {{T}}cursors WHERE conn = ?1)`
+	}
 	r := strings.NewReplacer("{{T}}", tablePrefix(o))
 	for _, p := range []*string{&q.cursor, &q.processed, &q.countDone, &q.allDone, &q.threads, &q.addThreads, &q.addDone, &q.resetFailures,
-		&q.setCursor, &q.fence, &q.pruneDone, &q.pruneFailures, &q.countFailure, &q.acquire, &q.holder, &q.renew, &q.release} {
+		&q.setCursor, &q.fence, &q.pruneDone, &q.pruneFailures, &q.countFailure, &q.acquire, &q.holder, &q.renew, &q.release, &q.acquireCursor} {
 		*p = r.Replace(*p)
 	}
 	return q

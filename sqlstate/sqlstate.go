@@ -491,37 +491,48 @@ func (s *State) CountFailure(ctx context.Context, connection, key string) (int, 
 // (or was released), adding one to the token. The token row is never
 // deleted, so tokens grow across releases.
 func (s *State) AcquireLease(ctx context.Context, connection, holder string, ttl time.Duration) (mailsync.Lease, error) {
+	l, _, err := s.acquire(ctx, connection, holder, ttl, false)
+	return l, err
+}
+
+// AcquireLeaseCursor implements mailsync.CursorLeaser: AcquireLease whose
+// statement also returns the connection's cursor.
+func (s *State) AcquireLeaseCursor(ctx context.Context, connection, holder string, ttl time.Duration) (mailsync.Lease, mailsync.Cursor, error) {
+	return s.acquire(ctx, connection, holder, ttl, true)
+}
+
+// acquire is AcquireLease, reading the cursor too when withCursor.
+func (s *State) acquire(ctx context.Context, connection, holder string, ttl time.Duration, withCursor bool) (mailsync.Lease, mailsync.Cursor, error) {
 	l := mailsync.Lease{Connection: connection, Holder: holder}
-	var got bool
+	query := s.q.acquire
+	var cursor sql.NullString
+	dest := []any{&l.Token, nil}
+	if withCursor {
+		query = s.q.acquireCursor
+		dest = append(dest, &cursor)
+	}
+	// One statement is atomic on its own: no BEGIN and COMMIT round trips
+	// around it. SQLite takes the write lock when the statement starts
+	// (waiting up to the busy timeout), so there is no read lock to
+	// upgrade, which is what BEGIN IMMEDIATE is for.
 	var err error
 	if s.dialect == Postgres {
-		// One statement is atomic on its own: no BEGIN and COMMIT round
-		// trips around it.
-		err = s.db.QueryRowContext(ctx, s.q.acquire, connection, holder, ttl.Seconds()).Scan(&l.Token, &l.Expires)
-		got = err == nil
-		if errors.Is(err, sql.ErrNoRows) {
-			err = nil
-		}
+		dest[1] = &l.Expires
+		err = s.db.QueryRowContext(ctx, query, connection, holder, ttl.Seconds()).Scan(dest...)
 	} else {
-		// One statement, too: SQLite takes the write lock when the
-		// statement starts (waiting up to the busy timeout), so there is no
-		// read lock to upgrade, which is what BEGIN IMMEDIATE is for.
 		now := s.now()
 		var ms int64
-		err = s.db.QueryRowContext(ctx, s.q.acquire, connection, holder, now.Add(ttl).UnixMilli(), now.UnixMilli()).Scan(&l.Token, &ms)
+		dest[1] = &ms
+		err = s.db.QueryRowContext(ctx, query, connection, holder, now.Add(ttl).UnixMilli(), now.UnixMilli()).Scan(dest...)
 		l.Expires = time.UnixMilli(ms)
-		got = err == nil
-		if errors.Is(err, sql.ErrNoRows) {
-			err = nil
-		}
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return mailsync.Lease{}, "", s.busy(ctx, connection)
 	}
 	if err != nil {
-		return mailsync.Lease{}, fmt.Errorf("sqlstate: acquire lease of %q: %w", connection, err)
+		return mailsync.Lease{}, "", fmt.Errorf("sqlstate: acquire lease of %q: %w", connection, err)
 	}
-	if !got {
-		return mailsync.Lease{}, s.busy(ctx, connection)
-	}
-	return l, nil
+	return l, mailsync.Cursor(cursor.String), nil
 }
 
 // busy builds the ErrBusy error, naming the current holder when it can.

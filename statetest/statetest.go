@@ -278,6 +278,7 @@ func RunLeases(t *testing.T, newState Maker) {
 		{"RenewKeepsIt", testLeaseRenew},
 		{"FencedRecordRefusedAfterLoss", testLeaseFence},
 		{"ReleaseFreesIt", testLeaseRelease},
+		{"CursorComesWithTheLease", testLeaseCursor},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -372,5 +373,34 @@ func testLeaseRelease(t *testing.T, l mailsync.Leaser, _ mailsync.State) {
 	must(t, l.ReleaseLease(ctx, lease))
 	if _, err := l.AcquireLease(ctx, "a", "h3", time.Minute); !errors.Is(err, mailsync.ErrBusy) {
 		t.Fatalf("a stale release freed the current lease: %v", err)
+	}
+}
+
+// testLeaseCursor checks the optional mailsync.CursorLeaser: the cursor
+// returned with a lease is the stored one ("" when none), for this
+// connection only, and a busy connection still gives ErrBusy.
+func testLeaseCursor(t *testing.T, l mailsync.Leaser, s mailsync.State) {
+	cl, ok := l.(mailsync.CursorLeaser)
+	if !ok {
+		t.Skip("the State does not implement mailsync.CursorLeaser (optional)")
+	}
+	lease, cur, err := cl.AcquireLeaseCursor(ctx, "a", "h1", time.Minute)
+	if err != nil || cur != "" || lease.Token <= 0 || lease.Holder != "h1" || !lease.Expires.After(time.Now()) {
+		t.Fatalf("first lease %+v, cursor %q, %v; want a lease and no cursor", lease, cur, err)
+	}
+	c := mailsync.Cursor("uidvalidity=7;uid=42")
+	must(t, s.Record(ctx, "a", mailsync.Record{Cursor: &c, Fence: &lease}))
+	other := mailsync.Cursor("other")
+	must(t, s.Record(ctx, "b", mailsync.Record{Cursor: &other}))
+	if _, _, err := cl.AcquireLeaseCursor(ctx, "a", "h2", time.Minute); !errors.Is(err, mailsync.ErrBusy) {
+		t.Fatalf("a held lease: %v, want ErrBusy", err)
+	}
+	must(t, l.ReleaseLease(ctx, lease))
+	next, cur, err := cl.AcquireLeaseCursor(ctx, "a", "h2", time.Minute)
+	if err != nil || cur != c || next.Token <= lease.Token {
+		t.Fatalf("after release: lease %+v, cursor %q, %v; want token > %d and cursor %q", next, cur, err, lease.Token, c)
+	}
+	if stored, _ := s.Cursor(ctx, "a"); stored != cur {
+		t.Fatalf("Cursor %q, the lease's %q", stored, cur)
 	}
 }
