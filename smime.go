@@ -177,7 +177,7 @@ type signedContent struct {
 	// S/MIME; without a PKCS#7 signature part it is some other kind (a
 	// PGP signature whose protocol parameter was lost) and is not reported.
 	guessed bool
-	sig  *spool // the signature part, once read
+	sig     *spool // the signature part, once read
 }
 
 func (c *signedContent) Write(p []byte) (int, error) {
