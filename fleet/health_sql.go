@@ -75,7 +75,7 @@ type SQLHealth struct {
 	// The statements of every sync, built once (with $n placeholders on
 	// PostgreSQL) rather than on every call.
 	qInsert, qSelectForUpdate, qUpdate, qSwap, qGet, qMarkRun, qEndRun string
-	qHealthExists, qPushInsert, qPushSelect, qPushUpdate               string
+	qHealthTouch, qPushInsert, qPushSelect, qPushUpdate                string
 }
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -112,14 +112,12 @@ func NewSQLHealth(db *sql.DB, dialect Dialect, prefix string) (*SQLHealth, error
 	WHERE connection = ? AND first_attempt = ? AND last_attempt = ? AND last_success = ?
 	AND caught_up_at = ? AND consecutive_failures = ? AND last_error_kind = ? AND last_error = ? AND last_error_at = ?
 	AND messages_synced = ? AND quarantined = ? AND oldest_unprocessed = ? AND degraded = ? AND needs_admin = ? AND updated = ?`)
-	s.qHealthExists = s.q(`SELECT 1 FROM ` + s.table + ` WHERE connection = ?`)
+	s.qHealthTouch = s.q(`UPDATE ` + s.table + ` SET updated = updated WHERE connection = ?`)
 	s.qPushInsert = s.q(`INSERT INTO ` + s.push + ` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`)
 	s.qPushSelect = s.q(`SELECT ` + pushColumns + ` FROM ` + s.push + ` WHERE connection = ?`)
 	s.qPushUpdate = s.q(`UPDATE ` + s.push + ` SET kind = ?, active = ?, holder = ?, since = ?, expires = ?,
 	last_notification = ?, last_error = ?, last_error_at = ?, updated = ? WHERE connection = ?`)
 	if dialect == Postgres {
-		// The health row's lock orders this against Delete's transaction.
-		s.qHealthExists += ` FOR UPDATE`
 		s.qPushSelect += ` FOR UPDATE`
 	}
 	s.qMarkRun = s.q(`INSERT INTO ` + s.triggers + ` AS t (connection, run, ended, marked) VALUES (?, ?, 0, 1)
@@ -255,49 +253,58 @@ func (s *SQLHealth) updateExistingPush(ctx context.Context, connection string, f
 
 // updatePush is UpdatePush; without create it leaves a connection without
 // a health row (never seen, or deleted) alone.
-func (s *SQLHealth) updatePush(ctx context.Context, connection string, fn func(*PushHealth), create bool) (err error) {
+func (s *SQLHealth) updatePush(ctx context.Context, connection string, fn func(*PushHealth), create bool) error {
+	return s.inTx(ctx, "push health", func(tx *sql.Tx) error {
+		if create {
+			if _, err := tx.ExecContext(ctx, s.qInsert, connection); err != nil {
+				return err
+			}
+		} else {
+			// A write first, as the insert above: it takes SQLite's write
+			// lock at once (a read first would fail to upgrade when another
+			// connection wrote meanwhile) and locks the row in PostgreSQL
+			// against Delete; it changes nothing.
+			res, err := tx.ExecContext(ctx, s.qHealthTouch, connection)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				return err // no health row: nothing to record
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.qPushInsert, connection); err != nil {
+			return err
+		}
+		var p PushHealth
+		dest, fill := pushDest(&p)
+		if err := tx.QueryRowContext(ctx, s.qPushSelect, connection).Scan(dest...); err != nil {
+			return err
+		}
+		fill()
+		fn(&p)
+		p.LastError = truncateUTF8(p.LastError, MaxErrorLen)
+		_, err := tx.ExecContext(ctx, s.qPushUpdate,
+			string(p.Kind), boolInt(p.Active), p.Holder, millis(p.Since), millis(p.Expires), millis(p.LastNotification),
+			p.LastError, millis(p.LastErrorAt), millis(p.Updated), connection)
+		return err
+	})
+}
+
+// inTx runs fn in a transaction, committed when fn returns nil and rolled
+// back otherwise; an error names what.
+func (s *SQLHealth) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("mailsync/fleet: push health: %w", err)
-	}
-	defer func() {
-		if err != nil {
+	if err == nil {
+		if err = fn(tx); err == nil {
+			err = tx.Commit()
+		} else {
 			_ = tx.Rollback()
-			err = fmt.Errorf("mailsync/fleet: push health: %w", err)
-		}
-	}()
-	if create {
-		if _, err = tx.ExecContext(ctx, s.qInsert, connection); err != nil {
-			return err
-		}
-	} else {
-		var one int
-		err = tx.QueryRowContext(ctx, s.qHealthExists, connection).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return tx.Rollback()
-		}
-		if err != nil {
-			return err
 		}
 	}
-	if _, err = tx.ExecContext(ctx, s.qPushInsert, connection); err != nil {
-		return err
-	}
-	var p PushHealth
-	dest, fill := pushDest(&p)
-	if err = tx.QueryRowContext(ctx, s.qPushSelect, connection).Scan(dest...); err != nil {
-		return err
-	}
-	fill()
-	fn(&p)
-	p.LastError = truncateUTF8(p.LastError, MaxErrorLen)
-	_, err = tx.ExecContext(ctx, s.qPushUpdate,
-		string(p.Kind), boolInt(p.Active), p.Holder, millis(p.Since), millis(p.Expires), millis(p.LastNotification),
-		p.LastError, millis(p.LastErrorAt), millis(p.Updated), connection)
 	if err != nil {
-		return err
+		return fmt.Errorf("mailsync/fleet: %s: %w", what, err)
 	}
-	return tx.Commit()
+	return nil
 }
 
 // MarkRun implements TriggerStore with one upsert: it marks run unless the
@@ -523,23 +530,15 @@ func (s *SQLHealth) List(ctx context.Context) ([]Health, error) {
 
 // Delete implements HealthStore: it forgets the connection's health, push
 // state and trigger mark.
-func (s *SQLHealth) Delete(ctx context.Context, connection string) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("mailsync/fleet: health: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-			err = fmt.Errorf("mailsync/fleet: health: %w", err)
+func (s *SQLHealth) Delete(ctx context.Context, connection string) error {
+	return s.inTx(ctx, "health", func(tx *sql.Tx) error {
+		for _, t := range []string{s.table, s.push, s.triggers} {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t+` WHERE connection = ?`), connection); err != nil {
+				return err
+			}
 		}
-	}()
-	for _, t := range []string{s.table, s.push, s.triggers} {
-		if _, err = tx.ExecContext(ctx, s.q(`DELETE FROM `+t+` WHERE connection = ?`), connection); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+		return nil
+	})
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a rune.

@@ -323,13 +323,7 @@ func TestPushBackstopAndFallback(t *testing.T) {
 	if _, err := f.Schedule(ctx, "support"); err != nil {
 		t.Fatal(err)
 	}
-	due := func() time.Duration {
-		j := jobsOf(t, f, "support")
-		if len(j) != 1 || j[0].State != "scheduled" {
-			return 0
-		}
-		return time.Until(j[0].ScheduledAt)
-	}
+	due := func() time.Duration { return dueIn(t, f, "support") }
 	eventually(t, 10*time.Second, "the first sync to wait for the backstop", func() bool { return due() > 100*time.Minute })
 
 	// A notification: one sync now, then the backstop again.
@@ -580,13 +574,7 @@ func TestPushDroppedWhileActivePollsAgain(t *testing.T) {
 	if _, err := f.Schedule(context.Background(), "support"); err != nil {
 		t.Fatal(err)
 	}
-	due := func() time.Duration {
-		j := jobsOf(t, f, "support")
-		if len(j) != 1 || j[0].State != "scheduled" {
-			return 0
-		}
-		return time.Until(j[0].ScheduledAt)
-	}
+	due := func() time.Duration { return dueIn(t, f, "support") }
 	eventually(t, 10*time.Second, "the backstop", func() bool { return due() > 100*time.Minute })
 	syncs := len(mb.calls())
 
@@ -625,13 +613,7 @@ func TestPushTakeoverThatFailsPollsAgain(t *testing.T) {
 	if _, err := f.Schedule(context.Background(), "broken-takeover"); err != nil {
 		t.Fatal(err)
 	}
-	due := func() time.Duration {
-		j := jobsOf(t, f, "broken-takeover")
-		if len(j) != 1 || j[0].State != "scheduled" {
-			return 0
-		}
-		return time.Until(j[0].ScheduledAt)
-	}
+	due := func() time.Duration { return dueIn(t, f, "broken-takeover") }
 	// While the dead holder's record is fresh, the push counts as working.
 	eventually(t, 10*time.Second, "the backstop", func() bool { return due() > 100*time.Minute })
 	syncs := len(mb.calls())
@@ -695,4 +677,14 @@ func TestDeletedConnectionStaysDeleted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dueIn is how long until the connection's one scheduled job runs, 0 when
+// it has no such job.
+func dueIn(t *testing.T, f *Fleet, id string) time.Duration {
+	j := jobsOf(t, f, id)
+	if len(j) != 1 || j[0].State != "scheduled" {
+		return 0
+	}
+	return time.Until(j[0].ScheduledAt)
 }
