@@ -34,6 +34,16 @@ func notificationBody(subID, state, tenant string, n int) []byte {
 	return b
 }
 
+// setTenant gives the connection's OAuth block the TenantID tenant (a
+// copy: the connectors made earlier keep theirs).
+func (p *pushEnv) setTenant(tenant string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	oa := *p.conn.OAuth
+	oa.TenantID = tenant
+	p.conn.OAuth = &oa
+}
+
 // A Subscriber that holds the connection knows its tenant (its OAuth
 // block's TenantID, when that is a directory id, a GUID): a notification
 // whose tenantId names another tenant is discarded, logged once per
@@ -42,7 +52,7 @@ func notificationBody(subID, state, tenant string, n int) []byte {
 // tenantId too.
 func TestNotificationFromAnotherTenantIsDiscarded(t *testing.T) {
 	p := newPushEnv(t, nil)
-	p.conn.OAuth.TenantID = otherTenant // the fake's notifications say fakegraph.TenantID
+	p.setTenant(otherTenant) // the fake's notifications say fakegraph.TenantID
 	s := p.subscribe(t)
 
 	p.fake.SendRaw(s.NotificationURL, notificationBody(s.ID, s.ClientState, fakegraph.TenantID, 3))
@@ -75,7 +85,7 @@ func TestNotificationFromAnotherTenantIsDiscarded(t *testing.T) {
 	p.got.wait(t, 5*time.Second)
 
 	// With the fake's tenant configured, the fake's notifications count.
-	p.conn.OAuth.TenantID = strings.ToUpper(fakegraph.TenantID)
+	p.setTenant(strings.ToUpper(fakegraph.TenantID))
 	p.subscribe(t)
 	time.Sleep(400 * time.Millisecond)
 	p.deliver(1, "right-tenant")
@@ -88,7 +98,7 @@ func TestNotificationFromAnotherTenantIsDiscarded(t *testing.T) {
 func TestTenantThatIsNotAnIDIsNotChecked(t *testing.T) {
 	for _, tenant := range []string{"contoso.onmicrosoft.com", "common", "organizations"} {
 		p := newPushEnv(t, nil)
-		p.conn.OAuth.TenantID = tenant
+		p.setTenant(tenant)
 		p.subscribe(t)
 		p.deliver(1, "x")
 		if c := p.got.wait(t, 5*time.Second); c.conn != p.conn.Name {
