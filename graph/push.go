@@ -117,14 +117,17 @@ import (
 //     replaces each subscription made under another key by a new one
 //     under the current key, the new one made before the old one is
 //     deleted, with no sync asked for since nothing was missed;
-//  3. once no subscription under the old key can be alive (every holder
-//     has renewed since step 2, or a Lifetime has passed), drop it
-//     (current: new, no previous); the old key's notifications are then
-//     discarded and logged.
+//  3. once every running holder's Renew has moved its subscriptions (one
+//     CheckEvery after step 2; Subscriptions shows them), drop the old key
+//     (current: new, no previous); notifications still arriving under it
+//     are then discarded and logged.
 //
 // A process restarted with a new key does not know the subscriptions its
-// predecessor made (they are not stored): they deliver until they expire,
-// accepted while their key is among the previous ones.
+// predecessor made (they are not stored): they deliver until they expire
+// (Lifetime), accepted while their key is among the previous ones. They
+// duplicate the restarted process's own new subscriptions on the same
+// folders, so dropping the old key before they expire costs only discard
+// log lines, not notifications.
 //
 // What a notification must match. Graph's changeNotification carries
 // subscriptionId, clientState, tenantId (the GUID of the tenant it comes
