@@ -98,10 +98,63 @@ import (
 // and mail is never lost meanwhile (the sync at the event, then the
 // backstop poll).
 //
-// Rotating the key: subscriptions keep the clientState they were created
-// with (a renewal does not change it), so after a change of key Subscribe
-// every connection again (which replaces its subscriptions); until then
-// their notifications are discarded and only the polls sync.
+// Rotating the key: a subscription keeps the clientState it was created
+// with — Graph's renewal (PATCH /subscriptions/{id}) takes only
+// expirationDateTime, and a subscription lives up to its lifetime (3 days
+// by default, 10080 minutes at most) — so a handler must keep accepting
+// the old key's clientStates until every subscription made under it is
+// gone. PreviousClientStateKeys lists such keys, accepted for
+// verification only; subscriptions are always made under ClientStateKey.
+// A rotation without lost notifications, for a fleet restarted process by
+// process:
+//
+//  1. give every process the new key as a previous key (current: old,
+//     previous: new), so that every handler accepts what a process
+//     already on step 2 subscribes;
+//  2. swap them (current: new, previous: old): a restarted process
+//     subscribes under the new key; a running Subscriber is told with
+//     SetClientStateKeys, and its next Renew (Run: within CheckEvery)
+//     replaces each subscription made under another key by a new one
+//     under the current key, the new one made before the old one is
+//     deleted, with no sync asked for since nothing was missed;
+//  3. once every running holder's Renew has moved its subscriptions (one
+//     CheckEvery after step 2; Subscriptions shows them), drop the old key
+//     (current: new, no previous); notifications still arriving under it
+//     are then discarded and logged.
+//
+// A process restarted with a new key does not know the subscriptions its
+// predecessor made (they are not stored): they deliver until they expire
+// (Lifetime), accepted while their key is among the previous ones. They
+// duplicate the restarted process's own new subscriptions on the same
+// folders, so dropping the old key before they expire costs only discard
+// log lines, not notifications.
+//
+// What a notification must match. Graph's changeNotification carries
+// subscriptionId, clientState, tenantId (the GUID of the tenant it comes
+// from), resource and, for lifecycle notifications, lifecycleEvent. The
+// handlers check:
+//
+//   - clientState, in constant time, as described above (a random secret
+//     per subscription without a key; the connection's derived value
+//     under the current or a previous key with one);
+//   - without a key, that subscriptionId is one of this Subscriber's; with
+//     one, that a subscription this Subscriber holds belongs to the
+//     connection the URL names (a subscription it does not know may be
+//     another process's, or its own predecessor's: accepted);
+//   - tenantId, when the connection's tenant is known as a GUID: the
+//     TenantID of the OAuth block of a connection the Subscriber holds, or
+//     what ConnectionTenant returns. A tenant given by domain name or as
+//     "common"/"organizations" cannot be compared and is not checked; a
+//     notification without a tenantId (Graph documents it as always
+//     present) is not refused for it.
+//
+// resource is not checked: Graph names the changed item, not the
+// subscribed collection, and in its own form — a subscription on
+// users/{upn}/mailFolders('inbox')/messages receives resources like
+// Users/{user-guid}/Messages/{id} — so neither a prefix nor the user part
+// matches the subscription's resource reliably. A notification that fails
+// a check is discarded and logged (the first of each request; the others
+// counted in one line), and the request still answered 202.
 
 // ConnectionParam is the query parameter of the notification URLs that
 // names the connection when SubscriberOptions.ClientStateKey is set.
@@ -210,6 +263,21 @@ type SubscriberOptions struct {
 	// least MinClientStateKeyLen bytes; never logged. Without it, a
 	// handler accepts only its own Subscriber's notifications.
 	ClientStateKey mailsync.Secret
+	// PreviousClientStateKeys are further keys whose derived clientStates
+	// the handler accepts, for verification only: Subscribe and Renew use
+	// ClientStateKey alone. They let the fleet change its key without
+	// losing notifications (see "Rotating the key"). Each at least
+	// MinClientStateKeyLen bytes, none equal to ClientStateKey or to
+	// another; only with ClientStateKey; never logged.
+	PreviousClientStateKeys []mailsync.Secret
+	// ConnectionTenant, when set, returns the directory (tenant) id of the
+	// connection conn, or "" when unknown, for a connection this process
+	// does not hold (the tenant of one it holds is its OAuth block's
+	// TenantID): see Handler on the tenantId check. It runs on the
+	// request's goroutine, after the notification's clientState was
+	// verified, and must be quick (Graph waits at most 3 seconds for the
+	// answer).
+	ConnectionTenant func(conn string) string
 	// OnLifecycle, when set, is called (on its own goroutine) when a
 	// subscriptionRemoved or reauthorizationRequired notification arrives
 	// for a subscription this process does not hold (OnChange(conn, true)
@@ -265,6 +333,7 @@ type Subscriber struct {
 	wg     sync.WaitGroup
 
 	mu    sync.Mutex
+	keys  []mailsync.Secret        // with a ClientStateKey: the current key, then the previous ones
 	subs  map[string]*subscription // by subscription id
 	conns map[string]*subscribed   // by connection name
 	fire  map[string]*coalescer    // by connection name
@@ -321,9 +390,7 @@ func newSubscriber(opts SubscriberOptions, receiveOnly bool) (*Subscriber, error
 			probs = append(probs, mailsync.Problem{Field: u.field, Message: "must not have the query parameter " + ConnectionParam + " (the Subscriber adds it)"})
 		}
 	}
-	if opts.ClientStateKey != "" && len(opts.ClientStateKey.Reveal()) < MinClientStateKeyLen {
-		probs = append(probs, mailsync.Problem{Field: "client state key", Message: fmt.Sprintf("must be at least %d bytes", MinClientStateKeyLen)})
-	}
+	probs = append(probs, keyProblems(opts.ClientStateKey, opts.PreviousClientStateKeys)...)
 	if opts.ClientStateKey != "" && opts.ClientState != "" {
 		probs = append(probs, mailsync.Problem{Field: "client state", Message: "must not be set with a client state key"})
 	}
@@ -374,8 +441,90 @@ func newSubscriber(opts SubscriberOptions, receiveOnly bool) (*Subscriber, error
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Subscriber{opts: opts, log: log.With(slog.String("provider", "graph")), ctx: ctx, cancel: cancel,
-		subs: map[string]*subscription{}, conns: map[string]*subscribed{}, fire: map[string]*coalescer{}}, nil
+	s := &Subscriber{opts: opts, log: log.With(slog.String("provider", "graph")), ctx: ctx, cancel: cancel,
+		subs: map[string]*subscription{}, conns: map[string]*subscribed{}, fire: map[string]*coalescer{}}
+	if opts.ClientStateKey != "" {
+		s.keys = append([]mailsync.Secret{opts.ClientStateKey}, opts.PreviousClientStateKeys...)
+	}
+	s.opts.PreviousClientStateKeys = nil // s.keys holds them
+	return s, nil
+}
+
+// keyProblems checks a ClientStateKey and the previous keys accepted
+// beside it. The problems never quote a key.
+func keyProblems(current mailsync.Secret, previous []mailsync.Secret) []mailsync.Problem {
+	var probs []mailsync.Problem
+	short := fmt.Sprintf("must be at least %d bytes", MinClientStateKeyLen)
+	if current != "" && len(current.Reveal()) < MinClientStateKeyLen {
+		probs = append(probs, mailsync.Problem{Field: "client state key", Code: mailsync.CodeInvalid, Message: short})
+	}
+	if len(previous) > 0 && current == "" {
+		probs = append(probs, mailsync.Problem{Field: "previous client state keys", Code: mailsync.CodeConflict,
+			Message: "are accepted only beside a client state key (the current one)"})
+	}
+	same := func(a, b mailsync.Secret) bool {
+		return subtle.ConstantTimeCompare([]byte(a.Reveal()), []byte(b.Reveal())) == 1
+	}
+	for i, k := range previous {
+		field := fmt.Sprintf("previous client state keys[%d]", i)
+		switch {
+		case len(k.Reveal()) < MinClientStateKeyLen:
+			probs = append(probs, mailsync.Problem{Field: field, Code: mailsync.CodeInvalid, Message: short})
+		case current != "" && same(k, current):
+			probs = append(probs, mailsync.Problem{Field: field, Code: mailsync.CodeDuplicate, Message: "must differ from the client state key"})
+		default:
+			for j := range i {
+				if same(k, previous[j]) {
+					probs = append(probs, mailsync.Problem{Field: field, Code: mailsync.CodeDuplicate,
+						Message: fmt.Sprintf("repeats previous client state keys[%d]", j)})
+					break
+				}
+			}
+		}
+	}
+	return probs
+}
+
+// SetClientStateKeys changes the keys of a Subscriber made with a
+// ClientStateKey, while it runs: current becomes ClientStateKey (new
+// subscriptions, and the renewals, use it), previous the keys accepted
+// for verification only (PreviousClientStateKeys). The next Renew (Run:
+// within CheckEvery) moves every subscription made under another key to
+// current: Graph's renewal (PATCH) changes only the expiry, so such a
+// subscription is created anew under current and the old one deleted
+// after, without a gap and without a sync (both deliver meanwhile; the
+// handler accepts both while the old key is among previous). The keys are
+// checked as NewSubscriber checks them (a *mailsync.ConfigError, which
+// never quotes a key); a Subscriber made without a key cannot be given
+// one, since its subscriptions' URLs name no connection.
+func (s *Subscriber) SetClientStateKeys(current mailsync.Secret, previous ...mailsync.Secret) error {
+	if s.opts.ClientStateKey == "" {
+		return mailsync.NewConfigError(mailsync.Problem{Field: "client state key", Code: mailsync.CodeConflict,
+			Message: "cannot be set on a Subscriber or Handler made without one"})
+	}
+	probs := keyProblems(current, previous)
+	if current == "" {
+		probs = append(probs, mailsync.Problem{Field: "client state key", Code: mailsync.CodeRequired, Message: "is required"})
+	}
+	if len(probs) > 0 {
+		return mailsync.NewConfigError(probs...)
+	}
+	keys := append([]mailsync.Secret{current}, previous...)
+	s.mu.Lock()
+	s.keys = keys
+	s.mu.Unlock()
+	return nil
+}
+
+// currentKey returns the key new subscriptions are made with ("" without
+// a ClientStateKey).
+func (s *Subscriber) currentKey() mailsync.Secret {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.keys) == 0 {
+		return ""
+	}
+	return s.keys[0]
 }
 
 // Subscribe creates a subscription (changeType "created") on every folder
@@ -433,9 +582,9 @@ func (s *Subscriber) Subscribe(ctx context.Context, conn mailsync.Connection, op
 func (s *Subscriber) create(ctx context.Context, c *Connector, folder, folderID string) (*subscription, error) {
 	state := s.opts.ClientState
 	notifyURL, lifecycleURL := s.opts.NotificationURL, s.opts.LifecycleURL
-	if s.opts.ClientStateKey != "" {
-		c.scrub.Add(s.opts.ClientStateKey.Reveal())
-		state = mailsync.Secret(deriveClientState(s.opts.ClientStateKey, c.conn.Name))
+	if key := s.currentKey(); key != "" {
+		c.scrub.Add(key.Reveal())
+		state = mailsync.Secret(deriveClientState(key, c.conn.Name))
 		notifyURL, lifecycleURL = withConnection(notifyURL, c.conn.Name), withConnection(lifecycleURL, c.conn.Name)
 	}
 	if state == "" {
@@ -569,17 +718,21 @@ func (s *Subscriber) Subscriptions() []SubscriptionInfo {
 
 // Renew renews (PATCH expirationDateTime) every subscription with less
 // than RenewBefore left, and, with VerifyEvery, every subscription not
-// renewed for that long. A subscription Graph no longer knows (404) or
+// renewed for that long. With a ClientStateKey, a subscription made under
+// another key than the current one (see SetClientStateKeys) is renewed
+// by making it anew under the current key, then deleting it. A subscription Graph no longer knows (404) or
 // that expired meanwhile is created anew and its connection gets
 // OnChange(conn, true), since notifications may have been lost. It
 // returns the errors of the renewals that failed (they are tried again
 // on the next call).
 func (s *Subscriber) Renew(ctx context.Context) error {
 	now := time.Now()
+	key := s.currentKey()
 	s.mu.Lock()
 	var due []*subscription
 	for _, sub := range s.subs {
-		if sub.expires.Sub(now) < s.opts.RenewBefore || (s.opts.VerifyEvery > 0 && now.Sub(sub.renewed) >= s.opts.VerifyEvery) {
+		if sub.expires.Sub(now) < s.opts.RenewBefore || (s.opts.VerifyEvery > 0 && now.Sub(sub.renewed) >= s.opts.VerifyEvery) ||
+			(key != "" && sub.state.Reveal() != deriveClientState(key, sub.conn)) {
 			due = append(due, sub)
 		}
 	}
@@ -615,6 +768,9 @@ func (s *Subscriber) renew(ctx context.Context, id string, recreate bool) error 
 		return nil
 	}
 	c := sc.c
+	if key := s.currentKey(); !recreate && key != "" && time.Now().Before(sub.expires) && sub.state.Reveal() != deriveClientState(key, sub.conn) {
+		return s.rekey(ctx, c, sub)
+	}
 	if !recreate && time.Now().Before(sub.expires) {
 		exp := time.Now().Add(s.opts.Lifetime).UTC()
 		var out struct {
@@ -653,6 +809,30 @@ func (s *Subscriber) renew(ctx context.Context, id string, recreate bool) error 
 		s.mu.Unlock()
 		return c.scrub.Error(err)
 	}
+	return nil
+}
+
+// rekey replaces the live subscription sub, made under a key that is no
+// longer the current one, by a new one under the current key: Graph's
+// renewal cannot change a clientState (PATCH /subscriptions/{id} takes
+// only expirationDateTime). The new one is made first, so notifications
+// never stop; no sync is asked for. On failure sub stays, and stays due.
+// Called with the connection's opMu held.
+func (s *Subscriber) rekey(ctx context.Context, c *Connector, sub *subscription) error {
+	folderID, err := c.resolveSource(ctx, sub.folder)
+	var made *subscription
+	if err == nil {
+		made, err = s.create(ctx, c, sub.folder, folderID)
+	}
+	if err != nil {
+		return c.scrub.Error(fmt.Errorf("graph: moving subscription %s to the current client state key: %w", sub.id, err))
+	}
+	if err := s.delete(ctx, c, sub); err != nil {
+		s.log.WarnContext(ctx, "graph: deleting a subscription under an old client state key failed; it expires by itself",
+			"connection", sub.conn, "folder", sub.folder, "subscription", sub.id, "error", c.scrub.Error(err))
+	}
+	s.log.InfoContext(ctx, "graph: subscription moved to the current client state key", "connection", sub.conn,
+		"folder", sub.folder, "old subscription", sub.id, "subscription", made.id)
 	return nil
 }
 
@@ -701,6 +881,7 @@ func (s *Subscriber) Close() error {
 // lifecycle notification).
 type notification struct {
 	SubscriptionID string `json:"subscriptionId"`
+	TenantID       string `json:"tenantId"`
 	ClientState    string `json:"clientState"`
 	ChangeType     string `json:"changeType"`
 	Resource       string `json:"resource"`
@@ -721,10 +902,13 @@ type notification struct {
 //     in constant time), is discarded and logged. With a ClientStateKey,
 //     each notification whose URL names no valid connection
 //     (ConnectionParam), whose clientState is not the one derived for
-//     that connection (compared in constant time), or whose subscription
-//     this Subscriber holds for another connection, is discarded and
-//     logged; so are those of any process's subscriptions accepted. The
-//     others lead to OnChange, coalesced per connection (see
+//     that connection under the current or a previous key (compared in
+//     constant time), or whose subscription this Subscriber holds for
+//     another connection, is discarded and logged; so are those of any
+//     process's subscriptions accepted. Either way, a notification whose
+//     tenantId differs from the connection's known tenant is discarded
+//     and logged (see "What a notification must match"). The others lead
+//     to OnChange, coalesced per connection (see
 //     SubscriberOptions.Coalesce);
 //   - lifecycle notifications: reauthorizationRequired renews the
 //     subscription (recreating it if Graph no longer has it);
@@ -772,16 +956,21 @@ func (s *Subscriber) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			s.log.WarnContext(r.Context(), "graph: notifications whose URL names no valid connection discarded", "notifications", len(coll.Value))
 		}
 	}
-	var want string // the clientState of the connection the URL names
+	var wants []string // the clientStates of the connection the URL names, under each key
 	if connOK {
-		want = deriveClientState(s.opts.ClientStateKey, conn)
+		s.mu.Lock()
+		keys := s.keys
+		s.mu.Unlock()
+		for _, k := range keys {
+			wants = append(wants, deriveClientState(k, conn))
+		}
 	}
 	d := &discards{log: s.log}
 	for _, n := range coll.Value {
 		if s.opts.ClientStateKey != "" && !connOK {
 			break
 		}
-		s.handle(r.Context(), n, conn, want, d)
+		s.handle(r.Context(), n, conn, wants, d)
 	}
 	d.summary(r.Context())
 	w.WriteHeader(http.StatusAccepted)
@@ -812,9 +1001,9 @@ func (d *discards) summary(ctx context.Context) {
 }
 
 // handle checks one notification and acts on it; conn is the connection
-// its URL names and want its clientState (with a ClientStateKey: valid
-// already); d logs what is discarded.
-func (s *Subscriber) handle(ctx context.Context, n notification, conn, want string, d *discards) {
+// its URL names and wants its clientStates under the current and previous
+// keys (with a ClientStateKey: valid already); d logs what is discarded.
+func (s *Subscriber) handle(ctx context.Context, n notification, conn string, wants []string, d *discards) {
 	s.mu.Lock()
 	sub := s.subs[n.SubscriptionID]
 	s.mu.Unlock()
@@ -829,7 +1018,11 @@ func (s *Subscriber) handle(ctx context.Context, n notification, conn, want stri
 		}
 		conn = sub.conn
 	} else {
-		if subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(want)) != 1 {
+		match := 0
+		for _, want := range wants {
+			match |= subtle.ConstantTimeCompare([]byte(n.ClientState), []byte(want))
+		}
+		if match != 1 {
 			d.note(ctx, slog.LevelWarn, "graph: notification with a wrong clientState discarded", "connection", conn, "subscription", clip(n.SubscriptionID, 80))
 			return
 		}
@@ -837,6 +1030,11 @@ func (s *Subscriber) handle(ctx context.Context, n notification, conn, want stri
 			d.note(ctx, slog.LevelWarn, "graph: notification naming another connection than its subscription's discarded", "connection", conn, "subscription", sub.id)
 			return
 		}
+	}
+	if tenant := s.tenantOf(conn); tenant != "" && n.TenantID != "" && !strings.EqualFold(n.TenantID, tenant) {
+		d.note(ctx, slog.LevelWarn, "graph: notification from another tenant than its connection's discarded", "connection", conn,
+			"subscription", clip(n.SubscriptionID, 80), "tenant", clip(n.TenantID, 40))
+		return
 	}
 	subID := clip(n.SubscriptionID, 80)
 	switch n.LifecycleEvent {
@@ -876,12 +1074,66 @@ func (s *Subscriber) handle(ctx context.Context, n notification, conn, want stri
 	}
 }
 
+// tenantOf returns the directory (tenant) id of the connection conn when
+// it is known and a GUID, the only form a notification's tenantId takes:
+// the TenantID of the OAuth block of a connection this process holds,
+// otherwise ConnectionTenant's answer. A tenant given by domain name
+// ("contoso.onmicrosoft.com") or "common"/"organizations"/"consumers"
+// cannot be compared: "".
+func (s *Subscriber) tenantOf(conn string) string {
+	s.mu.Lock()
+	sc := s.conns[conn]
+	s.mu.Unlock()
+	var t string
+	switch {
+	case sc != nil:
+		if o := sc.c.conn.OAuth; o != nil {
+			t = o.TenantID
+		}
+	case s.opts.ConnectionTenant != nil:
+		t = s.opts.ConnectionTenant(conn)
+	}
+	if !isGUID(t) {
+		return ""
+	}
+	return t
+}
+
+// isGUID reports whether v has the form of a GUID
+// (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, hexadecimal digits).
+func isGUID(v string) bool {
+	if len(v) != 36 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // HandlerOptions configure NewHandler.
 type HandlerOptions struct {
 	// ClientStateKey is the key the subscribing processes' Subscribers
 	// were given (SubscriberOptions.ClientStateKey). Required; never
 	// logged.
 	ClientStateKey mailsync.Secret
+	// PreviousClientStateKeys are further keys accepted for verification,
+	// as SubscriberOptions.PreviousClientStateKeys.
+	PreviousClientStateKeys []mailsync.Secret
+	// ConnectionTenant, when set, returns the directory (tenant) id of a
+	// connection, or "" when unknown; a notification whose tenantId names
+	// another is discarded. As SubscriberOptions.ConnectionTenant.
+	ConnectionTenant func(conn string) string
 	// OnChange is called, on its own goroutine, when a connection should
 	// sync, as SubscriberOptions.OnChange. Required.
 	OnChange func(conn string, full bool)
@@ -901,7 +1153,8 @@ type HandlerOptions struct {
 // Subscribers created with the same ClientStateKey, for a process that
 // subscribes nothing itself (see "Notifications in a fleet of
 // processes"). It answers the validation handshake, checks each
-// notification's connection (from the URL) and clientState as a
+// notification's connection (from the URL), clientState (under the
+// current or a previous key) and, with ConnectionTenant, tenantId as a
 // Subscriber's handler with a ClientStateKey does, and calls OnChange:
 // for created notifications OnChange(conn, false), for missed ones
 // OnChange(conn, true); for subscriptionRemoved and
@@ -914,12 +1167,20 @@ type Handler struct {
 
 // NewHandler checks opts and returns a receive-only Handler.
 func NewHandler(opts HandlerOptions) (*Handler, error) {
-	s, err := newSubscriber(SubscriberOptions{ClientStateKey: opts.ClientStateKey, OnChange: opts.OnChange,
+	s, err := newSubscriber(SubscriberOptions{ClientStateKey: opts.ClientStateKey, PreviousClientStateKeys: opts.PreviousClientStateKeys,
+		ConnectionTenant: opts.ConnectionTenant, OnChange: opts.OnChange,
 		OnLifecycle: opts.OnLifecycle, Coalesce: opts.Coalesce, Logger: opts.Logger}, true)
 	if err != nil {
 		return nil, err
 	}
 	return &Handler{s: s}, nil
+}
+
+// SetClientStateKeys changes the keys the Handler verifies with, while it
+// runs: current and the previous ones, checked as NewHandler checks them
+// (see Subscriber.SetClientStateKeys).
+func (h *Handler) SetClientStateKeys(current mailsync.Secret, previous ...mailsync.Secret) error {
+	return h.s.SetClientStateKeys(current, previous...)
 }
 
 // ServeHTTP implements http.Handler.
