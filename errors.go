@@ -93,7 +93,8 @@ const (
 	CodeRequired ProblemCode = "required"
 	// CodeInvalid: the value is malformed — not a host name, an address,
 	// a domain, a number, a URL or a regular expression — or lacks
-	// something it needs (a pattern without a capturing group).
+	// something it needs (a pattern without a capturing group, a key
+	// shorter than its minimum).
 	CodeInvalid ProblemCode = "invalid"
 	// CodeForbiddenCharacters: the value holds characters it must not:
 	// CR, LF, NUL or other control characters, or spaces where none are

@@ -501,7 +501,7 @@ func (s *IMAPIdle) Start(ctx context.Context, connectionID string) error {
 		return err
 	}
 	if conn.Name != connectionID {
-		return mailsync.NewConfigError(mailsync.Problem{Field: "name",
+		return mailsync.NewConfigError(mailsync.Problem{Field: "name", Code: mailsync.CodeConflict,
 			Message: fmt.Sprintf("the connection's Name %q is not the connection id %q", conn.Name, connectionID)})
 	}
 	sc := redact.New(opts.Password.Reveal())

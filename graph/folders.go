@@ -19,19 +19,19 @@ import (
 func sourceFolders(opts Options) ([]string, error) {
 	var e []mailsync.Problem
 	if opts.Folder != "" && len(opts.Folders) > 0 {
-		e = append(e, mailsync.Problem{Field: "folders", Message: "give either folder or folders, not both"})
+		e = append(e, mailsync.Problem{Field: "folders", Code: mailsync.CodeConflict, Message: "give either folder or folders, not both"})
 	}
 	for i, f := range opts.Folders {
 		field := fmt.Sprintf("folders[%d]", i)
 		switch {
 		case strings.Trim(strings.TrimSpace(f), "/") == "":
-			e = append(e, mailsync.Problem{Field: field, Message: "is empty"})
+			e = append(e, mailsync.Problem{Field: field, Code: mailsync.CodeRequired, Message: "is empty"})
 		case strings.ContainsAny(f, "\r\n\x00"):
-			e = append(e, mailsync.Problem{Field: field, Message: "must not contain CR, LF or NUL"})
+			e = append(e, mailsync.Problem{Field: field, Code: mailsync.CodeForbiddenCharacters, Message: "must not contain CR, LF or NUL"})
 		default:
 			for _, g := range opts.Folders[:i] {
 				if strings.EqualFold(f, g) {
-					e = append(e, mailsync.Problem{Field: field, Message: fmt.Sprintf("%q is listed twice", f)})
+					e = append(e, mailsync.Problem{Field: field, Code: mailsync.CodeDuplicate, Message: fmt.Sprintf("%q is listed twice", f)})
 					break
 				}
 			}

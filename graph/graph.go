@@ -161,14 +161,21 @@ func New(conn mailsync.Connection, opts Options) (*Connector, error) {
 		return nil, err
 	}
 	if conn.OAuth == nil || conn.OAuth.Provider != mailsync.MicrosoftGraph {
-		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "oauth.provider", Message: "must be " + string(mailsync.MicrosoftGraph) + " for the graph provider"})
+		code := mailsync.CodeConflict // another provider's OAuth block
+		if conn.OAuth == nil {
+			code = mailsync.CodeRequired
+		}
+		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "oauth.provider", Code: code, Message: "must be " + string(mailsync.MicrosoftGraph) + " for the graph provider"})
 	}
 	if opts.BaseURL == "" {
 		opts.BaseURL = DefaultBaseURL
 	}
 	base, err := url.Parse(strings.TrimSuffix(opts.BaseURL, "/"))
-	if err != nil || base.Scheme != "https" || base.Host == "" {
-		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "graph base URL", Message: "must be an absolute https URL"})
+	switch {
+	case err != nil || base.Host == "":
+		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "graph base URL", Code: mailsync.CodeInvalid, Message: "must be an absolute https URL"})
+	case base.Scheme != "https":
+		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "graph base URL", Code: mailsync.CodeInsecure, Message: "must be an absolute https URL"})
 	}
 	sources, err := sourceFolders(opts)
 	if err != nil {
@@ -408,7 +415,7 @@ func (c *Connector) resolveFolder(ctx context.Context, name string, create bool)
 		parent = id
 	}
 	if parent == "" {
-		return "", mailsync.NewConfigError(mailsync.Problem{Field: "folder", Message: "is empty"})
+		return "", mailsync.NewConfigError(mailsync.Problem{Field: "folder", Code: mailsync.CodeRequired, Message: "is empty"})
 	}
 	return parent, nil
 }

@@ -165,6 +165,9 @@ const ConnectionParam = "mailsync_connection"
 // receive-only Handler, accepts from a notification URL.
 const MaxConnectionIDLen = 256
 
+// maxClientStateLen is Graph's limit on a subscription's clientState.
+const maxClientStateLen = 128
+
 // MinClientStateKeyLen is the shortest ClientStateKey accepted (32 bytes:
 // e.g. 32 random bytes, or 43 characters of their base64).
 const MinClientStateKeyLen = 32
@@ -190,16 +193,25 @@ func deriveClientState(key mailsync.Secret, conn string) string {
 // validConnectionID reports whether conn may name a connection in a
 // notification URL: 1 to MaxConnectionIDLen bytes of printable UTF-8
 // (no control or format characters).
-func validConnectionID(conn string) bool {
-	if conn == "" || len(conn) > MaxConnectionIDLen || !utf8.ValidString(conn) {
-		return false
+func validConnectionID(conn string) bool { return connectionIDCode(conn) == "" }
+
+// connectionIDCode says why conn may not name a connection in a
+// notification URL: the Problem code, or "" when it may.
+func connectionIDCode(conn string) mailsync.ProblemCode {
+	switch {
+	case conn == "":
+		return mailsync.CodeRequired
+	case len(conn) > MaxConnectionIDLen:
+		return mailsync.CodeTooLong
+	case !utf8.ValidString(conn):
+		return mailsync.CodeInvalid
 	}
 	for _, r := range conn {
 		if !unicode.IsPrint(r) {
-			return false
+			return mailsync.CodeForbiddenCharacters
 		}
 	}
-	return true
+	return ""
 }
 
 // withConnection returns the URL raw (checked already) with conn added to
@@ -384,30 +396,37 @@ func newSubscriber(opts SubscriberOptions, receiveOnly bool) (*Subscriber, error
 			continue
 		}
 		p, err := url.Parse(u.v)
-		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-			probs = append(probs, mailsync.Problem{Field: u.field, Message: "must be an absolute https URL"})
-		} else if _, taken := p.Query()[ConnectionParam]; taken && opts.ClientStateKey != "" {
-			probs = append(probs, mailsync.Problem{Field: u.field, Message: "must not have the query parameter " + ConnectionParam + " (the Subscriber adds it)"})
+		switch {
+		case u.v == "":
+			probs = append(probs, mailsync.Problem{Field: u.field, Code: mailsync.CodeRequired, Message: "is required"})
+		case err != nil || p.Host == "":
+			probs = append(probs, mailsync.Problem{Field: u.field, Code: mailsync.CodeInvalid, Message: "must be an absolute https URL"})
+		case p.Scheme != "https" && p.Scheme != "http":
+			probs = append(probs, mailsync.Problem{Field: u.field, Code: mailsync.CodeInsecure, Message: "must be an absolute https URL"})
+		case opts.ClientStateKey != "" && p.Query().Has(ConnectionParam):
+			probs = append(probs, mailsync.Problem{Field: u.field, Code: mailsync.CodeConflict, Message: "must not have the query parameter " + ConnectionParam + " (the Subscriber adds it)"})
 		}
 	}
 	probs = append(probs, keyProblems(opts.ClientStateKey, opts.PreviousClientStateKeys)...)
 	if opts.ClientStateKey != "" && opts.ClientState != "" {
-		probs = append(probs, mailsync.Problem{Field: "client state", Message: "must not be set with a client state key"})
+		probs = append(probs, mailsync.Problem{Field: "client state", Code: mailsync.CodeConflict, Message: "must not be set with a client state key"})
 	}
 	if receiveOnly && opts.ClientStateKey == "" {
-		probs = append(probs, mailsync.Problem{Field: "client state key", Message: "is required"})
+		probs = append(probs, mailsync.Problem{Field: "client state key", Code: mailsync.CodeRequired, Message: "is required"})
 	}
 	if opts.OnChange == nil {
-		probs = append(probs, mailsync.Problem{Field: "OnChange", Message: "is required"})
+		probs = append(probs, mailsync.Problem{Field: "OnChange", Code: mailsync.CodeRequired, Message: "is required"})
 	}
-	if len(opts.ClientState.Reveal()) > 128 {
-		probs = append(probs, mailsync.Problem{Field: "client state", Message: "must be at most 128 characters"})
+	if len(opts.ClientState.Reveal()) > maxClientStateLen {
+		probs = append(probs, mailsync.Problem{Field: "client state", Code: mailsync.CodeTooLong, Limit: maxClientStateLen,
+			Message: fmt.Sprintf("must be at most %d characters", maxClientStateLen)})
 	}
 	if opts.Lifetime <= 0 {
 		opts.Lifetime = DefaultSubscriptionLifetime
 	}
 	if opts.Lifetime > MaxMessageSubscriptionLifetime {
-		probs = append(probs, mailsync.Problem{Field: "subscription lifetime", Message: "must be at most 10080 minutes"})
+		probs = append(probs, mailsync.Problem{Field: "subscription lifetime", Code: mailsync.CodeOutOfRange,
+			Limit: int(MaxMessageSubscriptionLifetime / time.Second), Message: "must be at most 10080 minutes"})
 	}
 	if len(probs) > 0 {
 		return nil, mailsync.NewConfigError(probs...)
@@ -537,9 +556,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, conn mailsync.Connection, op
 	if s.ctx.Err() != nil {
 		return errors.New("graph: subscriber is closed")
 	}
-	if s.opts.ClientStateKey != "" && !validConnectionID(conn.Name) {
-		return mailsync.NewConfigError(mailsync.Problem{Field: "name",
-			Message: fmt.Sprintf("must be 1 to %d bytes of printable UTF-8 to go into the notification URL", MaxConnectionIDLen)})
+	if code := connectionIDCode(conn.Name); s.opts.ClientStateKey != "" && code != "" {
+		p := mailsync.Problem{Field: "name", Code: code,
+			Message: fmt.Sprintf("must be 1 to %d bytes of printable UTF-8 to go into the notification URL", MaxConnectionIDLen)}
+		if code == mailsync.CodeTooLong {
+			p.Limit = MaxConnectionIDLen
+		}
+		return mailsync.NewConfigError(p)
 	}
 	c, err := New(conn, opts)
 	if err != nil {

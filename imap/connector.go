@@ -428,7 +428,7 @@ func (c *Connector) Ack(ctx context.Context, refs []mailsync.MessageRef, action 
 	if action.Kind == mailsync.MoveToFolder {
 		for _, f := range c.cfg.opts.Folders {
 			if sameFolder(action.Folder, f) {
-				return mailsync.NewConfigError(mailsync.Problem{Field: "post_action.folder", Message: fmt.Sprintf("%q is a folder being read", action.Folder)})
+				return mailsync.NewConfigError(mailsync.Problem{Field: "post_action.folder", Code: mailsync.CodeConflict, Message: fmt.Sprintf("%q is a folder being read", action.Folder)})
 			}
 		}
 	}

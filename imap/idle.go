@@ -136,15 +136,18 @@ var ErrWatcherClosed = errors.New("imap: watcher is closed")
 // an option is wrong.
 func NewWatcher(opts WatchOptions) (*Watcher, error) {
 	var problems []mailsync.Problem
-	add := func(field, msg string) { problems = append(problems, mailsync.Problem{Field: field, Message: msg}) }
+	add := func(field string, code mailsync.ProblemCode, msg string) {
+		problems = append(problems, mailsync.Problem{Field: field, Code: code, Message: msg})
+	}
 	if opts.OnChange == nil {
-		add("on_change", "is required")
+		add("on_change", mailsync.CodeRequired, "is required")
 	}
 	if opts.MaxConnections < 0 || opts.MaxConnecting < 0 || opts.RenewEvery < 0 || opts.PollInterval < 0 || opts.Coalesce < 0 || opts.Backoff < 0 || opts.MaxBackoff < 0 {
-		add("watch_options", "durations and counts must not be negative")
+		add("watch_options", mailsync.CodeNegative, "durations and counts must not be negative")
 	}
 	if opts.RenewEvery > maxRenewEvery {
-		add("renew_every", fmt.Sprintf("must be at most %s (RFC 2177)", maxRenewEvery))
+		problems = append(problems, mailsync.Problem{Field: "renew_every", Code: mailsync.CodeOutOfRange, Limit: int(maxRenewEvery / time.Second),
+			Message: fmt.Sprintf("must be at most %s (RFC 2177)", maxRenewEvery)})
 	}
 	if len(problems) > 0 {
 		return nil, mailsync.NewConfigError(problems...)
@@ -192,7 +195,7 @@ func (w *Watcher) Watch(ctx context.Context, conn mailsync.Connection, opts Opti
 		return fmt.Errorf("imap: watch %s: %w", conn.Name, err)
 	}
 	if conn.Name == "" {
-		return mailsync.NewConfigError(mailsync.Problem{Field: "name", Message: "is required to watch a connection"})
+		return mailsync.NewConfigError(mailsync.Problem{Field: "name", Code: mailsync.CodeRequired, Message: "is required to watch a connection"})
 	}
 	cfg, err := newConfig(conn, opts)
 	if err != nil {

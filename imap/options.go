@@ -194,7 +194,9 @@ func (e *redactedError) As(target any) bool   { return errors.As(e.err, target) 
 // newConfig validates conn and opts and fills in defaults.
 func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 	var problems []mailsync.Problem
-	add := func(field, msg string) { problems = append(problems, mailsync.Problem{Field: field, Message: msg}) }
+	add := func(field string, code mailsync.ProblemCode, msg string) {
+		problems = append(problems, mailsync.Problem{Field: field, Code: code, Message: msg})
+	}
 
 	if err := conn.Validate(); err != nil {
 		if ce, ok := err.(*mailsync.ConfigError); ok {
@@ -204,13 +206,13 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 		}
 	}
 	if conn.Protocol != mailsync.IMAP {
-		add("protocol", fmt.Sprintf("is %q; the imap connector needs %q", conn.Protocol, mailsync.IMAP))
+		add("protocol", mailsync.CodeConflict, fmt.Sprintf("is %q; the imap connector needs %q", conn.Protocol, mailsync.IMAP))
 	}
 	switch {
 	case opts.Password != "" && opts.TokenSource != nil:
-		add("credentials", "give either a password or an OAuth token source, not both")
+		add("credentials", mailsync.CodeConflict, "give either a password or an OAuth token source, not both")
 	case opts.Password == "" && opts.TokenSource == nil:
-		add("credentials", "a password (typed in at sync time) or an OAuth token source is required")
+		add("credentials", mailsync.CodeRequired, "a password (typed in at sync time) or an OAuth token source is required")
 	}
 	mech := ""
 	if opts.TokenSource != nil {
@@ -220,43 +222,45 @@ func newConfig(conn mailsync.Connection, opts Options) (*config, error) {
 		case sasl.OAuthBearer:
 			mech = sasl.OAuthBearer
 		default:
-			add("sasl_mechanism", fmt.Sprintf("%q is not XOAUTH2 or OAUTHBEARER", opts.SASLMechanism))
+			problems = append(problems, mailsync.Problem{Field: "sasl_mechanism", Code: mailsync.CodeUnknown, Allowed: []string{sasl.XOAuth2, sasl.OAuthBearer},
+				Message: fmt.Sprintf("%q is not XOAUTH2 or OAUTHBEARER", opts.SASLMechanism)})
 		}
 	} else if opts.SASLMechanism != "" {
-		add("sasl_mechanism", "is only used with an OAuth token source")
+		add("sasl_mechanism", mailsync.CodeConflict, "is only used with an OAuth token source")
 	}
 	if opts.Security < SecurityAuto || opts.Security > Plaintext {
-		add("security", fmt.Sprintf("%d is not a Security mode", int(opts.Security)))
+		problems = append(problems, mailsync.Problem{Field: "security", Code: mailsync.CodeUnknown, Allowed: []string{"auto", "implicit-tls", "starttls", "plaintext"},
+			Message: fmt.Sprintf("%d is not a Security mode", int(opts.Security))})
 	}
 	if strings.ContainsAny(opts.Folder, "\r\n\x00") {
-		add("folder", "must not contain CR, LF or NUL")
+		add("folder", mailsync.CodeForbiddenCharacters, "must not contain CR, LF or NUL")
 	}
 	if opts.Folder != "" && len(opts.Folders) > 0 {
-		add("folders", "give either folder or folders, not both")
+		add("folders", mailsync.CodeConflict, "give either folder or folders, not both")
 	}
 	for i, f := range opts.Folders {
 		switch {
 		case strings.TrimSpace(f) == "":
-			add(fmt.Sprintf("folders[%d]", i), "is empty")
+			add(fmt.Sprintf("folders[%d]", i), mailsync.CodeRequired, "is empty")
 		case strings.ContainsAny(f, "\r\n\x00"):
-			add(fmt.Sprintf("folders[%d]", i), "must not contain CR, LF or NUL")
+			add(fmt.Sprintf("folders[%d]", i), mailsync.CodeForbiddenCharacters, "must not contain CR, LF or NUL")
 		default:
 			for j := range i {
 				if sameFolder(opts.Folders[j], f) {
-					add(fmt.Sprintf("folders[%d]", i), fmt.Sprintf("%q is listed twice", f))
+					add(fmt.Sprintf("folders[%d]", i), mailsync.CodeDuplicate, fmt.Sprintf("%q is listed twice", f))
 					break
 				}
 			}
 		}
 	}
 	if opts.BatchSize < 0 {
-		add("batch_size", "must not be negative")
+		add("batch_size", mailsync.CodeNegative, "must not be negative")
 	}
 	if opts.BatchBytes < 0 {
-		add("batch_bytes", "must not be negative")
+		add("batch_bytes", mailsync.CodeNegative, "must not be negative")
 	}
 	if opts.DialTimeout < 0 || opts.CommandTimeout < 0 {
-		add("timeouts", "must not be negative")
+		add("timeouts", mailsync.CodeNegative, "must not be negative")
 	}
 	if len(problems) > 0 {
 		return nil, mailsync.NewConfigError(problems...)

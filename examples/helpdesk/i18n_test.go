@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,5 +38,27 @@ func TestTranslateProblem(t *testing.T) {
 	}
 	if got := translateProblem("en", mailsync.Problem{Field: "user", Code: mailsync.CodeRequired, Message: "is required"}); got != "is required" {
 		t.Errorf("en: %q", got)
+	}
+}
+
+// The resolver's own problems carry a Code, so they show translated too.
+func TestResolverProblemsTranslate(t *testing.T) {
+	r := &Resolver{}
+	for name, conn := range map[string]mailsync.Connection{
+		"API":  {Name: "c", OAuth: &mailsync.OAuth{Provider: mailsync.GmailAPI}},
+		"smtp": {Name: "c", Protocol: "smtp"},
+	} {
+		_, _, err := r.connector(context.Background(), conn, "x")
+		var ce *mailsync.ConfigError
+		if !errors.As(err, &ce) || len(ce.Problems) != 1 {
+			t.Fatalf("%s: %v, want one problem", name, err)
+		}
+		p := ce.Problems[0]
+		if p.Field != "protocol" || p.Code != mailsync.CodeUnknown || !slices.Equal(p.Allowed, []string{"imap", "pop3"}) {
+			t.Errorf("%s: %+v", name, p)
+		}
+		if got := translateProblem("pt", p); got != "protocolo desconhecido: escolha IMAP ou POP3" {
+			t.Errorf("%s: pt %q", name, got)
+		}
 	}
 }

@@ -78,7 +78,7 @@ func (r *Resolver) Resolve(ctx context.Context, id string, password mailsync.Sec
 		return fleet.Target{}, fleet.ErrPasswordRequired
 	}
 	if len(conn.ConnectedWith) == 0 {
-		return fleet.Target{}, mailsync.NewConfigError(mailsync.Problem{Field: "connected_with", Message: "names no ticket type"})
+		return fleet.Target{}, mailsync.NewConfigError(mailsync.Problem{Field: "connected_with", Code: mailsync.CodeRequired, Message: "names no ticket type"})
 	}
 	// Every ticket type the connection is connected with has its mapping;
 	// the first is the default, routing rules may choose another.
@@ -119,8 +119,8 @@ func (r *Resolver) connector(ctx context.Context, conn mailsync.Connection, pass
 			// out of this example: msgraph-sdk-go takes minutes to compile.
 			// A host adds them exactly as IMAP below; see
 			// examples/mail2ticket/providers_api.go.
-			return nil, nil, mailsync.NewConfigError(mailsync.Problem{Field: "protocol",
-				Message: "the Graph/Gmail API connectors are not built into this example; choose IMAP or POP3 with OAuth (XOAUTH2)"})
+			return nil, nil, mailsync.NewConfigError(mailsync.Problem{Field: "protocol", Code: mailsync.CodeUnknown,
+				Allowed: []string{string(mailsync.IMAP), string(mailsync.POP3)}, Message: "the Graph/Gmail API connectors are not built into this example; choose IMAP or POP3 with OAuth (XOAUTH2)"})
 		}
 		scopes := oauthx.GmailIMAPScopes()
 		if o.Provider == mailsync.MicrosoftGraph {
@@ -154,5 +154,6 @@ func (r *Resolver) connector(ctx context.Context, conn mailsync.Connection, pass
 		c, err := pop3.New(conn, pop3.Options{Password: password, TokenSource: ts, RootCAs: r.rootCAs, Logger: r.logger})
 		return c, secrets, err
 	}
-	return nil, nil, mailsync.NewConfigError(mailsync.Problem{Field: "protocol", Message: fmt.Sprintf("%q is not supported here", conn.Protocol)})
+	return nil, nil, mailsync.NewConfigError(mailsync.Problem{Field: "protocol", Code: mailsync.CodeUnknown,
+		Allowed: []string{string(mailsync.IMAP), string(mailsync.POP3)}, Message: fmt.Sprintf("%q is not supported here", conn.Protocol)})
 }

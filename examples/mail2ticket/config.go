@@ -141,6 +141,7 @@ func (c *fileConfig) validate() error {
 			if !c.SaveFiles {
 				problems = append(problems, mailsync.Problem{
 					Field: fmt.Sprintf("connections[%d].post_action", i),
+					Code:  mailsync.CodeConflict,
 					Message: fmt.Sprintf("%q (connection %q) removes the mail from the server, but save_files is false, so its attachments would be kept nowhere: "+
 						"set \"save_files\": true, or use post_action \"mark_read\" or none", k, cc.Name),
 				})

@@ -330,7 +330,7 @@ func (r *serveResolver) Resolve(ctx context.Context, id string, _ mailsync.Secre
 	}
 	m, ok := cfg.mapping(ticketType)
 	if !ok {
-		return fleet.Target{}, mailsync.NewConfigError(mailsync.Problem{Field: "ticket_type", Message: fmt.Sprintf("no mapping for ticket type %q", ticketType)})
+		return fleet.Target{}, mailsync.NewConfigError(mailsync.Problem{Field: "ticket_type", Code: mailsync.CodeNotFound, Message: fmt.Sprintf("no mapping for ticket type %q", ticketType)})
 	}
 	conn, err := r.c.connector(ctx, cfg, cc, r.logger)
 	if err != nil {

@@ -40,7 +40,7 @@ func parseStateSetting(v, configDir string) (stateSetting, error) {
 		p := strings.TrimPrefix(v, "sqlite:")
 		p = strings.TrimPrefix(p, "//") // sqlite:///abs/path
 		if p == "" || p == ":memory:" {
-			return stateSetting{}, mailsync.NewConfigError(mailsync.Problem{Field: "state", Message: `"sqlite:" needs a file path, e.g. "sqlite:mailsync.db"`})
+			return stateSetting{}, mailsync.NewConfigError(mailsync.Problem{Field: "state", Code: mailsync.CodeInvalid, Message: `"sqlite:" needs a file path, e.g. "sqlite:mailsync.db"`})
 		}
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(configDir, p)
@@ -49,7 +49,8 @@ func parseStateSetting(v, configDir string) (stateSetting, error) {
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
 		return stateSetting{kind: storePostgres, url: v}, nil
 	}
-	return stateSetting{}, mailsync.NewConfigError(mailsync.Problem{Field: "state",
+	return stateSetting{}, mailsync.NewConfigError(mailsync.Problem{Field: "state", Code: mailsync.CodeUnknown,
+		Allowed: []string{"sqlite:<path>", "postgres://<url>"},
 		Message: `must be "sqlite:PATH" or a PostgreSQL URL "postgres://…" (leave it out for the bbolt "state_file")`})
 }
 

@@ -39,7 +39,7 @@ func New(conn mailsync.Connection) (*Connector, error) {
 		return nil, err
 	}
 	if conn.Protocol != Protocol {
-		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "protocol", Message: "must be " + string(Protocol)})
+		return nil, mailsync.NewConfigError(mailsync.Problem{Field: "protocol", Code: mailsync.CodeConflict, Message: "must be " + string(Protocol)})
 	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(conn.User, sub), 0o700); err != nil {
