@@ -132,7 +132,10 @@ var (
 // Open uses db, a database of opts.Dialect, as a State: it creates the
 // tables (and, on PostgreSQL, the schema) if needed and applies the
 // pending migrations. Several processes may call it at once. Invalid
-// options give a *mailsync.ConfigError.
+// options give a *mailsync.ConfigError. The pool's settings stay the
+// caller's: for PostgreSQL, keep as many idle connections as the fleet's
+// workers use at once (db.SetMaxIdleConns; database/sql keeps 2), or every
+// sync opens and closes PostgreSQL sessions.
 func Open(ctx context.Context, db *sql.DB, opts Options) (*State, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
@@ -176,6 +179,9 @@ func OpenSQLiteOptions(ctx context.Context, path string, opts Options) (*State, 
 	return s, nil
 }
 
+// postgresIdleConns is how many idle connections OpenPostgres's pool keeps.
+const postgresIdleConns = 16
+
 // OpenPostgres connects to the PostgreSQL database at dsn (a URL such as
 // postgres://user@host/db or a key=value string, as pgx accepts it)
 // through the pgx driver and opens it as a State. Close closes the pool.
@@ -188,6 +194,12 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (*State, error)
 		// pgx's parse errors may quote the DSN, password included.
 		return nil, errors.New("sqlstate: the PostgreSQL connection string does not parse")
 	}
+	// database/sql keeps 2 idle connections by default: a fleet's workers,
+	// its health and its leases use more at once, so every statement
+	// beyond those 2 opened a new PostgreSQL session (a server process,
+	// authentication, statements prepared again) and closed it after.
+	db.SetMaxIdleConns(postgresIdleConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	s, err := Open(ctx, db, opts)
 	if err != nil {
 		db.Close()

@@ -286,3 +286,29 @@ func testWriteTx(t *testing.T, st *sqlstate.State, lock string) {
 		t.Errorf("counter = %d after a rolled-back write and 8 increments, want 8", n)
 	}
 }
+
+// OpenPostgres's pool keeps the connections a fleet uses at once instead of
+// database/sql's 2: with 2, each statement beyond them opened a PostgreSQL
+// session (a server process, authentication) and closed it after.
+func TestPostgresPoolKeepsItsConnections(t *testing.T) {
+	s := openPostgres(t, sqlstate.Options{})
+	db := s.DB()
+	run := func() {
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if _, err := db.ExecContext(ctx, "SELECT pg_sleep(0.05)"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	run()
+	opened := db.Stats().OpenConnections
+	run()
+	st := db.Stats()
+	if st.MaxIdleClosed > 0 || st.OpenConnections < opened || st.Idle < 8 {
+		t.Errorf("after two rounds of 8 statements at once: %d open, %d idle, %d closed for the idle limit; want 8 kept", st.OpenConnections, st.Idle, st.MaxIdleClosed)
+	}
+}

@@ -199,6 +199,7 @@ func syncUsers(args []string) error {
 	usePG := fs.Bool("postgres", false, "with -fleet: River (riverpgxv5), the state (sqlstate) and the health on the PostgreSQL of serve -postgres instead of SQLite")
 	viaFleet := fs.Bool("fleet", false, "run the cycle through a fleet.Fleet on River (riversqlite on the state's SQLite file) with -workers River workers, instead of a direct loop")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the sync part to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) to this file at the end")
 	fetchCooldown := fs.Duration("fetch-cooldown", 10*time.Millisecond, "with -fleet: River's FetchCooldown")
 	fetchPoll := fs.Duration("fetch-poll", time.Second, "with -fleet: River's FetchPollInterval")
 	riverPlain := fs.Bool("river-plain", false, "with -fleet on SQLite: River's connection from sql.Open, without sqlstate.OpenSQLiteDB's cache of prepared statements")
@@ -246,6 +247,15 @@ func syncUsers(args []string) error {
 			return err
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *memProfile != "" {
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	cache := &countingCache{ClientSessionCache: tls.NewLRUClientSessionCache(64)}
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "localhost"}

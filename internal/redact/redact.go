@@ -86,6 +86,10 @@ func (s *Scrubber) Scrub(text string) string {
 // String scrubs text of secrets; a shortcut for New(secrets...).Scrub(text).
 func String(text string, secrets ...string) string { return New(secrets...).Scrub(text) }
 
+// imapQuote escapes a string as inside an IMAP quoted string (built once:
+// a Replacer is costly to build and safe to share).
+var imapQuote = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // Forms returns the encodings of secret that a request may have carried
 // and a server may echo. Base64 forms are the stable inner part of the
 // encoding at each alignment (the characters that do not depend on the
@@ -107,7 +111,7 @@ func Forms(secret string) []string {
 	if j, err := json.Marshal(secret); err == nil {
 		add(strings.Trim(string(j), `"`))
 	}
-	add(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(secret)) // IMAP quoted string
+	add(imapQuote.Replace(secret)) // IMAP quoted string
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		for shift := 0; shift < 3; shift++ {
 			add(innerBase64(enc, secret, shift))
