@@ -150,8 +150,13 @@
 // graph.Subscriber.Run, which with a key renews every subscription every
 // VerifyEvery (15 minutes by default), recreates a removed subscription by
 // itself. Without a key a Subscriber's handler knows only its own
-// process's subscriptions and drops (and logs) the others'. IMAP IDLE
-// holds a connection, not a URL: every worker process may hold watches.
+// process's subscriptions and drops (and logs) the others'. To rotate the
+// key without losing notifications, give every process the new key as a
+// previous one first (PreviousClientStateKeys, or SetClientStateKeys on a
+// running Subscriber or Handler), then swap them: the holders' renewals
+// move each subscription to the current key (see graph's package doc).
+// IMAP IDLE holds a connection, not a URL: every worker process may hold
+// watches.
 //
 // Cost: each holder renews its push leases and writes each held
 // connection's push record every PushConfig.Every (LeaseTTL/3, 10 s by
