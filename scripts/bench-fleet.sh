@@ -76,6 +76,17 @@
 #                               fleet (River, PostgreSQL) 8.9 s (8.4–9.0), 3.4 ms CPU/conn (2.9–3.3
 #                               in the other rounds) + 3.2–4.0 ms in the PostgreSQL server;
 #                               mbsync 36.5 s (32.4–38.6), 62 ms CPU/conn.
+#   After the health compare-and-set, River fetching one job at a time on
+#   SQLite, the cursor coming with the lease and OpenPostgres keeping its
+#   idle connections, LOGIN=performance PG=1 (3 rounds, load 4; the machine
+#   ran about a fifth slower than in the runs above: first-mailsync 18.9 ms
+#   CPU/conn, was 14–15):
+#                               cycle  mailsync 4.8 s (4.4–5.1), 1.7 ms CPU/conn (1.6–1.9);
+#                               fleet (River, SQLite) 6.1 s (5.5–6.4), 3.0 ms CPU/conn (2.5–3.1);
+#                               fleet (River, PostgreSQL) 6.7 s (6.4–6.8), 2.4 ms CPU/conn (2.2–2.4)
+#                               + 1.2–1.4 ms in the PostgreSQL server;
+#                               mbsync 33.7 s (31.5–34.5), 58 ms CPU/conn.
+#                               first 200×50: mailsync 3.6 s (3.5–4.3), mbsync 8.0 s (7.9–8.2).
 #   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
 #   CPU per connection grows with the load: the same code measured 1.8 to
