@@ -23,9 +23,9 @@ type HTMLResult struct {
 	// when nothing was cut.
 	Marker string
 	// Refused is true when a quote mark was found but not cut at: an
-	// interleaved answer, new text below the quote, or a quote with no new
-	// text before it. The body's text rendering must then be kept whole
-	// too (without "> " prefixes its quotes look like new text).
+	// interleaved answer, or a quote with no new text before or after it.
+	// The body's text rendering must then be kept whole too (without "> "
+	// prefixes its quotes look like new text).
 	Refused bool
 }
 
@@ -153,6 +153,13 @@ func dropFrom(stack []string, open map[string]int, i int) []string {
 
 // HTML splits an HTML body (sanitised: the marks are read from the class,
 // id, type and style attributes the sanitiser keeps).
+//
+// A blockquote-style quote (Gmail's, Apple Mail's, Thunderbird's) that
+// comes first — after nothing, or after its "On … wrote:" header only — and
+// is followed by new text, with no quote after that text, is a
+// bottom-posted reply: Reply is what follows the quote, the elements open
+// around it reopened, Quoted what precedes it, and Marker ends with
+// ",bottom_posted". New text between quotes keeps the body whole.
 func HTML(src string) HTMLResult {
 	whole := HTMLResult{Reply: src}
 	if !mayHaveMark(src) {
@@ -177,6 +184,11 @@ func HTML(src string) HTMLResult {
 		hrAt                 = -1 // an <hr> just before, which goes with a mark after it
 		hrStack              []string
 		sawText, textBeforeQ bool
+		// Bottom posting: the quote first, then the answer.
+		preText  strings.Builder // the text before the mark, up to maxHeaderRunes*3 bytes
+		afterAt  = -1            // where the content after the quote starts
+		answerAt = -1            // afterAt when text followed it outside the quotes
+		requoted bool            // a quote again after that text
 	)
 	for {
 		tt := z.Next()
@@ -236,6 +248,14 @@ func HTML(src string) HTMLResult {
 			} else if name == "blockquote" && tt == html.StartTagToken {
 				quoteDepth++
 				sawQuote = true
+				if answerAt >= 0 {
+					requoted = true
+				}
+			} else if answerAt >= 0 && quoteMark(name, class, id, typ, style) != "" {
+				requoted = true
+			}
+			if cut >= 0 && sawQuote && quoteDepth == 0 && answerAt < 0 && afterAt < 0 {
+				afterAt = start
 			}
 			if tt == html.StartTagToken && !voidElements[name] {
 				stack = append(stack, name)
@@ -254,11 +274,15 @@ func HTML(src string) HTMLResult {
 			if cut >= 0 && name == "blockquote" && quoteDepth > 0 {
 				quoteDepth--
 			}
+			if answerAt < 0 {
+				afterAt = -1 // the content after the quote starts after this end tag
+			}
 			if sigStart >= 0 && sigEnd < 0 && len(stack) <= sigDepth {
 				sigEnd = off
 			}
 		case html.TextToken:
-			if strings.TrimSpace(strings.ReplaceAll(string(z.Text()), "\u00a0", " ")) == "" {
+			text := z.Text()
+			if strings.TrimSpace(strings.ReplaceAll(string(text), "\u00a0", " ")) == "" {
 				continue
 			}
 			hrAt = -1
@@ -268,16 +292,36 @@ func HTML(src string) HTMLResult {
 				if sigEnd >= 0 {
 					textAfterSig = true
 				}
+				if preText.Len() <= maxHeaderRunes*3 {
+					preText.WriteByte(' ')
+					preText.Write(text)
+				}
 			case citeMark(marker) && quoteDepth == 0 && sawQuote:
 				// Text outside the quotes after the first one (the text
 				// before it is the "On … wrote:" header).
 				interleaved = true
+				if answerAt < 0 {
+					answerAt = afterAt
+					if answerAt < 0 {
+						answerAt = start
+					}
+				}
 			}
+		}
+	}
+	if interleaved && !requoted && (!textBeforeQ || attribution(preText.String())) {
+		// Bottom posting: the quote (after nothing, or after its "On …
+		// wrote:" header only), then the answer, quoted nowhere after.
+		return HTMLResult{
+			Reply:  reopenAt(src, answerAt) + src[answerAt:],
+			Quoted: src[:answerAt],
+			Marker: marker + ",bottom_posted",
 		}
 	}
 	if cut < 0 && sigStart < 0 || interleaved || cut >= 0 && !textBeforeQ {
 		// Nothing found, an interleaved answer, or a quote with no new text
-		// before it (a forward, or new text below it): keep everything.
+		// before it (a forward, or new text below a quote that is not
+		// first): keep everything.
 		whole.Refused = cut >= 0
 		return whole
 	}
@@ -306,4 +350,82 @@ func HTML(src string) HTMLResult {
 	r.Reply = b.String()
 	r.Marker = strings.Join(markers, ",")
 	return r
+}
+
+// attribution reports whether text (the text of the HTML before its quote
+// mark) is an "On … wrote:" header and nothing else.
+func attribution(text string) bool {
+	l := strings.Join(strings.Fields(strings.ReplaceAll(html.UnescapeString(text), "\u00a0", " ")), " ")
+	if l == "" || len(l) > maxHeaderRunes*3 {
+		return false
+	}
+	lang, _ := onWroteHeader([]string{l}, 0)
+	return lang != ""
+}
+
+// reopenAt returns the start tags of the elements open at offset off of src
+// (a token boundary), outermost first, so that src[off:] after them is a
+// fragment whose end tags close what they open. A start tag that is a quote
+// or signature mark is reopened bare (its name only), so the fragment holds
+// no mark.
+func reopenAt(src string, off int) string {
+	type openTag struct {
+		start, end int
+		mark       bool
+	}
+	z := html.NewTokenizer(strings.NewReader(src[:off]))
+	var (
+		stack []string
+		tags  []openTag
+		open  = map[string]int{} // open elements by name
+		pos   int
+	)
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		start := pos
+		pos += len(z.Raw())
+		switch tt {
+		case html.StartTagToken:
+			nameB, hasAttr := z.TagName()
+			name := string(nameB)
+			if voidElements[name] {
+				continue
+			}
+			var class, id, typ, style string
+			for hasAttr {
+				var k, v []byte
+				k, v, hasAttr = z.TagAttr()
+				switch string(k) {
+				case "class":
+					class = string(v)
+				case "id":
+					id = string(v)
+				case "type":
+					typ = string(v)
+				case "style":
+					style = string(v)
+				}
+			}
+			stack = append(stack, name)
+			open[name]++
+			tags = append(tags, openTag{start, pos, quoteMark(name, class, id, typ, style) != "" || sigMark(class, id) != ""})
+		case html.EndTagToken:
+			nameB, _ := z.TagName()
+			if i := innermost(stack, open, string(nameB)); i >= 0 {
+				stack, tags = dropFrom(stack, open, i), tags[:i]
+			}
+		}
+	}
+	var b strings.Builder
+	for i, t := range tags {
+		if t.mark {
+			b.WriteString("<" + stack[i] + ">")
+		} else {
+			b.WriteString(src[t.start:t.end])
+		}
+	}
+	return b.String()
 }

@@ -210,16 +210,35 @@ func htmlLines(src string) ([]string, []htmlLine) {
 // text/plain alternative, or the HTML rendered as text): a cut is made only
 // where the HTML's rendering gives the same marker, so that when the two
 // disagree the HTML is kept whole. Its Marker is "text:" and the text
-// rule's (e.g. "text:on_wrote:en").
+// rule's (e.g. "text:on_wrote:en"). A bottom-posted reply (the quote
+// first, then the new text: confirm ends with "bottom_posted") gives the
+// HTML after the quote, its open elements reopened, marked e.g.
+// "text:on_wrote:en,text:bottom_posted".
 func HTMLByText(src, confirm string) HTMLResult {
 	whole := HTMLResult{Reply: src}
-	if confirm == "" || strings.Contains(confirm, "bottom_posted") {
+	if confirm == "" {
 		return whole
 	}
 	lines, meta := htmlLines(src)
-	t, quoteAt, sigAt := splitLines(strings.Join(lines, "\n"), lines)
+	t, quoteAt, sigAt, replyAt := splitLines(strings.Join(lines, "\n"), lines)
 	if t.Marker == "" {
 		return whole
+	}
+	if strings.Contains(confirm, "bottom_posted") {
+		// The quote first, then the new text: the HTML's rendering must
+		// find the same quote and new text after it.
+		if replyAt < 0 || t.Marker != confirm {
+			return whole
+		}
+		off := meta[replyAt].off
+		if strings.TrimSpace(html.UnescapeString(stripTags(src[off:]))) == "" {
+			return whole // never an empty reply
+		}
+		markers := strings.Split(t.Marker, ",")
+		for i, m := range markers {
+			markers[i] = "text:" + m
+		}
+		return HTMLResult{Reply: reopenAt(src, off) + src[off:], Quoted: src[:off], Marker: strings.Join(markers, ",")}
 	}
 	want := strings.Split(confirm, ",")
 	got := strings.Split(t.Marker, ",")

@@ -93,18 +93,19 @@ var mobileSignature = regexp.MustCompile(`(?i)^(?:sent from my \S.{0,40}|sent fr
 
 // Text splits a text body.
 func Text(s string) Result {
-	r, _, _ := splitLines(s, strings.Split(s, "\n"))
+	r, _, _, _ := splitLines(s, strings.Split(s, "\n"))
 	return r
 }
 
 // splitLines is Text on s split into lines; it also returns the line where
 // the quote starts and the line where the signature starts (-1: none, or
-// not a cut of the lines' end as for a bottom-posted reply).
-func splitLines(s string, lines []string) (r Result, quoteAt, sigAt int) {
-	quoteAt, sigAt = -1, -1
+// not a cut of the lines' end as for a bottom-posted reply), and for a
+// bottom-posted reply the line where its new text starts (else -1).
+func splitLines(s string, lines []string) (r Result, quoteAt, sigAt, replyAt int) {
+	quoteAt, sigAt, replyAt = -1, -1, -1
 	whole := Result{Reply: s}
 	if strings.TrimSpace(s) == "" {
-		return whole, -1, -1
+		return whole, -1, -1, -1
 	}
 	// The lines trimmed (not copied); the rules match them without regard
 	// to case.
@@ -120,19 +121,27 @@ func splitLines(s string, lines []string) (r Result, quoteAt, sigAt int) {
 		if marker == "quote_prefix" && !quotedHistory(lower, cut) {
 			// "> " lines with no header in them may be the customer's own
 			// quotation (an error message, a line of a document): keep.
-			return whole, -1, -1
+			return whole, -1, -1, -1
 		}
 		if blank(lower[:cut]) {
 			// Bottom posting: the quote comes first. Keep the text after
 			// it when the quote is one "> " block followed by new text
 			// only.
-			if r, q, ok := bottomPosted(lines, lower, cut); ok && marker != "quote_prefix" {
-				return finish(Result{Reply: r, Quoted: q, Marker: marker + ",bottom_posted"}, s), -1, -1
+			if at, ok := bottomPosted(lower, cut); ok && marker != "quote_prefix" {
+				r := finish(Result{
+					Reply:  strings.Join(lines[at:], "\n"),
+					Quoted: strings.Join(lines[cut:at], "\n"),
+					Marker: marker + ",bottom_posted",
+				}, s)
+				if r.Marker == "" {
+					return r, -1, -1, -1
+				}
+				return r, -1, -1, at
 			}
-			return whole, -1, -1
+			return whole, -1, -1, -1
 		}
 		if prefixed && !quoteRunsToEnd(lower, cut) {
-			return whole, -1, -1 // an interleaved answer: keep everything
+			return whole, -1, -1, -1 // an interleaved answer: keep everything
 		}
 		end, quoteAt = cut, cut
 		quoted = strings.Join(lines[cut:], "\n")
@@ -146,7 +155,7 @@ func splitLines(s string, lines []string) (r Result, quoteAt, sigAt int) {
 		markers = append(markers, sigMarker)
 	}
 	if len(markers) == 0 {
-		return whole, -1, -1
+		return whole, -1, -1, -1
 	}
 	r = finish(Result{
 		Reply:     strings.Join(lines[:end], "\n"),
@@ -155,9 +164,9 @@ func splitLines(s string, lines []string) (r Result, quoteAt, sigAt int) {
 		Marker:    strings.Join(markers, ","),
 	}, s)
 	if r.Marker == "" { // the reply came out empty: kept whole
-		return r, -1, -1
+		return r, -1, -1, -1
 	}
-	return r, quoteAt, sigAt
+	return r, quoteAt, sigAt, -1
 }
 
 // finish trims the segments and falls back to the whole body when the
@@ -404,24 +413,25 @@ func quoteRunsToEnd(lower []string, cut int) bool {
 }
 
 // bottomPosted handles a body that starts with its quote: a header and
-// "> " lines, then new text with no quoted line after it.
-func bottomPosted(lines, lower []string, cut int) (reply, quoted string, ok bool) {
+// "> " lines, then new text with no quoted line after it. It returns the
+// line where the new text starts.
+func bottomPosted(lower []string, cut int) (at int, ok bool) {
 	i := cut
 	for i < len(lower) && !isQuoted(lower[i]) {
 		i++ // the header
 	}
 	if i-cut > maxHeaderLines {
-		return "", "", false
+		return -1, false
 	}
 	for i < len(lower) && (isQuoted(lower[i]) || lower[i] == "") {
 		i++
 	}
 	for _, l := range lower[i:] {
 		if isQuoted(l) {
-			return "", "", false
+			return -1, false
 		}
 	}
-	return strings.Join(lines[i:], "\n"), strings.Join(lines[cut:i], "\n"), i < len(lower)
+	return i, i < len(lower)
 }
 
 // findSignature returns the first line of the signature at the end of
