@@ -202,21 +202,7 @@ func HTML(src string) HTMLResult {
 		case html.StartTagToken, html.SelfClosingTagToken:
 			nameB, hasAttr := z.TagName()
 			name := string(nameB)
-			var class, id, typ, style string
-			for hasAttr {
-				var k, v []byte
-				k, v, hasAttr = z.TagAttr()
-				switch string(k) {
-				case "class":
-					class = string(v)
-				case "id":
-					id = string(v)
-				case "type":
-					typ = string(v)
-				case "style":
-					style = string(v)
-				}
-			}
+			class, id, typ, style := markAttrs(z, hasAttr)
 			markTag := false
 			if cut < 0 {
 				if m := quoteMark(name, class, id, typ, style); m != "" {
@@ -394,21 +380,7 @@ func reopenAt(src string, off int) string {
 			if voidElements[name] {
 				continue
 			}
-			var class, id, typ, style string
-			for hasAttr {
-				var k, v []byte
-				k, v, hasAttr = z.TagAttr()
-				switch string(k) {
-				case "class":
-					class = string(v)
-				case "id":
-					id = string(v)
-				case "type":
-					typ = string(v)
-				case "style":
-					style = string(v)
-				}
-			}
+			class, id, typ, style := markAttrs(z, hasAttr)
 			stack = append(stack, name)
 			open[name]++
 			tags = append(tags, openTag{start, pos, quoteMark(name, class, id, typ, style) != "" || sigMark(class, id) != ""})
@@ -428,4 +400,25 @@ func reopenAt(src string, off int) string {
 		}
 	}
 	return b.String()
+}
+
+// markAttrs reads the current tag's attributes that quote and signature
+// marks are recognised by (hasAttr: the tag has attributes, as TagName
+// said).
+func markAttrs(z *html.Tokenizer, hasAttr bool) (class, id, typ, style string) {
+	for hasAttr {
+		var k, v []byte
+		k, v, hasAttr = z.TagAttr()
+		switch string(k) {
+		case "class":
+			class = string(v)
+		case "id":
+			id = string(v)
+		case "type":
+			typ = string(v)
+		case "style":
+			style = string(v)
+		}
+	}
+	return class, id, typ, style
 }
