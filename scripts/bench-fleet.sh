@@ -87,6 +87,10 @@
 #                               + 1.2–1.4 ms in the PostgreSQL server;
 #                               mbsync 33.7 s (31.5–34.5), 58 ms CPU/conn.
 #                               first 200×50: mailsync 3.6 s (3.5–4.3), mbsync 8.0 s (7.9–8.2).
+#   The same right after (load 4–5): cycle mailsync 4.8 s, 1.7 ms; fleet (SQLite)
+#                               5.8 s, 2.8 ms (2.7–2.9); fleet (PostgreSQL) 6.3 s, 2.1 ms
+#                               (2.1–2.2) + 1.2–1.3 ms in the server; mbsync 33.9 s, 58 ms;
+#                               first 200×50: mailsync 3.4 s, mbsync 7.1 s.
 #   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
 #   CPU per connection grows with the load: the same code measured 1.8 to
