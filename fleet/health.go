@@ -225,33 +225,34 @@ func (s *MemoryHealth) Update(_ context.Context, connection string, fn func(*Hea
 
 // UpdatePush implements PushHealthStore.
 func (s *MemoryHealth) UpdatePush(_ context.Context, connection string, fn func(*PushHealth)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = map[string]Health{}
-	}
-	h, ok := s.m[connection]
-	if !ok {
-		h = Health{Connection: connection}
-	}
-	fn(&h.Push)
-	h.Push.LastError = truncateUTF8(h.Push.LastError, MaxErrorLen)
-	s.m[connection] = h
+	s.updatePush(connection, fn, true)
 	return nil
 }
 
 // updateExistingPush implements existingPushUpdater.
 func (s *MemoryHealth) updateExistingPush(_ context.Context, connection string, fn func(*PushHealth)) error {
+	s.updatePush(connection, fn, false)
+	return nil
+}
+
+// updatePush is UpdatePush; without create it leaves a connection it has
+// no Health for alone.
+func (s *MemoryHealth) updatePush(connection string, fn func(*PushHealth), create bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h, ok := s.m[connection]
 	if !ok {
-		return nil
+		if !create {
+			return
+		}
+		if s.m == nil {
+			s.m = map[string]Health{}
+		}
+		h = Health{Connection: connection}
 	}
 	fn(&h.Push)
 	h.Push.LastError = truncateUTF8(h.Push.LastError, MaxErrorLen)
 	s.m[connection] = h
-	return nil
 }
 
 // existingPushUpdater is implemented by the stores of this package: an

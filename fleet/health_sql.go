@@ -100,18 +100,15 @@ func NewSQLHealth(db *sql.DB, dialect Dialect, prefix string) (*SQLHealth, error
 	if dialect == Postgres {
 		s.qSelectForUpdate += ` FOR UPDATE OF h`
 	}
-	s.qUpdate = s.q(`UPDATE ` + s.table + ` SET first_attempt = ?, last_attempt = ?, last_success = ?,
-	caught_up_at = ?, consecutive_failures = ?, last_error_kind = ?, last_error = ?, last_error_at = ?,
-	messages_synced = ?, quarantined = ?, oldest_unprocessed = ?, degraded = ?, needs_admin = ?, updated = ?
-	WHERE connection = ?`)
+	// The columns Update writes, in healthArgs's order.
+	written := []string{"first_attempt", "last_attempt", "last_success", "caught_up_at", "consecutive_failures",
+		"last_error_kind", "last_error", "last_error_at", "messages_synced", "quarantined", "oldest_unprocessed",
+		"degraded", "needs_admin", "updated"}
+	update := `UPDATE ` + s.table + ` SET ` + strings.Join(written, " = ?, ") + ` = ? WHERE connection = ?`
+	s.qUpdate = s.q(update)
 	// qSwap is qUpdate that only writes a row still holding the values it
 	// was read with: a compare-and-set on every column Update writes.
-	s.qSwap = s.q(`UPDATE ` + s.table + ` SET first_attempt = ?, last_attempt = ?, last_success = ?,
-	caught_up_at = ?, consecutive_failures = ?, last_error_kind = ?, last_error = ?, last_error_at = ?,
-	messages_synced = ?, quarantined = ?, oldest_unprocessed = ?, degraded = ?, needs_admin = ?, updated = ?
-	WHERE connection = ? AND first_attempt = ? AND last_attempt = ? AND last_success = ?
-	AND caught_up_at = ? AND consecutive_failures = ? AND last_error_kind = ? AND last_error = ? AND last_error_at = ?
-	AND messages_synced = ? AND quarantined = ? AND oldest_unprocessed = ? AND degraded = ? AND needs_admin = ? AND updated = ?`)
+	s.qSwap = s.q(update + ` AND ` + strings.Join(written, " = ? AND ") + ` = ?`)
 	s.qHealthTouch = s.q(`UPDATE ` + s.table + ` SET updated = updated WHERE connection = ?`)
 	s.qPushInsert = s.q(`INSERT INTO ` + s.push + ` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`)
 	s.qPushSelect = s.q(`SELECT ` + pushColumns + ` FROM ` + s.push + ` WHERE connection = ?`)
@@ -468,29 +465,23 @@ func healthArgs(h Health) []any {
 
 // updateLocked is Update in one transaction that holds the row's lock.
 func (s *SQLHealth) updateLocked(ctx context.Context, connection string, fn func(*Health)) (before, after Health, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
+	err = s.inTx(ctx, "health", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.qInsert, connection); err != nil {
+			return err
 		}
-	}()
-	if _, err = tx.ExecContext(ctx, s.qInsert, connection); err != nil {
-		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
-	}
-	before, err = scanHealthPush(tx.QueryRowContext(ctx, s.qSelectForUpdate, connection))
+		b, err := scanHealthPush(tx.QueryRowContext(ctx, s.qSelectForUpdate, connection))
+		if err != nil {
+			return err
+		}
+		a := s.apply(b, connection, fn)
+		if _, err := tx.ExecContext(ctx, s.qUpdate, append(healthArgs(a), connection)...); err != nil {
+			return err
+		}
+		before, after = b, a
+		return nil
+	})
 	if err != nil {
-		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
-	}
-	after = s.apply(before, connection, fn)
-	_, err = tx.ExecContext(ctx, s.qUpdate, append(healthArgs(after), connection)...)
-	if err != nil {
-		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
-	}
-	if err = tx.Commit(); err != nil {
-		return Health{}, Health{}, fmt.Errorf("mailsync/fleet: health: %w", err)
+		return Health{}, Health{}, err
 	}
 	return before, after, nil
 }

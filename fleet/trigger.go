@@ -193,10 +193,9 @@ func (f *Fleet) trigger(ctx context.Context, connectionID string, j *rivertype.J
 // change notification, a Gmail push): it records when it came in the
 // connection's push health, if the health store knows the connection (a
 // notification for a connection the host deleted brings back no row), and
-// triggers its sync (see Trigger). Wire push
-// sources' OnChange to it. It never fetches mail: the connection's usual
-// cursor-based sync does, so a lost or doubled notification costs latency,
-// never mail.
+// triggers its sync (see Trigger). Wire push sources' OnChange to it. It
+// never fetches mail: the connection's usual cursor-based sync does, so a
+// lost or doubled notification costs latency, never mail.
 func (f *Fleet) Notify(ctx context.Context, connectionID string) (bool, error) {
 	now := time.Now()
 	if err := f.updateExistingPush(ctx, connectionID, func(p *PushHealth) { p.LastNotification = now }); err != nil {
