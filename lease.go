@@ -117,7 +117,7 @@ func holdLease(ctx context.Context, s State, connection, holder string, ttl time
 	var err error
 	if cl, ok := s.(CursorLeaser); ok {
 		k.lease, k.cursor, err = cl.AcquireLeaseCursor(ctx, connection, holder, ttl)
-		k.hasCursor = err == nil
+		k.hasCursor = true
 	} else {
 		k.lease, err = l.AcquireLease(ctx, connection, holder, ttl)
 	}

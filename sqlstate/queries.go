@@ -82,13 +82,10 @@ func newQueries(o Options) queries {
 	if o.Dialect == Postgres {
 		q = postgresQueries
 	}
-	// The cursor comes in the same statement: a scalar subquery in
-	// RETURNING (both dialects allow it), NULL when there is none.
-	if o.Dialect == Postgres {
-		q.acquireCursor = q.acquire + `, (SELECT cursor_text FROM {{T}}cursors WHERE conn = $1)`
-	} else {
-		q.acquireCursor = q.acquire + `, (SELECT cursor_text FROM {{T}}cursors WHERE conn = ?1)`
-	}
+	// The cursor comes in the same statement: the cursor query (on the
+	// same first parameter, the connection) as a scalar subquery in
+	// RETURNING, which both dialects allow; NULL when there is none.
+	q.acquireCursor = q.acquire + `, (` + q.cursor + `)`
 	r := strings.NewReplacer("{{T}}", tablePrefix(o))
 	for _, p := range []*string{&q.cursor, &q.processed, &q.countDone, &q.allDone, &q.threads, &q.addThreads, &q.addDone, &q.resetFailures,
 		&q.setCursor, &q.fence, &q.pruneDone, &q.pruneFailures, &q.countFailure, &q.acquire, &q.holder, &q.renew, &q.release, &q.acquireCursor} {
