@@ -742,9 +742,10 @@ func (s *Subscriber) Subscriptions() []SubscriptionInfo {
 // Renew renews (PATCH expirationDateTime) every subscription with less
 // than RenewBefore left, and, with VerifyEvery, every subscription not
 // renewed for that long. With a ClientStateKey, a subscription made under
-// another key than the current one (see SetClientStateKeys) is renewed
-// by making it anew under the current key, then deleting it. A subscription Graph no longer knows (404) or
-// that expired meanwhile is created anew and its connection gets
+// another key than the current one (see SetClientStateKeys) is renewed by
+// making it anew under the current key, then deleting it. A subscription
+// Graph no longer knows (404) or that expired meanwhile is created anew
+// and its connection gets
 // OnChange(conn, true), since notifications may have been lost. It
 // returns the errors of the renewals that failed (they are tried again
 // on the next call).
@@ -755,7 +756,7 @@ func (s *Subscriber) Renew(ctx context.Context) error {
 	var due []*subscription
 	for _, sub := range s.subs {
 		if sub.expires.Sub(now) < s.opts.RenewBefore || (s.opts.VerifyEvery > 0 && now.Sub(sub.renewed) >= s.opts.VerifyEvery) ||
-			(key != "" && sub.state.Reveal() != deriveClientState(key, sub.conn)) {
+			underOldKey(sub, key) {
 			due = append(due, sub)
 		}
 	}
@@ -791,7 +792,7 @@ func (s *Subscriber) renew(ctx context.Context, id string, recreate bool) error 
 		return nil
 	}
 	c := sc.c
-	if key := s.currentKey(); !recreate && key != "" && time.Now().Before(sub.expires) && sub.state.Reveal() != deriveClientState(key, sub.conn) {
+	if !recreate && time.Now().Before(sub.expires) && underOldKey(sub, s.currentKey()) {
 		return s.rekey(ctx, c, sub)
 	}
 	if !recreate && time.Now().Before(sub.expires) {
@@ -833,6 +834,12 @@ func (s *Subscriber) renew(ctx context.Context, id string, recreate bool) error 
 		return c.scrub.Error(err)
 	}
 	return nil
+}
+
+// underOldKey reports whether sub's clientState was derived under another
+// key than key, the current one ("" without a ClientStateKey: never).
+func underOldKey(sub *subscription, key mailsync.Secret) bool {
+	return key != "" && sub.state.Reveal() != deriveClientState(key, sub.conn)
 }
 
 // rekey replaces the live subscription sub, made under a key that is no
