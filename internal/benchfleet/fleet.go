@@ -52,10 +52,11 @@ type fleetRun struct {
 }
 
 type fleetResult struct {
-	wall, cpu time.Duration
-	pgCPU     time.Duration // of the PostgreSQL server, over the whole run
-	failed    int
-	firstErr  string
+	wall, cpu  time.Duration
+	pgCPU      time.Duration // of the PostgreSQL server, over the whole run
+	goroutines uint64        // started in the cycle
+	failed     int
+	firstErr   string
 }
 
 // countingHealth sees the one health update of every finished sync.
@@ -90,8 +91,7 @@ func (h *countingHealth) Update(ctx context.Context, id string, fn func(*fleet.H
 }
 
 func (r *fleetRun) Resolve(ctx context.Context, id string, _ mailsync.Secret) (fleet.Target, error) {
-	var i int
-	if _, err := fmt.Sscanf(id, "u%04d", &i); err != nil {
+	if !isUserName(id) {
 		return fleet.Target{}, fmt.Errorf("unknown connection %q: %w", id, fleet.ErrUnknownConnection)
 	}
 	conn := mailsync.Connection{Name: id, Enabled: true, User: id, Server: r.host, Port: r.port,
@@ -246,6 +246,7 @@ func cycle[TTx any](ctx context.Context, r *fleetRun, driver riverdriver.Driver[
 		ids = append(ids, userName(i))
 	}
 	u0, s0 := cpuTimes()
+	g0 := goroutinesStarted()
 	start := time.Now()
 	if err := f.Start(ctx); err != nil {
 		return fleetResult{}, err
@@ -262,10 +263,11 @@ func cycle[TTx any](ctx context.Context, r *fleetRun, driver riverdriver.Driver[
 	}
 	wall := time.Since(start)
 	u1, s1 := cpuTimes()
+	g1 := goroutinesStarted()
 	if err := f.Stop(ctx); err != nil {
 		return fleetResult{}, err
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return fleetResult{wall: wall, cpu: (u1 - u0) + (s1 - s0), failed: ch.failed, firstErr: ch.firstErr}, nil
+	return fleetResult{wall: wall, cpu: (u1 - u0) + (s1 - s0), goroutines: g1 - g0, failed: ch.failed, firstErr: ch.firstErr}, nil
 }

@@ -43,6 +43,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -84,6 +85,16 @@ func main() {
 }
 
 func userName(i int) string { return fmt.Sprintf("u%04d", i) }
+
+// isUserName reports whether id is a name userName makes.
+func isUserName(id string) bool {
+	digits, ok := strings.CutPrefix(id, "u")
+	if !ok || len(digits) < 4 {
+		return false
+	}
+	_, err := strconv.ParseUint(digits, 10, 31)
+	return err == nil
+}
 
 // tb lets dovecottest run outside a test: failures end the program.
 type tb struct{ testing.TB }
@@ -291,9 +302,9 @@ func syncUsers(args []string) error {
 		if *usePG {
 			db = fmt.Sprintf("PostgreSQL, whose server used %.1f ms CPU/connection", float64(res.pgCPU.Microseconds())/1000/float64(n))
 		}
-		fmt.Printf("mailsync: %d connections, %d workers, fleet on River (%s), %d created, %d failed, TLS sessions offered %d/%d, resumed %d/%d, cycle %.2f s, CPU %.2f ms/connection in the cycle (%.2f ms with start-up), goroutines %d\n",
+		fmt.Printf("mailsync: %d connections, %d workers, fleet on River (%s), %d created, %d failed, TLS sessions offered %d/%d, resumed %d/%d, cycle %.2f s, CPU %.2f ms/connection in the cycle (%.2f ms with start-up), %.1f goroutines started/connection in the cycle, goroutines %d\n",
 			n, *workers, db, sink.Tickets.Load(), res.failed, cache.hits.Load(), cache.hits.Load()+cache.misses.Load(), resumed.Load(), handshakes.Load(),
-			res.wall.Seconds(), float64(res.cpu.Microseconds())/1000/float64(n), float64((user+sys).Microseconds())/1000/float64(n), runtime.NumGoroutine())
+			res.wall.Seconds(), float64(res.cpu.Microseconds())/1000/float64(n), float64((user+sys).Microseconds())/1000/float64(n), float64(res.goroutines)/float64(n), runtime.NumGoroutine())
 		if res.failed > 0 {
 			return fmt.Errorf("%d connections failed, first: %s", res.failed, res.firstErr)
 		}
@@ -307,6 +318,7 @@ func syncUsers(args []string) error {
 	var errMu sync.Mutex
 	jobs := make(chan int)
 	var wg sync.WaitGroup
+	g0 := goroutinesStarted()
 	start := time.Now()
 	for range *workers {
 		wg.Add(1)
@@ -341,9 +353,9 @@ func syncUsers(args []string) error {
 	var ru struct{ user, sys time.Duration }
 	ru.user, ru.sys = cpuTimes()
 	n := *to - *from
-	fmt.Printf("mailsync: %d connections, %d workers, %d seen, %d created, %d already done, %d failed, TLS sessions offered %d/%d, resumed %d/%d, %.2f s, CPU %.2f ms/connection, goroutines %d\n",
+	fmt.Printf("mailsync: %d connections, %d workers, %d seen, %d created, %d already done, %d failed, TLS sessions offered %d/%d, resumed %d/%d, %.2f s, CPU %.2f ms/connection, %.1f goroutines started/connection, goroutines %d\n",
 		n, *workers, seen.Load(), created.Load(), already.Load(), failed.Load(), cache.hits.Load(), cache.hits.Load()+cache.misses.Load(), resumed.Load(), handshakes.Load(),
-		d.Seconds(), float64((ru.user+ru.sys).Microseconds())/1000/float64(n), runtime.NumGoroutine())
+		d.Seconds(), float64((ru.user+ru.sys).Microseconds())/1000/float64(n), float64(goroutinesStarted()-g0)/float64(n), runtime.NumGoroutine())
 	if firstErr != nil {
 		return firstErr
 	}
@@ -378,6 +390,18 @@ func readEnv(path string) (map[string]string, error) {
 		}
 	}
 	return env, sc.Err()
+}
+
+// goroutinesStarted is the number of goroutines this process started so
+// far (runtime/metrics): every one costs a trip through the scheduler, and
+// on an otherwise idle core a thread's wake-up.
+func goroutinesStarted() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // cpuTimes is this process's user and system CPU time so far.
