@@ -88,11 +88,15 @@ var processName = sync.OnceValue(func() string {
 type leaseKeeper struct {
 	leaser Leaser
 	ttl    time.Duration
-	mu     sync.Mutex
-	lease  Lease
-	lost   error
-	stop   chan struct{}
-	done   chan struct{}
+	cancel context.CancelFunc // the sync's, called when the lease is lost
+	ctx    context.Context    // of the renewals
+
+	mu       sync.Mutex
+	lease    Lease
+	lost     error
+	timer    *time.Timer    // the next renewal
+	stopped  bool           // release began: no renewal starts
+	renewing sync.WaitGroup // the renewal in progress
 
 	// cursor is the connection's cursor read with the lease (CursorLeaser),
 	// when hasCursor.
@@ -113,7 +117,7 @@ func holdLease(ctx context.Context, s State, connection, holder string, ttl time
 	if holder == "" {
 		holder = defaultHolder()
 	}
-	k := &leaseKeeper{leaser: l, ttl: ttl, stop: make(chan struct{}), done: make(chan struct{})}
+	k := &leaseKeeper{leaser: l, ttl: ttl, cancel: cancel, ctx: context.WithoutCancel(ctx)}
 	var err error
 	if cl, ok := s.(CursorLeaser); ok {
 		k.lease, k.cursor, err = cl.AcquireLeaseCursor(ctx, connection, holder, ttl)
@@ -124,36 +128,40 @@ func holdLease(ctx context.Context, s State, connection, holder string, ttl time
 	if err != nil {
 		return nil, err
 	}
-	go k.renew(context.WithoutCancel(ctx), cancel)
+	// A timer rather than a goroutine: most syncs end before the first
+	// renewal is due.
+	k.mu.Lock()
+	k.timer = time.AfterFunc(ttl/3, k.renew)
+	k.mu.Unlock()
 	return k, nil
 }
 
-func (k *leaseKeeper) renew(ctx context.Context, cancel context.CancelFunc) {
-	defer close(k.done)
-	t := time.NewTicker(k.ttl / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-k.stop:
-			return
-		case <-t.C:
-		}
-		k.mu.Lock()
-		cur := k.lease
+// renew renews the lease and arms the next renewal, or cancels the sync
+// when the lease is lost.
+func (k *leaseKeeper) renew() {
+	k.mu.Lock()
+	if k.stopped {
 		k.mu.Unlock()
-		next, err := k.leaser.RenewLease(ctx, cur, k.ttl)
-		k.mu.Lock()
-		if err == nil {
-			k.lease = next
-		} else if errors.Is(err, ErrLeaseLost) || time.Now().After(cur.Expires) {
-			k.lost = fmt.Errorf("%w: %s: %w", ErrLeaseLost, cur.Connection, err)
-		}
-		lost := k.lost
-		k.mu.Unlock()
-		if lost != nil {
-			cancel()
-			return
-		}
+		return
+	}
+	k.renewing.Add(1)
+	defer k.renewing.Done()
+	cur := k.lease
+	k.mu.Unlock()
+	next, err := k.leaser.RenewLease(k.ctx, cur, k.ttl)
+	k.mu.Lock()
+	if err == nil {
+		k.lease = next
+	} else if errors.Is(err, ErrLeaseLost) || time.Now().After(cur.Expires) {
+		k.lost = fmt.Errorf("%w: %s: %w", ErrLeaseLost, cur.Connection, err)
+	}
+	lost := k.lost
+	if lost == nil && !k.stopped {
+		k.timer.Reset(k.ttl / 3)
+	}
+	k.mu.Unlock()
+	if lost != nil {
+		k.cancel()
 	}
 }
 
@@ -183,7 +191,10 @@ func (k *leaseKeeper) release(ctx context.Context) {
 	if k == nil {
 		return
 	}
-	close(k.stop)
-	<-k.done
+	k.mu.Lock()
+	k.stopped = true
+	k.mu.Unlock()
+	k.timer.Stop()
+	k.renewing.Wait() // a renewal in progress ends before the release
 	_ = k.leaser.ReleaseLease(context.WithoutCancel(ctx), *k.fence())
 }

@@ -3,6 +3,7 @@ package mailsync_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -132,5 +133,79 @@ func TestSyncTakesTheCursorWithTheLease(t *testing.T) {
 	}
 	if len(c.got) != 2 || c.got[0] != "" || c.got[1] != "3" {
 		t.Errorf("List got the cursors %q, want \"\" then the stored \"3\"", c.got)
+	}
+}
+
+// A sync that outlasts its lease's TTL keeps the lease: it is renewed
+// while the sync runs, so no other holder gets the connection.
+func TestSyncRenewsItsLease(t *testing.T) {
+	st := mailsync.NewMemoryState()
+	const ttl = 90 * time.Millisecond
+	sink := mailsync.NewMemorySink()
+	var stolen error
+	sink.BeforeCreate = func(ctx context.Context, tk *mailsync.Ticket) error {
+		if tk.Message.Subject != "subject 0" {
+			return nil
+		}
+		// Five TTLs long, another holder trying all along.
+		for end := time.Now().Add(5 * ttl); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if l, err := st.AcquireLease(ctx, "fake", "worker-2", ttl); err == nil {
+				stolen = fmt.Errorf("worker-2 took the lease (token %d) from a running sync", l.Token)
+				return nil
+			}
+		}
+		return nil
+	}
+	rep, err := mailsync.Sync(context.Background(), newFake(2), mapping, sink, mailsync.WithState(st), mailsync.WithLease("worker-1", ttl))
+	if err != nil || rep.Created != 2 {
+		t.Fatalf("sync: %+v %v", rep, err)
+	}
+	if stolen != nil {
+		t.Fatal(stolen)
+	}
+	// Released at the end: the next holder gets it at once.
+	if _, err := st.AcquireLease(context.Background(), "fake", "worker-2", ttl); err != nil {
+		t.Fatalf("after the sync: %v", err)
+	}
+}
+
+// A holder whose renewal finds the lease taken stops at once: its context
+// is canceled, and Sync reports ErrLeaseLost.
+func TestSyncLostLeaseCancelsTheSync(t *testing.T) {
+	st := mailsync.NewMemoryState()
+	var mu sync.Mutex
+	now := time.Now()
+	st.SetClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	const ttl = 60 * time.Millisecond // renewed every 20 ms (real time)
+	sink := mailsync.NewMemorySink()
+	var canceled bool
+	sink.BeforeCreate = func(ctx context.Context, tk *mailsync.Ticket) error {
+		if tk.Message.Subject != "subject 0" {
+			return nil
+		}
+		mu.Lock()
+		now = now.Add(time.Minute) // the lease ran out meanwhile
+		mu.Unlock()
+		if _, err := st.AcquireLease(ctx, "fake", "worker-2", time.Hour); err != nil {
+			t.Errorf("worker-2 could not take the expired lease: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			canceled = true
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return nil
+		}
+	}
+	start := time.Now()
+	rep, err := mailsync.Sync(context.Background(), newFake(2), mapping, sink, mailsync.WithState(st), mailsync.WithLease("worker-1", ttl))
+	if !errors.Is(err, mailsync.ErrLeaseLost) {
+		t.Fatalf("sync: %+v %v, want ErrLeaseLost", rep, err)
+	}
+	if !canceled {
+		t.Fatalf("the sink's context was not canceled within 10 s (sync took %s)", time.Since(start))
+	}
+	if keys := st.ProcessedKeys("fake"); len(keys) != 0 {
+		t.Fatalf("the holder that lost its lease recorded %v", keys)
 	}
 }
