@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -451,4 +452,42 @@ func TestDovecotNoChangeSyncCommands(t *testing.T) {
 	if got, want := log.names(), []string{"LOGIN", "SELECT", "LOGOUT"}; !slices.Equal(got, want) {
 		t.Errorf("commands of a no-change sync: %v, want %v", got, want)
 	}
+}
+
+// TestDovecotNoChangeSyncGoroutines: a connector's session with nothing
+// new starts one goroutine, go-imap's reader. The watch over each
+// operation, the close and its bound run on timers and context.AfterFunc,
+// not on goroutines of their own: every goroutine costs a trip through the
+// scheduler and often a thread's wake-up, a measurable share of a fleet
+// cycle's CPU (scripts/bench-fleet.sh prints goroutines per connection).
+func TestDovecotNoChangeSyncGoroutines(t *testing.T) {
+	ctx := testCtx(t)
+	h := newDovecot(t, dovecottest.Options{}, mimap.ImplicitTLS)
+	h.srv.Deliver(t, h.user, "INBOX", mail(1, "already synced"))
+	first := h.connector(t)
+	l, err := first.List(ctx, "")
+	if err != nil || len(l.Messages) != 1 {
+		t.Fatalf("first List: %v, %v", l, err)
+	}
+	first.Close()
+	const sessions = 10
+	before := goroutinesStarted()
+	for range sessions {
+		c := h.connector(t)
+		l2, err := c.List(ctx, l.Cursor)
+		if err != nil || len(l2.Messages) != 0 {
+			t.Fatalf("incremental List: %+v, %v", l2, err)
+		}
+		c.Close()
+	}
+	if n := goroutinesStarted() - before; n > sessions+2 {
+		t.Errorf("%d no-change sessions started %d goroutines, want at most one each (go-imap's reader)", sessions, n)
+	}
+}
+
+// goroutinesStarted is the number of goroutines the process started so far.
+func goroutinesStarted() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

@@ -85,61 +85,99 @@ func (m *meteredConn) Write(p []byte) (int, error) {
 // command alive. The returned stop must be called when the operation ends.
 func (s *session) watch(ctx context.Context, stall time.Duration) (stop func()) {
 	s.raw.touch()
-	done := make(chan struct{})
-	exited := make(chan struct{})
 	// The total bound may be overshot by up to two ticks.
 	tick := stall / 16
 	tick = min(max(tick, 5*time.Millisecond), 500*time.Millisecond)
-	go func() {
-		defer close(exited)
-		t := time.NewTicker(tick)
-		defer t.Stop()
-		var seq uint64         // the command being timed
-		var busy time.Duration // its time so far, callbacks excluded
-		var bodyBase int64     // guard.bodyBytes when it started
-		last := time.Now()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				s.kill(ctx.Err())
-				return
-			case now := <-t.C:
-				elapsed := now.Sub(last)
-				last = now
-				if s.raw.paused.Load() > 0 {
-					s.raw.touch()
-					continue
-				}
-				if idle := time.Since(time.Unix(0, s.raw.last.Load())); idle > stall {
-					s.kill(fmt.Errorf("no data from the server for %s", idle.Round(time.Millisecond)))
-					return
-				}
-				if !s.guard.cmdActive.Load() {
-					busy = 0
-					continue
-				}
-				if cur := s.guard.cmdSeq.Load(); cur != seq {
-					// A new command: count from here (it began within
-					// the last tick), so a silent server is reported
-					// as a stall, which the idle time shows first.
-					seq, busy, bodyBase = cur, 0, s.guard.bodyBytes.Load()
-					continue
-				}
-				busy += elapsed
-				earned := time.Duration(float64(s.guard.bodyBytes.Load()-bodyBase) / minBodyRate * float64(time.Second))
-				if busy > stall+earned {
-					s.kill(fmt.Errorf("%w: the server did not complete a command within %s (it kept sending too slowly)", mailsync.ErrServerLimit, (stall + earned).Round(time.Millisecond)))
-					return
-				}
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-exited
+	w := &watcher{s: s, stall: stall, tick: tick, last: time.Now()}
+	// Timers and context.AfterFunc rather than a goroutine: most
+	// operations end before the first tick, and then nothing ran aside.
+	w.mu.Lock()
+	w.timer = time.AfterFunc(tick, w.check)
+	w.stopCtx = context.AfterFunc(ctx, func() { w.end(ctx.Err()) })
+	w.mu.Unlock()
+	return w.stop
+}
+
+// watcher is the state of one watch.
+type watcher struct {
+	s           *session
+	stall, tick time.Duration
+
+	mu       sync.Mutex // held by every check, end and stop
+	stopped  bool       // stop was called or the connection killed
+	timer    *time.Timer
+	stopCtx  func() bool
+	last     time.Time     // of the previous tick
+	seq      uint64        // the command being timed
+	busy     time.Duration // its time so far, callbacks excluded
+	bodyBase int64         // guard.bodyBytes when it started
+}
+
+// stop ends the watch; no kill starts after it returned.
+func (w *watcher) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	w.timer.Stop()
+	w.stopCtx()
+}
+
+// end kills the connection for reason, unless the watch stopped.
+func (w *watcher) end(reason error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return
 	}
+	w.stopped = true
+	w.timer.Stop()
+	w.s.kill(reason)
+}
+
+// check runs every tick.
+func (w *watcher) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return
+	}
+	if reason := w.verdict(time.Now()); reason != nil {
+		w.stopped = true
+		w.s.kill(reason)
+		return
+	}
+	w.timer.Reset(w.tick)
+}
+
+// verdict is why the connection must be killed at now, or nil.
+func (w *watcher) verdict(now time.Time) error {
+	s := w.s
+	elapsed := now.Sub(w.last)
+	w.last = now
+	if s.raw.paused.Load() > 0 {
+		s.raw.touch()
+		return nil
+	}
+	if idle := now.Sub(time.Unix(0, s.raw.last.Load())); idle > w.stall {
+		return fmt.Errorf("no data from the server for %s", idle.Round(time.Millisecond))
+	}
+	if !s.guard.cmdActive.Load() {
+		w.busy = 0
+		return nil
+	}
+	if cur := s.guard.cmdSeq.Load(); cur != w.seq {
+		// A new command: count from here (it began within the last
+		// tick), so a silent server is reported as a stall, which the
+		// idle time shows first.
+		w.seq, w.busy, w.bodyBase = cur, 0, s.guard.bodyBytes.Load()
+		return nil
+	}
+	w.busy += elapsed
+	earned := time.Duration(float64(s.guard.bodyBytes.Load()-w.bodyBase) / minBodyRate * float64(time.Second))
+	if w.busy > w.stall+earned {
+		return fmt.Errorf("%w: the server did not complete a command within %s (it kept sending too slowly)", mailsync.ErrServerLimit, (w.stall + earned).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // kill closes the TCP connection, which makes every pending go-imap call
@@ -199,16 +237,19 @@ func (s *session) close() {
 // to be consumed), it is abandoned rather than hanging the caller.
 func (s *session) shutdown() {
 	s.raw.Conn.Close()
-	done := make(chan struct{})
-	go func() {
-		s.client.Close()
-		close(done)
-	}()
 	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		s.cfg.log.Error("imap: the client did not shut down within 5s; abandoning it")
+	case <-s.client.Closed(): // the reader saw the close already
+	default:
+		t := time.NewTimer(5 * time.Second)
+		defer t.Stop()
+		select {
+		case <-s.client.Closed():
+		case <-t.C:
+			s.cfg.log.Error("imap: the client did not shut down within 5s; abandoning it")
+			return
+		}
 	}
+	s.client.Close() // returns at once: its reader has ended
 }
 
 // check classifies an error returned by go-imap for operation op. Server
