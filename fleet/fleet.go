@@ -693,6 +693,7 @@ func (w *syncWorker) NextRetry(job *river.Job[SyncArgs]) time.Time {
 // cancels it when the connection needs the admin. It never fails the job:
 // a failed job would count attempts and end up discarded.
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
+	growStack()
 	id := job.Args.Connection
 	r := w.f.run(ctx, id, "")
 	// Ended, and a Trigger came during the run? Then once more at once.
