@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -76,7 +77,17 @@ type SQLHealth struct {
 	// PostgreSQL) rather than on every call.
 	qInsert, qSelectForUpdate, qUpdate, qSwap, qGet, qMarkRun, qEndRun string
 	qHealthTouch, qPushInsert, qPushSelect, qPushUpdate                string
+	qSwapRead                                                          string // PostgreSQL only
+
+	// known is, per connection, the row this store last wrote or read
+	// (PostgreSQL only; see Update).
+	knownMu sync.Mutex
+	known   map[string]Health
 }
+
+// maxKnown bounds SQLHealth.known; beyond it, an entry is dropped for
+// every one added.
+const maxKnown = 1 << 16
 
 var prefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -109,6 +120,14 @@ func NewSQLHealth(db *sql.DB, dialect Dialect, prefix string) (*SQLHealth, error
 	// qSwap is qUpdate that only writes a row still holding the values it
 	// was read with: a compare-and-set on every column Update writes.
 	s.qSwap = s.q(update + ` AND ` + strings.Join(written, " = ? AND ") + ` = ?`)
+	if dialect == Postgres {
+		// qSwap in a data-modifying WITH, answering whether it wrote and,
+		// in the same statement, the row as it was (the snapshot both
+		// parts see), with the push state beside it.
+		s.qSwapRead = s.q(`WITH swapped AS (` + update + ` AND ` + strings.Join(written, " = ? AND ") + ` = ? RETURNING 1) ` +
+			strings.Replace(s.pushSelect(), `SELECT `, `SELECT EXISTS (SELECT 1 FROM swapped), `, 1) + ` WHERE h.connection = ?`)
+		s.known = map[string]Health{}
+	}
 	s.qHealthTouch = s.q(`UPDATE ` + s.table + ` SET updated = updated WHERE connection = ?`)
 	s.qPushInsert = s.q(`INSERT INTO ` + s.push + ` (connection) VALUES (?) ON CONFLICT (connection) DO NOTHING`)
 	s.qPushSelect = s.q(`SELECT ` + pushColumns + ` FROM ` + s.push + ` WHERE connection = ?`)
@@ -408,12 +427,99 @@ func boolInt(b bool) int64 {
 // PostgreSQL), applies fn again and writes it back. before and after
 // carry the push state (Health.Push), which fn cannot change (UpdatePush
 // does).
+//
+// On PostgreSQL, where every statement is a round trip, it remembers the
+// row it last wrote for each connection and first writes fn's result
+// with the compare-and-set against that row, in one statement that also
+// returns the row as it was: one round trip when no other process wrote
+// the row since, and when one did, the returned row takes the read's place
+// (two round trips, as without the memory).
 func (s *SQLHealth) Update(ctx context.Context, connection string, fn func(*Health)) (before, after Health, err error) {
-	before, after, done, err := s.swap(ctx, connection, fn)
-	if err != nil || done {
-		return before, after, err
+	var done bool
+	if k, ok := s.knownRow(connection); ok {
+		before, after, done, err = s.swapKnown(ctx, connection, k, fn)
+	} else {
+		before, after, done, err = s.swap(ctx, connection, fn)
 	}
-	return s.updateLocked(ctx, connection, fn)
+	if err == nil && !done {
+		before, after, err = s.updateLocked(ctx, connection, fn)
+		done = err == nil
+	}
+	if done {
+		s.remember(connection, after)
+	} else {
+		s.forget(connection)
+	}
+	return before, after, err
+}
+
+// knownRow is the row remembered for connection, if any.
+func (s *SQLHealth) knownRow(connection string) (Health, bool) {
+	if s.known == nil {
+		return Health{}, false
+	}
+	s.knownMu.Lock()
+	defer s.knownMu.Unlock()
+	h, ok := s.known[connection]
+	return h, ok
+}
+
+// remember keeps h as connection's row (PostgreSQL only).
+func (s *SQLHealth) remember(connection string, h Health) {
+	if s.known == nil {
+		return
+	}
+	s.knownMu.Lock()
+	defer s.knownMu.Unlock()
+	if _, ok := s.known[connection]; !ok && len(s.known) >= maxKnown {
+		for c := range s.known { // drop one, the map's pick
+			delete(s.known, c)
+			break
+		}
+	}
+	s.known[connection] = h
+}
+
+// forget drops connection's remembered row.
+func (s *SQLHealth) forget(connection string) {
+	if s.known == nil {
+		return
+	}
+	s.knownMu.Lock()
+	defer s.knownMu.Unlock()
+	delete(s.known, connection)
+}
+
+// swapKnown is swap with the remembered row k in place of the read: one
+// statement writes fn's result if the row still holds k and returns the
+// row as it was. If another process wrote the row since, it applies fn to
+// the returned row and swaps once more. done is false when there is no
+// row or the second swap failed too.
+func (s *SQLHealth) swapKnown(ctx context.Context, connection string, k Health, fn func(*Health)) (before, after Health, done bool, err error) {
+	after = s.apply(k, connection, fn)
+	args := append(healthArgs(after), connection)
+	args = append(args, healthArgs(k)...)
+	args = append(args, connection)
+	var swapped bool
+	var h Health
+	var p PushHealth
+	pd, fill := pushDest(&p)
+	hd, hfill := healthDest(&h)
+	err = s.db.QueryRowContext(ctx, s.qSwapRead, args...).Scan(append(append([]any{&swapped}, hd...), pd...)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Health{}, Health{}, false, nil
+	}
+	if err != nil {
+		return Health{}, Health{}, false, fmt.Errorf("mailsync/fleet: health: %w", err)
+	}
+	hfill()
+	fill()
+	h.Push = p
+	if swapped {
+		after.Push = p
+		return h, after, true, nil
+	}
+	return s.swapRead(ctx, connection, h, fn)
 }
 
 // swap is Update's optimistic path: it reads the row without a lock,
@@ -427,6 +533,12 @@ func (s *SQLHealth) swap(ctx context.Context, connection string, fn func(*Health
 	if err != nil {
 		return Health{}, Health{}, false, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
+	return s.swapRead(ctx, connection, before, fn)
+}
+
+// swapRead writes fn applied to before, the row as read, if the row still
+// holds it.
+func (s *SQLHealth) swapRead(ctx context.Context, connection string, before Health, fn func(*Health)) (_, after Health, done bool, err error) {
 	after = s.apply(before, connection, fn)
 	args := append(healthArgs(after), connection)
 	args = append(args, healthArgs(before)...)
@@ -522,6 +634,7 @@ func (s *SQLHealth) List(ctx context.Context) ([]Health, error) {
 // Delete implements HealthStore: it forgets the connection's health, push
 // state and trigger mark.
 func (s *SQLHealth) Delete(ctx context.Context, connection string) error {
+	defer s.forget(connection)
 	return s.inTx(ctx, "health", func(tx *sql.Tx) error {
 		for _, t := range []string{s.table, s.push, s.triggers} {
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t+` WHERE connection = ?`), connection); err != nil {

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/mailsync/mailsync"
 )
@@ -314,4 +318,100 @@ func TestSQLHealthUpdateRaced(t *testing.T) {
 func TestPostgresHealthUpdateRaced(t *testing.T) {
 	dsn := postgresDB(t)
 	testUpdateRaced(t, postgresHealth(t, dsn), postgresHealth(t, dsn))
+}
+
+// statementCounter is a pgx tracer that counts the statements sent.
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// countedPostgresHealth is postgresHealth on a database/sql pool whose
+// statements are counted.
+func countedPostgresHealth(t *testing.T, dsn string) (*SQLHealth, *statementCounter) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &statementCounter{}
+	cfg.Tracer = c
+	db := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { db.Close() })
+	h, err := NewSQLHealth(db, Postgres, "mailsync_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return h, c
+}
+
+// On PostgreSQL, a process that wrote a connection's row last updates it
+// in one statement; when another process wrote it in between, in two, and
+// neither change is lost. Push state written meanwhile shows in before and
+// after.
+func TestPostgresHealthUpdateOneStatement(t *testing.T) {
+	ctx := context.Background()
+	dsn := postgresDB(t)
+	a, count := countedPostgresHealth(t, dsn)
+	b := postgresHealth(t, dsn)
+	inc := func(h *Health) { h.MessagesSynced++ }
+	if _, _, err := a.Update(ctx, "x", inc); err != nil { // creates the row
+		t.Fatal(err)
+	}
+	n0 := count.n.Load()
+	for i := range 3 {
+		before, after, err := a.Update(ctx, "x", inc)
+		if err != nil || before.MessagesSynced != int64(i+1) || after.MessagesSynced != int64(i+2) {
+			t.Fatalf("update %d: before %+v after %+v, %v", i, before, after, err)
+		}
+	}
+	if n := count.n.Load() - n0; n != 3 {
+		t.Errorf("3 updates of a row this store wrote last took %d statements, want 3", n)
+	}
+	// Another process writes the row, and its push state.
+	if _, _, err := b.Update(ctx, "x", func(h *Health) { h.Quarantined += 10 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.UpdatePush(ctx, "x", func(p *PushHealth) { p.Kind, p.Active = "imap-idle", true }); err != nil {
+		t.Fatal(err)
+	}
+	n0 = count.n.Load()
+	calls := 0
+	before, after, err := a.Update(ctx, "x", func(h *Health) { calls++; inc(h) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count.n.Load() - n0; n != 2 {
+		t.Errorf("an update after another process's took %d statements, want 2", n)
+	}
+	if calls != 2 || before.Quarantined != 10 || before.MessagesSynced != 4 || after.MessagesSynced != 5 || after.Quarantined != 10 {
+		t.Errorf("fn called %d times; before %+v after %+v; want 2 calls and the other change kept", calls, before, after)
+	}
+	if !before.Push.Active || !after.Push.Active || after.Push.Kind != "imap-idle" {
+		t.Errorf("push state: before %+v after %+v, want the other process's", before.Push, after.Push)
+	}
+	// Once the other process wrote the push state, a's one-statement
+	// update still returns it.
+	_, after, err = a.Update(ctx, "x", inc)
+	if err != nil || !after.Push.Active || after.MessagesSynced != 6 {
+		t.Errorf("after: %+v, %v", after, err)
+	}
+	// Deleted by another process: the row is made again (as an update by
+	// a store that had not seen it would).
+	if err := b.Delete(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, after, err := a.Update(ctx, "x", inc); err != nil || after.MessagesSynced != 1 || after.Push.Active {
+		t.Errorf("after the delete: %+v, %v", after, err)
+	}
+	if h, _, _ := b.Get(ctx, "x"); h.MessagesSynced != 1 {
+		t.Errorf("stored %+v, want 1 message", h)
+	}
 }
