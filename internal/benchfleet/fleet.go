@@ -49,6 +49,14 @@ type fleetRun struct {
 	// pgDSN, when set, puts River (riverpgxv5) and the health on
 	// PostgreSQL (st is then on it too); pgPIDFile is its postmaster.pid.
 	pgDSN, pgPIDFile string
+
+	// secondCycle, when positive, is the fleet's Interval, and the run
+	// goes on until every connection was synced twice: the second cycle
+	// is what a running fleet does every Interval (its connections to the
+	// database open, its statements prepared, its caches warm).
+	// onFirstCycle is called when the first cycle ended.
+	secondCycle  time.Duration
+	onFirstCycle func()
 }
 
 type fleetResult struct {
@@ -57,35 +65,63 @@ type fleetResult struct {
 	goroutines uint64        // started in the cycle
 	failed     int
 	firstErr   string
+
+	// With fleetRun.secondCycle: from the end of the first cycle to the
+	// end of the second (every connection synced twice).
+	second struct {
+		cpu, pgCPU time.Duration
+		goroutines uint64
+		syncs      int // finished in the window
+	}
 }
 
 // countingHealth sees the one health update of every finished sync.
 type countingHealth struct {
 	fleet.HealthStore
 	mu       sync.Mutex
-	done     map[string]bool
+	syncs    map[string]int
 	failed   int
 	firstErr string
-	all      chan struct{}
+	all      chan struct{} // every connection synced once
+	twice    chan struct{} // every connection synced twice
 	want     int
+	nOnce    int // connections synced at least once
+	nTwice   int // and twice
+	total    int // syncs
+}
+
+// syncsSoFar is the number of syncs finished so far.
+func (h *countingHealth) syncsSoFar() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.total
+}
+
+func newCountingHealth(h fleet.HealthStore, want int) *countingHealth {
+	return &countingHealth{HealthStore: h, syncs: map[string]int{}, all: make(chan struct{}), twice: make(chan struct{}), want: want}
 }
 
 func (h *countingHealth) Update(ctx context.Context, id string, fn func(*fleet.Health)) (before, after fleet.Health, err error) {
 	before, after, err = h.HealthStore.Update(ctx, id, fn)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.done[id] {
-		return
-	}
-	h.done[id] = true
+	h.syncs[id]++
+	h.total++
 	if err != nil || after.ConsecutiveFailures > 0 {
 		h.failed++
 		if h.firstErr == "" {
 			h.firstErr = fmt.Sprintf("%s: %s %s %v", id, after.LastErrorKind, after.LastError, err)
 		}
 	}
-	if len(h.done) == h.want {
-		close(h.all)
+	switch h.syncs[id] {
+	case 1:
+		if h.nOnce++; h.nOnce == h.want {
+			close(h.all)
+		}
+	case 2:
+		if h.nTwice++; h.nTwice == h.want {
+			close(h.twice)
+		}
 	}
 	return
 }
@@ -225,10 +261,14 @@ func pgCPU(pidFile string) time.Duration {
 // cycle schedules the connections [from, to) on a fresh Fleet and waits
 // until each was synced once.
 func cycle[TTx any](ctx context.Context, r *fleetRun, driver riverdriver.Driver[TTx], health fleet.HealthStore, from, to int) (fleetResult, error) {
-	ch := &countingHealth{HealthStore: health, done: map[string]bool{}, all: make(chan struct{}), want: to - from}
+	ch := newCountingHealth(health, to-from)
+	interval := time.Hour
+	if r.secondCycle > 0 {
+		interval = r.secondCycle
+	}
 	f, err := fleet.New(driver, fleet.Config{
 		Resolver: r, State: r.st, Health: ch, Workers: r.workers,
-		Interval: time.Hour, Jitter: -1, Logger: r.logger,
+		Interval: interval, Jitter: -1, Logger: r.logger,
 		River: func(rc *river.Config) {
 			// What mail2ticket -serve sets for short intervals: riversqlite
 			// polls for jobs (no LISTEN/NOTIFY), and River's default
@@ -264,10 +304,32 @@ func cycle[TTx any](ctx context.Context, r *fleetRun, driver riverdriver.Driver[
 	wall := time.Since(start)
 	u1, s1 := cpuTimes()
 	g1 := goroutinesStarted()
+	res := fleetResult{wall: wall, cpu: (u1 - u0) + (s1 - s0), goroutines: g1 - g0}
+	if r.secondCycle > 0 {
+		if r.onFirstCycle != nil {
+			r.onFirstCycle()
+		}
+		pg1 := pgCPU(r.pgPIDFile)
+		n1 := ch.syncsSoFar()
+		select {
+		case <-ch.twice:
+		case <-time.After(30*time.Minute + r.secondCycle):
+			f.Stop(context.Background())
+			return fleetResult{}, errors.New("the second cycle did not end within 30 minutes")
+		}
+		u2, s2 := cpuTimes()
+		res.second.syncs = ch.syncsSoFar() - n1
+		res.second.cpu = (u2 - u1) + (s2 - s1)
+		res.second.goroutines = goroutinesStarted() - g1
+		if r.pgPIDFile != "" {
+			res.second.pgCPU = pgCPU(r.pgPIDFile) - pg1
+		}
+	}
 	if err := f.Stop(ctx); err != nil {
 		return fleetResult{}, err
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return fleetResult{wall: wall, cpu: (u1 - u0) + (s1 - s0), goroutines: g1 - g0, failed: ch.failed, firstErr: ch.firstErr}, nil
+	res.failed, res.firstErr = ch.failed, ch.firstErr
+	return res, nil
 }

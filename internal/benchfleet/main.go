@@ -213,6 +213,7 @@ func syncUsers(args []string) error {
 	memProfile := fs.String("memprofile", "", "write an allocation profile (go tool pprof -sample_index=alloc_space) to this file at the end")
 	fetchCooldown := fs.Duration("fetch-cooldown", 10*time.Millisecond, "with -fleet: River's FetchCooldown")
 	fetchPoll := fs.Duration("fetch-poll", time.Second, "with -fleet: River's FetchPollInterval")
+	secondCycle := fs.Duration("second-cycle", 0, "with -fleet: the fleet's Interval; the run goes on until every connection was synced twice and also reports the second cycle (from the end of the first to the end of the second: what a running fleet spends every Interval), with -cpuprofile profiling only that")
 	riverPlain := fs.Bool("river-plain", false, "with -fleet on SQLite: River's connection from sql.Open, without sqlstate.OpenSQLiteDB's cache of prepared statements")
 	fs.Parse(args)
 	env, err := readEnv(*envFile)
@@ -249,15 +250,23 @@ func syncUsers(args []string) error {
 		return err
 	}
 	defer st.Close()
+	var startProfile func() // with -second-cycle, at the first cycle's end
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+		defer f.Close()
+		startProfile = func() {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, "benchfleet: CPU profile:", err)
+			}
 		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
+		defer pprof.StopCPUProfile()
+		if *secondCycle == 0 || !*viaFleet {
+			startProfile()
+			startProfile = nil
+		}
 	}
 	if *memProfile != "" {
 		defer func() {
@@ -288,7 +297,8 @@ func syncUsers(args []string) error {
 	opts := imap.Options{Password: mailsync.Secret(password), Security: imap.ImplicitTLS, TLSConfig: tlsConfig, Logger: logger}
 	sink := &benchsink.DiscardSink{}
 	if *viaFleet {
-		r := fleetRun{st: st, host: host, port: port, opts: opts, sink: sink, logger: logger, workers: *workers, fetchCooldown: *fetchCooldown, fetchPoll: *fetchPoll, riverPlain: *riverPlain}
+		r := fleetRun{st: st, host: host, port: port, opts: opts, sink: sink, logger: logger, workers: *workers, fetchCooldown: *fetchCooldown, fetchPoll: *fetchPoll, riverPlain: *riverPlain,
+			secondCycle: *secondCycle, onFirstCycle: startProfile}
 		if *usePG {
 			r.pgDSN, r.pgPIDFile = env["BENCH_PG_DSN"], env["BENCH_PG_PIDFILE"]
 		}
@@ -305,6 +315,15 @@ func syncUsers(args []string) error {
 		fmt.Printf("mailsync: %d connections, %d workers, fleet on River (%s), %d created, %d failed, TLS sessions offered %d/%d, resumed %d/%d, cycle %.2f s, CPU %.2f ms/connection in the cycle (%.2f ms with start-up), %.1f goroutines started/connection in the cycle, goroutines %d\n",
 			n, *workers, db, sink.Tickets.Load(), res.failed, cache.hits.Load(), cache.hits.Load()+cache.misses.Load(), resumed.Load(), handshakes.Load(),
 			res.wall.Seconds(), float64(res.cpu.Microseconds())/1000/float64(n), float64((user+sys).Microseconds())/1000/float64(n), float64(res.goroutines)/float64(n), runtime.NumGoroutine())
+		if *secondCycle > 0 {
+			m := float64(max(res.second.syncs, 1))
+			server := ""
+			if *usePG {
+				server = fmt.Sprintf(" + %.2f ms in the PostgreSQL server", float64(res.second.pgCPU.Microseconds())/1000/m)
+			}
+			fmt.Printf("mailsync: second cycle (Interval %s): %d syncs, CPU %.2f ms/sync in the second cycle%s, %.1f goroutines started/sync\n",
+				*secondCycle, res.second.syncs, float64(res.second.cpu.Microseconds())/1000/m, server, float64(res.second.goroutines)/m)
+		}
 		if res.failed > 0 {
 			return fmt.Errorf("%d connections failed, first: %s", res.failed, res.firstErr)
 		}
