@@ -604,6 +604,31 @@ func TestStalledServerTimesOut(t *testing.T) {
 	}
 }
 
+// Close says LOGOUT and closes without waiting for the server's answer: a
+// server that never answers LOGOUT costs nothing (it cost the 3-second
+// bound before), and one that answers costs no round trip.
+func TestCloseDoesNotWaitForLogout(t *testing.T) {
+	ctx := testCtx(t)
+	f := startFake(t, &fakeServer{stallCommand: "LOGOUT", msgs: [][]byte{mail(1, "a")}})
+	c := newConnector(t, connection(t, f.Addr), plainOpts())
+	if _, err := c.List(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %s against a server that never answers LOGOUT", d)
+	}
+	// The server reads it after Close returned.
+	var got []string
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if got = f.sent(); len(got) > 0 && got[len(got)-1] == "LOGOUT" {
+			return
+		}
+	}
+	t.Errorf("commands %v, want LOGOUT last", got)
+}
+
 func TestCancelMidFetchReturnsPromptly(t *testing.T) {
 	bothReadAhead(t, testCancelMidFetchReturnsPromptly)
 }
