@@ -670,7 +670,8 @@ type syncWorker struct {
 	f *Fleet
 }
 
-// Timeout bounds one sync.
+// Timeout bounds one sync. River's rescuer reads it too: it never rescues
+// the job of a worker without a timeout (-1).
 func (w *syncWorker) Timeout(*river.Job[SyncArgs]) time.Duration { return w.f.cfg.SyncTimeout }
 
 // NextRetry is when River runs the job again after it ended in an error:

@@ -684,3 +684,47 @@ func TestSyncNowOptions(t *testing.T) {
 		t.Errorf("progress called %d times, last Done %d; want calls up to 3", seen.Load(), last.Load())
 	}
 }
+
+// A scheduled sync that outlasts Config.SyncTimeout is cut there, recorded
+// as a timeout and backed off.
+func TestScheduledSyncStopsAtSyncTimeout(t *testing.T) {
+	db := openSQLite(t)
+	mb := newMailbox("support", 1)
+	mb.block = make(chan struct{}) // List waits for its context
+	r := newResolver(mb)
+	type snooze struct {
+		kind ErrorKind
+		d    time.Duration
+	}
+	snoozes := make(chan snooze, 10)
+	f, err := New(riversqlite.New(db), Config{Resolver: r, State: mailsync.NewMemoryState(), Interval: time.Hour,
+		Backoff: time.Minute, SyncTimeout: 300 * time.Millisecond, River: fastRiver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.testHookSnooze = func(_ string, kind ErrorKind, d time.Duration) { snoozes <- snooze{kind, d} }
+	if err := f.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Stop(context.Background()) })
+	t.Cleanup(func() { close(mb.block) }) // first: a sync never cut ends
+	start := time.Now()
+	if _, err := f.Schedule(context.Background(), "support"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-snoozes:
+		if s.kind != KindTimeout || s.d < 50*time.Second || s.d > time.Minute {
+			t.Errorf("snoozed %s after %s, want %s and the back-off (1 min less up to a tenth)", s.d, s.kind, KindTimeout)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("the sync ended after %s, with a SyncTimeout of 300ms", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sync did not end within 10 s, with a SyncTimeout of 300ms")
+	}
+	h, _, err := f.Health().Get(context.Background(), "support")
+	if err != nil || h.LastErrorKind != KindTimeout || h.ConsecutiveFailures != 1 {
+		t.Errorf("health %+v, %v; want one timeout", h, err)
+	}
+}
