@@ -18,6 +18,11 @@
 #               scratch (fresh mailsync state, fresh mbsync Maildirs);
 #   cycle       ROUNDS times, after every account has been synced once and
 #               one warm-up cycle: all USERS accounts again, nothing new.
+#   steady      (STEADY=1) each round, a fleet process runs two cycles
+#               (Interval 1 s, so the second follows at once): the row
+#               shows the first cycle and the second's CPU per sync, what a
+#               running fleet spends (connections to the database open,
+#               statements prepared, the health rows it wrote remembered).
 #
 # mailsync side, two rows (internal/benchfleet):
 #   cycle-mailsync  benchfleet sync — the engine a fleet worker runs (imap
@@ -91,6 +96,20 @@
 #                               5.8 s, 2.8 ms (2.7–2.9); fleet (PostgreSQL) 6.3 s, 2.1 ms
 #                               (2.1–2.2) + 1.2–1.3 ms in the server; mbsync 33.9 s, 58 ms;
 #                               first 200×50: mailsync 3.4 s, mbsync 7.1 s.
+#   After Sync's lease renewal and the imap watch moved to timers and
+#   context.AfterFunc (goroutines started per connection: engine 9 → 3,
+#   fleet on PostgreSQL 10.6 → 4.6), LOGOUT without waiting for its answer,
+#   a sync job's stack grown once, and SQLHealth's write in one statement on
+#   PostgreSQL, LOGIN=performance PG=1 STEADY=1 (3 rounds, load 3.5–4.4, a
+#   slow phase again: first-mailsync 17.2 ms CPU/conn):
+#                               cycle  mailsync 5.0 s (4.7–5.1), 1.6 ms CPU/conn (1.5–1.6);
+#                               fleet (River, SQLite) 6.1 s (6.1–6.4), 2.8 ms CPU/conn (2.8–2.9);
+#                               fleet (River, PostgreSQL) 6.5 s (6.4–7.4), 2.1 ms CPU/conn (2.0–2.4)
+#                               + 1.3–1.6 ms in the PostgreSQL server;
+#                               the second cycle of a running fleet (STEADY): SQLite 2.2–2.7 ms,
+#                               PostgreSQL 2.0–2.3 ms + 1.1–1.3 ms in the server, per sync;
+#                               mbsync 32.2 s (31.5–33.7), 55 ms CPU/conn.
+#                               first 200×50: mailsync 3.3 s (2.9–4.0), mbsync 6.8 s (6.6–7.0).
 #   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
 #   CPU per connection grows with the load: the same code measured 1.8 to
@@ -112,6 +131,7 @@ LOGIN=${LOGIN:-security} # or "performance": imap-login service_count = 0, proce
 STORE=${STORE:-} # where mbsync's Maildirs and mailsync's state go (default: the work dir)
 PROFILE=${PROFILE:-} # a file: CPU profile of the fleet cycles (the last round's stays), for go tool pprof
 PG=${PG:-} # 1: also the fleet on a private PostgreSQL (River through riverpgxv5, state and health there too)
+STEADY=${STEADY:-} # 1: also, each round, the fleets run on (Interval 1 s) until every connection was synced twice: CPU per sync of the second cycle (a running fleet's), printed on the row
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 for tool in go mbsync /usr/bin/time bc; do
@@ -192,7 +212,7 @@ measure() {
 	cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$work/time.txt")
 	rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
 	echo "$name $wall $cpu $rss" >>"$work/results"
-	printf '  %-16s %7.2f s  CPU %6.2f s  %6.1f MiB   %s\n' "$name" "$wall" "$cpu" "$(echo "$rss / 1024" | bc -l)" "$(tr '\n' ' ' <"$work/out.txt" | sed 's/mailsync: [0-9]* connections, [0-9]* workers, //; s/ TLS sessions offered [0-9\/]*,//; s/, goroutines [0-9]*//' | cut -c1-220)"
+	printf '  %-16s %7.2f s  CPU %6.2f s  %6.1f MiB   %s\n' "$name" "$wall" "$cpu" "$(echo "$rss / 1024" | bc -l)" "$(tr '\n' ' ' <"$work/out.txt" | sed 's/mailsync: [0-9]* connections, [0-9]* workers, //; s/ TLS sessions offered [0-9\/]*,//; s/, goroutines [0-9]*//' | cut -c1-400)"
 }
 
 ms_sync() { # name from to want-created [extra flags]
@@ -208,6 +228,12 @@ fl_sync() { # name: a cycle through fleet.Fleet (River on the state's SQLite fil
 pg_sync() { # name [want-created]: the same on PostgreSQL
 	[ -n "$PG" ] || return 0
 	ms_sync "$1" 0 "$USERS" "${2:-0}" -fleet -postgres
+}
+steady_sync() { # with STEADY=1: a first and a second cycle in one fleet process, SQLite and PostgreSQL
+	[ -n "$STEADY" ] || return 0
+	ms_sync steady-fleet 0 "$USERS" 0 -fleet -second-cycle 1s
+	[ -n "$PG" ] || return 0
+	ms_sync steady-fleet-pg 0 "$USERS" 0 -fleet -postgres -second-cycle 1s
 }
 mb_sync() { # name from to
 	users "$2" "$3" >"$work/list"
@@ -254,6 +280,7 @@ for r in $(seq "$ROUNDS"); do
 	2) fl_sync cycle-fleet; pg_sync cycle-fleet-pg; mb_sync cycle-mbsync 0 "$USERS"; ms_sync cycle-mailsync 0 "$USERS" 0 ;;
 	0) mb_sync cycle-mbsync 0 "$USERS"; ms_sync cycle-mailsync 0 "$USERS" 0; pg_sync cycle-fleet-pg; fl_sync cycle-fleet ;;
 	esac
+	steady_sync
 done
 mb_count 0 "$FULL_USERS" $((FULL_USERS * MESSAGES))
 
