@@ -342,14 +342,7 @@ func countedPostgresHealth(t *testing.T, dsn string) (*SQLHealth, *statementCoun
 	cfg.Tracer = c
 	db := stdlib.OpenDB(*cfg)
 	t.Cleanup(func() { db.Close() })
-	h, err := NewSQLHealth(db, Postgres, "mailsync_")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return h, c
+	return migratedHealth(t, db, Postgres), c
 }
 
 // On PostgreSQL, a process that wrote a connection's row last updates it

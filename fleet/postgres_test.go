@@ -36,7 +36,13 @@ func postgresHealth(t testing.TB, dsn string) *SQLHealth {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	h, err := NewSQLHealth(db, Postgres, "mailsync_")
+	return migratedHealth(t, db, Postgres)
+}
+
+// migratedHealth is a SQLHealth on db with its tables made.
+func migratedHealth(t testing.TB, db *sql.DB, dialect Dialect) *SQLHealth {
+	t.Helper()
+	h, err := NewSQLHealth(db, dialect, "mailsync_")
 	if err != nil {
 		t.Fatal(err)
 	}

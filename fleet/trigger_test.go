@@ -20,14 +20,7 @@ import (
 // sqliteHealth makes the SQLHealth of a fleet process on db.
 func sqliteHealth(t *testing.T, db *sql.DB) *SQLHealth {
 	t.Helper()
-	h, err := NewSQLHealth(db, SQLite, "mailsync_")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return h
+	return migratedHealth(t, db, SQLite)
 }
 
 // testTrigger runs a worker Fleet (process B) and an insert-only Fleet
