@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime/metrics"
 	"testing"
 
 	"github.com/mailsync/mailsync"
@@ -266,4 +267,64 @@ func TestSQLiteDBErrors(t *testing.T) {
 			t.Errorf("OpenSQLiteDB(%q): %v, want a ConfigError", p, err)
 		}
 	}
+}
+
+// Statements with a cancellable context start no goroutine in the driver
+// (modernc.org/sqlite starts one per statement to interrupt it), and a
+// context that ended before the statement still stops it: the end is
+// checked first. A transaction still rolls back when its context ends.
+func TestSQLiteDBStatementsStartNoGoroutine(t *testing.T) {
+	db := openCachedDB(t)
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE t (v INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO t VALUES (1)`); err != nil { // prepared and cached
+		t.Fatal(err)
+	}
+	const n = 50
+	before := goroutinesStarted()
+	for range n {
+		if _, err := db.ExecContext(ctx, `INSERT INTO t VALUES (1)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if started := goroutinesStarted() - before; started > n/10 {
+		t.Errorf("%d statements started %d goroutines, want (about) none", n, started)
+	}
+
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	if _, err := db.ExecContext(done, `INSERT INTO t VALUES (2)`); !errors.Is(err, context.Canceled) {
+		t.Errorf("a statement on an ended context: %v, want context.Canceled", err)
+	}
+
+	txCtx, txCancel := context.WithCancel(context.Background())
+	tx, err := db.BeginTx(txCtx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(txCtx, `INSERT INTO t VALUES (3)`); err != nil {
+		t.Fatal(err)
+	}
+	txCancel()
+	if err := tx.Commit(); !errors.Is(err, sql.ErrTxDone) && !errors.Is(err, context.Canceled) {
+		t.Errorf("commit after the context ended: %v, want the transaction rolled back", err)
+	}
+	var twos, threes int
+	if err := db.QueryRow(`SELECT count(*) FILTER (WHERE v = 2), count(*) FILTER (WHERE v = 3) FROM t`).Scan(&twos, &threes); err != nil {
+		t.Fatal(err)
+	}
+	if twos != 0 || threes != 0 {
+		t.Errorf("%d rows of the canceled statement and %d of the canceled transaction stored, want none", twos, threes)
+	}
+}
+
+// goroutinesStarted is the number of goroutines the process started so far.
+func goroutinesStarted() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
