@@ -30,9 +30,10 @@ const MinLen = 4
 // Scrubber removes a set of secrets, in all their encodings, from text.
 // It is safe for concurrent use; a nil or zero Scrubber removes nothing.
 type Scrubber struct {
-	mu    sync.Mutex
-	seen  map[string]bool
-	forms []string
+	mu      sync.Mutex
+	seen    map[string]bool
+	pending []string // added, their forms not made yet
+	forms   []string
 }
 
 // New returns a Scrubber for secrets (values shorter than MinLen are ignored).
@@ -45,25 +46,38 @@ func New(secrets ...string) *Scrubber {
 // Add adds secrets, with all their encoded forms, and the forms of their
 // form-urlencoded spelling too (so the base64 of a Basic-auth or SASL blob
 // that carried the encoded form is found). Adding a secret twice is a no-op.
+// The forms are made by the first Scrub that follows: most Scrubbers (one
+// per connector) never scrub anything.
 func (s *Scrubber) Add(secrets ...string) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.seen == nil {
-		s.seen = map[string]bool{}
-	}
 	for _, v := range secrets {
 		if len(v) < MinLen || s.seen[v] {
 			continue
 		}
+		if s.seen == nil {
+			s.seen = map[string]bool{}
+		}
 		s.seen[v] = true
+		s.pending = append(s.pending, v)
+	}
+}
+
+// expand makes the forms of the pending secrets; s.mu is held.
+func (s *Scrubber) expand() {
+	if len(s.pending) == 0 {
+		return
+	}
+	for _, v := range s.pending {
 		s.forms = append(s.forms, Forms(v)...)
 		if q := url.QueryEscape(v); q != v {
 			s.forms = append(s.forms, Forms(q)...)
 		}
 	}
+	s.pending = nil
 	// Longest first, so a form that contains another is replaced whole.
 	sortByLenDesc(s.forms)
 }
@@ -75,6 +89,7 @@ func (s *Scrubber) Scrub(text string) string {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expand()
 	for _, f := range s.forms {
 		if strings.Contains(text, f) {
 			text = strings.ReplaceAll(text, f, Mark)

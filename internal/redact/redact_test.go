@@ -98,3 +98,23 @@ func TestErrorKeepsTheChain(t *testing.T) {
 		t.Fatal("an error without a secret must come back as it is")
 	}
 }
+
+// A Scrubber makes the forms of its secrets when it first scrubs, not when
+// they are added: every connector has one, and most never scrub anything.
+// What it then scrubs is the same.
+func TestScrubberMakesFormsWhenScrubbing(t *testing.T) {
+	secret := "s3cret-pa$$word"
+	if n := testing.AllocsPerRun(100, func() { New(secret) }); n > 4 {
+		t.Errorf("New allocates %.0f times, want at most 4 (no forms made)", n)
+	}
+	s := New(secret)
+	s.Add("another-secret")
+	text := "LOGIN " + secret + " " + base64.StdEncoding.EncodeToString([]byte("\x00user\x00another-secret"))
+	if got := s.Scrub(text); strings.Contains(got, secret) || strings.Contains(got, "YW5vdGhlci1zZWNyZXQ") {
+		t.Errorf("Scrub = %q", got)
+	}
+	s.Add("third-secret") // after a Scrub: made by the next one
+	if got := s.Scrub("x third-secret"); got != "x "+Mark {
+		t.Errorf("Scrub = %q", got)
+	}
+}
