@@ -110,6 +110,19 @@
 #                               PostgreSQL 2.0–2.3 ms + 1.1–1.3 ms in the server, per sync;
 #                               mbsync 32.2 s (31.5–33.7), 55 ms CPU/conn.
 #                               first 200×50: mailsync 3.3 s (2.9–4.0), mbsync 6.8 s (6.6–7.0).
+#   Then with SQLite statements not watched by a goroutine each
+#   (sqlstate.OpenSQLiteDB) and secrets' forms made lazily (redact), the
+#   same command (3 rounds, load 3.8–4.0, the slowest phase of the day:
+#   first-mailsync 19.4 ms CPU/conn):
+#                               cycle  mailsync 4.8 s (4.7–4.8), 1.5 ms CPU/conn (1.5–1.6),
+#                               2 goroutines/conn;
+#                               fleet (River, SQLite) 5.9 s (5.5–5.9), 2.7 ms (2.4–2.7), 6.7 goroutines;
+#                               fleet (River, PostgreSQL) 6.4 s (6.3–6.8), 2.0 ms (2.0–2.2)
+#                               + 1.2–1.5 ms in the PostgreSQL server, 4.6 goroutines;
+#                               second cycle (STEADY): SQLite 2.3–2.7 ms, PostgreSQL 1.9–2.1 ms
+#                               + 1.0–1.4 ms in the server, per sync;
+#                               mbsync 32.9 s (27.2–33.1), 56 ms CPU/conn.
+#                               first 200×50: mailsync 3.8 s (3.7–4.3), mbsync 8.7 s (8.2–8.9).
 #   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
 #   CPU per connection grows with the load: the same code measured 1.8 to
