@@ -55,6 +55,11 @@
 # Wall time, CPU (user+sys; for mbsync of xargs and all its mbsync
 # children) and peak RSS (for mbsync: of the largest single mbsync process)
 # come from /usr/bin/time -v. Results: median (min–max) over the rounds.
+# Machine speed: before and after each row, `benchfleet calibrate` times an
+# X25519 exchange and 4 KiB of SHA-256 on one thread (best of five). On the
+# shared 2-core machine these figures come from it ranged from 95 to 157 µs
+# within minutes, and CPU figures move with it; the summary also scales
+# each CPU figure to 100 µs, the machine's fast state.
 #
 # Measured 2026-11-29 (2 shared cores, Dovecot 2.3.19, isync 1.4.4, Go 1.26,
 # STORE=/dev/shm, 1,000 users, 4 at a time; noisy: other jobs shared the CPUs):
@@ -214,18 +219,28 @@ SyncState *
 EOF
 done
 
+# calib prints the machine's speed now (benchfleet calibrate: µs per X25519
+# exchange and 4 KiB hashed, one thread; ~100 when the shared cores run
+# fast, up to ~155 when they are slowed down by their neighbours).
+calib() { "$work/benchfleet" calibrate | awk '{print $3}'; }
+
 # measure NAME CMD... : runs CMD under /usr/bin/time -v, appends
-# "NAME wall cpu_seconds rss_kib" to results.
+# "NAME wall cpu_seconds rss_kib speed" to results (speed: the mean of a
+# calibration before and after).
 measure() {
 	local name=$1
 	shift
+	local c0 c1 speed
+	c0=$(calib)
 	/usr/bin/time -v -o "$work/time.txt" "$@" >"$work/out.txt" 2>&1 || { echo "bench-fleet: $name failed:" >&2; tail -20 "$work/out.txt" >&2; cat "$work/time.txt" >&2; exit 1; }
+	c1=$(calib)
+	speed=$(echo "($c0 + $c1) / 2" | bc -l)
 	local wall cpu rss
 	wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$work/time.txt")
 	cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$work/time.txt")
 	rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
-	echo "$name $wall $cpu $rss" >>"$work/results"
-	printf '  %-16s %7.2f s  CPU %6.2f s  %6.1f MiB   %s\n' "$name" "$wall" "$cpu" "$(echo "$rss / 1024" | bc -l)" "$(tr '\n' ' ' <"$work/out.txt" | sed 's/mailsync: [0-9]* connections, [0-9]* workers, //; s/ TLS sessions offered [0-9\/]*,//; s/, goroutines [0-9]*//' | cut -c1-400)"
+	echo "$name $wall $cpu $rss $speed" >>"$work/results"
+	printf '  %-16s %7.2f s  CPU %6.2f s  %6.1f MiB  machine %3.0f µs   %s\n' "$name" "$wall" "$cpu" "$(echo "$rss / 1024" | bc -l)" "$speed" "$(tr '\n' ' ' <"$work/out.txt" | sed 's/mailsync: [0-9]* connections, [0-9]* workers, //; s/ TLS sessions offered [0-9\/]*,//; s/, goroutines [0-9]*//' | cut -c1-400)"
 }
 
 ms_sync() { # name from to want-created [extra flags]
@@ -298,15 +313,16 @@ done
 mb_count 0 "$FULL_USERS" $((FULL_USERS * MESSAGES))
 
 echo
-echo "IMAPS on loopback, Dovecot process_limit $BENCH_PROCESS_LIMIT, imap-login $LOGIN mode, $WORKERS at a time, $ROUNDS rounds, median (min–max); CPU = user+sys of the client(s) in the median round:"
+echo "IMAPS on loopback, Dovecot process_limit $BENCH_PROCESS_LIMIT, imap-login $LOGIN mode, $WORKERS at a time, $ROUNDS rounds, median (min–max); CPU = user+sys of the client(s) in the median round (whole process), and that scaled to the calibration's 100 µs:"
 summary() { # name connections
-	awk -v n="$1" '$1 == n {print $2, $3, $4}' "$work/results" | sort -n | awk -v n="$1" -v c="$2" '
-		{ t[NR] = $1; cpu[NR] = $2; r[NR] = $3 }
+	awk -v n="$1" '$1 == n {print $2, $3, $4, $5}' "$work/results" | sort -n | awk -v n="$1" -v c="$2" '
+		{ t[NR] = $1; cpu[NR] = $2; r[NR] = $3; sp[NR] = $4 }
 		END {
 			m = int((NR + 1) / 2)
 			maxr = 0; for (i = 1; i <= NR; i++) if (r[i] > maxr) maxr = r[i]
-			# CPU of the round with the median wall time
-			printf "  %-15s %5d conn  wall %6.2f s (%.2f–%.2f)  CPU %5.2f ms/conn  peak RSS %6.1f MiB\n", n, c, t[m], t[1], t[NR], cpu[m] * 1000 / c, maxr / 1024
+			# CPU of the round with the median wall time, also scaled to a
+			# machine at 100 µs (see calib)
+			printf "  %-15s %5d conn  wall %6.2f s (%.2f–%.2f)  CPU %5.2f ms/conn (machine %3.0f µs; at 100 µs %5.2f)  peak RSS %6.1f MiB\n", n, c, t[m], t[1], t[NR], cpu[m] * 1000 / c, sp[m], cpu[m] * 1000 / c * 100 / sp[m], maxr / 1024
 		}'
 }
 summary first-mailsync "$FULL_USERS"

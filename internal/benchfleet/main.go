@@ -66,7 +66,7 @@ const password = "bench-password"
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchfleet serve|sync [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchfleet serve|sync|calibrate [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -75,6 +75,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "sync":
 		err = syncUsers(os.Args[2:])
+	case "calibrate":
+		err = calibrate()
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
