@@ -128,6 +128,16 @@
 #                               + 1.0–1.4 ms in the server, per sync;
 #                               mbsync 32.9 s (27.2–33.1), 56 ms CPU/conn.
 #                               first 200×50: mailsync 3.8 s (3.7–4.3), mbsync 8.7 s (8.2–8.9).
+#   The same code again with the machine's speed per row (load 3.5–3.7;
+#   calibration 96–161 µs, first-mailsync 13.7 ms CPU/conn):
+#                               cycle  mailsync 4.4 s (4.2–4.4), 1.4 ms CPU/conn (1.35–1.44);
+#                               fleet (River, SQLite) 5.3 s (5.2–5.4), 2.3 ms (2.2–2.4);
+#                               fleet (River, PostgreSQL) 5.9 s (5.8–6.2), 1.7 ms (1.7–2.0)
+#                               + 1.0–1.3 ms in the PostgreSQL server;
+#                               second cycle (STEADY): SQLite 2.1–2.2 ms, PostgreSQL 1.7–1.9 ms
+#                               + 0.9–1.2 ms in the server, per sync;
+#                               mbsync 28.7 s (27.7–29.2), 49 ms CPU/conn.
+#                               first 200×50: mailsync 2.6 s (2.6–3.0), mbsync 6.5 s (6.0–7.1).
 #   Peak RSS: mailsync 26 MiB (cycle), 35 MiB (fleet on SQLite), 42 MiB (first
 #   sync) for the whole process; mbsync 9 MiB per process.
 #   CPU per connection grows with the load: the same code measured 1.8 to
