@@ -81,12 +81,19 @@ func testTrigger[TTx any](t *testing.T, drivers [2]riverdriver.Driver[TTx], heal
 		t.Errorf("after the extra run the job is due in %s, want the interval (1h)", time.Until(j.ScheduledAt).Round(time.Second))
 	}
 
-	// Waiting: runs now, once for several Triggers.
+	// Waiting: runs now, once for several Triggers. The run it starts
+	// waits in List until the three were sent: a run that ended between
+	// two of them would rightly make the next one run it again.
+	block := make(chan struct{})
+	mb.mu.Lock()
+	mb.block = block
+	mb.mu.Unlock()
 	for range 3 {
 		if ok, err := a.Trigger(ctx, "support"); err != nil || !ok {
 			t.Fatalf("Trigger while waiting = %v, %v", ok, err)
 		}
 	}
+	close(block)
 	eventually(t, 15*time.Second, "the triggered sync", func() bool { return len(mb.calls()) >= 3 })
 	waitScheduled(t, a, "support")
 	time.Sleep(300 * time.Millisecond)
