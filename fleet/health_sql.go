@@ -79,7 +79,7 @@ type SQLHealth struct {
 	qHealthTouch, qPushInsert, qPushSelect, qPushUpdate                string
 	qSwapRead                                                          string // PostgreSQL only
 
-	// known is, per connection, the row this store last wrote or read
+	// known is, per connection, the row this store last wrote
 	// (PostgreSQL only; see Update).
 	knownMu sync.Mutex
 	known   map[string]Health
@@ -119,12 +119,13 @@ func NewSQLHealth(db *sql.DB, dialect Dialect, prefix string) (*SQLHealth, error
 	s.qUpdate = s.q(update)
 	// qSwap is qUpdate that only writes a row still holding the values it
 	// was read with: a compare-and-set on every column Update writes.
-	s.qSwap = s.q(update + ` AND ` + strings.Join(written, " = ? AND ") + ` = ?`)
+	swap := update + ` AND ` + strings.Join(written, " = ? AND ") + ` = ?`
+	s.qSwap = s.q(swap)
 	if dialect == Postgres {
 		// qSwap in a data-modifying WITH, answering whether it wrote and,
 		// in the same statement, the row as it was (the snapshot both
 		// parts see), with the push state beside it.
-		s.qSwapRead = s.q(`WITH swapped AS (` + update + ` AND ` + strings.Join(written, " = ? AND ") + ` = ? RETURNING 1) ` +
+		s.qSwapRead = s.q(`WITH swapped AS (` + swap + ` RETURNING 1) ` +
 			strings.Replace(s.pushSelect(), `SELECT `, `SELECT EXISTS (SELECT 1 FROM swapped), `, 1) + ` WHERE h.connection = ?`)
 		s.known = map[string]Health{}
 	}
@@ -239,13 +240,14 @@ func pushDest(p *PushHealth) ([]any, func()) {
 	}
 }
 
-// scanHealthPush scans a row of pushSelect.
-func scanHealthPush(r rowScanner) (Health, error) {
+// scanHealthPush scans a row of pushSelect, after the columns lead that
+// come first.
+func scanHealthPush(r rowScanner, lead ...any) (Health, error) {
 	var h Health
 	var p PushHealth
 	pd, fill := pushDest(&p)
 	hd, hfill := healthDest(&h)
-	if err := r.Scan(append(hd, pd...)...); err != nil {
+	if err := r.Scan(append(append(lead, hd...), pd...)...); err != nil {
 		return Health{}, err
 	}
 	hfill()
@@ -501,22 +503,15 @@ func (s *SQLHealth) swapKnown(ctx context.Context, connection string, k Health, 
 	args = append(args, healthArgs(k)...)
 	args = append(args, connection)
 	var swapped bool
-	var h Health
-	var p PushHealth
-	pd, fill := pushDest(&p)
-	hd, hfill := healthDest(&h)
-	err = s.db.QueryRowContext(ctx, s.qSwapRead, args...).Scan(append(append([]any{&swapped}, hd...), pd...)...)
+	h, err := scanHealthPush(s.db.QueryRowContext(ctx, s.qSwapRead, args...), &swapped)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Health{}, Health{}, false, nil
 	}
 	if err != nil {
 		return Health{}, Health{}, false, fmt.Errorf("mailsync/fleet: health: %w", err)
 	}
-	hfill()
-	fill()
-	h.Push = p
 	if swapped {
-		after.Push = p
+		after.Push = h.Push
 		return h, after, true, nil
 	}
 	return s.swapRead(ctx, connection, h, fn)
