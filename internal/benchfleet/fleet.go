@@ -259,7 +259,7 @@ func pgCPU(pidFile string) time.Duration {
 }
 
 // cycle schedules the connections [from, to) on a fresh Fleet and waits
-// until each was synced once.
+// until each was synced once (with r.secondCycle, twice).
 func cycle[TTx any](ctx context.Context, r *fleetRun, driver riverdriver.Driver[TTx], health fleet.HealthStore, from, to int) (fleetResult, error) {
 	ch := newCountingHealth(health, to-from)
 	interval := time.Hour
